@@ -1,0 +1,1 @@
+"""Dataset readers (VOC, COCO, shapes), records and transforms."""

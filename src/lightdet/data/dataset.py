@@ -1,0 +1,54 @@
+"""Torch dataset over detection records, and the detection collate."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from lightdet.data.records import DetectionRecord
+
+Target = dict[str, torch.Tensor]
+
+
+def load_rgb(path) -> np.ndarray:
+    """Decode an image as uint8 RGB [H, W, 3]."""
+    with Image.open(path) as img:
+        return np.asarray(img.convert("RGB"))
+
+
+class DetectionDataset(Dataset):
+    """Serves ``(image, target)`` pairs following the datamodule's data contract."""
+
+    def __init__(self, records: Sequence[DetectionRecord], transform: Callable) -> None:
+        self.records = list(records)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, Target]:
+        record = self.records[index]
+        out = self.transform(
+            image=load_rgb(record.image_path),
+            bboxes=record.boxes,
+            labels=record.labels,
+            iscrowd=record.iscrowd,
+        )
+        # albumentations returns lists (empty when every box is dropped): build dtypes explicitly
+        target = {
+            "boxes": torch.as_tensor(np.asarray(out["bboxes"], np.float32).reshape(-1, 4)),  # [N, 4]
+            "labels": torch.as_tensor(np.asarray(out["labels"], np.int64).reshape(-1)),  # [N]
+            "iscrowd": torch.as_tensor(np.asarray(out["iscrowd"], bool).reshape(-1)),  # [N]
+            "image_id": torch.tensor(record.image_id, dtype=torch.int64),
+        }
+        return out["image"], target
+
+
+def collate_detection(batch: list) -> tuple[list[torch.Tensor], list[Target]]:
+    """Detection batches are lists: images differ in size and targets in box count."""
+    images, targets = zip(*batch)
+    return list(images), list(targets)

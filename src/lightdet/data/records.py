@@ -1,0 +1,48 @@
+"""The one record format every reader produces."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass
+class DetectionRecord:
+    """One annotated image, as read from disk (before any transform).
+
+    Attributes:
+        image_path: absolute path of the image file.
+        image_id: integer id, unique within the split.
+        width, height: image size in pixels as stated by the annotation.
+        boxes: float32 [N, 4] xyxy in absolute pixels, 0-based.
+        labels: int64 [N] contiguous class indices in 1..K (0 is background).
+        iscrowd: bool [N], VOC ``difficult`` / COCO ``iscrowd``: ignored by evaluation.
+        name: human-readable id (VOC file stem, COCO file name).
+    """
+
+    image_path: Path
+    image_id: int
+    width: int
+    height: int
+    boxes: np.ndarray
+    labels: np.ndarray
+    iscrowd: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        self.boxes = np.asarray(self.boxes, dtype=np.float32).reshape(-1, 4)
+        self.labels = np.asarray(self.labels, dtype=np.int64).reshape(-1)
+        if self.iscrowd.size == 0 and self.labels.size:
+            self.iscrowd = np.zeros(len(self.labels), dtype=bool)
+        self.iscrowd = np.asarray(self.iscrowd, dtype=bool).reshape(-1)
+        if not len(self.boxes) == len(self.labels) == len(self.iscrowd):
+            raise ValueError(
+                f"{self.image_path}: boxes ({len(self.boxes)}), labels ({len(self.labels)}) and "
+                f"iscrowd ({len(self.iscrowd)}) differ in length"
+            )
+
+
+class AnnotationError(ValueError):
+    """A malformed annotation; the message names the file and the field."""

@@ -1,0 +1,219 @@
+"""Synthetic "shapes" detection dataset, written to disk as real Pascal VOC and COCO folders.
+
+Everything in lightdet runs offline on it: the generator is seeded, writes once, and is reused until
+its parameters change. The files go through the same VOC/COCO readers as real datasets.
+
+Layout under ``root``::
+
+    VOC/JPEGImages/000001.jpg  VOC/Annotations/000001.xml  VOC/ImageSets/Main/{train,val,test}.txt
+    COCO/annotations/instances_{train,val,test}.json       COCO/{train,val,test}/000001.jpg
+    lightdet_shapes.json       (the parameters it was generated with)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+from tqdm import tqdm
+
+from lightdet.data.coco import write_coco
+from lightdet.data.records import DetectionRecord
+from lightdet.data.voc import write_voc_annotation
+
+SHAPE_CLASSES = ("circle", "square", "triangle")
+_STAMP = "lightdet_shapes.json"
+_GENERATOR_VERSION = 1  # bump when the drawing changes, so cached datasets are regenerated
+
+
+@dataclass(frozen=True)
+class ShapesSpec:
+    """Parameters of a shapes dataset; any change regenerates it."""
+
+    num_train: int = 2000
+    num_val: int = 200
+    num_test: int = 0
+    image_size: int = 192
+    classes: tuple[str, ...] = SHAPE_CLASSES
+    max_objects: int = 6
+    min_object_size: float = 8.0
+    small_object_size: float = 16.0
+    max_object_size: float = 96.0
+    small_fraction: float = 0.2
+    empty_fraction: float = 0.05
+    max_overlap_iou: float = 0.3
+    coco_category_ids: tuple[int, ...] | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        unknown = set(self.classes) - set(SHAPE_CLASSES)
+        if unknown:
+            raise ValueError(f"shapes: unknown classes {sorted(unknown)}; known: {SHAPE_CLASSES}")
+        if self.coco_category_ids is not None and len(self.coco_category_ids) != len(self.classes):
+            raise ValueError("shapes: coco_category_ids needs one id per class")
+
+    def to_json(self) -> dict:
+        return {"version": _GENERATOR_VERSION, **asdict(self)}
+
+
+def ensure_shapes(root: str | os.PathLike, spec: ShapesSpec) -> Path:
+    """Generate the dataset into ``root`` unless it is already there with the same parameters.
+
+    Writing goes to a temporary sibling folder renamed at the end, so an interrupted run never
+    leaves a half-written dataset that would be mistaken for a complete one.
+    """
+    root = Path(root)
+    stamp = root / _STAMP
+    if stamp.is_file() and json.loads(stamp.read_text()) == _jsonable(spec.to_json()):
+        return root
+    tmp = root.with_name(root.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    _write_dataset(tmp, spec)
+    (tmp / _STAMP).write_text(json.dumps(_jsonable(spec.to_json()), indent=2))
+    shutil.rmtree(root, ignore_errors=True)
+    tmp.rename(root)
+    return root
+
+
+def _jsonable(d: dict) -> dict:
+    return json.loads(json.dumps(d))  # tuples -> lists, as read back from disk
+
+
+def _write_dataset(root: Path, spec: ShapesSpec) -> None:
+    voc, coco = root / "VOC", root / "COCO"
+    for d in (voc / "JPEGImages", voc / "Annotations", voc / "ImageSets" / "Main", coco / "annotations"):
+        d.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(spec.seed)
+    splits = {"train": spec.num_train, "val": spec.num_val, "test": spec.num_test}
+    next_id = 1
+    total = sum(splits.values())
+    with tqdm(total=total, desc=f"Generating shapes dataset in {root.name}", unit="img") as bar:
+        for split, count in splits.items():
+            if count == 0:
+                continue
+            records = []
+            for image_id in range(next_id, next_id + count):
+                records.append(_write_image(voc, image_id, rng, spec))
+                bar.update()
+            next_id += count
+            _write_split(voc, coco, split, records, spec)
+
+
+def _write_image(voc: Path, image_id: int, rng: np.random.Generator, spec: ShapesSpec):
+    image, boxes, labels = draw_sample(rng, spec)
+    name = f"{image_id:06d}"
+    path = voc / "JPEGImages" / f"{name}.jpg"
+    image.save(path, quality=92)
+    record = DetectionRecord(path, image_id, image.width, image.height, boxes, labels, name=name)
+    write_voc_annotation(voc / "Annotations" / f"{name}.xml", record, spec.classes)
+    return record
+
+
+def _write_split(voc: Path, coco: Path, split: str, records: list, spec: ShapesSpec) -> None:
+    (voc / "ImageSets" / "Main" / f"{split}.txt").write_text("".join(f"{r.name}\n" for r in records))
+    image_dir = coco / split
+    image_dir.mkdir(exist_ok=True)
+    for r in records:
+        _link_or_copy(r.image_path, image_dir / r.image_path.name)
+    ids = spec.coco_category_ids or tuple(range(1, len(spec.classes) + 1))
+    write_coco(coco / "annotations" / f"instances_{split}.json", records, spec.classes, ids)
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:  # file systems without hard links
+        shutil.copyfile(src, dst)
+
+
+def draw_sample(rng: np.random.Generator, spec: ShapesSpec) -> tuple[Image.Image, np.ndarray, np.ndarray]:
+    """Draw one image; returns it with float32 [N,4] xyxy boxes and int64 [N] labels in 1..K."""
+    size = spec.image_size
+    image = _background(rng, size)
+    draw = ImageDraw.Draw(image)
+    boxes: list[list[float]] = []
+    labels: list[int] = []
+    n = 0 if rng.random() < spec.empty_fraction else int(rng.integers(1, spec.max_objects + 1))
+    for _ in range(n):
+        placed = _place(rng, spec, boxes)
+        if placed is None:
+            continue
+        label, box = placed
+        _draw_shape(draw, spec.classes[label - 1], box, _contrasting_colour(rng, image, box))
+        boxes.append(box)
+        labels.append(label)
+    return image, np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(labels, np.int64)
+
+
+def _background(rng: np.random.Generator, size: int) -> Image.Image:
+    # low-frequency colour field + pixel noise + distractor strokes: a texture, not a flat colour
+    coarse = rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)
+    field_ = np.asarray(Image.fromarray(coarse).resize((size, size), Image.BILINEAR), np.float32)
+    field_ += rng.normal(0.0, 10.0, field_.shape)
+    image = Image.fromarray(np.clip(field_, 0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(image)
+    for _ in range(int(rng.integers(0, 6))):
+        xy = rng.uniform(0, size, 4).tolist()
+        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        draw.line(xy, fill=colour, width=int(rng.integers(1, 3)))
+    return image
+
+
+def _place(rng: np.random.Generator, spec: ShapesSpec, boxes: list, tries: int = 20):
+    """A (label, box) that overlaps earlier boxes by at most ``max_overlap_iou``, or None."""
+    size = spec.image_size
+    for _ in range(tries):
+        label = int(rng.integers(1, len(spec.classes) + 1))
+        if rng.random() < spec.small_fraction:
+            side = rng.uniform(spec.min_object_size, spec.small_object_size)
+        else:
+            lo, hi = math.log(spec.small_object_size), math.log(spec.max_object_size)
+            side = math.exp(rng.uniform(lo, hi))
+        w = side
+        h = side * (math.sqrt(3) / 2 if spec.classes[label - 1] == "triangle" else 1.0)
+        x1, y1 = rng.uniform(0, size - w), rng.uniform(0, size - h)
+        box = [float(x1), float(y1), float(x1 + w), float(y1 + h)]
+        if all(_iou(box, b) <= spec.max_overlap_iou for b in boxes):
+            return label, box
+    return None
+
+
+def _iou(a: Sequence[float], b: Sequence[float]) -> float:
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _contrasting_colour(rng: np.random.Generator, image: Image.Image, box: list) -> tuple:
+    x1, y1, x2, y2 = (int(v) for v in box)
+    patch = np.asarray(image.crop((x1, y1, max(x2, x1 + 1), max(y2, y1 + 1))), np.float32)
+    mean = patch.reshape(-1, 3).mean(0)
+    colour = rng.integers(0, 256, 3)
+    for _ in range(10):  # a shape must be visible against the texture under it
+        if np.abs(colour - mean).sum() > 150:
+            break
+        colour = rng.integers(0, 256, 3)
+    return tuple(int(c) for c in colour)
+
+
+def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, box: list, colour: tuple) -> None:
+    x1, y1, x2, y2 = box
+    # PIL fills up to and including the end pixel coordinate: draw inside [x1, x2)
+    inner = [x1, y1, x2 - 1, y2 - 1]
+    if shape == "circle":
+        draw.ellipse(inner, fill=colour)
+    elif shape == "square":
+        draw.rectangle(inner, fill=colour)
+    elif shape == "triangle":
+        draw.polygon([((x1 + x2) / 2, y1), (x2 - 1, y2 - 1), (x1, y2 - 1)], fill=colour)
+    else:  # pragma: no cover - ShapesSpec validates class names
+        raise ValueError(shape)

@@ -1,0 +1,121 @@
+"""Pascal VOC (``VOCdevkit/VOC2007`` layout) reader and writer.
+
+VOC boxes are 1-based inclusive pixel indices; records use 0-based pixel edges, so the reader
+subtracts 1 from ``xmin``/``ymin`` and the writer adds it back (the Detectron2 convention).
+"""
+
+from __future__ import annotations
+
+import os
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from lightdet.data.records import AnnotationError, DetectionRecord
+
+VOC_CLASSES = (
+    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
+    "train", "tvmonitor",
+)  # fmt: skip
+
+
+def read_voc(
+    root: str | os.PathLike,
+    split: str,
+    class_names: Sequence[str] = VOC_CLASSES,
+    *,
+    first_image_id: int = 1,
+) -> list[DetectionRecord]:
+    """Read ``root/ImageSets/Main/<split>.txt`` and the listed ``Annotations/*.xml``.
+
+    Args:
+        root: a VOC year folder (holding ``JPEGImages``, ``Annotations``, ``ImageSets``).
+        split: image-set name (``train``, ``val``, ``trainval``, ``test``).
+        class_names: the K class names; labels are their 1-based positions.
+        first_image_id: integer id of the first image (so several roots can be combined).
+
+    Raises:
+        AnnotationError: naming the file and field of a malformed annotation.
+    """
+    root = Path(root)
+    list_file = root / "ImageSets" / "Main" / f"{split}.txt"
+    if not list_file.is_file():
+        raise FileNotFoundError(f"{list_file}: VOC split list not found (check data.source.root)")
+    names = [line.split()[0] for line in list_file.read_text().splitlines() if line.strip()]
+    class_index = {name: i + 1 for i, name in enumerate(class_names)}
+    return [
+        _read_annotation(root, name, first_image_id + i, class_index) for i, name in enumerate(names)
+    ]
+
+
+def _read_annotation(root: Path, name: str, image_id: int, class_index: dict) -> DetectionRecord:
+    xml_path = root / "Annotations" / f"{name}.xml"
+    try:
+        tree = ET.parse(xml_path).getroot()
+    except ET.ParseError as err:
+        raise AnnotationError(f"{xml_path}: malformed XML ({err})") from err
+    except FileNotFoundError as err:
+        raise AnnotationError(f"{xml_path}: annotation file missing") from err
+    filename = tree.findtext("filename") or f"{name}.jpg"
+    width = _number(tree, "size/width", xml_path, int)
+    height = _number(tree, "size/height", xml_path, int)
+    boxes, labels, difficult = [], [], []
+    for i, obj in enumerate(tree.findall("object")):
+        label = (obj.findtext("name") or "").strip()
+        if label not in class_index:
+            raise AnnotationError(f"{xml_path}: object[{i}].name: unknown class {label!r}")
+        field = f"object[{i}].bndbox"
+        x1, y1, x2, y2 = (
+            _number(obj, f"bndbox/{k}", xml_path, float, field)
+            for k in ("xmin", "ymin", "xmax", "ymax")
+        )
+        boxes.append([x1 - 1.0, y1 - 1.0, x2, y2])
+        labels.append(class_index[label])
+        difficult.append(obj.findtext("difficult", "0").strip() == "1")
+    return DetectionRecord(
+        image_path=root / "JPEGImages" / filename,
+        image_id=image_id,
+        width=width,
+        height=height,
+        boxes=np.asarray(boxes, np.float32).reshape(-1, 4),
+        labels=np.asarray(labels, np.int64),
+        iscrowd=np.asarray(difficult, bool),
+        name=name,
+    )
+
+
+def _number(node: ET.Element, path: str, xml_path: Path, cast, field: str | None = None):
+    text = node.findtext(path)
+    where = f"{field}.{path.rsplit('/', 1)[-1]}" if field else path.replace("/", ".")
+    if text is None:
+        raise AnnotationError(f"{xml_path}: {where}: missing")
+    try:
+        return cast(float(text))
+    except ValueError as err:
+        raise AnnotationError(f"{xml_path}: {where}: not a number ({text!r})") from err
+
+
+def write_voc_annotation(
+    path: str | os.PathLike, record: DetectionRecord, class_names: Sequence[str]
+) -> None:
+    """Write one record as a VOC XML annotation."""
+    ann = ET.Element("annotation")
+    ET.SubElement(ann, "folder").text = "VOC"
+    ET.SubElement(ann, "filename").text = Path(record.image_path).name
+    size = ET.SubElement(ann, "size")
+    for key, value in (("width", record.width), ("height", record.height), ("depth", 3)):
+        ET.SubElement(size, key).text = str(value)
+    for box, label, hard in zip(record.boxes, record.labels, record.iscrowd):
+        obj = ET.SubElement(ann, "object")
+        ET.SubElement(obj, "name").text = class_names[int(label) - 1]
+        ET.SubElement(obj, "truncated").text = "0"
+        ET.SubElement(obj, "difficult").text = str(int(hard))
+        bndbox = ET.SubElement(obj, "bndbox")
+        values = (box[0] + 1.0, box[1] + 1.0, box[2], box[3])
+        for key, value in zip(("xmin", "ymin", "xmax", "ymax"), values):
+            ET.SubElement(bndbox, key).text = f"{float(value):.2f}"
+    ET.indent(ann)
+    ET.ElementTree(ann).write(path, encoding="utf-8")

@@ -1,0 +1,66 @@
+"""COCO-style mAP with torchmetrics (faster_coco_eval backend), guarded against bad predictions."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+from torchmetrics.detection import MeanAveragePrecision
+
+# faster_coco_eval prints its whole summary table at INFO on every evaluation
+logging.getLogger("faster_coco_eval").setLevel(logging.WARNING)
+
+# torchmetrics result key -> logged name (``<stage>/<name>``)
+SUMMARY_KEYS = {
+    "map": "map",
+    "map_50": "map_50",
+    "map_75": "map_75",
+    "map_small": "map_small",
+    "map_medium": "map_medium",
+    "map_large": "map_large",
+    "mar_100": "mar_100",
+}
+
+
+def build_map_metric() -> MeanAveragePrecision:
+    """COCO box mAP with per-class AP; faster_coco_eval gives pycocotools' numbers, faster."""
+    return MeanAveragePrecision(
+        box_format="xyxy", iou_type="bbox", class_metrics=True, backend="faster_coco_eval"
+    )
+
+
+def finite_predictions(preds: Sequence[dict[str, Tensor]]) -> tuple[list[dict[str, Tensor]], int]:
+    """Drop predictions with a non-finite box or score (pycocotools scores a NaN box as a match).
+
+    Returns:
+        the cleaned predictions and how many were dropped.
+    """
+    clean, dropped = [], 0
+    for p in preds:
+        keep = torch.isfinite(p["boxes"]).all(dim=1) & torch.isfinite(p["scores"])  # [N]
+        dropped += int((~keep).sum())
+        clean.append({k: p[k][keep] for k in ("boxes", "scores", "labels")})
+    return clean, dropped
+
+
+def summarize(
+    result: dict[str, Tensor], class_names: Sequence[str], stage: str
+) -> dict[str, float]:
+    """Flatten a torchmetrics result into ``stage/name`` scalars, per-class AP included.
+
+    Size-range and per-class values that torchmetrics reports as -1 (no ground truth there) are
+    left out rather than logged as a misleading -1.
+    """
+    out = {
+        f"{stage}/{name}": float(result[key]) for key, name in SUMMARY_KEYS.items() if key in result
+    }
+    per_class = result.get("map_per_class")
+    classes = result.get("classes")
+    if per_class is not None and classes is not None and per_class.ndim == 1:
+        for label, ap in zip(classes.tolist(), per_class.tolist()):
+            if 1 <= label <= len(class_names):
+                out[f"{stage}/ap_{class_names[label - 1]}"] = float(ap)
+    core = {f"{stage}/{k}" for k in ("map", "map_50", "map_75")}  # always logged: monitors use them
+    return {k: v for k, v in out.items() if v >= 0.0 or k in core}

@@ -1,0 +1,115 @@
+"""DetectionModule: the one Lightning system, for every torchvision detector."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor, nn
+
+from lightdet.evaluation.metrics import build_map_metric, finite_predictions, summarize
+
+Batch = tuple[list[Tensor], list[dict[str, Tensor]]]
+
+
+class DetectionModule(pl.LightningModule):
+    """Trains and evaluates any torchvision detector; never looks at which one it is.
+
+    torchvision detectors return a dict of losses in train mode and detections in eval mode, so
+    validation and test compute COCO mAP and no loss.
+
+    Args:
+        net: a torchvision detection model (see :mod:`lightdet.models`).
+        optimizer: partial taking the trainable parameters (``torch.optim.AdamW``, ...).
+        scheduler: partial taking ``(optimizer, total_steps=...)``, stepped every batch, or None.
+        class_names: the K class names (label ``i`` is ``class_names[i - 1]``).
+        category_map: dataset id -> label map, kept with the checkpoint.
+        config: the resolved run configuration as a plain dict, kept with the checkpoint.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+        *,
+        class_names: Sequence[str] = (),
+        category_map: dict | None = None,
+        config: dict | None = None,
+    ) -> None:
+        super().__init__()
+        # plain containers only, so checkpoints load with torch.load(weights_only=True)
+        self.save_hyperparameters(
+            {
+                "class_names": list(class_names),
+                "category_map": dict(category_map or {}),
+                "config": config or {},
+            }
+        )
+        self.net = net
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.class_names = list(class_names)
+        self.val_map = build_map_metric()
+        self.test_map = build_map_metric()
+        self.dropped_predictions = 0
+
+    def forward(self, images: list[Tensor]) -> list[dict[str, Tensor]]:
+        return self.net(images)
+
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        images, targets = batch
+        losses = self.net(images, targets)
+        loss = sum(losses.values())
+        n = len(images)
+        parts = {
+            f"train/{k if k.startswith('loss') else 'loss_' + k}": v for k, v in losses.items()
+        }
+        self.log_dict(parts, on_step=True, on_epoch=False, batch_size=n)
+        self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=n)
+        self.log(
+            "train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, batch_size=n
+        )
+        return loss
+
+    def _eval_step(self, batch: Batch, metric) -> None:
+        images, targets = batch
+        preds, dropped = finite_predictions(self.net(images))
+        self.dropped_predictions += dropped
+        metric.update(preds, [{k: t[k] for k in ("boxes", "labels", "iscrowd")} for t in targets])
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        self._eval_step(batch, self.val_map)
+
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        self._eval_step(batch, self.test_map)
+
+    def _log_map(self, metric, stage: str) -> None:
+        scalars = summarize(metric.compute(), self.class_names, stage)
+        metric.reset()
+        scalars[f"{stage}/dropped_predictions"] = float(self.dropped_predictions)
+        self.dropped_predictions = 0
+        headline = f"{stage}/map_50"  # shown on the progress bar
+        self.log(headline, scalars.pop(headline), prog_bar=True)
+        self.log_dict(scalars)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_map(self.val_map, "val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_map(self.test_map, "test")
+
+    def configure_optimizers(self):
+        params = [p for p in self.net.parameters() if p.requires_grad]
+        optimizer = self.optimizer_factory(params)
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(
+            optimizer, total_steps=int(self.trainer.estimated_stepping_batches)
+        )
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }

@@ -1,0 +1,180 @@
+"""ClearML task set-up and a Lightning logger that reports to it.
+
+``init_task`` runs inside the Hydra main function, so ClearML's Hydra binding records the
+command-line overrides under ``Hydra/`` and the full config as the ``OmegaConf`` configuration. We
+add every other leaf of the config to ``Hydra/`` too, written as Hydra override values: a task
+cloned in the dashboard with any value edited (``Hydra/model.net.focal_alpha``) is re-run by a
+``clearml-agent`` with that value, because the binding re-applies each ``Hydra/*`` entry as an
+override before composing the config.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import hydra  # noqa: F401  # must precede clearml: its Hydra binding patches Hydra at import time
+from clearml import Task
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.loggers import Logger
+from pytorch_lightning.utilities import rank_zero_only
+
+log = logging.getLogger(__name__)
+
+HYDRA_SECTION = "Hydra"
+_BARE = re.compile(r"[A-Za-z_][\w\-./]*")
+_KEYWORDS = {"true", "false", "null", "none", "nan", "inf", "-inf", "+inf"}
+
+
+def server_configured() -> bool:
+    """Whether ClearML credentials exist (environment or ``clearml.conf``)."""
+    from clearml.backend_api.session.defs import ENV_ACCESS_KEY, ENV_AUTH_TOKEN
+    from clearml.config import config_obj
+
+    if ENV_ACCESS_KEY.get() or ENV_AUTH_TOKEN.get():
+        return True
+    return bool(config_obj.get("api.credentials.access_key", None))
+
+
+def offline_requested(offline: bool | None) -> bool:
+    """Offline when asked (config, ``CLEARML_OFFLINE_MODE``) or when no server is configured."""
+    if offline is not None:
+        return bool(offline)
+    if os.environ.get("CLEARML_OFFLINE_MODE", "").lower() in ("1", "true", "yes"):
+        return True
+    return not server_configured()
+
+
+def override_value(value: Any) -> str:
+    """A value written the way Hydra's override grammar reads it back unchanged."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(override_value(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "{" + ",".join(f"{k}:{override_value(v)}" for k, v in value.items()) + "}"
+    text = str(value)
+    if text.startswith("${") and text.endswith("}") and text.count("${") == 1:
+        return text  # a single interpolation stays live: edits of its source still propagate
+    if _BARE.fullmatch(text) and text.lower() not in _KEYWORDS:
+        return text
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def hydra_overrides(
+    cfg: DictConfig, exclude: tuple[str, ...] = ("paths", "hydra")
+) -> dict[str, str]:
+    """Every leaf of ``cfg`` (unresolved) as ``{"dotted.key": override value}``.
+
+    Lists and empty mappings are leaves. ``paths`` is left out: it is machine-specific, and an
+    agent on another machine must use its own.
+    """
+    flat: dict[str, str] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, Mapping) and node:
+            for key, child in node.items():
+                walk(child, f"{prefix}.{key}" if prefix else str(key))
+        else:
+            flat[prefix] = override_value(node)
+
+    container = OmegaConf.to_container(cfg, resolve=False)
+    for key, child in container.items():
+        if key not in exclude:
+            walk(child, key)
+    return flat
+
+
+def init_task(cfg: DictConfig):
+    """Create the run's ClearML task (offline when no server is configured) and record the config.
+
+    Call inside the ``@hydra.main`` function, on global rank 0 only.
+    """
+    opts = cfg.logger.clearml
+    offline = offline_requested(opts.get("offline"))
+    if offline:
+        Task.set_offline(offline_mode=True)
+        # the reporting subprocess buys nothing without a server and makes close() take ~10 s
+        Task._report_subprocess_enabled = False
+    task = Task.init(
+        project_name=opts.project,
+        task_name=opts.task_name,
+        tags=list(opts.get("tags") or []),
+        output_uri=opts.get("output_uri"),
+        reuse_last_task_id=False,
+        # checkpoints are registered deliberately, not every torch.save
+        auto_connect_frameworks={"pytorch": False, "tensorboard": False},
+    )
+    task.connect(hydra_overrides(cfg), name=HYDRA_SECTION)
+    if offline:
+        log.warning(
+            "ClearML: no server configured, recording offline in %s. Import it later with "
+            "`make clearml-import SESSION=<that folder or its .zip>`.",
+            task.get_offline_mode_folder(),
+        )
+    return task
+
+
+def record_classes(task, class_names: list[str], category_map: Mapping) -> None:
+    """Keep the class list and the dataset's id map with the task and its models."""
+    task.set_model_label_enumeration(
+        {"background": 0, **{n: i + 1 for i, n in enumerate(class_names)}}
+    )
+    text = OmegaConf.to_yaml(
+        {
+            "class_names": list(class_names),
+            "category_map": {str(k): v for k, v in category_map.items()},
+        }
+    )
+    task.set_configuration_object(
+        name="Dataset", config_text=text, description="classes and label map"
+    )
+
+
+class ClearMLLogger(Logger):
+    """Lightning logger: ``stage/name`` metrics become ClearML title ``stage``, series ``name``.
+
+    Args:
+        task: the run's task; None (e.g. on non-zero DDP ranks) makes every call a no-op.
+    """
+
+    def __init__(self, task=None) -> None:
+        super().__init__()
+        self._task = task
+
+    @property
+    def name(self) -> str:
+        return "clearml"
+
+    @property
+    def version(self) -> str:
+        return self._task.id if self._task is not None else "none"
+
+    @property
+    def experiment(self):
+        return self._task
+
+    @rank_zero_only
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        if self._task is None:
+            return
+        reporter = self._task.get_logger()
+        for key, value in metrics.items():
+            title, series = key.split("/", 1) if "/" in key else (key, key)
+            reporter.report_scalar(title, series, value=float(value), iteration=int(step or 0))
+
+    @rank_zero_only
+    def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
+        """The config is recorded by :func:`init_task`, as editable overrides."""
+
+    @rank_zero_only
+    def finalize(self, status: str) -> None:
+        if self._task is not None:
+            self._task.flush(wait_for_uploads=True)

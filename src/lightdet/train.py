@@ -1,0 +1,104 @@
+"""Train a detector: ``python -m lightdet.train model=retinanet [overrides]`` (or ``make train``).
+
+Returns the ``optimized_metric`` (default ``val/map``, best over the run) for hyperparameter search.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import hydra
+import pytorch_lightning as pl
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from lightdet.lightning.module import DetectionModule
+from lightdet.tracking.clearml import ClearMLLogger, init_task, record_classes
+
+log = logging.getLogger(__name__)
+CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+
+
+def build_datamodule(cfg: DictConfig):
+    """The datamodule with its augmentation pipelines, data prepared (generated if synthetic)."""
+    datamodule = instantiate(
+        cfg.data,
+        train_transform=instantiate(cfg.augmentation.train),
+        eval_transform=instantiate(cfg.augmentation.eval),
+    )
+    datamodule.prepare_data()
+    return datamodule
+
+
+def build_module(cfg: DictConfig, datamodule) -> DetectionModule:
+    """The Lightning system; ``num_classes`` comes from the data, never from the model config."""
+    return DetectionModule(
+        net=instantiate(cfg.model.net, num_classes=datamodule.num_classes),
+        optimizer=instantiate(cfg.model.optimizer),
+        scheduler=instantiate(cfg.model.scheduler) if cfg.model.get("scheduler") else None,
+        class_names=datamodule.class_names,
+        category_map=datamodule.category_map,
+        config=OmegaConf.to_container(cfg, resolve=True),
+    )
+
+
+def train(cfg: DictConfig) -> float | None:
+    """Fit (and test, when the data has a test split); returns ``cfg.optimized_metric``."""
+    pl.seed_everything(cfg.seed, workers=True)
+    task = init_task(cfg) if _is_global_zero() else None
+    datamodule = build_datamodule(cfg)
+    module = build_module(cfg, datamodule)
+    if task is not None:
+        record_classes(task, datamodule.class_names, datamodule.category_map)
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=ClearMLLogger(task))
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        best = _best_score(trainer, cfg.optimized_metric)
+        datamodule.setup("test")
+        if cfg.get("test") and datamodule.has_split("test"):
+            trainer.test(module, datamodule=datamodule, ckpt_path=_best_path(trainer))
+    finally:
+        if task is not None:
+            task.close()
+    log.info("%s = %s; checkpoints in %s", cfg.optimized_metric, best, _checkpoint_dir(trainer))
+    return best
+
+
+def _is_global_zero() -> bool:
+    """Rank 0 before the Trainer exists (DDP launchers set RANK for the other processes)."""
+    import os
+
+    return int(os.environ.get("RANK", os.environ.get("GLOBAL_RANK", 0))) == 0
+
+
+def _checkpoint_callback(trainer: pl.Trainer):
+    return trainer.checkpoint_callback
+
+
+def _best_score(trainer: pl.Trainer, metric: str) -> float | None:
+    ckpt = _checkpoint_callback(trainer)
+    if ckpt is not None and ckpt.monitor == metric and ckpt.best_model_score is not None:
+        return float(ckpt.best_model_score)  # best over the run, not the last value
+    value = trainer.callback_metrics.get(metric)
+    return float(value) if value is not None else None
+
+
+def _best_path(trainer: pl.Trainer) -> str | None:
+    ckpt = _checkpoint_callback(trainer)
+    return (ckpt.best_model_path or None) if ckpt is not None else None
+
+
+def _checkpoint_dir(trainer: pl.Trainer) -> str | None:
+    ckpt = _checkpoint_callback(trainer)
+    return ckpt.dirpath if ckpt is not None else None
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    return train(cfg)
+
+
+if __name__ == "__main__":
+    main()

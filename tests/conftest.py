@@ -1,0 +1,72 @@
+"""Shared fixtures: offline ClearML in a temporary cache, tiny shapes datasets, composed configs."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+# ClearML reads its configuration once per process: set it up before anything imports clearml.
+_CLEARML_HOME = Path(tempfile.mkdtemp(prefix="lightdet-clearml-"))
+(_CLEARML_HOME / "clearml.conf").write_text("sdk.development.report_use_subprocess: false\n")
+os.environ["CLEARML_CONFIG_FILE"] = str(_CLEARML_HOME / "clearml.conf")
+os.environ["CLEARML_CACHE_DIR"] = str(_CLEARML_HOME / "cache")
+os.environ["CLEARML_OFFLINE_MODE"] = "1"
+for _key in ("CLEARML_API_ACCESS_KEY", "CLEARML_API_SECRET_KEY", "CLEARML_API_HOST"):
+    os.environ.pop(_key, None)
+
+import pytest  # noqa: E402
+from hydra import compose, initialize_config_dir  # noqa: E402
+
+from lightdet.data.shapes import ShapesSpec, ensure_shapes  # noqa: E402
+from lightdet.train import CONFIG_DIR  # noqa: E402
+
+CLASSES = ("circle", "square", "triangle")  # num_classes = 3 + background
+TINY = {"num_train": 16, "num_val": 8, "num_test": 4, "image_size": 96, "max_object_size": 48.0}
+
+
+@pytest.fixture(scope="session")
+def clearml_cache() -> Path:
+    """Where offline ClearML sessions of this test run are written."""
+    return _CLEARML_HOME / "cache" / "offline"
+
+
+@pytest.fixture(scope="session")
+def tiny_shapes(tmp_path_factory) -> Path:
+    """A 28-image shapes dataset (96 px) written once per test session, VOC and COCO layouts."""
+    return ensure_shapes(tmp_path_factory.mktemp("data") / "shapes", ShapesSpec(**TINY))
+
+
+def compose_train(tmp_path: Path, *overrides: str, tiny_data: bool = True):
+    """The training config with paths in ``tmp_path`` and a tiny, fast run (on tiny shapes data)."""
+    data = [f"++data.source.{k}={v}" for k, v in TINY.items()] if tiny_data else []
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose(
+            config_name="train",
+            overrides=[
+                f"paths.root_dir={tmp_path}",
+                f"paths.output_dir={tmp_path}/run",
+                *data,
+                "data.batch_size=4",
+                "data.num_workers=0",
+                "model.net.min_size=96",
+                "model.net.max_size=96",
+                "trainer.max_epochs=1",
+                "+trainer.limit_train_batches=2",
+                "+trainer.limit_val_batches=2",
+                "+trainer.limit_test_batches=1",
+                "trainer.log_every_n_steps=1",
+                "+trainer.enable_progress_bar=false",
+                *overrides,
+            ],
+        )
+
+
+def offline_scalars(session: Path) -> list[dict]:
+    """Scalar events of an offline ClearML session (``metrics.jsonl`` holds a list per line)."""
+    events = []
+    for line in (session / "metrics.jsonl").read_text().splitlines():
+        batch = json.loads(line)
+        events += batch if isinstance(batch, list) else [batch]
+    return [e for e in events if e.get("type") == "training_stats_scalar"]

@@ -1,0 +1,64 @@
+"""Training end to end on generated VOC and COCO folders, in process."""
+
+import pytest
+import torch
+
+from lightdet.train import train
+from tests.conftest import compose_train, offline_scalars
+
+
+def _newest_session(cache):
+    return max((p for p in cache.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("data", ["shapes", "shapes_coco"])
+def test_train_on_voc_and_coco_layouts_by_data_config_only(
+    tmp_path, tiny_shapes, clearml_cache, data
+):
+    cfg = compose_train(tmp_path, f"data={data}", f"data.source.root={tiny_shapes}")
+    score = train(cfg)
+    assert isinstance(score, float) and 0.0 <= score <= 1.0
+    ckpts = tmp_path / "run" / "checkpoints"
+    assert (ckpts / "last.ckpt").is_file() and list(ckpts.glob("best-epoch*.ckpt"))
+    ckpt = torch.load(ckpts / "last.ckpt", weights_only=True)  # plain containers only
+    hp = ckpt["hyper_parameters"]
+    assert hp["class_names"] == ["circle", "square", "triangle"]
+    assert hp["config"]["data"]["source"]["format"] == ("coco" if data == "shapes_coco" else "voc")
+    assert hp["category_map"] == ({1: 1, 2: 2, 3: 3} if data == "shapes_coco" else
+                                  {"circle": 1, "square": 2, "triangle": 3})  # fmt: skip
+    session = _newest_session(clearml_cache)
+    series = {(e["metric"], e["variant"]) for e in offline_scalars(session)}
+    assert ("test", "map") in series  # the test split was evaluated with the best checkpoint
+
+
+@pytest.mark.slow
+def test_same_seed_same_weights(tmp_path, tiny_shapes):
+    def run(name):
+        cfg = compose_train(tmp_path / name, f"data.source.root={tiny_shapes}", "test=false")
+        train(cfg)
+        return torch.load(tmp_path / name / "run/checkpoints/last.ckpt", weights_only=True)[
+            "state_dict"
+        ]
+
+    a, b = run("a"), run("b")
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    c = torch.load(tmp_path / "a/run/checkpoints/last.ckpt", weights_only=True)["state_dict"]
+    assert any(
+        not torch.equal(c[k], v)
+        for k, v in _initial_weights(tmp_path, tiny_shapes).items()
+        if k in c
+    )
+
+
+def _initial_weights(tmp_path, tiny_shapes):
+    """The untrained weights for the same seed: training must have changed them."""
+    import pytorch_lightning as pl
+    from hydra.utils import instantiate
+
+    cfg = compose_train(tmp_path / "init", f"data.source.root={tiny_shapes}")
+    pl.seed_everything(cfg.seed, workers=True)
+    return {
+        f"net.{k}": v for k, v in instantiate(cfg.model.net, num_classes=4).state_dict().items()
+    }

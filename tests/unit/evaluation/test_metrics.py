@@ -1,0 +1,50 @@
+import math
+
+import torch
+
+from lightdet.evaluation.metrics import build_map_metric, finite_predictions, summarize
+
+CLASSES = ["circle", "square", "triangle"]
+
+
+def _target():
+    return {"boxes": torch.tensor([[10.0, 10.0, 50.0, 50.0], [60.0, 60.0, 90.0, 95.0]]),
+            "labels": torch.tensor([1, 3]), "iscrowd": torch.tensor([False, False])}  # fmt: skip
+
+
+def test_perfect_predictions_score_one_and_per_class_ap_is_named():
+    metric = build_map_metric()
+    t = _target()
+    metric.update(
+        [{"boxes": t["boxes"], "scores": torch.tensor([0.9, 0.8]), "labels": t["labels"]}], [t]
+    )
+    out = summarize(metric.compute(), CLASSES, "val")
+    assert out["val/map"] == out["val/map_50"] == 1.0
+    assert out["val/ap_circle"] == out["val/ap_triangle"] == 1.0
+    assert "val/ap_square" not in out  # no ground truth: -1 is left out, not logged
+    assert all(k.startswith("val/") for k in out)
+
+
+def test_no_predictions_at_all_give_zero_not_a_crash():
+    metric = build_map_metric()
+    empty = {
+        "boxes": torch.zeros(0, 4),
+        "scores": torch.zeros(0),
+        "labels": torch.zeros(0, dtype=torch.int64),
+    }
+    metric.update([empty], [_target()])
+    out = summarize(metric.compute(), CLASSES, "val")
+    assert out["val/map"] == 0.0 and out["val/map_50"] == 0.0
+
+
+def test_non_finite_predictions_are_dropped_and_counted():
+    boxes = torch.tensor([[10.0, 10.0, 50.0, 50.0], [math.nan, 0, 1, 1], [0, 0, math.inf, 1]])
+    pred = {
+        "boxes": boxes,
+        "scores": torch.tensor([0.9, 0.99, 0.5]),
+        "labels": torch.tensor([1, 1, 3]),
+    }
+    clean, dropped = finite_predictions([pred])
+    assert dropped == 2
+    assert clean[0]["boxes"].tolist() == [[10.0, 10.0, 50.0, 50.0]]
+    assert clean[0]["labels"].tolist() == [1]

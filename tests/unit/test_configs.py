@@ -1,0 +1,43 @@
+"""Every config file composes, and everything in it instantiates."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from lightdet.lightning.datamodule import DetectionDataModule
+from lightdet.train import CONFIG_DIR
+from tests.conftest import compose_train
+
+GROUP_OPTIONS = [
+    (group.name, path.stem)
+    for group in sorted(Path(CONFIG_DIR).iterdir())
+    if group.is_dir()
+    for path in sorted(group.glob("*.yaml"))
+]
+
+
+def test_the_groups_the_readme_promises_exist():
+    groups = {g for g, _ in GROUP_OPTIONS}
+    assert {"model", "data", "augmentation", "optimizer", "scheduler", "trainer", "logger",
+            "callbacks", "paths", "experiment"} <= groups  # fmt: skip
+
+
+@pytest.mark.parametrize("group,option", GROUP_OPTIONS, ids=[f"{g}={o}" for g, o in GROUP_OPTIONS])
+def test_composes_and_instantiates(tmp_path, group, option):
+    # pretrained=none: no downloads here. Without CUDA, a GPU trainer is built on the CPU.
+    overrides = [f"{group}={option}", "model.net.pretrained=none"]
+    if not torch.cuda.is_available():
+        overrides += ["trainer.accelerator=cpu", "trainer.precision=32-true"]
+    cfg = compose_train(tmp_path, *overrides, tiny_data=False)
+    datamodule = instantiate(cfg.data, train_transform=instantiate(cfg.augmentation.train),
+                             eval_transform=instantiate(cfg.augmentation.eval))  # fmt: skip
+    assert isinstance(datamodule, DetectionDataModule)
+    net = instantiate(cfg.model.net, num_classes=4)
+    assert isinstance(net, torch.nn.Module)
+    optimizer = instantiate(cfg.model.optimizer)([torch.nn.Parameter(torch.zeros(1))])
+    instantiate(cfg.model.scheduler)(optimizer, total_steps=10)
+    callbacks = [instantiate(c) for c in cfg.callbacks.values()]
+    instantiate(cfg.trainer, callbacks=callbacks, logger=False)
+    assert cfg.logger.clearml.project
