@@ -6,6 +6,7 @@ Returns the ``optimized_metric`` (default ``val/map``, best over the run) for hy
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import hydra
@@ -45,8 +46,8 @@ def build_module(cfg: DictConfig, datamodule) -> DetectionModule:
 
 def train(cfg: DictConfig) -> float | None:
     """Fit (and test, when the data has a test split); returns ``cfg.optimized_metric``."""
-    pl.seed_everything(cfg.seed, workers=True)
     task = init_task(cfg) if _is_global_zero() else None
+    pl.seed_everything(cfg.seed, workers=True)  # after Task.init, which reseeds every generator
     datamodule = build_datamodule(cfg)
     module = build_module(cfg, datamodule)
     if task is not None:
@@ -62,23 +63,18 @@ def train(cfg: DictConfig) -> float | None:
     finally:
         if task is not None:
             task.close()
-    log.info("%s = %s; checkpoints in %s", cfg.optimized_metric, best, _checkpoint_dir(trainer))
+    ckpt_dir = trainer.checkpoint_callback.dirpath if trainer.checkpoint_callback else None
+    log.info("%s = %s; checkpoints in %s", cfg.optimized_metric, best, ckpt_dir)
     return best
 
 
 def _is_global_zero() -> bool:
     """Rank 0 before the Trainer exists (DDP launchers set RANK for the other processes)."""
-    import os
-
-    return int(os.environ.get("RANK", os.environ.get("GLOBAL_RANK", 0))) == 0
-
-
-def _checkpoint_callback(trainer: pl.Trainer):
-    return trainer.checkpoint_callback
+    return int(os.environ.get("RANK", 0)) == 0
 
 
 def _best_score(trainer: pl.Trainer, metric: str) -> float | None:
-    ckpt = _checkpoint_callback(trainer)
+    ckpt = trainer.checkpoint_callback
     if ckpt is not None and ckpt.monitor == metric and ckpt.best_model_score is not None:
         return float(ckpt.best_model_score)  # best over the run, not the last value
     value = trainer.callback_metrics.get(metric)
@@ -86,13 +82,8 @@ def _best_score(trainer: pl.Trainer, metric: str) -> float | None:
 
 
 def _best_path(trainer: pl.Trainer) -> str | None:
-    ckpt = _checkpoint_callback(trainer)
+    ckpt = trainer.checkpoint_callback
     return (ckpt.best_model_path or None) if ckpt is not None else None
-
-
-def _checkpoint_dir(trainer: pl.Trainer) -> str | None:
-    ckpt = _checkpoint_callback(trainer)
-    return ckpt.dirpath if ckpt is not None else None
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")

@@ -39,12 +39,13 @@ def test_plain_cross_entropy_run_is_recorded_offline(tmp_path, tiny_shapes):
     proc, session = _run_cli(
         tmp_path, tiny_shapes, "model.net.focal_gamma=0", "model.net.focal_alpha=-1"
     )
-    assert "recording offline in" in proc.stderr and "clearml-import" in proc.stderr
+    output = proc.stdout + proc.stderr  # Hydra logs to stdout
+    assert "recording offline in" in output and "clearml-import" in output
     task = json.loads((session / "task.json").read_text())
 
     hydra = {k: v["value"] for k, v in task["hyperparams"]["Hydra"].items()}
     assert hydra["model.net.focal_gamma"] == "0" and hydra["model.net.focal_alpha"] == "-1"
-    assert hydra["model.optimizer.lr"] == "0.001" and hydra["model.net.prior_probability"] == "0.01"
+    assert hydra["model.optimizer.lr"] == "0.002" and hydra["model.net.prior_probability"] == "0.01"
 
     omegaconf = yaml.safe_load(task["configuration"]["OmegaConf"]["value"])  # the full config
     assert (

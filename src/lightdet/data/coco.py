@@ -45,7 +45,9 @@ def read_coco(
         if ann.get("image_id") not in images:
             raise AnnotationError(f"{where}.image_id: unknown image id {ann.get('image_id')!r}")
         if ann.get("category_id") not in category_map:
-            raise AnnotationError(f"{where}.category_id: unknown category {ann.get('category_id')!r}")
+            raise AnnotationError(
+                f"{where}.category_id: unknown category {ann.get('category_id')!r}"
+            )
         per_image[ann["image_id"]].append(ann)
     records = [
         _record(path, image_root, i, img, per_image[image_id], category_map)
@@ -61,7 +63,9 @@ def _load(path: Path) -> dict:
     except FileNotFoundError as err:
         raise FileNotFoundError(f"{path}: COCO annotation file not found") from err
     except json.JSONDecodeError as err:
-        raise AnnotationError(f"{path}: malformed JSON (line {err.lineno}, column {err.colno})") from err
+        raise AnnotationError(
+            f"{path}: malformed JSON (line {err.lineno}, column {err.colno})"
+        ) from err
     for key in ("images", "categories"):
         if key not in data:
             raise AnnotationError(f"{path}: {key}: missing")
@@ -90,7 +94,9 @@ def _record(
 ) -> DetectionRecord:
     image_path = (root / img["file_name"]).resolve()
     if not image_path.is_relative_to(root.resolve()):
-        raise AnnotationError(f"{path}: images[{index}].file_name: {img['file_name']!r} leaves {root}")
+        raise AnnotationError(
+            f"{path}: images[{index}].file_name: {img['file_name']!r} leaves {root}"
+        )
     boxes = np.asarray([a["bbox"] for a in anns], np.float32).reshape(-1, 4)
     boxes[:, 2:] += boxes[:, :2]  # xywh -> xyxy
     return DetectionRecord(
@@ -116,7 +122,12 @@ def write_coco(
     images, annotations = [], []
     for r in records:
         images.append(
-            {"id": r.image_id, "file_name": Path(r.image_path).name, "width": r.width, "height": r.height}
+            {
+                "id": r.image_id,
+                "file_name": Path(r.image_path).name,
+                "width": r.width,
+                "height": r.height,
+            }
         )
         for box, label, crowd in zip(r.boxes, r.labels, r.iscrowd):
             x1, y1, x2, y2 = (round(float(v), 2) for v in box)
@@ -130,5 +141,10 @@ def write_coco(
                     "iscrowd": int(crowd),
                 }
             )
-    categories = [{"id": cid, "name": n, "supercategory": "shape"} for n, cid in zip(class_names, category_ids)]
-    Path(path).write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
+    categories = [
+        {"id": cid, "name": n, "supercategory": "shape"}
+        for n, cid in zip(class_names, category_ids)
+    ]
+    Path(path).write_text(
+        json.dumps({"images": images, "annotations": annotations, "categories": categories})
+    )

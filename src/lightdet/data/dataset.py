@@ -30,6 +30,16 @@ class DetectionDataset(Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
+    def reseed(self, seed: int) -> None:
+        """Seed the augmentation pipeline.
+
+        albumentations 2.x keeps its own random state and ignores global seeds, so without this
+        augmentations are not reproducible, and every loader worker (a copy of the same state)
+        would draw the same augmentation sequence.
+        """
+        if hasattr(self.transform, "set_random_seed"):
+            self.transform.set_random_seed(int(seed) % 2**32)
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, Target]:
         record = self.records[index]
         out = self.transform(
@@ -40,12 +50,20 @@ class DetectionDataset(Dataset):
         )
         # albumentations returns lists (empty when every box is dropped): build dtypes explicitly
         target = {
-            "boxes": torch.as_tensor(np.asarray(out["bboxes"], np.float32).reshape(-1, 4)),  # [N, 4]
+            "boxes": torch.as_tensor(
+                np.asarray(out["bboxes"], np.float32).reshape(-1, 4)
+            ),  # [N, 4]
             "labels": torch.as_tensor(np.asarray(out["labels"], np.int64).reshape(-1)),  # [N]
             "iscrowd": torch.as_tensor(np.asarray(out["iscrowd"], bool).reshape(-1)),  # [N]
             "image_id": torch.tensor(record.image_id, dtype=torch.int64),
         }
         return out["image"], target
+
+
+def seed_worker(worker_id: int) -> None:
+    """``worker_init_fn``: seed each worker's augmentations from torch's per-worker seed."""
+    info = torch.utils.data.get_worker_info()
+    info.dataset.reseed(info.seed)  # distinct per worker, reproducible under a global seed
 
 
 def collate_detection(batch: list) -> tuple[list[torch.Tensor], list[Target]]:

@@ -88,7 +88,12 @@ def _jsonable(d: dict) -> dict:
 
 def _write_dataset(root: Path, spec: ShapesSpec) -> None:
     voc, coco = root / "VOC", root / "COCO"
-    for d in (voc / "JPEGImages", voc / "Annotations", voc / "ImageSets" / "Main", coco / "annotations"):
+    for d in (
+        voc / "JPEGImages",
+        voc / "Annotations",
+        voc / "ImageSets" / "Main",
+        coco / "annotations",
+    ):
         d.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(spec.seed)
     splits = {"train": spec.num_train, "val": spec.num_val, "test": spec.num_test}
@@ -117,7 +122,9 @@ def _write_image(voc: Path, image_id: int, rng: np.random.Generator, spec: Shape
 
 
 def _write_split(voc: Path, coco: Path, split: str, records: list, spec: ShapesSpec) -> None:
-    (voc / "ImageSets" / "Main" / f"{split}.txt").write_text("".join(f"{r.name}\n" for r in records))
+    (voc / "ImageSets" / "Main" / f"{split}.txt").write_text(
+        "".join(f"{r.name}\n" for r in records)
+    )
     image_dir = coco / split
     image_dir.mkdir(exist_ok=True)
     for r in records:
@@ -133,7 +140,9 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copyfile(src, dst)
 
 
-def draw_sample(rng: np.random.Generator, spec: ShapesSpec) -> tuple[Image.Image, np.ndarray, np.ndarray]:
+def draw_sample(
+    rng: np.random.Generator, spec: ShapesSpec
+) -> tuple[Image.Image, np.ndarray, np.ndarray]:
     """Draw one image; returns it with float32 [N,4] xyxy boxes and int64 [N] labels in 1..K."""
     size = spec.image_size
     image = _background(rng, size)

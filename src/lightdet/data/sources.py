@@ -37,7 +37,9 @@ class VOCSource:
         val: str | None = "test",
         test: str | None = None,
     ) -> None:
-        self.roots = [Path(roots)] if isinstance(roots, str | os.PathLike) else [Path(r) for r in roots]
+        self.roots = (
+            [Path(roots)] if isinstance(roots, str | os.PathLike) else [Path(r) for r in roots]
+        )
         self.class_names = list(class_names)
         self.category_map = {name: i + 1 for i, name in enumerate(self.class_names)}
         self.splits = {"train": train, "val": val, "test": test}
@@ -92,7 +94,9 @@ class COCOSource:
 
     def _categories(self) -> tuple[list[str], dict[int, int]]:
         if self._classes is None:  # the category list of the train split defines the labels
-            self._classes = read_coco_categories(self._file(self.splits["train"] or self.splits["val"]))
+            self._classes = read_coco_categories(
+                self._file(self.splits["train"] or self.splits["val"])
+            )
         return self._classes
 
     @property
@@ -110,7 +114,8 @@ class COCOSource:
         records, names, category_map = read_coco(self._file(name), self.root / name)
         if category_map != self.category_map:
             raise ValueError(
-                f"{self._file(name)}: categories differ from the train split's ({names} vs {self.class_names})"
+                f"{self._file(name)}: categories differ from the train split's "
+                f"({names} vs {self.class_names})"
             )
         return records
 

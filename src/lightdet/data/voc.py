@@ -47,7 +47,8 @@ def read_voc(
     names = [line.split()[0] for line in list_file.read_text().splitlines() if line.strip()]
     class_index = {name: i + 1 for i, name in enumerate(class_names)}
     return [
-        _read_annotation(root, name, first_image_id + i, class_index) for i, name in enumerate(names)
+        _read_annotation(root, name, first_image_id + i, class_index)
+        for i, name in enumerate(names)
     ]
 
 

@@ -26,9 +26,11 @@ SUMMARY_KEYS = {
 
 def build_map_metric() -> MeanAveragePrecision:
     """COCO box mAP with per-class AP; faster_coco_eval gives pycocotools' numbers, faster."""
-    return MeanAveragePrecision(
+    metric = MeanAveragePrecision(
         box_format="xyxy", iou_type="bbox", class_metrics=True, backend="faster_coco_eval"
     )
+    metric.warn_on_many_detections = False  # COCO scoring keeps the top 100 per image by design
+    return metric
 
 
 def finite_predictions(preds: Sequence[dict[str, Tensor]]) -> tuple[list[dict[str, Tensor]], int]:

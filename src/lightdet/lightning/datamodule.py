@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytorch_lightning as pl
+import torch
 from torch.utils.data import DataLoader
 
-from lightdet.data.dataset import DetectionDataset, collate_detection
+from lightdet.data.dataset import DetectionDataset, collate_detection, seed_worker
 from lightdet.data.transforms import eval_preset
 
 
@@ -85,8 +86,11 @@ class DetectionDataModule(pl.LightningDataModule):
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         if split not in self.datasets:
             raise RuntimeError(f"data: no {split!r} split (is it set in the data config?)")
+        dataset = self.datasets[split]
+        if self.num_workers == 0:  # no worker_init_fn: seed from the (seeded) global torch RNG
+            dataset.reseed(int(torch.randint(2**31 - 1, ()).item()))
         return DataLoader(
-            self.datasets[split],
+            dataset,
             batch_size=self.batch_size,
             shuffle=shuffle,
             drop_last=shuffle,  # a 1-image last batch breaks BatchNorm statistics
@@ -94,6 +98,7 @@ class DetectionDataModule(pl.LightningDataModule):
             persistent_workers=self.num_workers > 0,
             pin_memory=self.pin_memory,
             collate_fn=collate_detection,
+            worker_init_fn=seed_worker,
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
+from functools import partial
 
+from torch import nn
 from torchvision.models.detection import RetinaNet, RetinaNet_ResNet50_FPN_Weights
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.retinanet import RetinaNetHead
@@ -22,6 +25,7 @@ def build_retinanet(
     focal_alpha: float = 0.25,
     focal_gamma: float = 2.0,
     prior_probability: float = 0.01,
+    head_norm: str | None = None,
     min_size: int = 800,
     max_size: int = 1333,
     anchor_sizes: Sequence[int] = (32, 64, 128, 256, 512),
@@ -41,6 +45,9 @@ def build_retinanet(
         fpn_channels: width of the FPN and of both heads.
         focal_alpha, focal_gamma: focal loss parameters (``-1`` and ``0`` give plain sigmoid CE).
         prior_probability: initial foreground probability (classification bias init).
+        head_norm: ``None`` (torchvision's v1 heads) or ``"group"``: GroupNorm after every head
+            conv, as in RetinaNet v2. Needed for narrow heads trained from scratch: the fixed
+            std=0.01 init shrinks the signal ~4x per conv at 64 channels, and learning stalls.
         min_size, max_size: the detector's internal resize (shorter / longer side).
         anchor_sizes: base anchor size per pyramid level P3..P7.
         scales_per_octave: anchor scales per level (sizes x 2^(i/n)).
@@ -52,8 +59,10 @@ def build_retinanet(
     """
     if pretrained not in PRETRAINED:
         raise ValueError(f"model.net.pretrained: expected one of {PRETRAINED}, got {pretrained!r}")
-    if pretrained == "coco" and (backbone != "resnet50" or fpn_channels != 256):
-        raise ValueError("model.net.pretrained=coco needs backbone=resnet50 and fpn_channels=256")
+    if pretrained == "coco" and (backbone != "resnet50" or fpn_channels != 256 or head_norm):
+        raise ValueError(
+            "model.net.pretrained=coco needs backbone=resnet50, fpn_channels=256, head_norm=null"
+        )
     body = fpn_backbone(
         backbone,
         out_channels=fpn_channels,
@@ -68,7 +77,8 @@ def build_retinanet(
         aspect_ratios=(tuple(aspect_ratios),) * len(anchor_sizes),
     )
     num_anchors = anchors.num_anchors_per_location()[0]
-    head = RetinaNetHead(fpn_channels, num_anchors, num_classes)
+    norm_layer = _head_norm(head_norm, fpn_channels)
+    head = RetinaNetHead(fpn_channels, num_anchors, num_classes, norm_layer=norm_layer)
     head.classification_head = FocalClassificationHead(
         fpn_channels,
         num_anchors,
@@ -76,6 +86,7 @@ def build_retinanet(
         focal_alpha=focal_alpha,
         focal_gamma=focal_gamma,
         prior_probability=prior_probability,
+        norm_layer=norm_layer,
     )
     model = RetinaNet(
         body,
@@ -91,6 +102,14 @@ def build_retinanet(
     if pretrained == "coco":
         _load_coco(model, num_classes)
     return model
+
+
+def _head_norm(name: str | None, channels: int) -> Callable[..., nn.Module] | None:
+    if name in (None, "none"):
+        return None
+    if name == "group":
+        return partial(nn.GroupNorm, math.gcd(32, channels))  # 32 groups when they divide evenly
+    raise ValueError(f"model.net.head_norm: expected null or 'group', got {name!r}")
 
 
 def _load_coco(model: RetinaNet, num_classes: int) -> None:

@@ -103,6 +103,7 @@ def init_task(cfg: DictConfig):
         Task.set_offline(offline_mode=True)
         # the reporting subprocess buys nothing without a server and makes close() take ~10 s
         Task._report_subprocess_enabled = False
+    Task.set_random_seed(cfg.get("seed"))  # Task.init seeds every generator: with ours, not 1337
     task = Task.init(
         project_name=opts.project,
         task_name=opts.task_name,

@@ -41,10 +41,14 @@ def test_non_contiguous_category_ids_map_to_one_based_labels(tmp_path):
 
 
 def test_generated_coco_reads_back_like_generated_voc(tmp_path):
-    spec = ShapesSpec(num_train=10, num_val=2, image_size=96, max_object_size=48.0, coco_category_ids=(3, 7, 42))
+    spec = ShapesSpec(
+        num_train=10, num_val=2, image_size=96, max_object_size=48.0, coco_category_ids=(3, 7, 42)
+    )
     root = ensure_shapes(tmp_path / "s", spec)
     voc = read_voc(root / "VOC", "train", spec.classes)
-    coco, names, category_map = read_coco(root / "COCO/annotations/instances_train.json", root / "COCO/train")
+    coco, names, category_map = read_coco(
+        root / "COCO/annotations/instances_train.json", root / "COCO/train"
+    )
     assert names == list(spec.classes) and category_map == {3: 1, 7: 2, 42: 3}
     assert [r.image_id for r in coco] == [r.image_id for r in voc]
     for v, c in zip(voc, coco):

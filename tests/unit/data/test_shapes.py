@@ -62,10 +62,21 @@ def test_objects_cover_small_to_large_with_empty_images():
 
 def test_boxes_read_back_match_the_drawn_pixels(tmp_path):
     """The annotation is tight: the shape's colour fills the box centre, not the area outside."""
-    root = ensure_shapes(tmp_path / "s", ShapesSpec(num_train=8, num_val=0, image_size=96, max_objects=1,
-                                                   empty_fraction=0.0, classes=("square",)))
+    root = ensure_shapes(
+        tmp_path / "s",
+        ShapesSpec(
+            num_train=8,
+            num_val=0,
+            image_size=96,
+            max_objects=1,
+            empty_fraction=0.0,
+            classes=("square",),
+        ),
+    )
     for record in read_voc(root / "VOC", "train", ("square",)):
-        (x1, y1, x2, y2), = record.boxes
-        img = np.asarray(__import__("PIL.Image").Image.open(record.image_path).convert("RGB"), np.float32)
-        inside = img[int(y1) + 2:int(y2) - 2, int(x1) + 2:int(x2) - 2].reshape(-1, 3)
+        ((x1, y1, x2, y2),) = record.boxes
+        img = np.asarray(
+            __import__("PIL.Image").Image.open(record.image_path).convert("RGB"), np.float32
+        )
+        inside = img[int(y1) + 2 : int(y2) - 2, int(x1) + 2 : int(x2) - 2].reshape(-1, 3)
         assert inside.std(axis=0).max() < 20  # one flat colour (JPEG noise aside)

@@ -65,3 +65,12 @@ def test_offline_download_error_names_the_setting(monkeypatch, pretrained):
     kwargs = {"backbone": "resnet50"} if pretrained == "coco" else {"backbone": "resnet18"}
     with pytest.raises(RuntimeError, match="model.net.pretrained=none"):
         build_retinanet(num_classes=4, pretrained=pretrained, **kwargs)
+
+
+def test_group_norm_heads():
+    model = build_retinanet(num_classes=4, backbone="resnet18", head_norm="group", **SMALL)
+    for head in (model.head.classification_head, model.head.regression_head):
+        norms = [m for m in head.modules() if isinstance(m, torch.nn.GroupNorm)]
+        assert len(norms) == 4 and norms[0].num_groups == 32
+    with pytest.raises(ValueError, match="model.net.head_norm"):
+        build_retinanet(num_classes=4, backbone="resnet18", head_norm="batch", **SMALL)
