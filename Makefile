@@ -11,12 +11,13 @@ TRAINER ?=
 EXPERIMENT ?=
 ARGS ?=
 SESSION ?=
+QUEUE ?= default
 
 GROUPS = $(if $(MODEL),model=$(MODEL)) $(if $(DATA),data=$(DATA)) \
          $(if $(TRAINER),trainer=$(TRAINER)) $(if $(EXPERIMENT),experiment=$(EXPERIMENT))
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-fast lint clearml-import clean
+.PHONY: help install train remote test test-fast lint clearml-import clean
 
 help: ## show this help
 	@echo "usage: make <target> [MODEL=retinanet] [DATA=shapes|shapes_coco|voc|coco] [TRAINER=default|cpu|gpu]"
@@ -36,6 +37,9 @@ install: $(VENV)/.installed ## create .venv and install lightdet with its dev to
 
 train: install ## train a detector (default: RetinaNet on the built-in shapes data)
 	$(PY) -m lightdet.train $(GROUPS) $(ARGS)
+
+remote: install ## enqueue this training config to a clearml-agent queue: QUEUE=default
+	$(PY) -m lightdet.train $(GROUPS) logger.clearml.remote_queue=$(QUEUE) $(ARGS)
 
 test: install ## run the whole test suite (slow tests included)
 	$(PY) -m pytest $(ARGS)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -63,10 +65,40 @@ def compose_train(tmp_path: Path, *overrides: str, tiny_data: bool = True):
         )
 
 
-def offline_scalars(session: Path) -> list[dict]:
-    """Scalar events of an offline ClearML session (``metrics.jsonl`` holds a list per line)."""
+def offline_events(session: Path, event_type: str) -> list[dict]:
+    """Events of one type in an offline ClearML session (``metrics.jsonl`` holds a list per line):
+    ``training_stats_scalar``, ``plot``, ``training_debug_image``."""
     events = []
     for line in (session / "metrics.jsonl").read_text().splitlines():
         batch = json.loads(line)
         events += batch if isinstance(batch, list) else [batch]
-    return [e for e in events if e.get("type") == "training_stats_scalar"]
+    return [e for e in events if e.get("type") == event_type]
+
+
+def offline_scalars(session: Path) -> list[dict]:
+    return offline_events(session, "training_stats_scalar")
+
+
+def run_train_cli(tmp_path: Path, data_root: Path, *overrides: str, env: dict | None = None):
+    """``python -m lightdet.train`` on tiny shapes data, in a clean ClearML environment.
+
+    Returns the finished process and its offline ClearML session folder.
+    """
+    cache = tmp_path / "clearml"
+    conf = tmp_path / "clearml.conf"
+    conf.write_text("sdk.development.report_use_subprocess: false\n")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("CLEARML_")}
+    clean.update(CLEARML_CACHE_DIR=str(cache), CLEARML_CONFIG_FILE=str(conf), **(env or {}))
+    args = [
+        f"paths.root_dir={tmp_path}",
+        f"data.source.root={data_root}",
+        *(f"++data.source.{k}={v}" for k, v in TINY.items()),
+        "data.num_workers=0", "data.batch_size=4", "model.net.min_size=96", "model.net.max_size=96",
+        "trainer.max_epochs=2", "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1",
+        "trainer.log_every_n_steps=1", "test=false", "callbacks.throughput.window_size=2", *overrides,
+    ]  # fmt: skip
+    command = [sys.executable, "-m", "lightdet.train", *args]
+    proc = subprocess.run(command, env=clean, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    (session,) = [p for p in (cache / "offline").iterdir() if p.is_dir()]
+    return proc, session

@@ -1,42 +1,20 @@
 """The real entry point, run as users run it, with its offline ClearML session read back."""
 
 import json
-import os
-import subprocess
-import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
+from PIL import Image
 
-from tests.conftest import TINY, offline_scalars
-
-
-def _run_cli(tmp_path, tiny_shapes, *overrides):
-    cache = tmp_path / "clearml"
-    conf = tmp_path / "clearml.conf"
-    conf.write_text("sdk.development.report_use_subprocess: false\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CLEARML_")}
-    env.update(
-        CLEARML_CACHE_DIR=str(cache), CLEARML_CONFIG_FILE=str(conf)
-    )  # no credentials: offline
-    args = [
-        f"paths.root_dir={tmp_path}",
-        f"data.source.root={tiny_shapes}",
-        *(f"++data.source.{k}={v}" for k, v in TINY.items()),
-        "data.num_workers=0", "data.batch_size=4", "model.net.min_size=96", "model.net.max_size=96",
-        "trainer.max_epochs=2", "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1",
-        "trainer.log_every_n_steps=1", "test=false", *overrides,
-    ]  # fmt: skip
-    command = [sys.executable, "-m", "lightdet.train", *args]
-    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    (session,) = [p for p in (cache / "offline").iterdir() if p.is_dir()]
-    return proc, session
+from lightdet.data.voc import read_voc
+from tests.conftest import offline_events, offline_scalars, run_train_cli
 
 
 @pytest.mark.slow
 def test_plain_cross_entropy_run_is_recorded_offline(tmp_path, tiny_shapes):
-    proc, session = _run_cli(
+    proc, session = run_train_cli(
         tmp_path, tiny_shapes, "model.net.focal_gamma=0", "model.net.focal_alpha=-1"
     )
     output = proc.stdout + proc.stderr  # Hydra logs to stdout
@@ -63,3 +41,72 @@ def test_plain_cross_entropy_run_is_recorded_offline(tmp_path, tiny_shapes):
         assert ("val", name) in series
     val_iters = sorted({e["iter"] for e in events if (e["metric"], e["variant"]) == ("val", "map")})
     assert len(val_iters) == 2  # one point per validation, against the global step
+
+
+@pytest.mark.slow
+def test_session_holds_what_a_detection_engineer_looks_at(tmp_path, tiny_shapes):
+    _, session = run_train_cli(tmp_path, tiny_shapes)
+    task = json.loads((session / "task.json").read_text())
+    scalars = offline_scalars(session)
+    series = {(e["metric"], e["variant"]) for e in scalars}
+    assert {("train", "device/samples_per_sec"), ("epoch", "epoch"), ("train", "lr")} <= series
+    val_iters = {e["iter"] for e in scalars if (e["metric"], e["variant"]) == ("val", "map")}
+    assert len(val_iters) == 2
+
+    plots = offline_events(session, "plot")
+    per_validation = {}
+    for e in plots:
+        per_validation.setdefault((e["metric"], e["variant"]), set()).add(e["iter"])
+    assert per_validation[("val per-class AP", "AP")] == val_iters
+    assert per_validation[("val confusion matrix @IoU0.5", "counts")] == val_iters
+    pr = {v for (m, v) in per_validation if m == "val PR curve @IoU0.5"}
+    assert pr and pr <= {"circle", "square", "triangle"}
+    assert ("dataset", "images and boxes") in per_validation and (
+        "dataset",
+        "skipped items",
+    ) in per_validation
+    assert ("dataset box size", "train") in per_validation
+
+    images = offline_events(session, "training_debug_image")
+    assert {e["iter"] for e in images if e["metric"] == "val predictions"} == val_iters
+    assert any(e["metric"] == "train samples" for e in images)
+    drawn = _image_file(session, next(e for e in images if e["metric"] == "val predictions"))
+    assert (
+        _left_edges_green(np.asarray(Image.open(drawn).convert("RGB")).astype(int), tiny_shapes)
+        > 0.8
+    )
+
+    models = {m["init"]["name"]: m for m in task["offline_output_models"]}
+    assert {"retinanet best", "retinanet last"} <= set(models)
+    best = models["retinanet best"]
+    assert best["init"]["label_enumeration"] == {
+        "background": 0,
+        "circle": 1,
+        "square": 2,
+        "triangle": 3,
+    }
+    assert Path(best["weights"]["weights_filename"]).is_file()
+    assert "val/map" in best["init"]["config_dict"]["metrics"]
+
+
+def _image_file(session: Path, event: dict) -> Path:
+    """The file an offline image event points at (stored under the session folder)."""
+    name = Path(event["url"]).name
+    (found,) = [p for p in session.rglob(name) if p.is_file()]
+    return found
+
+
+def _left_edges_green(tiled: np.ndarray, data_root: Path) -> float:
+    """Fraction of points on the left edge of every ground-truth box of the first validation batch
+    that are green in the tiled debug image (4 images, each upscaled to 320 px)."""
+    records = read_voc(data_root / "VOC", "val", ("circle", "square", "triangle"))[:4]
+    scale, hits, total = 320 / 96, 0, 0
+    for k, record in enumerate(records):
+        for x1, y1, _, y2 in record.boxes.tolist():
+            x = k * 320 + round(x1 * scale)
+            for y in range(round(y1 * scale) + 4, round(y2 * scale) - 4, 3):
+                r, g, b = tiled[y, max(x - 1, 0) : x + 3].T  # the 2 px line, JPEG-blurred
+                total += 1
+                hits += bool(((g > 150) & (g - np.maximum(r, b) > 60)).any())
+    assert total > 0
+    return hits / total

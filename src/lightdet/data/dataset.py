@@ -70,3 +70,8 @@ def collate_detection(batch: list) -> tuple[list[torch.Tensor], list[Target]]:
     """Detection batches are lists: images differ in size and targets in box count."""
     images, targets = zip(*batch)
     return list(images), list(targets)
+
+
+def batch_size(batch: tuple[list[torch.Tensor], list[Target]]) -> int:
+    """Images in a collated batch (for Lightning's ThroughputMonitor)."""
+    return len(batch[0])

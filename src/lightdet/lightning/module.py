@@ -9,6 +9,7 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 
+from lightdet.evaluation.confusion import DetectionConfusionMatrix
 from lightdet.evaluation.metrics import build_map_metric, finite_predictions, summarize
 
 Batch = tuple[list[Tensor], list[dict[str, Tensor]]]
@@ -54,7 +55,11 @@ class DetectionModule(pl.LightningModule):
         self.class_names = list(class_names)
         self.val_map = build_map_metric()
         self.test_map = build_map_metric()
+        self.val_confusion = DetectionConfusionMatrix(len(self.class_names) + 1)
+        self.test_confusion = DetectionConfusionMatrix(len(self.class_names) + 1)
         self.dropped_predictions = 0
+        # the last evaluation, for reporting callbacks: {"stage", "result", "confusion"}
+        self.last_evaluation: dict[str, Any] = {}
 
     def forward(self, images: list[Tensor]) -> list[dict[str, Tensor]]:
         return self.net(images)
@@ -74,21 +79,28 @@ class DetectionModule(pl.LightningModule):
         )
         return loss
 
-    def _eval_step(self, batch: Batch, metric) -> None:
+    def _eval_step(self, batch: Batch, metric, confusion) -> list[dict[str, Tensor]]:
         images, targets = batch
         preds, dropped = finite_predictions(self.net(images))
         self.dropped_predictions += dropped
-        metric.update(preds, [{k: t[k] for k in ("boxes", "labels", "iscrowd")} for t in targets])
+        targets = [{k: t[k] for k in ("boxes", "labels", "iscrowd")} for t in targets]
+        metric.update(preds, targets)
+        confusion.update(preds, targets)
+        return preds  # for callbacks (debug images)
 
-    def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        self._eval_step(batch, self.val_map)
+    def validation_step(self, batch: Batch, batch_idx: int) -> list[dict[str, Tensor]]:
+        return self._eval_step(batch, self.val_map, self.val_confusion)
 
-    def test_step(self, batch: Batch, batch_idx: int) -> None:
-        self._eval_step(batch, self.test_map)
+    def test_step(self, batch: Batch, batch_idx: int) -> list[dict[str, Tensor]]:
+        return self._eval_step(batch, self.test_map, self.test_confusion)
 
-    def _log_map(self, metric, stage: str) -> None:
-        scalars = summarize(metric.compute(), self.class_names, stage)
+    def _log_map(self, metric, confusion, stage: str) -> None:
+        result = metric.compute()
+        result.pop("ious", None)  # per image and class: large, and not needed after compute
+        self.last_evaluation = {"stage": stage, "result": result, "confusion": confusion.compute()}
         metric.reset()
+        confusion.reset()
+        scalars = summarize(result, self.class_names, stage)
         scalars[f"{stage}/dropped_predictions"] = float(self.dropped_predictions)
         self.dropped_predictions = 0
         headline = f"{stage}/map_50"  # shown on the progress bar
@@ -96,10 +108,10 @@ class DetectionModule(pl.LightningModule):
         self.log_dict(scalars)
 
     def on_validation_epoch_end(self) -> None:
-        self._log_map(self.val_map, "val")
+        self._log_map(self.val_map, self.val_confusion, "val")
 
     def on_test_epoch_end(self) -> None:
-        self._log_map(self.test_map, "test")
+        self._log_map(self.test_map, self.test_confusion, "test")
 
     def configure_optimizers(self):
         params = [p for p in self.net.parameters() if p.requires_grad]

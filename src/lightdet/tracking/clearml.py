@@ -13,11 +13,17 @@ from __future__ import annotations
 import logging
 import os
 import re
+import time
 from collections.abc import Mapping
 from typing import Any
 
+# isort: off
 import hydra  # noqa: F401  # must precede clearml: its Hydra binding patches Hydra at import time
-from clearml import Task
+from clearml import OutputModel, Task
+
+# isort: on
+import requests
+from clearml.backend_api.session import Session
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import Logger
 from pytorch_lightning.utilities import rank_zero_only
@@ -46,6 +52,23 @@ def offline_requested(offline: bool | None) -> bool:
     if os.environ.get("CLEARML_OFFLINE_MODE", "").lower() in ("1", "true", "yes"):
         return True
     return not server_configured()
+
+
+def server_reachable(host: str, *, tries: int = 3, timeout: float = 5.0, wait: float = 2.0) -> bool:
+    """Whether the ClearML API server answers at all, within ``tries`` bounded attempts.
+
+    ClearML's own client retries 240 times with back-off (hours) before giving up; asking first
+    keeps an unreachable server from hanging training. Any HTTP answer counts as reachable.
+    """
+    for attempt in range(tries):
+        try:
+            requests.get(f"{host.rstrip('/')}/debug.ping", timeout=timeout)
+            return True
+        except requests.RequestException as err:
+            log.info("ClearML server %s: attempt %d/%d failed (%s)", host, attempt + 1, tries, err)
+            if attempt + 1 < tries:
+                time.sleep(wait)
+    return False
 
 
 def override_value(value: Any) -> str:
@@ -99,6 +122,16 @@ def init_task(cfg: DictConfig):
     """
     opts = cfg.logger.clearml
     offline = offline_requested(opts.get("offline"))
+    if not offline:
+        host = Session.get_api_server_host()
+        if not server_reachable(
+            host, tries=opts.get("connect_tries", 3), timeout=opts.get("connect_timeout", 5.0)
+        ):
+            log.warning(
+                "ClearML: server %s is not reachable; training goes on and is recorded offline.",
+                host,
+            )
+            offline = True
     if offline:
         Task.set_offline(offline_mode=True)
         # the reporting subprocess buys nothing without a server and makes close() take ~10 s
@@ -114,6 +147,12 @@ def init_task(cfg: DictConfig):
         auto_connect_frameworks={"pytorch": False, "tensorboard": False},
     )
     task.connect(hydra_overrides(cfg), name=HYDRA_SECTION)
+    queue = opts.get("remote_queue")
+    if queue:
+        if offline:
+            raise RuntimeError("logger.clearml.remote_queue needs a reachable ClearML server")
+        log.warning("ClearML: enqueued to %r for a clearml-agent; this process exits.", queue)
+        task.execute_remotely(queue_name=queue, exit_process=True)  # a no-op under the agent
     if offline:
         log.warning(
             "ClearML: no server configured, recording offline in %s. Import it later with "
@@ -139,6 +178,42 @@ def record_classes(task, class_names: list[str], category_map: Mapping) -> None:
     )
 
 
+def register_model(
+    task,
+    path: str,
+    *,
+    model: OutputModel | None = None,
+    name: str,
+    class_names: list[str],
+    config: Mapping,
+    metrics: Mapping[str, float],
+    iteration: int,
+) -> OutputModel:
+    """Register (or update) an output model with the class names as its label enumeration.
+
+    ClearML 2.1.12 offline: ``OutputModel.update_weights`` raises AttributeError ('DummyModel'
+    has no 'locked') because its "published" check runs before its offline branch. Offline, we
+    call that offline branch directly: it copies the file into the session's ``models/`` folder
+    and records the model in ``task.json`` for ``Task.import_offline_session``. Online runs use
+    the public ``update_weights`` unchanged.
+    """
+    if model is None:
+        model = OutputModel(
+            task=task,
+            name=name,
+            label_enumeration={"background": 0, **{n: i + 1 for i, n in enumerate(class_names)}},
+            config_dict={"config": dict(config), "metrics": dict(metrics)},
+            framework="PyTorch",
+            tags=["lightdet"],
+        )
+    model.comment = ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()))
+    if Task.is_offline():
+        model._update_weights_offline(weights_filename=path, iteration=iteration)
+    else:
+        model.update_weights(weights_filename=path, iteration=iteration, auto_delete_file=False)
+    return model
+
+
 class ClearMLLogger(Logger):
     """Lightning logger: ``stage/name`` metrics become ClearML title ``stage``, series ``name``.
 
@@ -149,6 +224,7 @@ class ClearMLLogger(Logger):
     def __init__(self, task=None) -> None:
         super().__init__()
         self._task = task
+        self.last_step = 0  # callbacks report plots and images at the step of the last scalars
 
     @property
     def name(self) -> str:
@@ -167,6 +243,7 @@ class ClearMLLogger(Logger):
         if self._task is None:
             return
         reporter = self._task.get_logger()
+        self.last_step = int(step or 0)
         for key, value in metrics.items():
             title, series = key.split("/", 1) if "/" in key else (key, key)
             reporter.report_scalar(title, series, value=float(value), iteration=int(step or 0))

@@ -48,3 +48,21 @@ def test_non_finite_predictions_are_dropped_and_counted():
     assert dropped == 2
     assert clean[0]["boxes"].tolist() == [[10.0, 10.0, 50.0, 50.0]]
     assert clean[0]["labels"].tolist() == [1]
+
+
+def test_pr_curves_per_class_with_ground_truth():
+    from lightdet.evaluation.metrics import pr_curves
+
+    metric = build_map_metric()
+    t = _target()
+    # class 1 found, class 3 predicted in the wrong place
+    boxes = torch.tensor([[10.0, 10.0, 50.0, 50.0], [0.0, 0.0, 5.0, 5.0]])
+    metric.update(
+        [{"boxes": boxes, "scores": torch.tensor([0.9, 0.8]), "labels": t["labels"]}], [t]
+    )
+    curves = pr_curves(metric.compute())
+    assert set(curves) == {1, 3}
+    recall, precision = curves[1]
+    assert recall.shape == precision.shape == (101,)
+    assert precision.max() == 1.0 and precision.min() >= 0.0
+    assert curves[3][1].max() == 0.0

@@ -43,3 +43,128 @@ def test_offline_when_asked_or_when_no_server_is_configured(monkeypatch):
     monkeypatch.setenv("CLEARML_API_ACCESS_KEY", "key")
     monkeypatch.setenv("CLEARML_API_SECRET_KEY", "secret")
     assert offline_requested(None) is False  # credentials present: try the server
+
+
+def test_server_probe_is_bounded_and_sees_a_live_server():
+    import http.server
+    import socket
+    import threading
+    import time
+
+    from lightdet.tracking.clearml import server_reachable
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    start = time.monotonic()
+    assert server_reachable(f"http://127.0.0.1:{closed}", tries=2, timeout=1.0, wait=0.5) is False
+    assert time.monotonic() - start < 5
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    threading.Thread(target=server.handle_request, daemon=True).start()
+    try:  # any HTTP answer (here a 501) means the server is there
+        assert server_reachable(f"http://127.0.0.1:{server.server_port}", tries=1, timeout=5.0)
+    finally:
+        server.server_close()
+
+
+def test_register_model_offline_records_weights_and_label_enumeration(tmp_path):
+    import json
+    from pathlib import Path
+
+    from clearml import Task
+
+    from lightdet.tracking.clearml import register_model
+
+    Task.set_offline(True)
+    task = Task.init(project_name="lightdet-tests", task_name="register", reuse_last_task_id=False,
+                     auto_connect_frameworks=False, auto_resource_monitoring=False)  # fmt: skip
+    try:
+        ckpt = tmp_path / "best.ckpt"
+        ckpt.write_bytes(b"weights")
+        metrics = {"val/map": 0.5}
+        register_model(task, str(ckpt), name="run best", class_names=["a", "b"], config={"seed": 1},
+                       metrics=metrics, iteration=7)  # fmt: skip
+        folder = Path(task.get_offline_mode_folder())
+    finally:
+        task.close()
+    (entry,) = json.loads((folder / "task.json").read_text())["offline_output_models"]
+    assert entry["init"]["name"] == "run best"
+    assert entry["init"]["label_enumeration"] == {"background": 0, "a": 1, "b": 2}
+    assert entry["init"]["config_dict"]["metrics"] == metrics
+    copied = Path(entry["weights"]["weights_filename"])
+    assert copied.parent == folder / "models" and copied.read_bytes() == b"weights"
+    assert entry["weights"]["iteration"] == 7
+
+
+def test_register_model_online_uses_the_public_api(monkeypatch):
+    from clearml import Task
+
+    from lightdet.tracking.clearml import register_model
+
+    class FakeModel:
+        def __init__(self):
+            self.calls = []
+
+        def update_weights(self, **kwargs):
+            self.calls.append(kwargs)
+
+        def _update_weights_offline(self, **kwargs):
+            raise AssertionError("the offline workaround must not run online")
+
+    monkeypatch.setattr(Task, "is_offline", classmethod(lambda cls: False))
+    model = FakeModel()
+    register_model(None, "/x/best.ckpt", model=model, name="n", class_names=["a"], config={},
+                   metrics={"val/map": 0.25}, iteration=3)  # fmt: skip
+    assert model.calls == [
+        {"weights_filename": "/x/best.ckpt", "iteration": 3, "auto_delete_file": False}
+    ]
+    assert model.comment == "val/map=0.2500"
+
+
+def test_remote_queue_enqueues_online_and_is_refused_offline(tmp_path, monkeypatch):
+    """Without a server the enqueue path can only be checked up to the ClearML calls it makes."""
+    import lightdet.tracking.clearml as tracking
+
+    base = [
+        f"paths.root_dir={tmp_path}",
+        f"paths.output_dir={tmp_path}",
+        "logger.clearml.remote_queue=gpu",
+    ]
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        offline_cfg = compose(config_name="train", overrides=[*base, "logger.clearml.offline=true"])
+        online_cfg = compose(config_name="train", overrides=[*base, "logger.clearml.offline=false"])
+
+    calls = []
+
+    class FakeTask:
+        name, id = "t", "1"
+
+        @classmethod
+        def init(cls, **kwargs):
+            calls.append(("init", kwargs["project_name"]))
+            return cls()
+
+        @classmethod
+        def set_offline(cls, offline_mode):
+            calls.append(("offline", offline_mode))
+
+        @classmethod
+        def set_random_seed(cls, seed):
+            pass
+
+        def connect(self, mutable, name):
+            calls.append(("connect", name))
+
+        def execute_remotely(self, queue_name, exit_process):
+            calls.append(("enqueue", queue_name, exit_process))
+
+        def get_offline_mode_folder(self):
+            return "/nowhere"
+
+    monkeypatch.setattr(tracking, "Task", FakeTask)
+    monkeypatch.setattr(tracking, "server_reachable", lambda host, **kw: True)
+    tracking.init_task(online_cfg)
+    assert calls == [("init", "lightdet"), ("connect", "Hydra"), ("enqueue", "gpu", True)]
+    with pytest.raises(RuntimeError, match="remote_queue needs a reachable ClearML server"):
+        tracking.init_task(offline_cfg)

@@ -1,0 +1,150 @@
+"""Lightning callbacks that fill the ClearML task: reports per validation and registered models.
+
+Both act on global rank 0 only and do nothing when the run has no ClearML logger.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+from pytorch_lightning.callbacks import Callback
+
+from lightdet.tracking.clearml import ClearMLLogger, register_model
+from lightdet.tracking.reports import (
+    report_ap_table,
+    report_confusion,
+    report_dataset_summary,
+    report_debug_images,
+    report_pr_curves,
+    report_train_samples,
+)
+
+
+def _clearml(trainer: pl.Trainer) -> ClearMLLogger | None:
+    if not trainer.is_global_zero:
+        return None
+    for logger in trainer.loggers:
+        if isinstance(logger, ClearMLLogger) and logger.experiment is not None:
+            return logger
+    return None
+
+
+def _task(trainer: pl.Trainer):
+    clearml = _clearml(trainer)
+    return clearml.experiment if clearml is not None else None
+
+
+class ClearMLReports(Callback):
+    """Dataset summary and augmented samples at the start; per validation (and test): per-class AP
+    table, PR curves, confusion matrix, and debug images of a fixed validation batch.
+
+    Args:
+        num_images: debug images per validation (from the first, unshuffled, batch).
+        num_train_samples: augmented training samples shown at the start.
+        score_threshold: predictions drawn on debug images score at least this.
+    """
+
+    def __init__(
+        self, num_images: int = 8, num_train_samples: int = 8, score_threshold: float = 0.3
+    ):
+        self.num_images = num_images
+        self.num_train_samples = num_train_samples
+        self.score_threshold = score_threshold
+        self._debug_batch: tuple | None = None
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        task, datamodule = _task(trainer), trainer.datamodule
+        if task is None or datamodule is None:
+            return
+        datamodule.setup("test")  # the summary covers every split the data has
+        splits = {s: d.records for s, d in datamodule.datasets.items()}
+        skipped = getattr(datamodule, "skipped", {})
+        report_dataset_summary(task.get_logger(), splits, datamodule.class_names, skipped)
+        train = datamodule.datasets.get("train")
+        if train is not None and len(train):
+            samples = [train[i] for i in range(min(self.num_train_samples, len(train)))]
+            images, targets = zip(*samples)
+            report_train_samples(task.get_logger(), images, targets, datamodule.class_names)
+
+    def _keep_batch(self, trainer, outputs, batch, batch_idx: int) -> None:
+        if batch_idx != 0 or trainer.sanity_checking or _task(trainer) is None:
+            return
+        images, targets = batch
+        n = self.num_images
+        self._debug_batch = (
+            [i.cpu() for i in images[:n]],
+            [{k: v.cpu() for k, v in t.items()} for t in targets[:n]],
+            [{k: v.cpu() for k, v in p.items()} for p in outputs[:n]],
+        )
+
+    def on_validation_batch_end(
+        self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
+    ):
+        self._keep_batch(trainer, outputs, batch, batch_idx)
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        self._keep_batch(trainer, outputs, batch, batch_idx)
+
+    def _report(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        task = _task(trainer)
+        evaluation = getattr(pl_module, "last_evaluation", None)
+        if task is None or trainer.sanity_checking or not evaluation:
+            return
+        # the step Lightning just logged this evaluation's scalars at, so plots line up with them
+        it = _clearml(trainer).last_step
+        logger, names = task.get_logger(), pl_module.class_names
+        stage, result = evaluation["stage"], evaluation["result"]
+        report_ap_table(logger, result, names, stage, it)
+        report_pr_curves(logger, result, names, stage, it)
+        report_confusion(logger, evaluation["confusion"], names, stage, it)
+        if self._debug_batch is not None:
+            report_debug_images(logger, *self._debug_batch, names, stage, it, self.score_threshold)
+            self._debug_batch = None
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._report(trainer, pl_module)  # after the module's epoch-end hook computed the metrics
+
+    def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._report(trainer, pl_module)
+
+
+class ClearMLModelRegistry(Callback):
+    """Registers the best checkpoint as a ClearML output model, with the class names as its label
+    enumeration, the run config and the best score; and the last checkpoint when training ends.
+
+    It runs after ``ModelCheckpoint`` has written this epoch's files (``on_train_epoch_end``).
+    """
+
+    def __init__(self) -> None:
+        self._best_path: str | None = None
+        self._models: dict[str, Any] = {}
+
+    def _register(self, trainer: pl.Trainer, pl_module, kind: str, path: str) -> None:
+        task, ckpt = _task(trainer), trainer.checkpoint_callback
+        if task is None or not path:
+            return
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+        if kind == "best" and ckpt is not None and ckpt.best_model_score is not None:
+            metrics[ckpt.monitor] = float(ckpt.best_model_score)
+        self._models[kind] = register_model(
+            task,
+            path,
+            model=self._models.get(kind),
+            name=f"{task.name} {kind}",
+            class_names=pl_module.class_names,
+            config=pl_module.hparams.get("config", {}),
+            metrics=metrics,
+            iteration=trainer.global_step,
+        )
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        ckpt = trainer.checkpoint_callback
+        if ckpt is not None and ckpt.best_model_path and ckpt.best_model_path != self._best_path:
+            self._best_path = ckpt.best_model_path
+            self._register(trainer, pl_module, "best", ckpt.best_model_path)
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        ckpt = trainer.checkpoint_callback
+        last = getattr(ckpt, "last_model_path", "") if ckpt is not None else ""
+        self._register(trainer, pl_module, "last", last)

@@ -1,0 +1,162 @@
+"""What a detection engineer looks at in ClearML besides scalars: tables, curves, matrices, images.
+
+Plain functions over a ``clearml.Logger``; the callbacks decide when to call them.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from torch import Tensor
+
+from lightdet.data.records import DetectionRecord
+from lightdet.evaluation.metrics import pr_curves
+from lightdet.viz import draw_boxes, draw_targets, grid
+
+
+def report_ap_table(
+    logger, result: Mapping, class_names: Sequence[str], stage: str, it: int
+) -> None:
+    """Per-class AP@[.5:.95] (and the class's ground-truth count) as a table."""
+    rows = [["class", "AP", "AR@100"]]
+    per_class = result.get("map_per_class")
+    mar = result.get("mar_100_per_class")
+    if per_class is not None and per_class.ndim == 1:
+        for k, label in enumerate(result["classes"].tolist()):
+            name = class_names[label - 1] if 1 <= label <= len(class_names) else str(label)
+            ap = float(per_class[k])
+            ar = float(mar[k]) if mar is not None and mar.ndim == 1 else float("nan")
+            rows.append([name, _fmt(ap), _fmt(ar)])
+    rows.append(["all", _fmt(float(result["map"])), _fmt(float(result.get("mar_100", -1)))])
+    logger.report_table(f"{stage} per-class AP", "AP", iteration=it, table_plot=rows)
+
+
+def _fmt(value: float) -> str:
+    return "n/a" if value < 0 or value != value else f"{value:.4f}"  # -1: no ground truth
+
+
+def report_pr_curves(
+    logger, result: Mapping, class_names: Sequence[str], stage: str, it: int
+) -> None:
+    """One precision-recall curve per class (IoU 0.5), in one plot."""
+    for label, (recall, precision) in pr_curves(result).items():
+        name = class_names[label - 1] if 1 <= label <= len(class_names) else str(label)
+        logger.report_scatter2d(
+            f"{stage} PR curve @IoU0.5",
+            name,
+            scatter=np.stack([recall.numpy(), precision.numpy()], axis=1),
+            iteration=it,
+            xaxis="recall",
+            yaxis="precision",
+            mode="lines",
+        )
+
+
+def report_confusion(
+    logger, matrix: Tensor, class_names: Sequence[str], stage: str, it: int
+) -> None:
+    """Rows: true class, columns: predicted class; index 0 is background."""
+    labels = ["background", *class_names]
+    logger.report_confusion_matrix(
+        f"{stage} confusion matrix @IoU0.5",
+        "counts",
+        # plotly draws z[i][j] at (x=xlabels[j], y=ylabels[i]): rows true, columns predicted
+        matrix=matrix.cpu().numpy(),
+        iteration=it,
+        xaxis="predicted",
+        yaxis="true",
+        xlabels=labels,
+        ylabels=labels,
+        yaxis_reversed=True,
+    )
+
+
+def report_debug_images(
+    logger,
+    images: Sequence[Tensor],
+    targets: Sequence[Mapping],
+    preds: Sequence[Mapping],
+    class_names: Sequence[str],
+    stage: str,
+    it: int,
+    score_threshold: float = 0.3,
+) -> None:
+    """A fixed set of images with ground truth (green) and predictions (class colours)."""
+    drawn = [
+        draw_boxes(img, class_names, t, p, score_threshold)
+        for img, t, p in zip(images, targets, preds)
+    ]
+    logger.report_image(
+        f"{stage} predictions",
+        "ground truth (green) vs predictions",
+        iteration=it,
+        image=grid(drawn),
+    )
+
+
+def report_train_samples(
+    logger, images: Sequence[Tensor], targets: Sequence[Mapping], class_names
+) -> None:
+    """Augmented training samples exactly as the model receives them."""
+    drawn = [draw_targets(img, t, class_names) for img, t in zip(images, targets)]
+    logger.report_image("train samples", "augmented", iteration=0, image=grid(drawn))
+
+
+def dataset_rows(splits: Mapping[str, Sequence[DetectionRecord]], class_names) -> list[list]:
+    """Images and boxes per class and split, as table rows."""
+    rows = [["split", "images", "empty images", "boxes", *class_names]]
+    for split, records in splits.items():
+        counts = Counter(int(label) for r in records for label in r.labels)
+        boxes = sum(counts.values())
+        empty = sum(len(r.labels) == 0 for r in records)
+        rows.append(
+            [
+                split,
+                len(records),
+                empty,
+                boxes,
+                *(counts.get(i + 1, 0) for i in range(len(class_names))),
+            ]
+        )
+    return rows
+
+
+def report_dataset_summary(
+    logger, splits: Mapping[str, Sequence[DetectionRecord]], class_names, skipped: Mapping[str, int]
+) -> None:
+    """Counts per class and split, skipped items per reason, and the box-size distribution."""
+    logger.report_table(
+        "dataset", "images and boxes", iteration=0, table_plot=dataset_rows(splits, class_names)
+    )
+    skip_rows = (
+        [["reason", "count"], *([k, v] for k, v in sorted(skipped.items()))]
+        if skipped
+        else [["reason", "count"], ["(none)", 0]]
+    )
+    logger.report_table("dataset", "skipped items", iteration=0, table_plot=skip_rows)
+    edges = np.array([0, 8, 16, 32, 64, 96, 128, 256, 512, np.inf])
+    labels = [
+        f"{int(a)}-{int(b)}" if np.isfinite(b) else f">={int(a)}"
+        for a, b in zip(edges[:-1], edges[1:])
+    ]
+    for split, records in splits.items():
+        hist, _ = np.histogram(box_sides(records), bins=edges)
+        logger.report_histogram(
+            "dataset box size",
+            split,
+            values=hist.tolist(),
+            iteration=0,
+            xlabels=labels,
+            xaxis="box side, sqrt(area) px",
+            yaxis="boxes",
+        )
+
+
+def box_sides(records: Sequence[DetectionRecord]) -> np.ndarray:
+    """sqrt(area) of every box, the size COCO's small/medium/large split uses."""
+    if not records:
+        return np.zeros(0)
+    wh = np.concatenate([r.boxes[:, 2:] - r.boxes[:, :2] for r in records])  # [N, 2]
+    return np.sqrt(np.prod(wh.clip(0), axis=1))

@@ -1,0 +1,102 @@
+"""Drawing boxes on images: debug images in ClearML, augmentation previews, predictions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw
+from torch import Tensor
+
+GT_COLOUR = (0, 230, 0)
+_PALETTE = [
+    (230, 25, 75),
+    (0, 130, 200),
+    (245, 130, 48),
+    (145, 30, 180),
+    (240, 50, 230),
+    (70, 240, 240),
+    (210, 245, 60),
+    (250, 190, 190),
+    (0, 128, 128),
+    (170, 110, 40),
+]
+
+
+def class_colour(label: int) -> tuple[int, int, int]:
+    return _PALETTE[(int(label) - 1) % len(_PALETTE)]
+
+
+def to_pil(image: Tensor, min_side: int = 320) -> tuple[Image.Image, float]:
+    """A float [3,H,W] tensor in [0,1] as a PIL image, upscaled so labels stay readable."""
+    array = (image.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).astype(
+        np.uint8
+    )
+    pil = Image.fromarray(array)
+    scale = max(1.0, min_side / min(pil.size))
+    if scale > 1.0:
+        pil = pil.resize((round(pil.width * scale), round(pil.height * scale)), Image.NEAREST)
+    return pil, scale
+
+
+def draw_boxes(
+    image: Tensor,
+    class_names: Sequence[str],
+    target: dict[str, Tensor] | None = None,
+    prediction: dict[str, Tensor] | None = None,
+    score_threshold: float = 0.3,
+) -> np.ndarray:
+    """Ground truth (green, thin) and predictions above ``score_threshold`` (class colour, with
+    name and score) drawn on ``image``; returns uint8 [H', W', 3]."""
+    pil, scale = to_pil(image)
+    draw = ImageDraw.Draw(pil)
+    if target is not None:
+        for box in target["boxes"].tolist():
+            draw.rectangle([v * scale for v in box], outline=GT_COLOUR, width=2)
+    if prediction is not None:
+        keep = prediction["scores"] >= score_threshold
+        for box, label, score in zip(
+            prediction["boxes"][keep].tolist(),
+            prediction["labels"][keep].tolist(),
+            prediction["scores"][keep].tolist(),
+        ):
+            _labelled_box(
+                draw, [v * scale for v in box], label, f"{_name(class_names, label)} {score:.2f}"
+            )
+    return np.asarray(pil)
+
+
+def draw_targets(
+    image: Tensor, target: dict[str, Tensor], class_names: Sequence[str]
+) -> np.ndarray:
+    """A training sample as the model sees it: boxes in class colours with class names."""
+    pil, scale = to_pil(image)
+    draw = ImageDraw.Draw(pil)
+    for box, label in zip(target["boxes"].tolist(), target["labels"].tolist()):
+        _labelled_box(draw, [v * scale for v in box], label, _name(class_names, label))
+    return np.asarray(pil)
+
+
+def grid(images: Sequence[np.ndarray], columns: int = 4) -> np.ndarray:
+    """Tile same-height images into one (padding with black)."""
+    height = max(i.shape[0] for i in images)
+    width = max(i.shape[1] for i in images)
+    rows = -(-len(images) // columns)
+    canvas = np.zeros((rows * height, min(columns, len(images)) * width, 3), np.uint8)
+    for k, img in enumerate(images):
+        r, c = divmod(k, columns)
+        canvas[r * height : r * height + img.shape[0], c * width : c * width + img.shape[1]] = img
+    return canvas
+
+
+def _name(class_names: Sequence[str], label: int) -> str:
+    return class_names[label - 1] if 1 <= label <= len(class_names) else str(label)
+
+
+def _labelled_box(draw: ImageDraw.ImageDraw, box: list, label: int, text: str) -> None:
+    colour = class_colour(label)
+    draw.rectangle(box, outline=colour, width=2)
+    x, y = box[0], max(0, box[1] - 11)
+    left, top, right, bottom = draw.textbbox((x, y), text)
+    draw.rectangle([left - 1, top - 1, right + 1, bottom + 1], fill=colour)
+    draw.text((x, y), text, fill=(255, 255, 255))

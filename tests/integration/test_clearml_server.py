@@ -1,0 +1,53 @@
+"""A configured ClearML server that does not answer must not stop (or hang) training."""
+
+import re
+import socket
+import time
+import uuid
+from datetime import datetime
+
+import pytest
+
+from tests.conftest import run_train_cli
+
+
+@pytest.mark.slow
+def test_unreachable_server_falls_back_to_offline_and_never_leaks_credentials(
+    tmp_path, tiny_shapes
+):
+    silent = socket.socket()  # accepts connections, never answers: every try runs into its timeout
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(64)
+    host = f"http://127.0.0.1:{silent.getsockname()[1]}"
+    access, secret = f"ACCESS{uuid.uuid4().hex}", f"SECRET{uuid.uuid4().hex}"
+    env = {"CLEARML_API_HOST": host, "CLEARML_WEB_HOST": host, "CLEARML_FILES_HOST": host,
+           "CLEARML_API_ACCESS_KEY": access, "CLEARML_API_SECRET_KEY": secret}  # fmt: skip
+    start = datetime.now()
+    began = time.monotonic()
+    try:
+        proc, session = run_train_cli(
+            tmp_path, tiny_shapes, "logger.clearml.connect_timeout=3", env=env
+        )
+    finally:
+        silent.close()
+    assert time.monotonic() - began < 120  # the whole run, not hours of ClearML's own retries
+
+    output = proc.stdout + proc.stderr
+    warning = re.search(
+        r"\[([\d\- :,]+)\]\[[\w.]+\]\[WARNING\] - ClearML: server (\S+) is not reachable", output
+    )
+    assert warning, output[-3000:]
+    warned_at = datetime.strptime(warning.group(1), "%Y-%m-%d %H:%M:%S,%f")
+    assert (warned_at - start).total_seconds() < 30
+    assert warning.group(2) == host
+
+    assert (session / "task.json").is_file() and session.with_suffix(
+        ".zip"
+    ).is_file()  # kept for import
+    assert "recording offline in" in output
+    checkpoints = list(tmp_path.rglob("*.ckpt"))
+    assert checkpoints  # training completed
+    for key in (access, secret):
+        assert key not in output
+        for path in [p for p in tmp_path.rglob("*") if p.is_file()]:
+            assert key.encode() not in path.read_bytes(), f"{key[:6]}... found in {path}"

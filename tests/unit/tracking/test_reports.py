@@ -1,0 +1,47 @@
+import numpy as np
+import torch
+
+from lightdet.tracking.reports import dataset_rows, report_ap_table, report_confusion
+
+
+class RecordingLogger:
+    def __init__(self):
+        self.calls = []
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: self.calls.append((name, args, kwargs))
+
+
+def test_confusion_matrix_rows_are_truth_and_columns_predictions():
+    matrix = torch.zeros(3, 3, dtype=torch.long)
+    matrix[1, 2] = 5  # five "a" objects predicted as "b"
+    logger = RecordingLogger()
+    report_confusion(logger, matrix, ["a", "b"], "val", 7)
+    ((name, args, kw),) = logger.calls
+    assert name == "report_confusion_matrix" and kw["iteration"] == 7
+    z = kw["matrix"]  # plotly puts z[i][j] at y=ylabels[i], x=xlabels[j]
+    (i,), (j,) = np.nonzero(z)
+    assert (kw["ylabels"][i], kw["xlabels"][j]) == ("a", "b")
+    assert (kw["yaxis"], kw["xaxis"]) == ("true", "predicted")
+
+
+def test_ap_table_names_classes_and_marks_missing_ones():
+    result = {"map": torch.tensor(0.5), "mar_100": torch.tensor(0.6), "classes": torch.tensor([1, 2]),
+              "map_per_class": torch.tensor([0.7, -1.0]), "mar_100_per_class": torch.tensor([0.8, -1.0])}  # fmt: skip
+    logger = RecordingLogger()
+    report_ap_table(logger, result, ["a", "b"], "val", 3)
+    ((_, _, kw),) = logger.calls
+    assert kw["table_plot"] == [["class", "AP", "AR@100"], ["a", "0.7000", "0.8000"], ["b", "n/a", "n/a"],
+                                ["all", "0.5000", "0.6000"]]  # fmt: skip
+
+
+def test_dataset_rows_count_images_boxes_and_classes():
+    from lightdet.data.records import DetectionRecord
+
+    recs = [DetectionRecord("x", 1, 10, 10, np.array([[0, 0, 1, 1], [0, 0, 2, 2]]), np.array([1, 2])),
+            DetectionRecord("y", 2, 10, 10, np.zeros((0, 4)), np.zeros(0))]  # fmt: skip
+    rows = dataset_rows({"train": recs}, ["a", "b"])
+    assert rows == [
+        ["split", "images", "empty images", "boxes", "a", "b"],
+        ["train", 2, 1, 2, 1, 1],
+    ]
