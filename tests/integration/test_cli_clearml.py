@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 from PIL import Image
 
@@ -85,7 +86,13 @@ def test_session_holds_what_a_detection_engineer_looks_at(tmp_path, tiny_shapes)
         "square": 2,
         "triangle": 3,
     }
-    assert Path(best["weights"]["weights_filename"]).is_file()
+    weights = torch.load(best["weights"]["weights_filename"], weights_only=True)
+    assert weights["hyper_parameters"]["class_names"] == ["circle", "square", "triangle"]
+    assert "head.classification_head.cls_logits.weight" in weights["state_dict"]
+    assert sorted(p.name for p in (session / "models").iterdir()) == [
+        "model_best.pt",
+        "model_last.pt",
+    ]
     assert "val/map" in best["init"]["config_dict"]["metrics"]
 
 

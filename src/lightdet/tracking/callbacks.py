@@ -5,9 +5,11 @@ Both act on global rank 0 only and do nothing when the run has no ClearML logger
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.callbacks import Callback
 
 from lightdet.tracking.clearml import ClearMLLogger, register_model
@@ -109,11 +111,31 @@ class ClearMLReports(Callback):
         self._report(trainer, pl_module)
 
 
+def export_weights(checkpoint_path: str, kind: str) -> str:
+    """A lean copy of a Lightning checkpoint for the model registry: the detector's weights (no
+    optimizer state, a third of the size) with the class names, id map and config, loadable with
+    ``torch.load(weights_only=True)``. Written next to the checkpoint as ``model_<kind>.pt``: a
+    fixed name, so updating the registered model replaces the file instead of adding one."""
+    ckpt = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+    prefix = "net."
+    lean = {
+        "state_dict": {
+            k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)
+        },
+        "hyper_parameters": ckpt.get("hyper_parameters", {}),
+        "source_checkpoint": Path(checkpoint_path).name,
+    }
+    path = Path(checkpoint_path).with_name(f"model_{kind}.pt")
+    torch.save(lean, path)
+    return str(path)
+
+
 class ClearMLModelRegistry(Callback):
-    """Registers the best checkpoint as a ClearML output model, with the class names as its label
-    enumeration, the run config and the best score; and the last checkpoint when training ends.
+    """Registers the best checkpoint's weights as a ClearML output model, with the class names as
+    its label enumeration, the run config and the best score; and the last when training ends.
 
     It runs after ``ModelCheckpoint`` has written this epoch's files (``on_train_epoch_end``).
+    The full checkpoints (optimizer state included, for resuming) stay in the run folder.
     """
 
     def __init__(self) -> None:
@@ -129,7 +151,7 @@ class ClearMLModelRegistry(Callback):
             metrics[ckpt.monitor] = float(ckpt.best_model_score)
         self._models[kind] = register_model(
             task,
-            path,
+            export_weights(path, kind),
             model=self._models.get(kind),
             name=f"{task.name} {kind}",
             class_names=pl_module.class_names,
