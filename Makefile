@@ -11,19 +11,21 @@ TRAINER ?=
 EXPERIMENT ?=
 ARGS ?=
 SESSION ?=
+CKPT ?=
+SPLIT ?= val
 QUEUE ?= default
 
 GROUPS = $(if $(MODEL),model=$(MODEL)) $(if $(DATA),data=$(DATA)) \
          $(if $(TRAINER),trainer=$(TRAINER)) $(if $(EXPERIMENT),experiment=$(EXPERIMENT))
 
 .DEFAULT_GOAL := help
-.PHONY: help install train remote test test-fast lint clearml-import clean
+.PHONY: help install train evaluate remote docker-build docker-train clearml-server-up clearml-server-down test test-fast lint clearml-import clean
 
 help: ## show this help
 	@echo "usage: make <target> [MODEL=retinanet] [DATA=shapes|shapes_coco|voc|coco] [TRAINER=default|cpu|gpu]"
 	@echo "                     [EXPERIMENT=voc_retinanet_r50|coco_retinanet_r50] [ARGS='hydra overrides']"
 	@echo
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
 	@echo
 	@echo "example: make train MODEL=retinanet ARGS=\"model.net.focal_gamma=1.5 trainer.max_epochs=5\""
 
@@ -37,6 +39,10 @@ install: $(VENV)/.installed ## create .venv and install lightdet with its dev to
 
 train: install ## train a detector (default: RetinaNet on the built-in shapes data)
 	$(PY) -m lightdet.train $(GROUPS) $(ARGS)
+
+evaluate: install ## score a checkpoint: CKPT=<path> [SPLIT=val|test] [DATA=...]
+	@test -n "$(CKPT)" || (echo "usage: make evaluate CKPT=<checkpoint> [SPLIT=val|test]"; exit 2)
+	$(PY) -m lightdet.evaluate ckpt_path=$(CKPT) split=$(SPLIT) $(if $(DATA),data=$(DATA)) $(ARGS)
 
 remote: install ## enqueue this training config to a clearml-agent queue: QUEUE=default
 	$(PY) -m lightdet.train $(GROUPS) logger.clearml.remote_queue=$(QUEUE) $(ARGS)
@@ -53,6 +59,19 @@ lint: install ## ruff over src/ and tests/
 clearml-import: install ## upload an offline ClearML session to the configured server: SESSION=<folder or .zip>
 	@test -n "$(SESSION)" || (echo "usage: make clearml-import SESSION=<offline session folder or .zip>"; exit 2)
 	$(PY) -c "from clearml import Task; print('imported as task', Task.import_offline_session('$(SESSION)'))"
+
+docker-build: ## build the CUDA training image (lightdet:latest)
+	docker build -f docker/Dockerfile -t lightdet:latest .
+
+docker-train: ## train in the image on all GPUs: MODEL=... ARGS=...
+	docker run --rm --gpus all --ipc=host -v $(CURDIR)/data:/lightdet/data -v $(CURDIR)/logs:/lightdet/logs \
+		lightdet:latest make train TRAINER=gpu $(GROUPS) ARGS="$(ARGS)"
+
+clearml-server-up: ## start a ClearML server + GPU agent (docker/docker-compose.yml), web UI on :8080
+	docker compose -f docker/docker-compose.yml up -d
+
+clearml-server-down: ## stop the ClearML server and agent (data stays in CLEARML_DATA, default /opt/clearml)
+	docker compose -f docker/docker-compose.yml down
 
 clean: ## remove run outputs (logs/), keep data/ and .venv
 	rm -rf logs outputs multirun

@@ -69,8 +69,10 @@ def train(cfg: DictConfig) -> float | None:
 
 
 def _is_global_zero() -> bool:
-    """Rank 0 before the Trainer exists (DDP launchers set RANK for the other processes)."""
-    return int(os.environ.get("RANK", 0)) == 0
+    """Global rank 0, before the Trainer exists. torchrun and SLURM set RANK / SLURM_PROCID;
+    Lightning's own launcher sets only LOCAL_RANK and NODE_RANK for the processes it starts."""
+    ranks = ("RANK", "SLURM_PROCID", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK")
+    return all(int(os.environ.get(key, 0)) == 0 for key in ranks)
 
 
 def _best_score(trainer: pl.Trainer, metric: str) -> float | None:

@@ -29,7 +29,8 @@ def test_composes_and_instantiates(tmp_path, group, option):
     # pretrained=none: no downloads here. Without CUDA, a GPU trainer is built on the CPU.
     overrides = [f"{group}={option}", "model.net.pretrained=none"]
     if not torch.cuda.is_available():
-        overrides += ["trainer.accelerator=cpu", "trainer.precision=32-true"]
+        overrides += ["trainer.accelerator=cpu", "trainer.precision=32-true", "trainer.devices=1",
+                      "++trainer.num_nodes=1"]  # fmt: skip
     cfg = compose_train(tmp_path, *overrides, tiny_data=False)
     datamodule = instantiate(cfg.data, train_transform=instantiate(cfg.augmentation.train),
                              eval_transform=instantiate(cfg.augmentation.eval))  # fmt: skip

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Sequence
 
 import torch
+import torch.distributed as dist
 from torch import Tensor
 from torchmetrics.detection import MeanAveragePrecision
 
@@ -35,9 +36,29 @@ def build_map_metric() -> MeanAveragePrecision:
         class_metrics=True,
         extended_summary=True,
         backend="faster_coco_eval",
+        sync_on_compute=False,  # gather_list_states() syncs it: see there
     )
     metric.warn_on_many_detections = False  # COCO scoring keeps the top 100 per image by design
     return metric
+
+
+def gather_list_states(metric) -> None:
+    """Give every process all the images of a list-state metric (mAP), before ``compute()``.
+
+    torchmetrics syncs list states element by element, so processes that saw different numbers
+    of images (as with an unrepeated sampler, which avoids scoring padded duplicates) issue
+    mismatched collectives and fail. Gathering each list as one Python object has no such
+    constraint. Image order does not matter to mAP.
+    """
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return
+    for name, value in metric.metric_state.items():
+        if not isinstance(value, list):
+            continue
+        device = value[0].device if value else torch.device("cpu")
+        parts: list = [None] * dist.get_world_size()
+        dist.all_gather_object(parts, [t.cpu() for t in value])
+        setattr(metric, name, [t.to(device) for part in parts for t in part])
 
 
 def finite_predictions(preds: Sequence[dict[str, Tensor]]) -> tuple[list[dict[str, Tensor]], int]:

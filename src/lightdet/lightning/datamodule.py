@@ -6,7 +6,9 @@ from collections.abc import Callable
 
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader
+import torch.distributed as dist
+from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
+from torch.utils.data import DataLoader, DistributedSampler
 
 from lightdet.data.dataset import DetectionDataset, collate_detection, seed_worker
 from lightdet.data.transforms import eval_preset
@@ -89,10 +91,12 @@ class DetectionDataModule(pl.LightningDataModule):
         dataset = self.datasets[split]
         if self.num_workers == 0:  # no worker_init_fn: seed from the (seeded) global torch RNG
             dataset.reseed(int(torch.randint(2**31 - 1, ()).item()))
+        sampler = _distributed_sampler(dataset, shuffle)
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            shuffle=shuffle and sampler is None,
+            sampler=sampler,
             drop_last=shuffle,  # a 1-image last batch breaks BatchNorm statistics
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
@@ -109,3 +113,14 @@ class DetectionDataModule(pl.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False)
+
+
+def _distributed_sampler(dataset, shuffle: bool):
+    """Under DDP: shuffled shards for training; for evaluation, shards without the repeated
+    padding of DistributedSampler, so mAP over all processes equals a single-process mAP.
+    Lightning keeps samplers that are already distributed (and calls set_epoch on them)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return None
+    if shuffle:
+        return DistributedSampler(dataset, shuffle=True, drop_last=True)
+    return UnrepeatedDistributedSampler(dataset, shuffle=False)

@@ -10,7 +10,12 @@ import torch
 from torch import Tensor, nn
 
 from lightdet.evaluation.confusion import DetectionConfusionMatrix
-from lightdet.evaluation.metrics import build_map_metric, finite_predictions, summarize
+from lightdet.evaluation.metrics import (
+    build_map_metric,
+    finite_predictions,
+    gather_list_states,
+    summarize,
+)
 
 Batch = tuple[list[Tensor], list[dict[str, Tensor]]]
 
@@ -23,7 +28,8 @@ class DetectionModule(pl.LightningModule):
 
     Args:
         net: a torchvision detection model (see :mod:`lightdet.models`).
-        optimizer: partial taking the trainable parameters (``torch.optim.AdamW``, ...).
+        optimizer: partial taking the trainable parameters (``torch.optim.AdamW``, ...); None for
+            a module that only evaluates.
         scheduler: partial taking ``(optimizer, total_steps=...)``, stepped every batch, or None.
         class_names: the K class names (label ``i`` is ``class_names[i - 1]``).
         category_map: dataset id -> label map, kept with the checkpoint.
@@ -33,7 +39,7 @@ class DetectionModule(pl.LightningModule):
     def __init__(
         self,
         net: nn.Module,
-        optimizer: Callable[..., torch.optim.Optimizer],
+        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         scheduler: Callable[..., Any] | None = None,
         *,
         class_names: Sequence[str] = (),
@@ -95,6 +101,7 @@ class DetectionModule(pl.LightningModule):
         return self._eval_step(batch, self.test_map, self.test_confusion)
 
     def _log_map(self, metric, confusion, stage: str) -> None:
+        gather_list_states(metric)  # every process scores all images (DDP); no-op otherwise
         result = metric.compute()
         result.pop("ious", None)  # per image and class: large, and not needed after compute
         self.last_evaluation = {"stage": stage, "result": result, "confusion": confusion.compute()}
@@ -114,6 +121,8 @@ class DetectionModule(pl.LightningModule):
         self._log_map(self.test_map, self.test_confusion, "test")
 
     def configure_optimizers(self):
+        if self.optimizer_factory is None:
+            raise RuntimeError("DetectionModule: no optimizer given, this module only evaluates")
         params = [p for p in self.net.parameters() if p.requires_grad]
         optimizer = self.optimizer_factory(params)
         if self.scheduler_factory is None:

@@ -1,0 +1,64 @@
+"""Evaluate a checkpoint: ``python -m lightdet.evaluate ckpt_path=<path> [split=test]``.
+
+Returns the metrics (``val/map``, ``val/map_50``, ...) of one pass over the split.
+"""
+
+from __future__ import annotations
+
+import hydra
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from lightdet.lightning.module import DetectionModule
+from lightdet.tracking.callbacks import ClearMLReports
+from lightdet.tracking.clearml import ClearMLLogger, init_task
+from lightdet.train import CONFIG_DIR, _is_global_zero, build_datamodule
+
+
+def load_module(ckpt_path: str, class_names: list[str]) -> DetectionModule:
+    """The detector a checkpoint was trained as, with its weights (loaded ``weights_only``)."""
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    hp = ckpt.get("hyper_parameters", {})
+    if hp.get("class_names") != list(class_names):
+        raise ValueError(
+            f"{ckpt_path}: trained on classes {hp.get('class_names')}, "
+            f"the data has {list(class_names)}"
+        )
+    net_cfg = OmegaConf.create(hp["config"]["model"]["net"])
+    module = DetectionModule(
+        net=instantiate(net_cfg, num_classes=len(class_names) + 1, pretrained="none"),
+        class_names=class_names,
+        category_map=hp.get("category_map"),
+        config=hp["config"],
+    )
+    module.load_state_dict(ckpt["state_dict"])
+    return module
+
+
+def evaluate(cfg: DictConfig) -> dict[str, float]:
+    """One pass over ``cfg.split`` with the checkpoint's weights; returns the logged metrics."""
+    task = init_task(cfg) if _is_global_zero() else None
+    pl.seed_everything(cfg.seed, workers=True)
+    try:
+        datamodule = build_datamodule(cfg)
+        module = load_module(cfg.ckpt_path, datamodule.class_names)
+        trainer: pl.Trainer = instantiate(
+            cfg.trainer, logger=ClearMLLogger(task), callbacks=[ClearMLReports()]
+        )
+        run = {"val": trainer.validate, "test": trainer.test}[cfg.split]
+        (metrics,) = run(module, datamodule=datamodule)
+    finally:
+        if task is not None:
+            task.close()
+    return {k: float(v) for k, v in metrics.items()}
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="evaluate")
+def main(cfg: DictConfig) -> dict[str, float]:
+    return evaluate(cfg)
+
+
+if __name__ == "__main__":
+    main()
