@@ -11,6 +11,7 @@ TRAINER ?=
 EXPERIMENT ?=
 ARGS ?=
 SESSION ?=
+HPO ?=
 CKPT ?=
 SPLIT ?= val
 QUEUE ?= default
@@ -19,7 +20,7 @@ GROUPS = $(if $(MODEL),model=$(MODEL)) $(if $(DATA),data=$(DATA)) \
          $(if $(TRAINER),trainer=$(TRAINER)) $(if $(EXPERIMENT),experiment=$(EXPERIMENT))
 
 .DEFAULT_GOAL := help
-.PHONY: help install train evaluate remote docker-build docker-train clearml-server-up clearml-server-down test test-fast lint clearml-import clean
+.PHONY: help install train evaluate hpo remote docker-build docker-train clearml-server-up clearml-server-down test test-fast lint clearml-import clean
 
 help: ## show this help
 	@echo "usage: make <target> [MODEL=retinanet] [DATA=shapes|shapes_coco|voc|coco] [TRAINER=default|cpu|gpu]"
@@ -43,6 +44,9 @@ train: install ## train a detector (default: RetinaNet on the built-in shapes da
 evaluate: install ## score a checkpoint: CKPT=<path> [SPLIT=val|test] [DATA=...]
 	@test -n "$(CKPT)" || (echo "usage: make evaluate CKPT=<checkpoint> [SPLIT=val|test]"; exit 2)
 	$(PY) -m lightdet.evaluate ckpt_path=$(CKPT) split=$(SPLIT) $(if $(DATA),data=$(DATA)) $(ARGS)
+
+hpo: install ## hyperparameter search (conf/hpo/*.yaml): HPO=focal_lr; run again to resume
+	$(PY) -m lightdet.hpo $(if $(HPO),hpo=$(HPO)) $(ARGS)
 
 remote: install ## enqueue this training config to a clearml-agent queue: QUEUE=default
 	$(PY) -m lightdet.train $(GROUPS) logger.clearml.remote_queue=$(QUEUE) $(ARGS)

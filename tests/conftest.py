@@ -79,6 +79,14 @@ def offline_scalars(session: Path) -> list[dict]:
     return offline_events(session, "training_stats_scalar")
 
 
+def clean_env(**extra: str) -> dict:
+    """This process's environment without ClearML settings. In-process tests that call Task.init
+    export CLEARML_/TRAINS_PROC_MASTER_ID, and a child that inherits it attaches to that task."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLEARML_", "TRAINS_"))}
+    env.update(extra)
+    return env
+
+
 def run_train_cli(tmp_path: Path, data_root: Path, *overrides: str, env: dict | None = None):
     """``python -m lightdet.train`` on tiny shapes data, in a clean ClearML environment.
 
@@ -87,8 +95,7 @@ def run_train_cli(tmp_path: Path, data_root: Path, *overrides: str, env: dict | 
     cache = tmp_path / "clearml"
     conf = tmp_path / "clearml.conf"
     conf.write_text("sdk.development.report_use_subprocess: false\n")
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("CLEARML_")}
-    clean.update(CLEARML_CACHE_DIR=str(cache), CLEARML_CONFIG_FILE=str(conf), **(env or {}))
+    clean = clean_env(CLEARML_CACHE_DIR=str(cache), CLEARML_CONFIG_FILE=str(conf), **(env or {}))
     args = [
         f"paths.root_dir={tmp_path}",
         f"data.source.root={data_root}",

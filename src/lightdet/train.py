@@ -44,15 +44,25 @@ def build_module(cfg: DictConfig, datamodule) -> DetectionModule:
     )
 
 
-def train(cfg: DictConfig) -> float | None:
-    """Fit (and test, when the data has a test split); returns ``cfg.optimized_metric``."""
-    task = init_task(cfg) if _is_global_zero() else None
+def train(
+    cfg: DictConfig, extra_callbacks: list | None = None, bind_hydra: bool = True
+) -> float | None:
+    """Fit (and test, when the data has a test split); returns ``cfg.optimized_metric``.
+
+    Args:
+        cfg: the composed training config.
+        extra_callbacks: added to the configured ones (hyperparameter search adds pruning).
+        bind_hydra: let ClearML's Hydra binding record this run's overrides (False for runs
+            composed in-process, such as search trials, whose Hydra app is another one).
+    """
+    task = init_task(cfg, bind_hydra=bind_hydra) if _is_global_zero() else None
     pl.seed_everything(cfg.seed, workers=True)  # after Task.init, which reseeds every generator
     datamodule = build_datamodule(cfg)
     module = build_module(cfg, datamodule)
     if task is not None:
         record_classes(task, datamodule.class_names, datamodule.category_map)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    callbacks += list(extra_callbacks or [])
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=ClearMLLogger(task))
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))

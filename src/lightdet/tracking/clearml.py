@@ -115,10 +115,12 @@ def hydra_overrides(
     return flat
 
 
-def init_task(cfg: DictConfig):
+def init_task(cfg: DictConfig, bind_hydra: bool = True):
     """Create the run's ClearML task (offline when no server is configured) and record the config.
 
-    Call inside the ``@hydra.main`` function, on global rank 0 only.
+    Call inside the ``@hydra.main`` function, on global rank 0 only. ``bind_hydra=False`` for a
+    config composed in-process (search trials): ClearML's binding would record the enclosing
+    Hydra app's overrides instead, so the full config is recorded here.
     """
     opts = cfg.logger.clearml
     offline = offline_requested(opts.get("offline"))
@@ -144,9 +146,11 @@ def init_task(cfg: DictConfig):
         output_uri=opts.get("output_uri"),
         reuse_last_task_id=False,
         # checkpoints are registered deliberately, not every torch.save
-        auto_connect_frameworks={"pytorch": False, "tensorboard": False},
+        auto_connect_frameworks={"pytorch": False, "tensorboard": False, "hydra": bind_hydra},
     )
     task.connect(hydra_overrides(cfg), name=HYDRA_SECTION)
+    if not bind_hydra:
+        task.set_configuration_object("OmegaConf", config_text=OmegaConf.to_yaml(cfg))
     queue = opts.get("remote_queue")
     if queue:
         if offline:

@@ -1,0 +1,99 @@
+"""Hyperparameter search: ``make hpo [HPO=focal_lr]`` or ``python -m lightdet.hpo hpo=<space>``.
+
+With a reachable ClearML server (``backend=auto`` or ``clearml``): ClearML's optimizer with
+Optuna clones a base training task. Otherwise (``local``): an Optuna study in a file, each trial a
+training run in this process. Both write the best configuration, a trials table and plots.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from lightdet.search.local import run_study, trials_table, write_results
+from lightdet.tracking.clearml import init_task, offline_requested, server_reachable
+from lightdet.train import CONFIG_DIR, train
+
+log = logging.getLogger(__name__)
+
+
+def use_clearml(cfg: DictConfig) -> bool:
+    if cfg.backend in ("local", "clearml"):
+        return cfg.backend == "clearml"
+    if offline_requested(cfg.logger.clearml.get("offline")):
+        return False
+    from clearml.backend_api.session import Session
+
+    return server_reachable(Session.get_api_server_host(), tries=1)
+
+
+def run_local(cfg: DictConfig, out_dir: Path) -> dict:
+    def compose(overrides: list[str], trial_dir: str | None = None) -> DictConfig:
+        extra = [f"paths.output_dir={trial_dir}"] if trial_dir else []
+        return hydra.compose(config_name="train", overrides=[*overrides, *extra])
+
+    def run_trial(overrides: list[str], callbacks: list, number: int) -> float | None:
+        trial_dir = out_dir / f"trial_{number:03d}"
+        name = f"task_name={cfg.hpo.study_name}-trial{number:03d}"
+        return train(compose([*overrides, name], str(trial_dir)), callbacks, bind_hydra=False)
+
+    study = run_study(cfg.hpo, run_trial)
+    outputs = write_results(study, out_dir, lambda overrides: compose(overrides))
+    report(cfg, trials_table(study), outputs.get("plots", []))
+    return outputs
+
+
+def report(cfg: DictConfig, rows: list[list], plots: list[Path]) -> None:
+    """Print the table, and record it with the plots in a ClearML task for the study."""
+    log_table(rows)
+    task = init_task(cfg)
+    try:
+        task.get_logger().report_table("hpo", "trials", iteration=0, table_plot=rows)
+        for plot in plots:
+            task.get_logger().report_image("hpo", plot.stem, iteration=0, local_path=str(plot))
+    finally:
+        task.close()
+
+
+def hpo(cfg: DictConfig) -> dict:
+    out_dir = Path(HydraConfig.get().runtime.output_dir)
+    if use_clearml(cfg):
+        rows = run_clearml_path(cfg, out_dir)
+        return {"trials": rows}
+    return run_local(cfg, out_dir)
+
+
+def run_clearml_path(cfg: DictConfig, out_dir: Path) -> list[list]:
+    """ClearML's optimizer task holds its own plots; here the top trials and the best values."""
+    from omegaconf import OmegaConf
+
+    from lightdet.search.remote import run_clearml
+
+    rows = run_clearml(cfg)
+    with (out_dir / "top_trials.csv").open("w", newline="") as f:
+        csv.writer(f).writerows(rows)
+    if len(rows) > 1:
+        best = dict(zip(rows[0], rows[1]))
+        (out_dir / "best_params.yaml").write_text(OmegaConf.to_yaml(best))
+    log_table(rows)
+    return rows
+
+
+def log_table(rows: list[list]) -> None:
+    width = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        log.info("  ".join(str(v).ljust(w) for v, w in zip(row, width)))
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="hpo")
+def main(cfg: DictConfig) -> dict:
+    return hpo(cfg)
+
+
+if __name__ == "__main__":
+    main()
