@@ -7,7 +7,6 @@ training run in this process. Both write the best configuration, a trials table 
 
 from __future__ import annotations
 
-import csv
 import logging
 from pathlib import Path
 
@@ -48,10 +47,12 @@ def run_local(cfg: DictConfig, out_dir: Path) -> dict:
     return outputs
 
 
-def report(cfg: DictConfig, rows: list[list], plots: list[Path]) -> None:
-    """Print the table, and record it with the plots in a ClearML task for the study."""
+def report(cfg: DictConfig, rows: list[list], plots: list[Path], task=None) -> None:
+    """Print the table, and record it with the plots in a ClearML task for the study (a new
+    one, unless ``task`` is given)."""
     log_table(rows)
-    task = init_task(cfg)
+    own = task is None
+    task = init_task(cfg) if own else task
     try:
         task.get_logger().report_table("hpo", "trials", iteration=0, table_plot=rows)
         for plot in plots:
@@ -63,25 +64,22 @@ def report(cfg: DictConfig, rows: list[list], plots: list[Path]) -> None:
 def hpo(cfg: DictConfig) -> dict:
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     if use_clearml(cfg):
-        rows = run_clearml_path(cfg, out_dir)
-        return {"trials": rows}
+        return run_clearml_path(cfg, out_dir)
     return run_local(cfg, out_dir)
 
 
-def run_clearml_path(cfg: DictConfig, out_dir: Path) -> list[list]:
-    """ClearML's optimizer task holds its own plots; here the top trials and the best values."""
-    from omegaconf import OmegaConf
+def run_clearml_path(cfg: DictConfig, out_dir: Path) -> dict:
+    """ClearML's optimizer on the server; then the same outputs as the local path."""
+    from clearml import Task
 
     from lightdet.search.remote import run_clearml
 
-    rows = run_clearml(cfg)
-    with (out_dir / "top_trials.csv").open("w", newline="") as f:
-        csv.writer(f).writerows(rows)
-    if len(rows) > 1:
-        best = dict(zip(rows[0], rows[1]))
-        (out_dir / "best_params.yaml").write_text(OmegaConf.to_yaml(best))
-    log_table(rows)
-    return rows
+    study = run_clearml(cfg)
+    outputs = write_results(
+        study, out_dir, lambda overrides: hydra.compose("train", overrides=overrides)
+    )
+    report(cfg, trials_table(study), outputs.get("plots", []), task=Task.current_task())
+    return outputs
 
 
 def log_table(rows: list[list]) -> None:

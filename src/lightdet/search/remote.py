@@ -9,9 +9,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import optuna
 from omegaconf import DictConfig
 
-from lightdet.search.space import check_space, clearml_parameters
+from lightdet.search.space import check_space, clearml_parameters, trial_overrides
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +46,9 @@ def optimizer_kwargs(hpo: DictConfig) -> dict[str, Any]:
     }
 
 
-def run_clearml(cfg: DictConfig) -> list[list]:
-    """Run the optimizer as its own ClearML task; returns a table of the top trials."""
+def run_clearml(cfg: DictConfig) -> optuna.Study:
+    """Run the optimizer as its own ClearML task (left open for the results to be reported to);
+    returns its finished trials as an Optuna study."""
     from clearml import Task
     from clearml.automation import HyperParameterOptimizer
 
@@ -61,11 +63,50 @@ def run_clearml(cfg: DictConfig) -> list[list]:
     optimizer.start()
     optimizer.wait()
     optimizer.stop()
-    rows = [["task", "name", cfg.hpo.objective, *cfg.hpo.search_space]]
-    for task in optimizer.get_top_experiments(cfg.hpo.clearml.top_k):
-        title, series = cfg.hpo.objective.split("/", 1)
-        best = task.get_reported_scalars().get(title, {}).get(series, {}).get("y", [None])
-        params = task.get_parameters()
-        rows.append([task.id, task.name, max(v for v in best if v is not None) if any(best) else "",
-                     *(params.get(f"Hydra/{k}", "") for k in cfg.hpo.search_space)])  # fmt: skip
-    return rows
+    details = optimizer.get_top_experiments_details(top_k=cfg.hpo.n_trials, only_completed=True)
+    return study_from_details(details, cfg.hpo)
+
+
+def study_from_details(details: list[dict], hpo: DictConfig) -> optuna.Study:
+    """ClearML's trials (``get_top_experiments_details``) as an in-memory Optuna study, so the
+    server path writes the same table, best configuration and plots as the local one."""
+    distributions = {k: _distribution(spec) for k, spec in hpo.search_space.items()}
+    study = optuna.create_study(direction="maximize", study_name=hpo.study_name)
+    for trial in details:
+        metric = trial.get("metrics", {}).get(hpo.objective)
+        value = metric.get("max_value") if metric else None  # the best over the run
+        if value is None:
+            continue
+        params = {
+            key: _parse(trial["hyper_parameters"][f"Hydra/{key}"], spec)
+            for key, spec in hpo.search_space.items()
+        }
+        overrides = [*hpo.train_overrides, *trial_overrides(params)]
+        study.add_trial(
+            optuna.trial.create_trial(
+                params=params,
+                distributions=distributions,
+                value=float(value),
+                user_attrs={"overrides": overrides, "task_id": trial.get("task_id")},
+            )
+        )
+    return study
+
+
+def _distribution(spec) -> optuna.distributions.BaseDistribution:
+    if spec["type"] == "categorical":
+        return optuna.distributions.CategoricalDistribution(list(spec["choices"]))
+    if spec["type"] == "int":
+        return optuna.distributions.IntDistribution(spec["low"], spec["high"])
+    return optuna.distributions.FloatDistribution(
+        spec["low"], spec["high"], log=bool(spec.get("log"))
+    )
+
+
+def _parse(text: str, spec) -> Any:
+    """ClearML stores parameters as text."""
+    if spec["type"] == "int":
+        return int(float(text))
+    if spec["type"] == "float":
+        return float(text)
+    return next(c for c in spec["choices"] if str(c) == str(text))

@@ -77,3 +77,37 @@ def test_categorical_and_int_ranges_for_clearml():
                                  "model.net.backbone": {"type": "categorical", "choices": ["resnet18", "resnet34"]}})  # fmt: skip
     assert [p.name for p in params] == ["Hydra/data.batch_size", "Hydra/model.net.backbone"]
     assert params[1].values == ["resnet18", "resnet34"]
+
+
+def test_clearml_trials_become_the_same_outputs_as_a_local_study(tmp_path):
+    """The server path's results, from the details ClearML's optimizer returns (its documented shape)."""
+    from hydra import compose as hydra_compose
+
+    from lightdet.search.local import write_results
+    from lightdet.search.remote import study_from_details
+
+    hpo = _hpo_cfg(tmp_path, "hpo.clearml.base_task_id=abc").hpo
+
+    def trial(task_id, alpha, gamma, lr, best):
+        return {"task_id": task_id,
+                "hyper_parameters": {"Hydra/model.net.focal_alpha": str(alpha), "Hydra/model.net.focal_gamma": str(gamma),
+                                     "Hydra/model.optimizer.lr": str(lr)},
+                "metrics": {"val/map": {"metric": "val", "variant": "map", "value": best / 2, "max_value": best}}}  # fmt: skip
+
+    study = study_from_details([trial("t1", 0.25, 2.0, 1e-3, 0.30), trial("t2", 0.5, 1.0, 2e-3, 0.45),
+                                {"task_id": "t3", "hyper_parameters": {}, "metrics": {}}], hpo)  # fmt: skip
+    assert [t.value for t in study.trials] == [0.30, 0.45]  # max over each run; t3 never reported
+    assert study.best_trial.user_attrs["task_id"] == "t2"
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        outputs = write_results(
+            study,
+            tmp_path / "out",
+            lambda o: hydra_compose("train", overrides=[f"paths.root_dir={tmp_path}", *o]),
+        )
+    best = (tmp_path / "out" / "best_config.yaml").read_text()
+    assert "focal_alpha: 0.5" in best and "lr: 0.002" in best
+    assert (tmp_path / "out" / "trials.csv").read_text().count("COMPLETE") == 2
+    assert {p.name for p in outputs["plots"]} >= {
+        "optimization_history.png",
+        "parallel_coordinate.png",
+    }
