@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import hydra
 import pytorch_lightning as pl
-import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from lightdet.guard import check_targets, load_checkpoint
 from lightdet.lightning.module import DetectionModule
 from lightdet.tracking.callbacks import ClearMLReports
 from lightdet.tracking.clearml import ClearMLLogger, init_task
@@ -19,7 +19,7 @@ from lightdet.train import CONFIG_DIR, _is_global_zero, build_datamodule
 
 def load_module(ckpt_path: str, class_names: list[str]) -> DetectionModule:
     """The detector a checkpoint was trained as, with its weights (loaded ``weights_only``)."""
-    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    ckpt = load_checkpoint(ckpt_path)
     hp = ckpt.get("hyper_parameters", {})
     if hp.get("class_names") != list(class_names):
         raise ValueError(
@@ -27,6 +27,7 @@ def load_module(ckpt_path: str, class_names: list[str]) -> DetectionModule:
             f"the data has {list(class_names)}"
         )
     net_cfg = OmegaConf.create(hp["config"]["model"]["net"])
+    check_targets(net_cfg, where=f"{ckpt_path}: config.model.net")
     module = DetectionModule(
         net=instantiate(net_cfg, num_classes=len(class_names) + 1, pretrained="none"),
         class_names=class_names,
@@ -39,6 +40,7 @@ def load_module(ckpt_path: str, class_names: list[str]) -> DetectionModule:
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     """One pass over ``cfg.split`` with the checkpoint's weights; returns the logged metrics."""
+    check_targets(cfg)
     task = init_task(cfg) if _is_global_zero() else None
     pl.seed_everything(cfg.seed, workers=True)
     try:

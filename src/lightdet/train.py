@@ -14,6 +14,7 @@ import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from lightdet.guard import check_targets
 from lightdet.lightning.module import DetectionModule
 from lightdet.tracking.clearml import ClearMLLogger, init_task, record_classes
 
@@ -55,6 +56,7 @@ def train(
         bind_hydra: let ClearML's Hydra binding record this run's overrides (False for runs
             composed in-process, such as search trials, whose Hydra app is another one).
     """
+    check_targets(cfg)  # before anything is created from it
     task = init_task(cfg, bind_hydra=bind_hydra) if _is_global_zero() else None
     pl.seed_everything(cfg.seed, workers=True)  # after Task.init, which reseeds every generator
     datamodule = build_datamodule(cfg)
@@ -65,11 +67,14 @@ def train(
     callbacks += list(extra_callbacks or [])
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=ClearMLLogger(task))
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        ckpt_path = cfg.get("ckpt_path")
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         best = _best_score(trainer, cfg.optimized_metric)
         datamodule.setup("test")
         if cfg.get("test") and datamodule.has_split("test"):
-            trainer.test(module, datamodule=datamodule, ckpt_path=_best_path(trainer))
+            trainer.test(
+                module, datamodule=datamodule, ckpt_path=_best_path(trainer), weights_only=True
+            )
     finally:
         if task is not None:
             task.close()

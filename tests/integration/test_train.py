@@ -71,3 +71,18 @@ def test_fast_dev_run_trains_and_validates_on_cpu(tmp_path, tiny_shapes):
     score = train(cfg)
     # no checkpoint callback under fast_dev_run: the value comes from the validation that ran
     assert isinstance(score, float) and 0.0 <= score <= 1.0
+
+
+@pytest.mark.slow
+def test_resuming_from_the_last_checkpoint_loads_weights_only(tmp_path, tiny_shapes):
+    """ckpt_path resumes with torch.load(weights_only=True): the whole Lightning state
+    (optimizer, scheduler, loops, callbacks) must be plain data for that to work."""
+    first = compose_train(tmp_path / "a", f"data.source.root={tiny_shapes}", "test=false")
+    train(first)
+    last = tmp_path / "a" / "run" / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=True)["global_step"] == 2
+    resumed = compose_train(tmp_path / "b", f"data.source.root={tiny_shapes}", "test=false",
+                            "trainer.max_epochs=2", f"ckpt_path={last}")  # fmt: skip
+    train(resumed)
+    state = torch.load(tmp_path / "b" / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert (state["epoch"], state["global_step"]) == (1, 4)  # continued, not restarted

@@ -6,6 +6,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
+from lightdet.guard import check_targets
 from lightdet.lightning.datamodule import DetectionDataModule
 from lightdet.train import CONFIG_DIR
 from tests.conftest import compose_train
@@ -32,6 +33,7 @@ def test_composes_and_instantiates(tmp_path, group, option):
         overrides += ["trainer.accelerator=cpu", "trainer.precision=32-true", "trainer.devices=1",
                       "++trainer.num_nodes=1"]  # fmt: skip
     cfg = compose_train(tmp_path, *overrides, tiny_data=False)
+    check_targets(cfg)  # every shipped option passes the instantiate allow-list
     datamodule = instantiate(cfg.data, train_transform=instantiate(cfg.augmentation.train),
                              eval_transform=instantiate(cfg.augmentation.eval))  # fmt: skip
     assert isinstance(datamodule, DetectionDataModule)

@@ -12,6 +12,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback
 
+from lightdet.guard import load_checkpoint
 from lightdet.tracking.clearml import ClearMLLogger, register_model
 from lightdet.tracking.reports import (
     report_ap_table,
@@ -116,7 +117,7 @@ def export_weights(checkpoint_path: str, kind: str) -> str:
     optimizer state, a third of the size) with the class names, id map and config, loadable with
     ``torch.load(weights_only=True)``. Written next to the checkpoint as ``model_<kind>.pt``: a
     fixed name, so updating the registered model replaces the file instead of adding one."""
-    ckpt = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+    ckpt = load_checkpoint(checkpoint_path)
     prefix = "net."
     lean = {
         "state_dict": {
