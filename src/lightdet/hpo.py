@@ -15,7 +15,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from lightdet.search.local import run_study, trials_table, write_results
-from lightdet.tracking.clearml import init_task, offline_requested, server_reachable
+from lightdet.tracking.clearml import init_task, server_available
 from lightdet.train import CONFIG_DIR, train
 
 log = logging.getLogger(__name__)
@@ -24,25 +24,24 @@ log = logging.getLogger(__name__)
 def use_clearml(cfg: DictConfig) -> bool:
     if cfg.backend in ("local", "clearml"):
         return cfg.backend == "clearml"
-    if offline_requested(cfg.logger.clearml.get("offline")):
-        return False
-    from clearml.backend_api.session import Session
+    return server_available(cfg.logger.clearml, tries=1)
 
-    return server_reachable(Session.get_api_server_host(), tries=1)
+
+def compose_train(overrides: list[str]) -> DictConfig:
+    """The training config with ``overrides``, inside this Hydra app."""
+    return hydra.compose(config_name="train", overrides=overrides)
 
 
 def run_local(cfg: DictConfig, out_dir: Path) -> dict:
-    def compose(overrides: list[str], trial_dir: str | None = None) -> DictConfig:
-        extra = [f"paths.output_dir={trial_dir}"] if trial_dir else []
-        return hydra.compose(config_name="train", overrides=[*overrides, *extra])
-
     def run_trial(overrides: list[str], callbacks: list, number: int) -> float | None:
-        trial_dir = out_dir / f"trial_{number:03d}"
-        name = f"task_name={cfg.hpo.study_name}-trial{number:03d}"
-        return train(compose([*overrides, name], str(trial_dir)), callbacks, bind_hydra=False)
+        trial = [
+            f"task_name={cfg.hpo.study_name}-trial{number:03d}",
+            f"paths.output_dir={out_dir / f'trial_{number:03d}'}",
+        ]
+        return train(compose_train([*overrides, *trial]), callbacks, bind_hydra=False)
 
     study = run_study(cfg.hpo, run_trial)
-    outputs = write_results(study, out_dir, lambda overrides: compose(overrides))
+    outputs = write_results(study, out_dir, compose_train)
     report(cfg, trials_table(study), outputs.get("plots", []))
     return outputs
 
@@ -51,8 +50,7 @@ def report(cfg: DictConfig, rows: list[list], plots: list[Path], task=None) -> N
     """Print the table, and record it with the plots in a ClearML task for the study (a new
     one, unless ``task`` is given)."""
     log_table(rows)
-    own = task is None
-    task = init_task(cfg) if own else task
+    task = task or init_task(cfg)
     try:
         task.get_logger().report_table("hpo", "trials", iteration=0, table_plot=rows)
         for plot in plots:
@@ -75,9 +73,7 @@ def run_clearml_path(cfg: DictConfig, out_dir: Path) -> dict:
     from lightdet.search.remote import run_clearml
 
     study = run_clearml(cfg)
-    outputs = write_results(
-        study, out_dir, lambda overrides: hydra.compose("train", overrides=overrides)
-    )
+    outputs = write_results(study, out_dir, compose_train)
     report(cfg, trials_table(study), outputs.get("plots", []), task=Task.current_task())
     return outputs
 

@@ -70,7 +70,8 @@ def train(
         ckpt_path = cfg.get("ckpt_path")
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         best = _best_score(trainer, cfg.optimized_metric)
-        datamodule.setup("test")
+        if cfg.get("test"):
+            datamodule.setup("test")
         if cfg.get("test") and datamodule.has_split("test"):
             trainer.test(
                 module, datamodule=datamodule, ckpt_path=_best_path(trainer), weights_only=True

@@ -61,7 +61,10 @@ def draw_boxes(
             prediction["scores"][keep].tolist(),
         ):
             _labelled_box(
-                draw, [v * scale for v in box], label, f"{_name(class_names, label)} {score:.2f}"
+                draw,
+                [v * scale for v in box],
+                label,
+                f"{label_name(class_names, label)} {score:.2f}",
             )
     return np.asarray(pil)
 
@@ -73,7 +76,7 @@ def draw_targets(
     pil, scale = to_pil(image)
     draw = ImageDraw.Draw(pil)
     for box, label in zip(target["boxes"].tolist(), target["labels"].tolist()):
-        _labelled_box(draw, [v * scale for v in box], label, _name(class_names, label))
+        _labelled_box(draw, [v * scale for v in box], label, label_name(class_names, label))
     return np.asarray(pil)
 
 
@@ -89,7 +92,8 @@ def grid(images: Sequence[np.ndarray], columns: int = 4) -> np.ndarray:
     return canvas
 
 
-def _name(class_names: Sequence[str], label: int) -> str:
+def label_name(class_names: Sequence[str], label: int) -> str:
+    """The class name of label ``i`` (1-based), or the number when it is out of range."""
     return class_names[label - 1] if 1 <= label <= len(class_names) else str(label)
 
 

@@ -70,7 +70,7 @@ def run_study(
 
     def objective(trial: optuna.Trial) -> float:
         params = {k: suggest(trial, k, spec) for k, spec in hpo.search_space.items()}
-        overrides = [*hpo.train_overrides, *trial_overrides(params)]
+        overrides = trial_overrides(params, hpo.train_overrides)
         trial.set_user_attr("overrides", overrides)
         value = run_trial(overrides, [OptunaPruning(trial, hpo.objective)], trial.number)
         if value is None:

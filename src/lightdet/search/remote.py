@@ -12,7 +12,8 @@ from typing import Any
 import optuna
 from omegaconf import DictConfig
 
-from lightdet.search.space import check_space, clearml_parameters, trial_overrides
+from lightdet.search.space import check_space, clearml_parameters, distribution, trial_overrides
+from lightdet.tracking.clearml import HYDRA_SECTION
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ def run_clearml(cfg: DictConfig) -> optuna.Study:
 def study_from_details(details: list[dict], hpo: DictConfig) -> optuna.Study:
     """ClearML's trials (``get_top_experiments_details``) as an in-memory Optuna study, so the
     server path writes the same table, best configuration and plots as the local one."""
-    distributions = {k: _distribution(spec) for k, spec in hpo.search_space.items()}
+    distributions = {k: distribution(spec) for k, spec in hpo.search_space.items()}
     study = optuna.create_study(direction="maximize", study_name=hpo.study_name)
     for trial in details:
         metric = trial.get("metrics", {}).get(hpo.objective)
@@ -78,10 +79,10 @@ def study_from_details(details: list[dict], hpo: DictConfig) -> optuna.Study:
         if value is None:
             continue
         params = {
-            key: _parse(trial["hyper_parameters"][f"Hydra/{key}"], spec)
+            key: _parse(trial["hyper_parameters"][f"{HYDRA_SECTION}/{key}"], spec)
             for key, spec in hpo.search_space.items()
         }
-        overrides = [*hpo.train_overrides, *trial_overrides(params)]
+        overrides = trial_overrides(params, hpo.train_overrides)
         study.add_trial(
             optuna.trial.create_trial(
                 params=params,
@@ -91,16 +92,6 @@ def study_from_details(details: list[dict], hpo: DictConfig) -> optuna.Study:
             )
         )
     return study
-
-
-def _distribution(spec) -> optuna.distributions.BaseDistribution:
-    if spec["type"] == "categorical":
-        return optuna.distributions.CategoricalDistribution(list(spec["choices"]))
-    if spec["type"] == "int":
-        return optuna.distributions.IntDistribution(spec["low"], spec["high"])
-    return optuna.distributions.FloatDistribution(
-        spec["low"], spec["high"], log=bool(spec.get("log"))
-    )
 
 
 def _parse(text: str, spec) -> Any:

@@ -10,7 +10,7 @@ search_space:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from lightdet.tracking.clearml import HYDRA_SECTION, override_value
@@ -43,9 +43,23 @@ def suggest(trial, key: str, spec: Mapping) -> Any:
     return trial.suggest_categorical(key, list(spec["choices"]))
 
 
-def trial_overrides(params: Mapping[str, Any]) -> list[str]:
-    """Sampled values as Hydra overrides of the training config."""
-    return [f"{key}={override_value(value)}" for key, value in params.items()]
+def trial_overrides(params: Mapping[str, Any], base: Sequence[str] = ()) -> list[str]:
+    """A trial's training overrides: ``base`` (the space's ``train_overrides``), then the
+    sampled values as Hydra overrides."""
+    return [*base, *(f"{key}={override_value(value)}" for key, value in params.items())]
+
+
+def distribution(spec: Mapping):
+    """The entry as an Optuna distribution (for trials recorded elsewhere, e.g. by ClearML)."""
+    import optuna
+
+    if spec["type"] == "categorical":
+        return optuna.distributions.CategoricalDistribution(list(spec["choices"]))
+    if spec["type"] == "int":
+        return optuna.distributions.IntDistribution(spec["low"], spec["high"])
+    return optuna.distributions.FloatDistribution(
+        spec["low"], spec["high"], log=bool(spec.get("log"))
+    )
 
 
 def clearml_parameters(space: Mapping[str, Mapping]) -> list:

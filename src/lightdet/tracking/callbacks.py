@@ -90,13 +90,13 @@ class ClearMLReports(Callback):
         self._keep_batch(trainer, outputs, batch, batch_idx)
 
     def _report(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        task = _task(trainer)
+        clearml = _clearml(trainer)
         evaluation = getattr(pl_module, "last_evaluation", None)
-        if task is None or trainer.sanity_checking or not evaluation:
+        if clearml is None or trainer.sanity_checking or not evaluation:
             return
         # the step Lightning just logged this evaluation's scalars at, so plots line up with them
-        it = _clearml(trainer).last_step
-        logger, names = task.get_logger(), pl_module.class_names
+        it = clearml.last_step
+        logger, names = clearml.experiment.get_logger(), pl_module.class_names
         stage, result = evaluation["stage"], evaluation["result"]
         report_ap_table(logger, result, names, stage, it)
         report_pr_curves(logger, result, names, stage, it)

@@ -71,6 +71,22 @@ def server_reachable(host: str, *, tries: int = 3, timeout: float = 5.0, wait: f
     return False
 
 
+def server_available(opts: Mapping, tries: int | None = None) -> bool:
+    """Whether to use the ClearML server: none asked for offline, and it answers.
+
+    Args:
+        opts: the ``logger.clearml`` config.
+        tries: probe attempts (default ``opts.connect_tries``).
+    """
+    if offline_requested(opts.get("offline")):
+        return False
+    return server_reachable(
+        Session.get_api_server_host(),
+        tries=opts.get("connect_tries", 3) if tries is None else tries,
+        timeout=opts.get("connect_timeout", 5.0),
+    )
+
+
 def override_value(value: Any) -> str:
     """A value written the way Hydra's override grammar reads it back unchanged."""
     if value is None:
@@ -123,17 +139,12 @@ def init_task(cfg: DictConfig, bind_hydra: bool = True):
     Hydra app's overrides instead, so the full config is recorded here.
     """
     opts = cfg.logger.clearml
-    offline = offline_requested(opts.get("offline"))
-    if not offline:
-        host = Session.get_api_server_host()
-        if not server_reachable(
-            host, tries=opts.get("connect_tries", 3), timeout=opts.get("connect_timeout", 5.0)
-        ):
-            log.warning(
-                "ClearML: server %s is not reachable; training goes on and is recorded offline.",
-                host,
-            )
-            offline = True
+    offline = not server_available(opts)
+    if offline and not offline_requested(opts.get("offline")):
+        log.warning(
+            "ClearML: server %s is not reachable; training goes on and is recorded offline.",
+            Session.get_api_server_host(),
+        )
     if offline:
         Task.set_offline(offline_mode=True)
         # the reporting subprocess buys nothing without a server and makes close() take ~10 s
@@ -250,7 +261,7 @@ class ClearMLLogger(Logger):
         self.last_step = int(step or 0)
         for key, value in metrics.items():
             title, series = key.split("/", 1) if "/" in key else (key, key)
-            reporter.report_scalar(title, series, value=float(value), iteration=int(step or 0))
+            reporter.report_scalar(title, series, value=float(value), iteration=self.last_step)
 
     @rank_zero_only
     def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:

@@ -13,19 +13,19 @@ from torch import Tensor
 
 from lightdet.data.records import DetectionRecord
 from lightdet.evaluation.metrics import pr_curves
-from lightdet.viz import draw_boxes, draw_targets, grid
+from lightdet.viz import draw_boxes, draw_targets, grid, label_name
 
 
 def report_ap_table(
     logger, result: Mapping, class_names: Sequence[str], stage: str, it: int
 ) -> None:
-    """Per-class AP@[.5:.95] (and the class's ground-truth count) as a table."""
+    """Per-class AP@[.5:.95] and AR@100 as a table, with the overall values last."""
     rows = [["class", "AP", "AR@100"]]
     per_class = result.get("map_per_class")
     mar = result.get("mar_100_per_class")
     if per_class is not None and per_class.ndim == 1:
         for k, label in enumerate(result["classes"].tolist()):
-            name = class_names[label - 1] if 1 <= label <= len(class_names) else str(label)
+            name = label_name(class_names, label)
             ap = float(per_class[k])
             ar = float(mar[k]) if mar is not None and mar.ndim == 1 else float("nan")
             rows.append([name, _fmt(ap), _fmt(ar)])
@@ -42,7 +42,7 @@ def report_pr_curves(
 ) -> None:
     """One precision-recall curve per class (IoU 0.5), in one plot."""
     for label, (recall, precision) in pr_curves(result).items():
-        name = class_names[label - 1] if 1 <= label <= len(class_names) else str(label)
+        name = label_name(class_names, label)
         logger.report_scatter2d(
             f"{stage} PR curve @IoU0.5",
             name,
