@@ -13,6 +13,7 @@ ARGS ?=
 SESSION ?=
 HPO ?=
 CKPT ?=
+RESUME ?=
 SPLIT ?= val
 QUEUE ?= default
 
@@ -38,8 +39,8 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 
 install: $(VENV)/.installed ## create .venv and install lightdet with its dev tools
 
-train: install ## train a detector (default: RetinaNet on the built-in shapes data)
-	$(PY) -m lightdet.train $(GROUPS) $(ARGS)
+train: install ## train a detector (default: RetinaNet on the built-in shapes data); RESUME=auto|<ckpt>
+	$(PY) -m lightdet.train $(GROUPS) $(if $(RESUME),ckpt_path=$(RESUME)) $(ARGS)
 
 evaluate: install ## score a checkpoint: CKPT=<path> [SPLIT=val|test] [DATA=...]
 	@test -n "$(CKPT)" || (echo "usage: make evaluate CKPT=<checkpoint> [SPLIT=val|test]"; exit 2)

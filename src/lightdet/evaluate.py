@@ -10,7 +10,7 @@ import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from lightdet.guard import check_targets, load_checkpoint
+from lightdet.guard import CheckpointMismatchError, check_targets, load_checkpoint
 from lightdet.lightning.module import DetectionModule
 from lightdet.tracking.callbacks import ClearMLReports
 from lightdet.tracking.clearml import ClearMLLogger, init_task
@@ -22,7 +22,7 @@ def load_module(ckpt_path: str, class_names: list[str]) -> DetectionModule:
     ckpt = load_checkpoint(ckpt_path)
     hp = ckpt.get("hyper_parameters", {})
     if hp.get("class_names") != list(class_names):
-        raise ValueError(
+        raise CheckpointMismatchError(
             f"{ckpt_path}: trained on classes {hp.get('class_names')}, "
             f"the data has {list(class_names)}"
         )

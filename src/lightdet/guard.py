@@ -89,3 +89,44 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
             f"{Path(path)}: refused: the file holds objects other than tensors and plain "
             f"containers (loaded with weights_only=True; {str(err).splitlines()[0]})"
         ) from err
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint trained for other classes or another architecture than the run's."""
+
+
+def check_checkpoint_fits(
+    path: str | os.PathLike, state_dict: Mapping[str, torch.Tensor], class_names: list[str]
+) -> dict:
+    """Compare a checkpoint with the model it is about to be loaded into; returns the checkpoint.
+
+    Raises:
+        CheckpointMismatchError: naming the class lists, or the first differing parameters and
+            the model configs, instead of PyTorch's dump of every mismatched shape.
+    """
+    ckpt = load_checkpoint(path)
+    hp = ckpt.get("hyper_parameters", {})
+    if "class_names" in hp and list(hp["class_names"]) != list(class_names):
+        raise CheckpointMismatchError(
+            f"{Path(path)}: trained on classes {hp['class_names']}, the data has {class_names}"
+        )
+    saved = ckpt.get("state_dict", {})
+    missing = sorted(set(state_dict) - set(saved))
+    unexpected = sorted(set(saved) - set(state_dict))
+    reshaped = [
+        f"{k} {list(saved[k].shape)} vs {list(v.shape)}"
+        for k, v in state_dict.items()
+        if k in saved and saved[k].shape != v.shape
+    ]
+    if missing or unexpected or reshaped:
+        net = hp.get("config", {}).get("model", {}).get("net", {})
+        problems = "; ".join(
+            f"{what} ({len(items)}): {', '.join(items[:3])}{', ...' if len(items) > 3 else ''}"
+            for what, items in (("missing", missing), ("unexpected", unexpected),
+                                ("shape checkpoint vs model", reshaped)) if items
+        )  # fmt: skip
+        raise CheckpointMismatchError(
+            f"{Path(path)}: another architecture than this run's model: {problems}. "
+            f"The checkpoint's model.net: {net}"
+        )
+    return ckpt

@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 from pathlib import Path
 
 import hydra
 import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from lightdet.guard import check_targets
+from lightdet.guard import check_checkpoint_fits, check_targets
 from lightdet.lightning.module import DetectionModule
+from lightdet.lightning.resume import ResumeCheckpoint, find_last_checkpoint
 from lightdet.tracking.clearml import ClearMLLogger, init_task, record_classes
 
 log = logging.getLogger(__name__)
@@ -42,7 +45,48 @@ def build_module(cfg: DictConfig, datamodule) -> DetectionModule:
         class_names=datamodule.class_names,
         category_map=datamodule.category_map,
         config=OmegaConf.to_container(cfg, resolve=True),
+        **_nonfinite_args(cfg),
     )
+
+
+def _nonfinite_args(cfg: DictConfig) -> dict:
+    policy = cfg.get("nonfinite_loss") or {}
+    return {
+        k: v
+        for k, v in (
+            ("nonfinite_loss", policy.get("action")),
+            ("max_nonfinite_steps", policy.get("max_steps")),
+        )  # fmt: skip
+        if v is not None
+    }
+
+
+def _callbacks(cfg: DictConfig, ckpt_path: str | None) -> list:
+    """The configured callbacks. A resumed run keeps writing checkpoints where it was stopped
+    (so the best score so far carries over and ``auto`` finds them again), and always has the
+    ResumeCheckpoint, which mid-epoch resume needs."""
+    configs = dict(cfg.get("callbacks") or {})
+    folder = Path(ckpt_path).parent if ckpt_path else None
+    if folder is not None and folder.name == "checkpoints" and configs.get("model_checkpoint"):
+        configs["model_checkpoint"] = OmegaConf.merge(
+            configs["model_checkpoint"], {"dirpath": str(folder)}
+        )
+    callbacks = [instantiate(c) for c in configs.values() if c is not None]
+    if not any(isinstance(c, ResumeCheckpoint) for c in callbacks):
+        callbacks.append(ResumeCheckpoint())
+    return callbacks
+
+
+def resolve_ckpt_path(cfg: DictConfig) -> str | None:
+    """``ckpt_path``: a file, or ``auto`` for the newest ``last.ckpt`` among the runs of this
+    ``task_name`` (``${paths.log_dir}/${task_name}/runs/*/checkpoints/``), which is what a
+    preempted run leaves."""
+    ckpt_path = cfg.get("ckpt_path")
+    if ckpt_path != "auto":
+        return ckpt_path
+    found = find_last_checkpoint(Path(cfg.paths.log_dir) / str(cfg.task_name) / "runs")
+    log.info("ckpt_path=auto: resuming from %s", found)
+    return str(found)
 
 
 def train(
@@ -63,12 +107,16 @@ def train(
     module = build_module(cfg, datamodule)
     if task is not None:
         record_classes(task, datamodule.class_names, datamodule.category_map)
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
-    callbacks += list(extra_callbacks or [])
+    ckpt_path = resolve_ckpt_path(cfg)
+    if ckpt_path:  # a clear error for another model or class set, before Lightning's shape dump
+        check_checkpoint_fits(ckpt_path, module.state_dict(), datamodule.class_names)
+    callbacks = _callbacks(cfg, ckpt_path) + list(extra_callbacks or [])
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=ClearMLLogger(task))
     try:
-        ckpt_path = cfg.get("ckpt_path")
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        try:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        except SIGTERMException:  # SIGTERM or a first Ctrl+C: checkpoint written, now exit
+            _exit_interrupted(trainer)
         best = _best_score(trainer, cfg.optimized_metric)
         if cfg.get("test"):
             datamodule.setup("test")
@@ -82,6 +130,17 @@ def train(
     ckpt_dir = trainer.checkpoint_callback.dirpath if trainer.checkpoint_callback else None
     log.info("%s = %s; checkpoints in %s", cfg.optimized_metric, best, ckpt_dir)
     return best
+
+
+def _exit_interrupted(trainer: pl.Trainer) -> None:
+    """After a SIGTERM/SIGINT stop (checkpoint written by ResumeCheckpoint), exit with
+    128 + the signal number, as a process killed by it would, so schedulers see a failure."""
+    signum = signal.SIGTERM
+    for callback in trainer.callbacks:
+        if isinstance(callback, ResumeCheckpoint) and callback.signal is not None:
+            signum = callback.signal
+    log.warning("stopped by %s at step %d", signal.Signals(signum).name, trainer.global_step)
+    raise SystemExit(128 + int(signum))
 
 
 def _is_global_zero() -> bool:

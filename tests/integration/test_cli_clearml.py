@@ -64,7 +64,7 @@ def test_session_holds_what_a_detection_engineer_looks_at(tmp_path, tiny_shapes)
     assert pr and pr <= {"circle", "square", "triangle"}
     assert ("dataset", "images and boxes") in per_validation and (
         "dataset",
-        "skipped items",
+        "data checks",
     ) in per_validation
     assert ("dataset box size", "train") in per_validation
 

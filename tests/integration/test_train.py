@@ -84,5 +84,8 @@ def test_resuming_from_the_last_checkpoint_loads_weights_only(tmp_path, tiny_sha
     resumed = compose_train(tmp_path / "b", f"data.source.root={tiny_shapes}", "test=false",
                             "trainer.max_epochs=2", f"ckpt_path={last}")  # fmt: skip
     train(resumed)
-    state = torch.load(tmp_path / "b" / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    state = torch.load(last, weights_only=True)  # a resumed run keeps its checkpoint folder
     assert (state["epoch"], state["global_step"]) == (1, 4)  # continued, not restarted
+    assert state["loops"]["fit_loop"]["state_dict"]["combined_loader"] == [
+        {"epoch": 2, "batches": 0}
+    ]

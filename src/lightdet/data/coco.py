@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lightdet.data.records import AnnotationError, DetectionRecord
+from lightdet.data.checks import DataChecker
+from lightdet.data.records import AnnotationError, DetectionRecord, resolve_inside
 
 
 def read_coco_categories(annotation_file: str | os.PathLike) -> tuple[list[str], dict[int, int]]:
@@ -24,9 +25,17 @@ def read_coco_categories(annotation_file: str | os.PathLike) -> tuple[list[str],
 
 
 def read_coco(
-    annotation_file: str | os.PathLike, image_root: str | os.PathLike
+    annotation_file: str | os.PathLike,
+    image_root: str | os.PathLike,
+    checker: DataChecker | None = None,
 ) -> tuple[list[DetectionRecord], list[str], dict[int, int]]:
     """Read a COCO detection file.
+
+    Args:
+        annotation_file: ``instances_*.json``.
+        image_root: folder the images' ``file_name`` is relative to.
+        checker: counts annotations skipped for an unknown category
+            (``data.policy.unknown_classes``); without one, an unknown category is an error.
 
     Returns:
         records (one per image, images without annotations included), class names, and the
@@ -39,16 +48,26 @@ def read_coco(
     data = _load(path)
     class_names, category_map = _categories(data, path)
     images = _images(data, path)
-    per_image: dict[int, list[dict]] = defaultdict(list)
+    per_image: dict[int, list[tuple[int, dict]]] = defaultdict(list)
+    annotation_ids: dict[object, int] = {}
     for i, ann in enumerate(data.get("annotations", [])):
         where = f"{path}: annotations[{i}]"
+        ann_id = ann.get("id")
+        if ann_id in annotation_ids:
+            raise AnnotationError(
+                f"{where}.id: duplicate annotation id {ann_id!r} "
+                f"(first at annotations[{annotation_ids[ann_id]}])"
+            )
+        annotation_ids[ann_id] = i
         if ann.get("image_id") not in images:
             raise AnnotationError(f"{where}.image_id: unknown image id {ann.get('image_id')!r}")
         if ann.get("category_id") not in category_map:
-            raise AnnotationError(
-                f"{where}.category_id: unknown category {ann.get('category_id')!r}"
-            )
-        per_image[ann["image_id"]].append(ann)
+            message = f"{where}.category_id: unknown category {ann.get('category_id')!r}"
+            if checker is None or checker.policy.unknown_classes == "error":
+                raise AnnotationError(f"{message} (data.policy.unknown_classes=skip skips it)")
+            checker.skip("unknown_class", message)
+            continue
+        per_image[ann["image_id"]].append((i, ann))
     records = [
         _record(path, image_root, i, img, per_image[image_id], category_map)
         for i, (image_id, img) in enumerate(images.items())
@@ -66,6 +85,8 @@ def _load(path: Path) -> dict:
         raise AnnotationError(
             f"{path}: malformed JSON (line {err.lineno}, column {err.colno})"
         ) from err
+    if not isinstance(data, dict):
+        raise AnnotationError(f"{path}: expected a JSON object, got {type(data).__name__}")
     for key in ("images", "categories"):
         if key not in data:
             raise AnnotationError(f"{path}: {key}: missing")
@@ -90,14 +111,14 @@ def _images(data: dict, path: Path) -> dict[int, dict]:
 
 
 def _record(
-    path: Path, root: Path, index: int, img: dict, anns: list[dict], category_map: dict
+    path: Path, root: Path, index: int, img: dict, anns: list[tuple[int, dict]], category_map: dict
 ) -> DetectionRecord:
-    image_path = (root / img["file_name"]).resolve()
-    if not image_path.is_relative_to(root.resolve()):
-        raise AnnotationError(
-            f"{path}: images[{index}].file_name: {img['file_name']!r} leaves {root}"
-        )
-    boxes = np.asarray([a["bbox"] for a in anns], np.float32).reshape(-1, 4)
+    where = f"{path}: images[{index}]"
+    for key in ("file_name", "width", "height"):
+        if key not in img:
+            raise AnnotationError(f"{where}.{key}: missing")
+    image_path = resolve_inside(root, str(img["file_name"]), f"{where}.file_name")
+    boxes = np.asarray([_bbox(path, i, a) for i, a in anns], np.float32).reshape(-1, 4)
     boxes[:, 2:] += boxes[:, :2]  # xywh -> xyxy
     return DetectionRecord(
         image_path=image_path,
@@ -105,10 +126,25 @@ def _record(
         width=int(img["width"]),
         height=int(img["height"]),
         boxes=boxes,
-        labels=np.asarray([category_map[a["category_id"]] for a in anns], np.int64),
-        iscrowd=np.asarray([bool(a.get("iscrowd", 0)) for a in anns], bool),
-        name=img["file_name"],
+        labels=np.asarray([category_map[a["category_id"]] for _, a in anns], np.int64),
+        iscrowd=np.asarray([bool(a.get("iscrowd", 0)) for _, a in anns], bool),
+        name=str(img["file_name"]),
+        source=f"{where} ({img['file_name']})",
+        box_refs=[f"annotations[{i}].bbox" for i, _ in anns],
     )
+
+
+def _bbox(path: Path, index: int, ann: dict) -> list[float]:
+    """``[x, y, w, h]`` as floats (``NaN`` passes: JSON allows it, and the checks refuse it)."""
+    bbox = ann.get("bbox")
+    try:
+        values = [float(v) for v in bbox]
+    except (TypeError, ValueError):
+        values = []
+    if len(values) != 4:
+        raise AnnotationError(f"{path}: annotations[{index}].bbox: expected [x, y, w, h], "
+                              f"got {bbox!r}")  # fmt: skip
+    return values
 
 
 def write_coco(

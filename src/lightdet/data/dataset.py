@@ -6,26 +6,30 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 
+from lightdet.data.images import DEFAULT_MAX_PIXELS, load_rgb
 from lightdet.data.records import DetectionRecord
 
 Target = dict[str, torch.Tensor]
 
 
-def load_rgb(path) -> np.ndarray:
-    """Decode an image as uint8 RGB [H, W, 3]."""
-    with Image.open(path) as img:
-        return np.asarray(img.convert("RGB"))
-
-
 class DetectionDataset(Dataset):
-    """Serves ``(image, target)`` pairs following the datamodule's data contract."""
+    """Serves ``(image, target)`` pairs following the datamodule's data contract.
 
-    def __init__(self, records: Sequence[DetectionRecord], transform: Callable) -> None:
+    Besides the contract's keys, each target carries ``dropped_boxes``: how many of the image's
+    boxes the transform removed (cropped away or below ``min_visibility``), counted per epoch.
+    """
+
+    def __init__(
+        self,
+        records: Sequence[DetectionRecord],
+        transform: Callable,
+        max_image_pixels: int = DEFAULT_MAX_PIXELS,
+    ) -> None:
         self.records = list(records)
         self.transform = transform
+        self.max_image_pixels = max_image_pixels
 
     def __len__(self) -> int:
         return len(self.records)
@@ -43,19 +47,23 @@ class DetectionDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, Target]:
         record = self.records[index]
         out = self.transform(
-            image=load_rgb(record.image_path),
+            image=load_rgb(record.image_path, self.max_image_pixels),
             bboxes=record.boxes,
             labels=record.labels,
             iscrowd=record.iscrowd,
         )
         # albumentations returns lists (empty when every box is dropped): build dtypes explicitly
+        labels = np.asarray(out["labels"], np.int64).reshape(-1)  # [N]
+        if (labels < 1).any():  # label 0 is background: detectors would ignore the box silently
+            raise ValueError(f"{record.source}: label 0 reached the model (internal invariant)")
         target = {
             "boxes": torch.as_tensor(
                 np.asarray(out["bboxes"], np.float32).reshape(-1, 4)
             ),  # [N, 4]
-            "labels": torch.as_tensor(np.asarray(out["labels"], np.int64).reshape(-1)),  # [N]
+            "labels": torch.as_tensor(labels),  # [N]
             "iscrowd": torch.as_tensor(np.asarray(out["iscrowd"], bool).reshape(-1)),  # [N]
             "image_id": torch.tensor(record.image_id, dtype=torch.int64),
+            "dropped_boxes": torch.tensor(len(record.boxes) - len(labels), dtype=torch.int64),
         }
         return out["image"], target
 

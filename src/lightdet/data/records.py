@@ -20,6 +20,10 @@ class DetectionRecord:
         labels: int64 [N] contiguous class indices in 1..K (0 is background).
         iscrowd: bool [N], VOC ``difficult`` / COCO ``iscrowd``: ignored by evaluation.
         name: human-readable id (VOC file stem, COCO file name).
+        source: where the annotation came from, for messages (``.../0001.xml``,
+            ``.../instances_train.json: images[3]``).
+        box_refs: per box, its field in the source (``object[2].bndbox``,
+            ``annotations[17].bbox``), for messages.
     """
 
     image_path: Path
@@ -30,6 +34,8 @@ class DetectionRecord:
     labels: np.ndarray
     iscrowd: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
     name: str = ""
+    source: str = ""
+    box_refs: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.boxes = np.asarray(self.boxes, dtype=np.float32).reshape(-1, 4)
@@ -37,12 +43,28 @@ class DetectionRecord:
         if self.iscrowd.size == 0 and self.labels.size:
             self.iscrowd = np.zeros(len(self.labels), dtype=bool)
         self.iscrowd = np.asarray(self.iscrowd, dtype=bool).reshape(-1)
-        if not len(self.boxes) == len(self.labels) == len(self.iscrowd):
+        self.source = self.source or str(self.image_path)
+        if not self.box_refs:
+            self.box_refs = [f"box[{i}]" for i in range(len(self.boxes))]
+        if not len(self.boxes) == len(self.labels) == len(self.iscrowd) == len(self.box_refs):
             raise ValueError(
-                f"{self.image_path}: boxes ({len(self.boxes)}), labels ({len(self.labels)}) and "
-                f"iscrowd ({len(self.iscrowd)}) differ in length"
+                f"{self.image_path}: boxes ({len(self.boxes)}), labels ({len(self.labels)}), "
+                f"iscrowd ({len(self.iscrowd)}) and box_refs ({len(self.box_refs)}) differ in "
+                "length"
             )
 
 
 class AnnotationError(ValueError):
     """A malformed annotation; the message names the file and the field."""
+
+
+def resolve_inside(root: Path, relative: str, where: str) -> Path:
+    """``root / relative`` resolved, refusing names that leave ``root`` (absolute, ``..``).
+
+    Raises:
+        AnnotationError: ``where`` names the file and field the name came from.
+    """
+    path = (Path(root) / relative).resolve()
+    if not path.is_relative_to(Path(root).resolve()):
+        raise AnnotationError(f"{where}: {relative!r} resolves outside {root}")
+    return path

@@ -11,6 +11,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from lightdet.data.checks import DataChecker
 from lightdet.data.coco import read_coco, read_coco_categories
 from lightdet.data.records import DetectionRecord
 from lightdet.data.shapes import SHAPE_CLASSES, ShapesSpec, ensure_shapes
@@ -51,7 +52,9 @@ class VOCSource:
                     f"{root}: not a VOC year folder (no Annotations/); set data.source.roots"
                 )
 
-    def records(self, split: str) -> list[DetectionRecord] | None:
+    def records(
+        self, split: str, checker: DataChecker | None = None
+    ) -> list[DetectionRecord] | None:
         name = self.splits[split]
         if name is None:
             return None
@@ -60,7 +63,9 @@ class VOCSource:
             raise FileNotFoundError(f"no VOC root in {self.roots} lists ImageSets/Main/{name}.txt")
         records: list[DetectionRecord] = []
         for root in roots:  # ids stay unique across roots
-            records += read_voc(root, name, self.class_names, first_image_id=len(records) + 1)
+            records += read_voc(
+                root, name, self.class_names, first_image_id=len(records) + 1, checker=checker
+            )
         return records
 
 
@@ -107,11 +112,13 @@ class COCOSource:
     def category_map(self) -> dict[int, int]:
         return self._categories()[1]
 
-    def records(self, split: str) -> list[DetectionRecord] | None:
+    def records(
+        self, split: str, checker: DataChecker | None = None
+    ) -> list[DetectionRecord] | None:
         name = self.splits[split]
         if name is None:
             return None
-        records, names, category_map = read_coco(self._file(name), self.root / name)
+        records, names, category_map = read_coco(self._file(name), self.root / name, checker)
         if category_map != self.category_map:
             raise ValueError(
                 f"{self._file(name)}: categories differ from the train split's "
@@ -155,8 +162,10 @@ class ShapesSource:
     def category_map(self) -> dict:
         return self._reader.category_map
 
-    def records(self, split: str) -> list[DetectionRecord] | None:
-        return self._reader.records(split)
+    def records(
+        self, split: str, checker: DataChecker | None = None
+    ) -> list[DetectionRecord] | None:
+        return self._reader.records(split, checker)
 
 
 __all__ = ["COCOSource", "SHAPE_CLASSES", "ShapesSource", "VOCSource"]

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lightdet.data.records import AnnotationError, DetectionRecord
+from lightdet.data.checks import DataChecker
+from lightdet.data.records import AnnotationError, DetectionRecord, resolve_inside
 
 VOC_CLASSES = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -28,6 +29,7 @@ def read_voc(
     class_names: Sequence[str] = VOC_CLASSES,
     *,
     first_image_id: int = 1,
+    checker: DataChecker | None = None,
 ) -> list[DetectionRecord]:
     """Read ``root/ImageSets/Main/<split>.txt`` and the listed ``Annotations/*.xml``.
 
@@ -36,6 +38,8 @@ def read_voc(
         split: image-set name (``train``, ``val``, ``trainval``, ``test``).
         class_names: the K class names; labels are their 1-based positions.
         first_image_id: integer id of the first image (so several roots can be combined).
+        checker: counts objects skipped for an unknown class (``data.policy.unknown_classes``);
+            without one, an unknown class is an error.
 
     Raises:
         AnnotationError: naming the file and field of a malformed annotation.
@@ -45,29 +49,44 @@ def read_voc(
     if not list_file.is_file():
         raise FileNotFoundError(f"{list_file}: VOC split list not found (check data.source.root)")
     names = [line.split()[0] for line in list_file.read_text().splitlines() if line.strip()]
+    seen: dict[str, int] = {}
+    for lineno, name in enumerate(names, 1):
+        if name in seen:
+            raise AnnotationError(
+                f"{list_file}: line {lineno}: image {name!r} listed twice (first on line "
+                f"{seen[name]}); duplicates would count its objects twice in evaluation"
+            )
+        seen[name] = lineno
     class_index = {name: i + 1 for i, name in enumerate(class_names)}
     return [
-        _read_annotation(root, name, first_image_id + i, class_index)
+        _read_annotation(root, name, first_image_id + i, class_index, checker)
         for i, name in enumerate(names)
     ]
 
 
-def _read_annotation(root: Path, name: str, image_id: int, class_index: dict) -> DetectionRecord:
+def _read_annotation(
+    root: Path, name: str, image_id: int, class_index: dict, checker: DataChecker | None
+) -> DetectionRecord:
     xml_path = root / "Annotations" / f"{name}.xml"
     try:
         tree = ET.parse(xml_path).getroot()
-    except ET.ParseError as err:
+    except ET.ParseError as err:  # its message carries line and column
         raise AnnotationError(f"{xml_path}: malformed XML ({err})") from err
     except FileNotFoundError as err:
         raise AnnotationError(f"{xml_path}: annotation file missing") from err
-    filename = tree.findtext("filename") or f"{name}.jpg"
+    filename = (tree.findtext("filename") or "").strip() or f"{name}.jpg"
+    image_path = resolve_inside(root / "JPEGImages", filename, f"{xml_path}: filename")
     width = _number(tree, "size/width", xml_path, int)
     height = _number(tree, "size/height", xml_path, int)
-    boxes, labels, difficult = [], [], []
+    boxes, labels, difficult, refs = [], [], [], []
     for i, obj in enumerate(tree.findall("object")):
         label = (obj.findtext("name") or "").strip()
         if label not in class_index:
-            raise AnnotationError(f"{xml_path}: object[{i}].name: unknown class {label!r}")
+            message = f"{xml_path}: object[{i}].name: unknown class {label!r}"
+            if checker is None or checker.policy.unknown_classes == "error":
+                raise AnnotationError(f"{message} (data.policy.unknown_classes=skip skips it)")
+            checker.skip("unknown_class", message)
+            continue
         field = f"object[{i}].bndbox"
         x1, y1, x2, y2 = (
             _number(obj, f"bndbox/{k}", xml_path, float, field)
@@ -75,9 +94,10 @@ def _read_annotation(root: Path, name: str, image_id: int, class_index: dict) ->
         )
         boxes.append([x1 - 1.0, y1 - 1.0, x2, y2])
         labels.append(class_index[label])
-        difficult.append(obj.findtext("difficult", "0").strip() == "1")
+        difficult.append((obj.findtext("difficult") or "0").strip() == "1")  # missing tag: 0
+        refs.append(field)
     return DetectionRecord(
-        image_path=root / "JPEGImages" / filename,
+        image_path=image_path,
         image_id=image_id,
         width=width,
         height=height,
@@ -85,6 +105,8 @@ def _read_annotation(root: Path, name: str, image_id: int, class_index: dict) ->
         labels=np.asarray(labels, np.int64),
         iscrowd=np.asarray(difficult, bool),
         name=name,
+        source=str(xml_path),
+        box_refs=refs,
     )
 
 

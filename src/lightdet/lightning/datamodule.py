@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Mapping
 
 import pytorch_lightning as pl
 import torch
 import torch.distributed as dist
 from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
-from torch.utils.data import DataLoader, DistributedSampler
+from pytorch_lightning.utilities import rank_zero_info
+from torch.utils.data import DataLoader
 
+from lightdet.data.checks import DataChecker, DataPolicy, check_records, report
 from lightdet.data.dataset import DetectionDataset, collate_detection, seed_worker
+from lightdet.data.records import AnnotationError
 from lightdet.data.transforms import eval_preset
+from lightdet.lightning.resume import EpochSampler, ResumableDataLoader
+
+log = logging.getLogger(__name__)
 
 
 class DetectionDataModule(pl.LightningDataModule):
@@ -33,6 +40,9 @@ class DetectionDataModule(pl.LightningDataModule):
         train_transform: albumentations pipeline for training (default: none).
         eval_transform: pipeline for validation and test (default: conversion only).
         pin_memory: pin host memory (useful on GPU).
+        policy: what to do with bad input (:class:`~lightdet.data.checks.DataPolicy` or its
+            fields): every split is checked when it is indexed, and the counts are kept in
+            ``checks`` (reported in the log and to ClearML).
     """
 
     def __init__(
@@ -44,6 +54,7 @@ class DetectionDataModule(pl.LightningDataModule):
         train_transform: Callable | None = None,
         eval_transform: Callable | None = None,
         pin_memory: bool = False,
+        policy: DataPolicy | Mapping | None = None,
     ) -> None:
         super().__init__()
         self.source = source
@@ -52,7 +63,9 @@ class DetectionDataModule(pl.LightningDataModule):
         self.train_transform = train_transform or eval_preset()
         self.eval_transform = eval_transform or eval_preset()
         self.pin_memory = pin_memory
+        self.policy = policy if isinstance(policy, DataPolicy) else DataPolicy(**(policy or {}))
         self.datasets: dict[str, DetectionDataset] = {}
+        self.checks: dict[str, DataChecker] = {}
 
     @property
     def class_names(self) -> list[str]:
@@ -73,54 +86,92 @@ class DetectionDataModule(pl.LightningDataModule):
         wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}.get(
             stage or "", ("train", "val", "test")
         )
+        indexed = []
         for split in wanted:
             if split in self.datasets:
                 continue
-            records = self.source.records(split)
+            checker = DataChecker(self.policy, split)
+            records = self.source.records(split, checker)
             if records is None:
                 continue
+            if not records:
+                raise AnnotationError(f"data: the {split!r} split has no images ({self.source})")
+            records = check_records(records, checker)
             transform = self.train_transform if split == "train" else self.eval_transform
-            self.datasets[split] = DetectionDataset(records, transform)
+            pixels = self.policy.max_image_pixels
+            self.datasets[split] = DetectionDataset(records, transform, pixels)
+            self.checks[split] = checker
+            indexed.append(checker)
+        if indexed:
+            sizes = ", ".join(f"{c.split} {len(self.datasets[c.split])}" for c in indexed)
+            rank_zero_info(f"data: indexed {sizes} images; checks:\n{report(indexed)}")
+
+    def check_rows(self) -> list[list]:
+        """``[split, outcome, reason, count]`` for every count of the index-time checks."""
+        rows = []
+        for split, c in self.checks.items():
+            for outcome, counter in (("skipped", c.skipped), ("fixed", c.fixed),
+                                     ("noted", c.noted)):  # fmt: skip
+                rows += [[split, outcome, reason, n] for reason, n in sorted(counter.items())]
+        return rows
 
     def has_split(self, split: str) -> bool:
         return split in self.datasets
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+    def _dataset(self, split: str) -> DetectionDataset:
         if split not in self.datasets:
             raise RuntimeError(f"data: no {split!r} split (is it set in the data config?)")
         dataset = self.datasets[split]
         if self.num_workers == 0:  # no worker_init_fn: seed from the (seeded) global torch RNG
             dataset.reseed(int(torch.randint(2**31 - 1, ()).item()))
-        sampler = _distributed_sampler(dataset, shuffle)
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            shuffle=shuffle and sampler is None,
-            sampler=sampler,
-            drop_last=shuffle,  # a 1-image last batch breaks BatchNorm statistics
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            pin_memory=self.pin_memory,
-            collate_fn=collate_detection,
-            worker_init_fn=seed_worker,
-        )
+        return dataset
+
+    def _loader_args(self) -> dict:
+        return {
+            "batch_size": self.batch_size,
+            "num_workers": self.num_workers,
+            "persistent_workers": self.num_workers > 0,
+            "pin_memory": self.pin_memory,
+            "collate_fn": collate_detection,
+            "worker_init_fn": seed_worker,
+        }
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+        """Shuffled by a seeded per-epoch permutation that checkpoints can resume mid-epoch
+        (:mod:`lightdet.lightning.resume`); drops the last partial batch (a 1-image batch
+        breaks BatchNorm statistics)."""
+        dataset = self._dataset("train")
+        sampler = EpochSampler(dataset, seed=int(torch.initial_seed()) % 2**31)
+        loader = ResumableDataLoader(dataset, sampler=sampler, drop_last=True,
+                                     **self._loader_args())  # fmt: skip
+        loader.progress = self._train_progress
+        return loader
+
+    def _train_progress(self) -> tuple[int, int]:
+        """Where training resumes: (epoch, batches of it already trained)."""
+        trainer = self.trainer
+        if trainer is None:
+            return 0, 0
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        if done >= trainer.num_training_batches:  # saved at the end of an epoch: the next one
+            return trainer.current_epoch + 1, 0
+        return trainer.current_epoch, done
+
+    def _eval_loader(self, split: str) -> DataLoader:
+        dataset = self._dataset(split)
+        return DataLoader(dataset, sampler=_eval_sampler(dataset), **self._loader_args())
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
+        return self._eval_loader("val")
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+        return self._eval_loader("test")
 
 
-def _distributed_sampler(dataset, shuffle: bool):
-    """Under DDP: shuffled shards for training; for evaluation, shards without the repeated
-    padding of DistributedSampler, so mAP over all processes equals a single-process mAP.
-    Lightning keeps samplers that are already distributed (and calls set_epoch on them)."""
+def _eval_sampler(dataset):
+    """Under DDP, shards without the repeated padding of DistributedSampler, so mAP over all
+    processes equals a single-process mAP; in order otherwise. Lightning keeps samplers that are
+    already distributed."""
     if not (dist.is_available() and dist.is_initialized()):
         return None
-    if shuffle:
-        return DistributedSampler(dataset, shuffle=True, drop_last=True)
     return UnrepeatedDistributedSampler(dataset, shuffle=False)

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.utilities import rank_zero_warn
 from torch import Tensor, nn
 
 from lightdet.evaluation.confusion import DetectionConfusionMatrix
@@ -34,6 +35,10 @@ class DetectionModule(pl.LightningModule):
         class_names: the K class names (label ``i`` is ``class_names[i - 1]``).
         category_map: dataset id -> label map, kept with the checkpoint.
         config: the resolved run configuration as a plain dict, kept with the checkpoint.
+        nonfinite_loss: what a NaN/inf training loss does: ``skip`` the step (no update; counted
+            as ``train/nonfinite_steps``; under DDP every process skips together) or ``stop``
+            with an error naming the step and the batch's image ids.
+        max_nonfinite_steps: with ``skip``, stop once more steps than this were skipped.
     """
 
     def __init__(
@@ -45,6 +50,8 @@ class DetectionModule(pl.LightningModule):
         class_names: Sequence[str] = (),
         category_map: dict | None = None,
         config: dict | None = None,
+        nonfinite_loss: str = "skip",
+        max_nonfinite_steps: int = 20,
     ) -> None:
         super().__init__()
         # plain containers only, so checkpoints load with torch.load(weights_only=True)
@@ -64,17 +71,27 @@ class DetectionModule(pl.LightningModule):
         self.val_confusion = DetectionConfusionMatrix(len(self.class_names) + 1)
         self.test_confusion = DetectionConfusionMatrix(len(self.class_names) + 1)
         self.dropped_predictions = 0
+        if nonfinite_loss not in ("skip", "stop"):
+            raise ValueError(f"nonfinite_loss: expected 'skip' or 'stop', got {nonfinite_loss!r}")
+        self.nonfinite_loss = nonfinite_loss
+        self.max_nonfinite_steps = max_nonfinite_steps
+        self.nonfinite_steps = 0
         # the last evaluation, for reporting callbacks: {"stage", "result", "confusion"}
         self.last_evaluation: dict[str, Any] = {}
 
     def forward(self, images: list[Tensor]) -> list[dict[str, Tensor]]:
         return self.net(images)
 
-    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor | None:
         images, targets = batch
         losses = self.net(images, targets)
         loss = sum(losses.values())
         n = len(images)
+        dropped = sum(int(t["dropped_boxes"]) for t in targets if "dropped_boxes" in t)
+        self.log("train/dropped_boxes", float(dropped), on_step=False, on_epoch=True,
+                 reduce_fx="sum", batch_size=n)  # fmt: skip
+        if not self._all_finite(loss):
+            return self._nonfinite(losses, targets)
         parts = {
             f"train/{k if k.startswith('loss') else 'loss_' + k}": v for k, v in losses.items()
         }
@@ -84,6 +101,29 @@ class DetectionModule(pl.LightningModule):
             "train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, batch_size=n
         )
         return loss
+
+    def _all_finite(self, loss: Tensor) -> bool:
+        """True when the loss is finite on every process (so all skip, or none: a process that
+        skipped alone would leave the others waiting in the gradient all-reduce)."""
+        finite = torch.isfinite(loss.detach()).all().float()
+        if self.trainer.world_size > 1:
+            finite = self.trainer.strategy.reduce(finite, reduce_op="min")
+        return bool(finite > 0)
+
+    def _nonfinite(self, losses: dict[str, Tensor], targets: list[dict[str, Tensor]]) -> None:
+        self.nonfinite_steps += 1
+        parts = ", ".join(f"{k}={float(v):.4g}" for k, v in losses.items())
+        ids = [int(t["image_id"]) for t in targets]
+        where = f"non-finite training loss at step {self.global_step} (epoch {self.current_epoch})"
+        detail = f"{parts}; image ids {ids} (on this process)"
+        if self.nonfinite_loss == "stop" or self.nonfinite_steps > self.max_nonfinite_steps:
+            why = ("nonfinite_loss=stop" if self.nonfinite_loss == "stop" else
+                   f"more than max_nonfinite_steps={self.max_nonfinite_steps} skipped")  # fmt: skip
+            raise FloatingPointError(f"{where}: {detail} ({why})")
+        rank_zero_warn(f"{where}, step skipped ({self.nonfinite_steps} so far): {detail}")
+        self.log("train/nonfinite_steps", float(self.nonfinite_steps), on_step=True,
+                 batch_size=len(targets))  # fmt: skip
+        return None  # Lightning skips backward and the optimizer step
 
     def _eval_step(self, batch: Batch, metric, confusion) -> list[dict[str, Tensor]]:
         images, targets = batch

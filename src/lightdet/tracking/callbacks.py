@@ -13,6 +13,7 @@ import torch
 from pytorch_lightning.callbacks import Callback
 
 from lightdet.guard import load_checkpoint
+from lightdet.lightning.resume import ResumeCheckpoint
 from lightdet.tracking.clearml import ClearMLLogger, register_model
 from lightdet.tracking.reports import (
     report_ap_table,
@@ -62,8 +63,8 @@ class ClearMLReports(Callback):
             return
         datamodule.setup("test")  # the summary covers every split the data has
         splits = {s: d.records for s, d in datamodule.datasets.items()}
-        skipped = getattr(datamodule, "skipped", {})
-        report_dataset_summary(task.get_logger(), splits, datamodule.class_names, skipped)
+        checks = datamodule.check_rows() if hasattr(datamodule, "check_rows") else []
+        report_dataset_summary(task.get_logger(), splits, datamodule.class_names, checks)
         train = datamodule.datasets.get("train")
         if train is not None and len(train):
             samples = [train[i] for i in range(min(self.num_train_samples, len(train)))]
@@ -168,6 +169,7 @@ class ClearMLModelRegistry(Callback):
             self._register(trainer, pl_module, "best", ckpt.best_model_path)
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        ckpt = trainer.checkpoint_callback
-        last = getattr(ckpt, "last_model_path", "") if ckpt is not None else ""
-        self._register(trainer, pl_module, "last", last)
+        if _task(trainer) is None:
+            return
+        last = next((c.last_path for c in trainer.callbacks if isinstance(c, ResumeCheckpoint)), "")
+        self._register(trainer, pl_module, "last", last or "")

@@ -124,18 +124,19 @@ def dataset_rows(splits: Mapping[str, Sequence[DetectionRecord]], class_names) -
 
 
 def report_dataset_summary(
-    logger, splits: Mapping[str, Sequence[DetectionRecord]], class_names, skipped: Mapping[str, int]
+    logger,
+    splits: Mapping[str, Sequence[DetectionRecord]],
+    class_names,
+    checks: Sequence[Sequence],
 ) -> None:
-    """Counts per class and split, skipped items per reason, and the box-size distribution."""
+    """Counts per class and split, the index-time checks (``[split, outcome, reason, count]``
+    rows: skipped / fixed / noted), and the box-size distribution."""
     logger.report_table(
         "dataset", "images and boxes", iteration=0, table_plot=dataset_rows(splits, class_names)
     )
-    skip_rows = (
-        [["reason", "count"], *([k, v] for k, v in sorted(skipped.items()))]
-        if skipped
-        else [["reason", "count"], ["(none)", 0]]
-    )
-    logger.report_table("dataset", "skipped items", iteration=0, table_plot=skip_rows)
+    header = ["split", "outcome", "reason", "count"]
+    rows = [header, *checks] if checks else [header, ["all", "none", "no problems found", 0]]
+    logger.report_table("dataset", "data checks", iteration=0, table_plot=rows)
     edges = np.array([0, 8, 16, 32, 64, 96, 128, 256, 512, np.inf])
     labels = [
         f"{int(a)}-{int(b)}" if np.isfinite(b) else f">={int(a)}"

@@ -77,7 +77,7 @@ def test_shapes_source_serves_both_formats_with_the_same_classes(tmp_path):
         ({"images": [{"id": 1, "file_name": "a.jpg", "width": 1, "height": 1}] * 2, "annotations": []},
          r"images\[1\].id: duplicate image id 1"),
         ({"images": [{"id": 1, "file_name": "../../etc/x.jpg", "width": 1, "height": 1}], "annotations": []},
-         r"images\[0\].file_name: '../../etc/x.jpg' leaves"),
+         r"images\[0\].file_name: '../../etc/x.jpg' resolves outside"),
     ],
 )  # fmt: skip
 def test_errors_name_the_file_and_the_field(tmp_path, changes, message):

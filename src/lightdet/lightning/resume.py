@@ -1,0 +1,181 @@
+"""Preemption and resume: a checkpoint on SIGTERM/SIGINT, and resuming mid-epoch exactly.
+
+Behaviour for the partly seen epoch: the training order of every epoch is a seeded permutation
+(the same after a restart), and the checkpoint records how many batches of the current epoch were
+trained. Resuming continues that epoch with the batches not yet seen: no batch is replayed and
+none is lost, so an interrupted run ends at the same step and epoch as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch.distributed as dist
+from pytorch_lightning.callbacks import Checkpoint
+from pytorch_lightning.utilities import rank_zero_info
+from pytorch_lightning.utilities.exceptions import SIGTERMException
+from torch.utils.data import DataLoader, DistributedSampler
+
+log = logging.getLogger(__name__)
+
+
+class EpochSampler(DistributedSampler):
+    """A seeded shuffle per epoch (sharded under DDP, one shard otherwise) that can start at an
+    offset within its epoch: the offset is set by :class:`ResumableDataLoader` on resume."""
+
+    def __init__(self, dataset, *, seed: int, drop_last: bool = True) -> None:
+        distributed = dist.is_available() and dist.is_initialized()
+        super().__init__(
+            dataset,
+            num_replicas=None if distributed else 1,
+            rank=None if distributed else 0,
+            shuffle=True,
+            seed=seed,
+            drop_last=drop_last,
+        )
+        self.start = 0  # samples of this epoch already trained on (this process's shard)
+
+    def set_epoch(self, epoch: int) -> None:
+        if epoch != self.epoch:
+            self.start = 0
+        super().set_epoch(epoch)
+
+    def __iter__(self):
+        return iter(list(super().__iter__())[self.start :])
+
+
+class ResumableDataLoader(DataLoader):
+    """A training loader whose position in the epoch is saved in checkpoints.
+
+    Lightning saves ``state_dict()`` of a loader that has one, and calls ``load_state_dict`` on
+    resume before creating the iterator. The position comes from the trainer (``progress``:
+    ``(epoch, batches trained in it)``), not from the iterator, which runs ahead by its prefetch.
+    """
+
+    progress: Callable[[], tuple[int, int]] | None = None
+
+    def state_dict(self) -> dict:
+        epoch, batches = self.progress() if self.progress is not None else (0, 0)
+        return {"epoch": int(epoch), "batches": int(batches)}
+
+    def load_state_dict(self, state: dict) -> None:
+        sampler = self.sampler
+        if not isinstance(sampler, EpochSampler):
+            return
+        epoch, batches = state["epoch"], state["batches"]
+        sampler.set_epoch(epoch)
+        sampler.start = batches * (self.batch_size or 1)
+        rank_zero_info(f"resume: epoch {epoch} continues after {batches} trained batches")
+
+
+class ResumeCheckpoint(Checkpoint):
+    """Writes ``last.ckpt`` (the full training state) at the end of every training epoch, and
+    when SIGTERM (preemption) or Ctrl+C stops the run after its current batch.
+
+    Lightning already turns SIGTERM into a stop after the current batch; this makes the first
+    SIGINT do the same (a second one interrupts at once). ``train()`` then exits with
+    128 + the signal number. (ModelCheckpoint's own ``save_last`` writes only when the monitored
+    score improved, so it is not the state to resume from.) Being a ``Checkpoint``, it runs after
+    the other callbacks, so the saved state includes their updates for the epoch.
+
+    Args:
+        dirpath: where to write (default: the ModelCheckpoint's folder).
+        filename: checkpoint file name without ``.ckpt``; ``last`` is what ``ckpt_path=auto``
+            resumes from.
+    """
+
+    def __init__(self, dirpath: str | None = None, filename: str = "last") -> None:
+        self.dirpath = dirpath
+        self.filename = filename
+        self.last_path: str | None = None
+        self.signal: int | None = None
+        self._previous_sigint = None
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        def graceful(signum, frame):
+            rank_zero_info("interrupt: stopping after this batch (again to stop at once)")
+            signal.signal(signal.SIGINT, self._previous_sigint or signal.default_int_handler)
+            self.signal = signal.SIGINT
+            trainer._signal_connector.received_sigterm = True  # the same graceful path
+
+        try:
+            self._previous_sigint = signal.signal(signal.SIGINT, graceful)
+        except ValueError:  # not the main thread: keep the default behaviour
+            self._previous_sigint = None
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        _load_pending_loader_state(trainer)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.sanity_checking and not trainer.fast_dev_run:
+            self._save(trainer)
+
+    def _save(self, trainer: pl.Trainer) -> Path:
+        path = Path(self.dirpath or _checkpoint_dir(trainer)) / f"{self.filename}.ckpt"
+        trainer.save_checkpoint(path, weights_only=False)  # the full state, optimizer included
+        self.last_path = str(path)
+        return path
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._restore()
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        self._restore()
+        if not isinstance(exception, SIGTERMException | KeyboardInterrupt):
+            return
+        self.signal = self.signal or (
+            signal.SIGTERM if isinstance(exception, SIGTERMException) else signal.SIGINT
+        )
+        path = self._save(trainer)
+        rank_zero_info(
+            f"{signal.Signals(self.signal).name}: checkpoint at step {trainer.global_step} "
+            f"(epoch {trainer.current_epoch}) written to {path}; resume with ckpt_path=auto"
+        )
+
+    def _restore(self) -> None:
+        if self._previous_sigint is not None:
+            signal.signal(signal.SIGINT, self._previous_sigint)
+            self._previous_sigint = None
+
+
+def _load_pending_loader_state(trainer: pl.Trainer) -> None:
+    """Give the training loader its saved position, then restart its iterator.
+
+    Lightning skips this when ``trainer.estimated_stepping_batches`` (our schedulers' length)
+    built the loader before the checkpoint was restored (Lightning issue #20550): the saved state
+    would be dropped and the resumed epoch would replay the start of another permutation. This
+    does what Lightning's own resume path does, after the restore.
+    """
+    fit_loop = trainer.fit_loop
+    if not getattr(fit_loop, "_combined_loader_states_to_load", None):
+        return
+    fit_loop._load_combined_loader_states()
+    if fit_loop._data_fetcher is not None:
+        iter(fit_loop._data_fetcher)  # the iterator made before the restore read stale state
+
+
+def _checkpoint_dir(trainer: pl.Trainer) -> str:
+    ckpt = trainer.checkpoint_callback
+    if ckpt is not None and ckpt.dirpath:
+        return ckpt.dirpath
+    return str(Path(trainer.default_root_dir) / "checkpoints")
+
+
+def find_last_checkpoint(runs_dir: str | Path, filename: str = "last.ckpt") -> Path:
+    """The newest ``checkpoints/last.ckpt`` under ``runs_dir`` (the runs of one task name).
+
+    Raises:
+        FileNotFoundError: naming the folder searched, when there is none.
+    """
+    candidates = sorted(Path(runs_dir).glob(f"*/checkpoints/{filename}"),
+                        key=lambda p: p.stat().st_mtime)  # fmt: skip
+    if not candidates:
+        raise FileNotFoundError(
+            f"ckpt_path=auto: no {filename} under {runs_dir}/*/checkpoints/ "
+            "(nothing to resume for this task_name)"
+        )
+    return candidates[-1]

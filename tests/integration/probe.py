@@ -1,0 +1,27 @@
+"""A callback the preemption test adds to real training processes through the config
+(``+callbacks.probe._target_=tests.integration.probe.StepProbe``, allowed by
+``LIGHTDET_ALLOWED_TARGETS=tests.integration.``): it records each trained batch and can send
+the process a real signal at a given step."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import pytorch_lightning as pl
+
+
+class StepProbe(pl.Callback):
+    def __init__(self, path: str, kill_at_step: int = -1, signal_name: str = "SIGTERM") -> None:
+        self.path = path
+        self.kill_at_step = kill_at_step
+        self.signum = getattr(signal, signal_name)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        ids = [int(t["image_id"]) for t in batch[1]]
+        with open(self.path, "a") as f:
+            row = {"epoch": trainer.current_epoch, "step": trainer.global_step, "ids": ids}
+            f.write(json.dumps(row) + "\n")
+        if trainer.global_step == self.kill_at_step:
+            os.kill(os.getpid(), self.signum)  # a real signal, delivered to this process

@@ -1,0 +1,81 @@
+"""Preemption: a real training process is sent SIGTERM (or SIGINT) mid-epoch, exits non-zero
+with a checkpoint, and `ckpt_path=auto` resumes it to the same end as an uninterrupted run."""
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import TINY, clean_env
+
+REPO = Path(__file__).resolve().parents[2]
+BATCHES_PER_EPOCH = TINY["num_train"] // 4  # 16 images, batch 4
+
+
+def _train(tmp_path, data_root, task, probe, *overrides):
+    conf = tmp_path / "clearml.conf"
+    conf.write_text("sdk.development.report_use_subprocess: false\n")
+    env = clean_env(CLEARML_CACHE_DIR=str(tmp_path / "clearml"), CLEARML_CONFIG_FILE=str(conf),
+                    CLEARML_OFFLINE_MODE="1", LIGHTDET_ALLOWED_TARGETS="tests.integration.",
+                    PYTHONPATH=str(REPO))  # fmt: skip
+    args = [
+        f"paths.root_dir={tmp_path}", f"data.source.root={data_root}", f"task_name={task}",
+        *(f"++data.source.{k}={v}" for k, v in TINY.items()),
+        "data.num_workers=1", "data.batch_size=4", "model.net.min_size=96",
+        "model.net.max_size=96", "trainer.max_epochs=3", "+trainer.limit_val_batches=1",
+        "trainer.log_every_n_steps=1", "test=false", "+trainer.enable_progress_bar=false",
+        "callbacks.clearml_reports=null", "callbacks.clearml_models=null",
+        "+callbacks.probe._target_=tests.integration.probe.StepProbe",
+        f"+callbacks.probe.path={probe}", *overrides,
+    ]  # fmt: skip
+    command = [sys.executable, "-m", "lightdet.train", *args]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, cwd=REPO)
+
+
+def _rows(path):
+    return [json.loads(line) for line in Path(path).read_text().splitlines()]
+
+
+def _ids_of_epoch(rows, epoch):
+    return [i for r in rows if r["epoch"] == epoch for i in r["ids"]]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGINT"])
+def test_interrupted_run_resumes_to_the_same_end_without_replaying_batches(
+    tmp_path, tiny_shapes, signal_name
+):
+    kill_at = BATCHES_PER_EPOCH + 2  # mid-way through the second epoch (epoch 1)
+    stopped = _train(tmp_path, tiny_shapes, "resume", tmp_path / "a.jsonl",
+                     f"+callbacks.probe.kill_at_step={kill_at}",
+                     f"+callbacks.probe.signal_name={signal_name}")  # fmt: skip
+    signum = getattr(signal, signal_name)
+    assert stopped.returncode == 128 + signum, stopped.stdout[-2000:] + stopped.stderr[-2000:]
+    (ckpt_path,) = (tmp_path / "logs/resume/runs").glob("*/checkpoints/last.ckpt")
+    ckpt = torch.load(ckpt_path, weights_only=True)
+    assert (ckpt["global_step"], ckpt["epoch"]) == (kill_at, 1)
+    assert "resume with ckpt_path=auto" in stopped.stdout + stopped.stderr
+
+    resumed = _train(tmp_path, tiny_shapes, "resume", tmp_path / "b.jsonl", "ckpt_path=auto")
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
+    full = _train(tmp_path, tiny_shapes, "full", tmp_path / "full.jsonl")
+    assert full.returncode == 0, full.stderr[-2000:]
+
+    before, after, reference = (_rows(tmp_path / n) for n in ("a.jsonl", "b.jsonl", "full.jsonl"))
+    assert after[-1]["step"] == reference[-1]["step"] == 3 * BATCHES_PER_EPOCH
+    assert after[-1]["epoch"] == reference[-1]["epoch"] == 2
+    # the partly seen epoch: the resumed run trains exactly the batches not yet seen, in order
+    assert [r["step"] for r in after][0] == kill_at + 1
+    interrupted_epoch = _ids_of_epoch(before, 1) + _ids_of_epoch(after, 1)
+    assert interrupted_epoch == _ids_of_epoch(reference, 1)
+    assert len(set(interrupted_epoch)) == len(interrupted_epoch) == TINY["num_train"]
+    # and the epochs around it match the uninterrupted run too
+    assert _ids_of_epoch(before, 0) == _ids_of_epoch(reference, 0)
+    assert _ids_of_epoch(after, 2) == _ids_of_epoch(reference, 2)
+    # the resumed run writes its checkpoints into the stopped run's folder
+    assert list((tmp_path / "logs/resume/runs").glob("*/checkpoints/last.ckpt")) == [ckpt_path]
+    assert torch.load(ckpt_path, weights_only=True)["global_step"] == 3 * BATCHES_PER_EPOCH
