@@ -16,12 +16,13 @@ CKPT ?=
 RESUME ?=
 SPLIT ?= val
 QUEUE ?= default
+AUG ?=
 
-GROUPS = $(if $(MODEL),model=$(MODEL)) $(if $(DATA),data=$(DATA)) \
+GROUPS = $(if $(MODEL),model=$(MODEL)) $(if $(DATA),data=$(DATA)) $(if $(AUG),augmentation=$(AUG)) \
          $(if $(TRAINER),trainer=$(TRAINER)) $(if $(EXPERIMENT),experiment=$(EXPERIMENT))
 
 .DEFAULT_GOAL := help
-.PHONY: help install train evaluate hpo remote docker-build docker-train clearml-server-up clearml-server-down test test-fast lint clearml-import clean
+.PHONY: help install train show-augment evaluate hpo remote docker-build docker-train clearml-server-up clearml-server-down test test-fast lint clearml-import clean
 
 help: ## show this help
 	@echo "usage: make <target> [MODEL=retinanet] [DATA=shapes|shapes_coco|voc|coco] [TRAINER=default|cpu|gpu]"
@@ -41,6 +42,9 @@ install: $(VENV)/.installed ## create .venv and install lightdet with its dev to
 
 train: install ## train a detector (default: RetinaNet on the built-in shapes data); RESUME=auto|<ckpt>
 	$(PY) -m lightdet.train $(GROUPS) $(if $(RESUME),ckpt_path=$(RESUME)) $(ARGS)
+
+show-augment: install ## write a grid of augmented training samples with boxes: [AUG=plain|zoom|none] [DATA=...]
+	$(PY) -m lightdet.show_augment $(if $(DATA),data=$(DATA)) $(if $(AUG),augmentation=$(AUG)) $(ARGS)
 
 evaluate: install ## score a checkpoint: CKPT=<path> [SPLIT=val|test] [DATA=...]
 	@test -n "$(CKPT)" || (echo "usage: make evaluate CKPT=<checkpoint> [SPLIT=val|test]"; exit 2)

@@ -40,9 +40,11 @@ def tiny_shapes(tmp_path_factory) -> Path:
     return ensure_shapes(tmp_path_factory.mktemp("data") / "shapes", ShapesSpec(**TINY))
 
 
-def compose_train(tmp_path: Path, *overrides: str, tiny_data: bool = True):
-    """The training config with paths in ``tmp_path`` and a tiny, fast run (on tiny shapes data)."""
+def compose_train(tmp_path: Path, *overrides: str, tiny_data: bool = True, resize: bool = True):
+    """The training config with paths in ``tmp_path`` and a tiny, fast run (on tiny shapes data);
+    ``resize``: set the RetinaNet-style ``model.net.min_size/max_size`` to 96."""
     data = [f"++data.source.{k}={v}" for k, v in TINY.items()] if tiny_data else []
+    sizes = ["model.net.min_size=96", "model.net.max_size=96"] if resize else []
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         return compose(
             config_name="train",
@@ -52,8 +54,7 @@ def compose_train(tmp_path: Path, *overrides: str, tiny_data: bool = True):
                 *data,
                 "data.batch_size=4",
                 "data.num_workers=0",
-                "model.net.min_size=96",
-                "model.net.max_size=96",
+                *sizes,
                 "trainer.max_epochs=1",
                 "+trainer.limit_train_batches=2",
                 "+trainer.limit_val_batches=2",

@@ -32,7 +32,7 @@ def test_composes_and_instantiates(tmp_path, group, option):
     if not torch.cuda.is_available():
         overrides += ["trainer.accelerator=cpu", "trainer.precision=32-true", "trainer.devices=1",
                       "++trainer.num_nodes=1"]  # fmt: skip
-    cfg = compose_train(tmp_path, *overrides, tiny_data=False)
+    cfg = compose_train(tmp_path, *overrides, tiny_data=False, resize=False)
     check_targets(cfg)  # every shipped option passes the instantiate allow-list
     datamodule = instantiate(cfg.data, train_transform=instantiate(cfg.augmentation.train),
                              eval_transform=instantiate(cfg.augmentation.eval))  # fmt: skip

@@ -27,10 +27,11 @@ from tqdm import tqdm
 from lightdet.data.coco import write_coco
 from lightdet.data.records import DetectionRecord
 from lightdet.data.voc import write_voc_annotation
+from lightdet.data.yolo import write_yolo
 
 SHAPE_CLASSES = ("circle", "square", "triangle")
 _STAMP = "lightdet_shapes.json"
-_GENERATOR_VERSION = 1  # bump when the drawing changes, so cached datasets are regenerated
+_GENERATOR_VERSION = 2  # bump when the drawing changes, so cached datasets are regenerated
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,7 @@ def _write_dataset(root: Path, spec: ShapesSpec) -> None:
                 bar.update()
             next_id += count
             _write_split(voc, coco, split, records, spec)
+            write_yolo(root / "YOLO", split, records, spec.classes)
 
 
 def _write_image(voc: Path, image_id: int, rng: np.random.Generator, spec: ShapesSpec):

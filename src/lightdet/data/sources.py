@@ -16,6 +16,7 @@ from lightdet.data.coco import read_coco, read_coco_categories
 from lightdet.data.records import DetectionRecord
 from lightdet.data.shapes import SHAPE_CLASSES, ShapesSpec, ensure_shapes
 from lightdet.data.voc import VOC_CLASSES, read_voc
+from lightdet.data.yolo import read_yolo, read_yolo_classes
 
 SPLITS = ("train", "val", "test")
 
@@ -127,18 +128,65 @@ class COCOSource:
         return records
 
 
+class YOLOSource:
+    """A YOLO folder: ``images/<split>/``, ``labels/<split>/*.txt`` and ``classes.txt``.
+
+    Args:
+        root: the folder holding ``images/``, ``labels/`` and ``classes.txt``.
+        train, val, test: split folder names (``None`` for no such split).
+        class_names: override ``classes.txt``.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        *,
+        train: str | None = "train",
+        val: str | None = "val",
+        test: str | None = None,
+        class_names: Sequence[str] | None = None,
+    ) -> None:
+        self.root = Path(root)
+        self.splits = {"train": train, "val": val, "test": test}
+        self._class_names = list(class_names) if class_names is not None else None
+
+    def prepare(self) -> None:
+        if not (self.root / "images").is_dir():
+            raise FileNotFoundError(
+                f"{self.root}: not a YOLO folder (no images/); set data.source.root"
+            )
+
+    @property
+    def class_names(self) -> list[str]:
+        if self._class_names is None:
+            self._class_names = read_yolo_classes(self.root)
+        return self._class_names
+
+    @property
+    def category_map(self) -> dict[int, int]:
+        return {i: i + 1 for i in range(len(self.class_names))}  # YOLO class index -> label
+
+    def records(
+        self, split: str, checker: DataChecker | None = None
+    ) -> list[DetectionRecord] | None:
+        name = self.splits[split]
+        if name is None:
+            return None
+        return read_yolo(self.root, name, self.class_names, checker=checker)
+
+
 class ShapesSource:
-    """The synthetic shapes dataset, generated on first use and read back as VOC or COCO.
+    """The synthetic shapes dataset, generated on first use and read back as VOC, COCO or YOLO.
 
     Args:
         root: folder to generate into (reused while the parameters are unchanged).
-        format: ``voc`` or ``coco``: which of the two written layouts to read.
+        format: ``voc``, ``coco`` or ``yolo``: which of the written layouts to read.
         **spec: :class:`~lightdet.data.shapes.ShapesSpec` fields (sizes, counts, classes, seed).
     """
 
     def __init__(self, root: str | os.PathLike, *, format: str = "voc", **spec) -> None:
-        if format not in ("voc", "coco"):
-            raise ValueError(f"data.source.format: expected 'voc' or 'coco', got {format!r}")
+        if format not in ("voc", "coco", "yolo"):
+            raise ValueError(f"data.source.format: expected voc, coco or yolo, got {format!r}")
         for key in ("classes", "coco_category_ids"):
             if spec.get(key) is not None:
                 spec[key] = tuple(spec[key])
@@ -148,8 +196,10 @@ class ShapesSource:
         splits = {s: (s if getattr(self.spec, f"num_{s}") else None) for s in SPLITS}
         if format == "voc":
             self._reader = VOCSource(self.root / "VOC", class_names=self.spec.classes, **splits)
-        else:
+        elif format == "coco":
             self._reader = COCOSource(self.root / "COCO", **splits)
+        else:
+            self._reader = YOLOSource(self.root / "YOLO", class_names=self.spec.classes, **splits)
 
     def prepare(self) -> None:
         ensure_shapes(self.root, self.spec)
@@ -168,4 +218,4 @@ class ShapesSource:
         return self._reader.records(split, checker)
 
 
-__all__ = ["COCOSource", "SHAPE_CLASSES", "ShapesSource", "VOCSource"]
+__all__ = ["COCOSource", "SHAPE_CLASSES", "ShapesSource", "VOCSource", "YOLOSource"]

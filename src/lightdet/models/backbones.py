@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import urllib.error
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 import torchvision
@@ -37,8 +37,10 @@ def fpn_backbone(
     pretrained: bool = False,
     trainable_layers: int | None = None,
     extra_blocks: ExtraFPNBlock | None = None,
+    strides: tuple[int, ...] = (8, 16, 32),
+    norm_layer: Callable[..., nn.Module] | None = None,
 ) -> BackboneWithFPN:
-    """C3-C5 of a torchvision classifier (strides 8, 16, 32) under an FPN with ``out_channels``.
+    """A torchvision classifier's outputs at ``strides`` (C3-C5 by default) under an FPN.
 
     Args:
         name: ``resnet18/34/50/101`` or ``mobilenet_v3_large/small``.
@@ -46,6 +48,8 @@ def fpn_backbone(
         pretrained: load ImageNet weights (then BatchNorm is frozen, as in torchvision).
         trainable_layers: stages left trainable, from the top (default 3 pretrained, all otherwise).
         extra_blocks: levels above C5 (default P6/P7 from P5, as in RetinaNet).
+        strides: which trunk outputs feed the FPN (Faster R-CNN: 4, 8, 16, 32).
+        norm_layer: normalization inside the FPN (Faster R-CNN v2: BatchNorm).
     """
     if name not in RESNETS + MOBILENETS:
         raise ValueError(f"model.net.backbone: {name!r} is not one of {RESNETS + MOBILENETS}")
@@ -54,15 +58,13 @@ def fpn_backbone(
     with download_guard("model.net.pretrained=none"):
         net = torchvision.models.get_model(name, weights=weights, norm_layer=norm_layer)
     if name in RESNETS:
-        body, stages, names = (
-            net,
-            ["conv1", "layer1", "layer2", "layer3", "layer4"],
-            ["layer2", "layer3", "layer4"],
-        )
-        channels = [net.inplanes // 4, net.inplanes // 2, net.inplanes]  # [C3, C4, C5]
+        layer = {4: "layer1", 8: "layer2", 16: "layer3", 32: "layer4"}
+        body, stages = net, ["conv1", "layer1", "layer2", "layer3", "layer4"]
+        names = [layer[s] for s in strides]
+        channels = [net.inplanes // (32 // s) for s in strides]  # layer4 has inplanes channels
     else:
         body = net.features
-        names, channels = _strided_outputs(body, strides=(8, 16, 32))
+        names, channels = strided_outputs(body, strides=tuple(strides))
         stages = [
             str(i) for i, block in enumerate(body) if i == 0 or getattr(block, "_is_cn", False)
         ]
@@ -77,10 +79,11 @@ def fpn_backbone(
         in_channels_list=channels,
         out_channels=out_channels,
         extra_blocks=extra_blocks or LastLevelP6P7(out_channels, out_channels),
+        norm_layer=norm_layer,
     )
 
 
-def _strided_outputs(
+def strided_outputs(
     features: nn.Sequential, strides: tuple[int, ...]
 ) -> tuple[list[str], list[int]]:
     """Names and channels of the last block at each output stride, found by a probe forward."""

@@ -15,6 +15,7 @@ from lightdet.models.backbones import download_guard, fpn_backbone
 from lightdet.models.heads import FocalClassificationHead
 
 PRETRAINED = ("none", "imagenet", "coco")
+BOX_LOSSES = ("l1", "smooth_l1", "giou", "diou", "ciou")
 
 
 def build_retinanet(
@@ -26,6 +27,7 @@ def build_retinanet(
     focal_gamma: float = 2.0,
     prior_probability: float = 0.01,
     head_norm: str | None = None,
+    box_loss: str = "l1",
     min_size: int = 800,
     max_size: int = 1333,
     anchor_sizes: Sequence[int] = (32, 64, 128, 256, 512),
@@ -48,6 +50,8 @@ def build_retinanet(
         head_norm: ``None`` (torchvision's v1 heads) or ``"group"``: GroupNorm after every head
             conv, as in RetinaNet v2. Needed for narrow heads trained from scratch: the fixed
             std=0.01 init shrinks the signal ~4x per conv at 64 channels, and learning stalls.
+        box_loss: box regression loss: ``l1`` (v1), ``giou`` (RetinaNet v2), ``smooth_l1``,
+            ``diou`` or ``ciou``.
         min_size, max_size: the detector's internal resize (shorter / longer side).
         anchor_sizes: base anchor size per pyramid level P3..P7.
         scales_per_octave: anchor scales per level (sizes x 2^(i/n)).
@@ -79,6 +83,9 @@ def build_retinanet(
     num_anchors = anchors.num_anchors_per_location()[0]
     norm_layer = _head_norm(head_norm, fpn_channels)
     head = RetinaNetHead(fpn_channels, num_anchors, num_classes, norm_layer=norm_layer)
+    if box_loss not in BOX_LOSSES:
+        raise ValueError(f"model.net.box_loss: expected one of {BOX_LOSSES}, got {box_loss!r}")
+    head.regression_head._loss_type = box_loss  # what torchvision's v2 builder sets for GIoU
     head.classification_head = FocalClassificationHead(
         fpn_channels,
         num_anchors,

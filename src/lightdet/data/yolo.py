@@ -1,0 +1,122 @@
+"""YOLO txt format (the Ultralytics layout) reader and writer.
+
+Layout: ``images/<split>/<name>.<ext>`` with ``labels/<split>/<name>.txt`` beside them, one object
+per line, ``class cx cy w h``, class a 0-based index into ``classes.txt`` (one name per line),
+coordinates normalized to [0, 1] by the image size. An image without a label file has no objects.
+Labels are ``class + 1`` (0 is background), as for every reader.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from lightdet.data.checks import DataChecker
+from lightdet.data.images import ImageProblem, image_size
+from lightdet.data.records import AnnotationError, DetectionRecord
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+def read_yolo_classes(root: str | os.PathLike) -> list[str]:
+    """Class names from ``root/classes.txt``."""
+    path = Path(root) / "classes.txt"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: YOLO class names file not found (one name per line)")
+    names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    if not names:
+        raise AnnotationError(f"{path}: no class names")
+    return names
+
+
+def read_yolo(
+    root: str | os.PathLike,
+    split: str,
+    class_names: Sequence[str],
+    *,
+    first_image_id: int = 1,
+    checker: DataChecker | None = None,
+) -> list[DetectionRecord]:
+    """Read ``images/<split>`` and ``labels/<split>`` into records (pixel xyxy boxes).
+
+    Image sizes come from the image headers (YOLO labels are normalized). An image that cannot
+    be opened is skipped and counted by ``checker`` (an error without one).
+
+    Raises:
+        AnnotationError: naming the label file, line and field of a malformed label.
+    """
+    root = Path(root)
+    image_dir = root / "images" / split
+    if not image_dir.is_dir():
+        raise FileNotFoundError(f"{image_dir}: YOLO image folder not found")
+    images = sorted(p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+    records = []
+    for i, image in enumerate(images):
+        label_file = root / "labels" / split / f"{image.stem}.txt"
+        try:
+            width, height = image_size(image)
+        except ImageProblem as problem:
+            if checker is None:
+                raise AnnotationError(str(problem)) from problem
+            checker.skip(problem.reason, f"{label_file}: {problem}")
+            continue
+        boxes, labels, refs = _read_labels(label_file, width, height, len(class_names), checker)
+        records.append(DetectionRecord(image, first_image_id + i, width, height, boxes, labels,
+                                       name=image.stem, source=str(label_file),
+                                       box_refs=refs))  # fmt: skip
+    return records
+
+
+def _read_labels(path: Path, width: int, height: int, num_classes: int, checker):
+    boxes, labels, refs = [], [], []
+    lines = path.read_text().splitlines() if path.is_file() else []
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        fields = line.split()
+        where = f"{path}: line {lineno}"
+        try:
+            cls, cx, cy, w, h = int(fields[0]), *(float(v) for v in fields[1:5])
+        except (ValueError, IndexError) as err:
+            raise AnnotationError(f"{where}: expected 'class cx cy w h', got {line!r}") from err
+        if not 0 <= cls < num_classes:
+            message = f"{where}.class: {cls} is not a class index (0..{num_classes - 1})"
+            if checker is None or checker.policy.unknown_classes == "error":
+                raise AnnotationError(f"{message} (data.policy.unknown_classes=skip skips it)")
+            checker.skip("unknown_class", message)
+            continue
+        boxes.append([(cx - w / 2) * width, (cy - h / 2) * height,
+                      (cx + w / 2) * width, (cy + h / 2) * height])  # fmt: skip
+        labels.append(cls + 1)
+        refs.append(f"line {lineno}")
+    return np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(labels, np.int64), refs
+
+
+def write_yolo(
+    root: str | os.PathLike,
+    split: str,
+    records: Sequence[DetectionRecord],
+    class_names: Sequence[str],
+) -> None:
+    """Write records (and ``classes.txt``); images are hard-linked (or copied) in."""
+    root = Path(root)
+    (root / "images" / split).mkdir(parents=True, exist_ok=True)
+    (root / "labels" / split).mkdir(parents=True, exist_ok=True)
+    (root / "classes.txt").write_text("".join(f"{n}\n" for n in class_names))
+    for r in records:
+        image = root / "images" / split / Path(r.image_path).name
+        if not image.exists():
+            try:
+                os.link(r.image_path, image)
+            except OSError:  # file systems without hard links
+                shutil.copyfile(r.image_path, image)
+        lines = []
+        for (x1, y1, x2, y2), label in zip(r.boxes, r.labels):
+            cx, cy = (x1 + x2) / 2 / r.width, (y1 + y2) / 2 / r.height
+            w, h = (x2 - x1) / r.width, (y2 - y1) / r.height
+            lines.append(f"{int(label) - 1} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}\n")
+        (root / "labels" / split / f"{image.stem}.txt").write_text("".join(lines))
