@@ -22,10 +22,12 @@ GROUPS = $(if $(MODEL),model=$(MODEL)) $(if $(DATA),data=$(DATA)) $(if $(AUG),au
          $(if $(TRAINER),trainer=$(TRAINER)) $(if $(EXPERIMENT),experiment=$(EXPERIMENT))
 
 .DEFAULT_GOAL := help
-.PHONY: help install train show-augment evaluate hpo remote docker-build docker-train clearml-server-up clearml-server-down test test-fast lint clearml-import clean
+.PHONY: help install train show-augment evaluate benchmark hpo remote docker-build docker-train clearml-server-up clearml-server-down test test-fast lint clearml-import clean
 
 help: ## show this help
-	@echo "usage: make <target> [MODEL=retinanet] [DATA=shapes|shapes_coco|voc|coco] [TRAINER=default|cpu|gpu]"
+	@echo "usage: make <target> [MODEL=retinanet|retinanet_v2|ssd|ssd300_vgg16|ssdlite|fcos|faster_rcnn]"
+	@echo "                     [DATA=shapes|shapes_coco|shapes_yolo|voc|coco|yolo] [AUG=plain|zoom|none]"
+	@echo "                     [TRAINER=default|cpu|gpu|ddp_cpu|multi_gpu|multi_node] [RESUME=auto|<ckpt>]"
 	@echo "                     [EXPERIMENT=voc_retinanet_r50|coco_retinanet_r50] [ARGS='hydra overrides']"
 	@echo
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -62,8 +64,11 @@ test: install ## run the whole test suite (slow tests included)
 test-fast: install ## run the tests not marked slow
 	$(PY) -m pytest -m "not slow" $(ARGS)
 
-lint: install ## ruff over src/ and tests/
-	$(VENV)/bin/ruff check src tests
+lint: install ## ruff over src/, tests/ and benchmarks/
+	$(VENV)/bin/ruff check src tests benchmarks
+
+benchmark: install ## parameters and CPU seconds per training iteration of each model config
+	$(PY) benchmarks/train_speed.py $(MODEL)
 
 clearml-import: install ## upload an offline ClearML session to the configured server: SESSION=<folder or .zip>
 	@test -n "$(SESSION)" || (echo "usage: make clearml-import SESSION=<offline session folder or .zip>"; exit 2)

@@ -45,11 +45,17 @@ def _ids_of_epoch(rows, epoch):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize(
+    "signal_name,kill_at",
+    [
+        ("SIGTERM", BATCHES_PER_EPOCH + 2),  # mid-way through the second epoch (epoch 1)
+        ("SIGINT", BATCHES_PER_EPOCH + 2),
+        ("SIGTERM", 2 * BATCHES_PER_EPOCH),  # on the last batch of epoch 1
+    ],
+)
 def test_interrupted_run_resumes_to_the_same_end_without_replaying_batches(
-    tmp_path, tiny_shapes, signal_name
+    tmp_path, tiny_shapes, signal_name, kill_at
 ):
-    kill_at = BATCHES_PER_EPOCH + 2  # mid-way through the second epoch (epoch 1)
     stopped = _train(tmp_path, tiny_shapes, "resume", tmp_path / "a.jsonl",
                      f"+callbacks.probe.kill_at_step={kill_at}",
                      f"+callbacks.probe.signal_name={signal_name}")  # fmt: skip
@@ -57,7 +63,9 @@ def test_interrupted_run_resumes_to_the_same_end_without_replaying_batches(
     assert stopped.returncode == 128 + signum, stopped.stdout[-2000:] + stopped.stderr[-2000:]
     (ckpt_path,) = (tmp_path / "logs/resume/runs").glob("*/checkpoints/last.ckpt")
     ckpt = torch.load(ckpt_path, weights_only=True)
-    assert (ckpt["global_step"], ckpt["epoch"]) == (kill_at, 1)
+    finished_epoch = kill_at % BATCHES_PER_EPOCH == 0
+    # Lightning's "epoch" is the epoch to run next once the stopped one is complete
+    assert (ckpt["global_step"], ckpt["epoch"]) == (kill_at, 2 if finished_epoch else 1)
     assert "resume with ckpt_path=auto" in stopped.stdout + stopped.stderr
 
     resumed = _train(tmp_path, tiny_shapes, "resume", tmp_path / "b.jsonl", "ckpt_path=auto")
@@ -73,7 +81,8 @@ def test_interrupted_run_resumes_to_the_same_end_without_replaying_batches(
     interrupted_epoch = _ids_of_epoch(before, 1) + _ids_of_epoch(after, 1)
     assert interrupted_epoch == _ids_of_epoch(reference, 1)
     assert len(set(interrupted_epoch)) == len(interrupted_epoch) == TINY["num_train"]
-    # and the epochs around it match the uninterrupted run too
+    assert (_ids_of_epoch(after, 1) == []) == finished_epoch
+    # and the epochs around it match the uninterrupted run too (same permutation per epoch)
     assert _ids_of_epoch(before, 0) == _ids_of_epoch(reference, 0)
     assert _ids_of_epoch(after, 2) == _ids_of_epoch(reference, 2)
     # the resumed run writes its checkpoints into the stopped run's folder

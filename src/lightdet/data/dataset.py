@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -69,7 +70,10 @@ class DetectionDataset(Dataset):
 
 
 def seed_worker(worker_id: int) -> None:
-    """``worker_init_fn``: seed each worker's augmentations from torch's per-worker seed."""
+    """``worker_init_fn``: seed each worker's augmentations from torch's per-worker seed, and
+    leave Ctrl+C to the main process (a terminal sends SIGINT to every process of the job; a
+    worker that died of it would crash the run instead of the graceful stop)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     info = torch.utils.data.get_worker_info()
     info.dataset.reseed(info.seed)  # distinct per worker, reproducible under a global seed
 

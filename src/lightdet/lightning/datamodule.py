@@ -152,10 +152,13 @@ class DetectionDataModule(pl.LightningDataModule):
         trainer = self.trainer
         if trainer is None:
             return 0, 0
+        # the epoch the batch counter belongs to: the last one started (current_epoch moves on
+        # once an epoch completes, before the counter is reset for the next one)
+        epoch = max(trainer.fit_loop.epoch_progress.current.started - 1, 0)
         done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
         if done >= trainer.num_training_batches:  # saved at the end of an epoch: the next one
-            return trainer.current_epoch + 1, 0
-        return trainer.current_epoch, done
+            return epoch + 1, 0
+        return epoch, done
 
     def _eval_loader(self, split: str) -> DataLoader:
         dataset = self._dataset(split)

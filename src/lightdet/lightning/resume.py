@@ -125,11 +125,13 @@ class ResumeCheckpoint(Checkpoint):
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         self._restore()
-        if not isinstance(exception, SIGTERMException | KeyboardInterrupt):
+        if isinstance(exception, KeyboardInterrupt):  # a second Ctrl+C: maybe mid-step, so the
+            self.signal = signal.SIGINT  # state may be half-updated; keep the last good one
+            rank_zero_info("interrupted at once: no checkpoint written (last.ckpt: last epoch)")
             return
-        self.signal = self.signal or (
-            signal.SIGTERM if isinstance(exception, SIGTERMException) else signal.SIGINT
-        )
+        if not isinstance(exception, SIGTERMException):
+            return
+        self.signal = self.signal or signal.SIGTERM
         path = self._save(trainer)
         rank_zero_info(
             f"{signal.Signals(self.signal).name}: checkpoint at step {trainer.global_step} "
@@ -146,16 +148,19 @@ def _load_pending_loader_state(trainer: pl.Trainer) -> None:
     """Give the training loader its saved position, then restart its iterator.
 
     Lightning skips this when ``trainer.estimated_stepping_batches`` (our schedulers' length)
-    built the loader before the checkpoint was restored (Lightning issue #20550): the saved state
-    would be dropped and the resumed epoch would replay the start of another permutation. This
-    does what Lightning's own resume path does, after the restore.
+    built the loader before the checkpoint was restored (Lightning issue #20550), and after an
+    end-of-epoch checkpoint (not a "restart" to Lightning): the saved position would be dropped
+    and the resumed epoch would draw another permutation. The iterator made before the restore
+    has already read the sampler (its workers prefetch), so it is made again.
     """
     fit_loop = trainer.fit_loop
-    if not getattr(fit_loop, "_combined_loader_states_to_load", None):
+    states = getattr(fit_loop, "_combined_loader_states_to_load", None)
+    if not states or fit_loop._combined_loader is None:
         return
-    fit_loop._load_combined_loader_states()
+    fit_loop._combined_loader._load_state_dicts(states)
+    fit_loop._combined_loader_states_to_load = []
     if fit_loop._data_fetcher is not None:
-        iter(fit_loop._data_fetcher)  # the iterator made before the restore read stale state
+        iter(fit_loop._data_fetcher)
 
 
 def _checkpoint_dir(trainer: pl.Trainer) -> str:

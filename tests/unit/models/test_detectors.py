@@ -43,6 +43,7 @@ def _batch():
     return images, targets
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(BUILDERS))
 def test_training_and_inference_steps(name):
     torch.manual_seed(0)

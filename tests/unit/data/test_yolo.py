@@ -1,0 +1,74 @@
+import numpy as np
+import pytest
+
+from lightdet.data.checks import DataChecker, DataPolicy
+from lightdet.data.records import AnnotationError
+from lightdet.data.voc import read_voc
+from lightdet.data.yolo import read_yolo, read_yolo_classes, write_yolo
+from tests.conftest import CLASSES
+
+
+def test_the_reader_round_trips_the_generated_data(tiny_shapes):
+    assert read_yolo_classes(tiny_shapes / "YOLO") == list(CLASSES)
+    for split in ("train", "val"):
+        voc = {r.name: r for r in read_voc(tiny_shapes / "VOC", split, CLASSES)}
+        yolo = read_yolo(tiny_shapes / "YOLO", split, CLASSES)
+        assert sorted(r.name for r in yolo) == sorted(voc)
+        for r in yolo:
+            ref = voc[r.name]
+            assert (r.width, r.height) == (ref.width, ref.height)
+            np.testing.assert_allclose(r.boxes, ref.boxes, atol=0.01)  # VOC keeps 2 decimals
+            assert r.labels.tolist() == ref.labels.tolist()
+
+
+def test_write_then_read_gives_the_same_records(tmp_path, tiny_shapes):
+    records = read_voc(tiny_shapes / "VOC", "val", CLASSES)
+    write_yolo(tmp_path, "val", records, CLASSES)
+    back = read_yolo(tmp_path, "val", CLASSES)
+    assert [r.labels.tolist() for r in back] == [r.labels.tolist() for r in records]
+    for a, b in zip(back, records):
+        np.testing.assert_allclose(a.boxes, b.boxes, atol=1e-3)
+
+
+def _one(tmp_path, tiny_shapes, lines: str):
+    records = read_voc(tiny_shapes / "VOC", "val", CLASSES)[:1]
+    write_yolo(tmp_path, "val", records, CLASSES)
+    (label,) = (tmp_path / "labels/val").glob("*.txt")
+    label.write_text(lines)
+    return label
+
+
+@pytest.mark.parametrize("lines,message", [
+    ("1 0.5 0.5 0.2\n", r"\.txt: line 1: expected 'class cx cy w h', got '1 0.5 0.5 0.2'"),
+    ("0 0.5 0.5 0.2 0.2\nx 0.5 0.5 0.2 0.2\n", r"\.txt: line 2: expected 'class cx cy w h'"),
+    ("7 0.5 0.5 0.2 0.2\n", r"\.txt: line 1.class: 7 is not a class index \(0..2\)"),
+])  # fmt: skip
+def test_malformed_labels_name_the_file_and_line(tmp_path, tiny_shapes, lines, message):
+    _one(tmp_path, tiny_shapes, lines)
+    with pytest.raises(AnnotationError, match=message):
+        read_yolo(tmp_path, "val", CLASSES)
+
+
+def test_unknown_class_indices_can_be_skipped_and_counted(tmp_path, tiny_shapes):
+    _one(tmp_path, tiny_shapes, "7 0.5 0.5 0.2 0.2\n1 0.5 0.5 0.2 0.2\n")
+    checker = DataChecker(DataPolicy(unknown_classes="skip"))
+    (record,) = read_yolo(tmp_path, "val", CLASSES, checker=checker)
+    assert record.labels.tolist() == [2] and checker.skipped["unknown_class"] == 1
+
+
+def test_an_image_without_a_label_file_has_no_objects(tmp_path, tiny_shapes):
+    _one(tmp_path, tiny_shapes, "").unlink()
+    (record,) = read_yolo(tmp_path, "val", CLASSES)
+    assert record.boxes.shape == (0, 4)
+
+
+def test_an_unreadable_image_is_skipped_and_counted(tmp_path, tiny_shapes):
+    _one(tmp_path, tiny_shapes, "0 0.5 0.5 0.2 0.2\n")
+    (image,) = (tmp_path / "images/val").iterdir()
+    image.unlink()
+    image.write_bytes(b"")
+    checker = DataChecker(DataPolicy())
+    assert read_yolo(tmp_path, "val", CLASSES, checker=checker) == []
+    assert checker.skipped["image_unreadable"] == 1
+    with pytest.raises(AnnotationError, match="not a readable image"):
+        read_yolo(tmp_path, "val", CLASSES)
