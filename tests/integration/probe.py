@@ -8,15 +8,18 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 
 import pytorch_lightning as pl
 
 
 class StepProbe(pl.Callback):
-    def __init__(self, path: str, kill_at_step: int = -1, signal_name: str = "SIGTERM") -> None:
+    def __init__(self, path: str, kill_at_step: int = -1, signal_name: str = "SIGTERM",
+                 whole_group: bool = False) -> None:  # fmt: skip
         self.path = path
         self.kill_at_step = kill_at_step
         self.signum = getattr(signal, signal_name)
+        self.whole_group = whole_group  # like pkill -f / scancel: the loader workers get it too
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         ids = [int(t["image_id"]) for t in batch[1]]
@@ -24,4 +27,8 @@ class StepProbe(pl.Callback):
             row = {"epoch": trainer.current_epoch, "step": trainer.global_step, "ids": ids}
             f.write(json.dumps(row) + "\n")
         if trainer.global_step == self.kill_at_step:
-            os.kill(os.getpid(), self.signum)  # a real signal, delivered to this process
+            if self.whole_group:  # from another process, as pkill or scancel would; the test
+                group = os.getpgid(0)  # starts training in a process group of its own
+                subprocess.run(["kill", f"-{self.signum}", "--", f"-{group}"])  # it gets it too
+            else:
+                os.kill(os.getpid(), self.signum)  # a real signal, delivered to this process

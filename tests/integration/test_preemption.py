@@ -33,7 +33,15 @@ def _train(tmp_path, data_root, task, probe, *overrides):
         f"+callbacks.probe.path={probe}", *overrides,
     ]  # fmt: skip
     command = [sys.executable, "-m", "lightdet.train", *args]
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, cwd=REPO)
+    return subprocess.run(
+        command,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+        start_new_session=True,
+    )  # its own process group, for whole-group kills
 
 
 def _rows(path):
@@ -46,19 +54,21 @@ def _ids_of_epoch(rows, epoch):
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "signal_name,kill_at",
+    "signal_name,kill_at,whole_group",
     [
-        ("SIGTERM", BATCHES_PER_EPOCH + 2),  # mid-way through the second epoch (epoch 1)
-        ("SIGINT", BATCHES_PER_EPOCH + 2),
-        ("SIGTERM", 2 * BATCHES_PER_EPOCH),  # on the last batch of epoch 1
+        ("SIGTERM", BATCHES_PER_EPOCH + 2, False),  # mid-way through the second epoch (epoch 1)
+        ("SIGINT", BATCHES_PER_EPOCH + 2, False),
+        ("SIGTERM", 2 * BATCHES_PER_EPOCH, False),  # on the last batch of epoch 1
+        ("SIGTERM", BATCHES_PER_EPOCH + 2, True),  # to every process, loader workers included
     ],
 )
 def test_interrupted_run_resumes_to_the_same_end_without_replaying_batches(
-    tmp_path, tiny_shapes, signal_name, kill_at
+    tmp_path, tiny_shapes, signal_name, kill_at, whole_group
 ):
     stopped = _train(tmp_path, tiny_shapes, "resume", tmp_path / "a.jsonl",
                      f"+callbacks.probe.kill_at_step={kill_at}",
-                     f"+callbacks.probe.signal_name={signal_name}")  # fmt: skip
+                     f"+callbacks.probe.signal_name={signal_name}",
+                     f"+callbacks.probe.whole_group={whole_group}")  # fmt: skip
     signum = getattr(signal, signal_name)
     assert stopped.returncode == 128 + signum, stopped.stdout[-2000:] + stopped.stderr[-2000:]
     (ckpt_path,) = (tmp_path / "logs/resume/runs").glob("*/checkpoints/last.ckpt")

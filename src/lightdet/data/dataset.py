@@ -71,9 +71,12 @@ class DetectionDataset(Dataset):
 
 def seed_worker(worker_id: int) -> None:
     """``worker_init_fn``: seed each worker's augmentations from torch's per-worker seed, and
-    leave Ctrl+C to the main process (a terminal sends SIGINT to every process of the job; a
-    worker that died of it would crash the run instead of the graceful stop)."""
+    leave SIGINT and SIGTERM to the main process. A terminal's Ctrl+C, ``pkill -f``, ``scancel``
+    or a process-group kill signal every process of the job; a worker that died of it would
+    crash the run before the main process's graceful stop (checkpoint, exit 128 + signal). The
+    main process still shuts its workers down (their done event, and their watchdog of it)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     info = torch.utils.data.get_worker_info()
     info.dataset.reseed(info.seed)  # distinct per worker, reproducible under a global seed
 
