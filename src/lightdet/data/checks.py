@@ -9,7 +9,6 @@ into E. Counts are logged at the end of indexing and kept on the datamodule (``s
 
 from __future__ import annotations
 
-import logging
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -19,8 +18,6 @@ from tqdm.auto import tqdm
 
 from lightdet.data.images import DEFAULT_MAX_PIXELS, ImageProblem, image_size, load_rgb
 from lightdet.data.records import AnnotationError, DetectionRecord
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

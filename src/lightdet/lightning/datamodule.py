@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Mapping
 
 import pytorch_lightning as pl
@@ -17,8 +16,6 @@ from lightdet.data.dataset import DetectionDataset, collate_detection, seed_work
 from lightdet.data.records import AnnotationError
 from lightdet.data.transforms import eval_preset
 from lightdet.lightning.resume import EpochSampler, ResumableDataLoader
-
-log = logging.getLogger(__name__)
 
 
 class DetectionDataModule(pl.LightningDataModule):

@@ -8,7 +8,6 @@ none is lost, so an interrupted run ends at the same step and epoch as an uninte
 
 from __future__ import annotations
 
-import logging
 import signal
 from collections.abc import Callable
 from pathlib import Path
@@ -19,8 +18,6 @@ from pytorch_lightning.callbacks import Checkpoint
 from pytorch_lightning.utilities import rank_zero_info
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 from torch.utils.data import DataLoader, DistributedSampler
-
-log = logging.getLogger(__name__)
 
 
 class EpochSampler(DistributedSampler):

@@ -14,7 +14,7 @@ from torchvision.models.detection.fcos import FCOS, FCOSHead
 from torchvision.ops import sigmoid_focal_loss
 
 from lightdet.models.backbones import fpn_backbone
-from lightdet.models.heads import prior_bias
+from lightdet.models.heads import check_focal_gamma, prior_bias
 
 
 class FocalFCOSHead(FCOSHead):
@@ -32,10 +32,8 @@ class FocalFCOSHead(FCOSHead):
         num_convs: int = 4,
     ) -> None:
         super().__init__(in_channels, num_anchors, num_classes, num_convs)
-        if focal_gamma < 0:
-            raise ValueError(f"model.net.focal_gamma must be >= 0, got {focal_gamma}")
         self.focal_alpha = float(focal_alpha)
-        self.focal_gamma = float(focal_gamma)
+        self.focal_gamma = check_focal_gamma(focal_gamma)
         torch.nn.init.constant_(
             self.classification_head.cls_logits.bias, prior_bias(prior_probability)
         )

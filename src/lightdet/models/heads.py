@@ -23,6 +23,13 @@ def prior_bias(prior_probability: float) -> float:
     return -math.log((1.0 - prior_probability) / prior_probability)
 
 
+def check_focal_gamma(focal_gamma: float) -> float:
+    """The focusing exponent, refused when negative (shared by the RetinaNet and FCOS heads)."""
+    if focal_gamma < 0:
+        raise ValueError(f"model.net.focal_gamma must be >= 0, got {focal_gamma}")
+    return float(focal_gamma)
+
+
 class FocalClassificationHead(RetinaNetClassificationHead):
     """RetinaNet classification head whose loss takes ``focal_alpha`` and ``focal_gamma``.
 
@@ -49,10 +56,8 @@ class FocalClassificationHead(RetinaNetClassificationHead):
     ) -> None:
         prior_bias(prior_probability)  # validate before torchvision takes a log of it
         super().__init__(in_channels, num_anchors, num_classes, prior_probability, norm_layer)
-        if focal_gamma < 0:
-            raise ValueError(f"model.net.focal_gamma must be >= 0, got {focal_gamma}")
         self.focal_alpha = float(focal_alpha)
-        self.focal_gamma = float(focal_gamma)
+        self.focal_gamma = check_focal_gamma(focal_gamma)
 
     def compute_loss(
         self,
