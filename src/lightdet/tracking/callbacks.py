@@ -136,7 +136,9 @@ class ClearMLModelRegistry(Callback):
     """Registers the best checkpoint's weights as a ClearML output model, with the class names as
     its label enumeration, the run config and the best score; and the last when training ends.
 
-    It runs after ``ModelCheckpoint`` has written this epoch's files (``on_train_epoch_end``).
+    Lightning runs ``ModelCheckpoint`` after every other callback at the end of an epoch, so a
+    new best file is looked for at the start of the next epoch and when training ends: the best
+    of epoch ``e`` is registered before epoch ``e + 1`` trains (a crash in it loses nothing).
     The full checkpoints (optimizer state included, for resuming) stay in the run folder.
     """
 
@@ -162,11 +164,17 @@ class ClearMLModelRegistry(Callback):
             iteration=trainer.global_step,
         )
 
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def _register_new_best(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         ckpt = trainer.checkpoint_callback
         if ckpt is not None and ckpt.best_model_path and ckpt.best_model_path != self._best_path:
             self._best_path = ckpt.best_model_path
             self._register(trainer, pl_module, "best", ckpt.best_model_path)
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._register_new_best(trainer, pl_module)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._register_new_best(trainer, pl_module)
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if _task(trainer) is None:
