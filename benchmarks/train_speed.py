@@ -18,7 +18,8 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from lightdet.train import CONFIG_DIR, build_datamodule
+from lightdet.cli import CONFIG_DIR
+from lightdet.train import build_datamodule
 
 MODELS = ("retinanet", "retinanet_v2", "ssd", "ssd300_vgg16", "ssdlite", "fcos", "faster_rcnn")
 

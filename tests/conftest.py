@@ -21,8 +21,8 @@ for _key in ("CLEARML_API_ACCESS_KEY", "CLEARML_API_SECRET_KEY", "CLEARML_API_HO
 import pytest  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 
+from lightdet.cli import CONFIG_DIR  # noqa: E402
 from lightdet.data.shapes import ShapesSpec, ensure_shapes  # noqa: E402
-from lightdet.train import CONFIG_DIR  # noqa: E402
 
 CLASSES = ("circle", "square", "triangle")  # num_classes = 3 + background
 TINY = {"num_train": 16, "num_val": 8, "num_test": 4, "image_size": 96, "max_object_size": 48.0}

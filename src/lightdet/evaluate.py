@@ -5,16 +5,21 @@ Returns the metrics (``val/map``, ``val/map_50``, ...) of one pass over the spli
 
 from __future__ import annotations
 
-import hydra
 import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from lightdet.guard import CheckpointMismatchError, check_targets, load_checkpoint
+from lightdet.cli import hydra_entry, is_global_zero
+from lightdet.guard import (
+    CheckpointMismatchError,
+    check_stored_config,
+    load_checkpoint,
+    secure_config,
+)
 from lightdet.lightning.module import DetectionModule
 from lightdet.tracking.callbacks import ClearMLReports
 from lightdet.tracking.clearml import ClearMLLogger, init_task
-from lightdet.train import CONFIG_DIR, _is_global_zero, build_datamodule
+from lightdet.train import build_datamodule
 
 
 def load_module(ckpt_path: str, class_names: list[str]) -> DetectionModule:
@@ -26,8 +31,8 @@ def load_module(ckpt_path: str, class_names: list[str]) -> DetectionModule:
             f"{ckpt_path}: trained on classes {hp.get('class_names')}, "
             f"the data has {list(class_names)}"
         )
+    check_stored_config(hp.get("config", {}), where=f"{ckpt_path}: hyper_parameters.config")
     net_cfg = OmegaConf.create(hp["config"]["model"]["net"])
-    check_targets(net_cfg, where=f"{ckpt_path}: config.model.net")
     module = DetectionModule(
         net=instantiate(net_cfg, num_classes=len(class_names) + 1, pretrained="none"),
         class_names=class_names,
@@ -40,8 +45,8 @@ def load_module(ckpt_path: str, class_names: list[str]) -> DetectionModule:
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     """One pass over ``cfg.split`` with the checkpoint's weights; returns the logged metrics."""
-    check_targets(cfg)
-    task = init_task(cfg) if _is_global_zero() else None
+    secure_config(cfg)
+    task = init_task(cfg) if is_global_zero() else None
     pl.seed_everything(cfg.seed, workers=True)
     try:
         datamodule = build_datamodule(cfg)
@@ -57,7 +62,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items()}
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="evaluate")
+@hydra_entry("evaluate")
 def main(cfg: DictConfig) -> dict[str, float]:
     return evaluate(cfg)
 

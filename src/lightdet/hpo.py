@@ -14,9 +14,11 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from lightdet.cli import hydra_entry
+from lightdet.guard import secure_config
 from lightdet.search.local import run_study, trials_table, write_results
 from lightdet.tracking.clearml import init_task, server_available
-from lightdet.train import CONFIG_DIR, train
+from lightdet.train import train
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +62,7 @@ def report(cfg: DictConfig, rows: list[list], plots: list[Path], task=None) -> N
 
 
 def hpo(cfg: DictConfig) -> dict:
+    secure_config(cfg)
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     if use_clearml(cfg):
         return run_clearml_path(cfg, out_dir)
@@ -84,7 +87,7 @@ def log_table(rows: list[list]) -> None:
         log.info("  ".join(str(v).ljust(w) for v, w in zip(row, width)))
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="hpo")
+@hydra_entry("hpo")
 def main(cfg: DictConfig) -> dict:
     return hpo(cfg)
 

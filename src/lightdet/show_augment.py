@@ -10,16 +10,27 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import hydra
 import numpy as np
 from omegaconf import DictConfig
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
-from lightdet.guard import check_targets
-from lightdet.train import CONFIG_DIR, build_datamodule
+from lightdet import outputs
+from lightdet.cli import hydra_entry
+from lightdet.guard import secure_config
+from lightdet.train import build_datamodule
 from lightdet.viz import draw_targets, grid
 
 log = logging.getLogger(__name__)
+_STAMP_KEY, _STAMP = "Software", "lightdet show_augment"
+
+
+def _is_our_grid(path: Path) -> bool:
+    """Whether ``path`` is a grid an earlier run wrote (a PNG with our stamp)."""
+    try:
+        with Image.open(path) as image:
+            return image.format == "PNG" and image.info.get(_STAMP_KEY) == _STAMP
+    except (OSError, ValueError):
+        return False
 
 
 def _cell(drawn: np.ndarray, size: int) -> np.ndarray:
@@ -33,7 +44,9 @@ def _cell(drawn: np.ndarray, size: int) -> np.ndarray:
 
 def show_augment(cfg: DictConfig) -> Path:
     """Draw the grid; returns its path."""
-    check_targets(cfg)
+    secure_config(cfg)
+    path = Path(cfg.output)
+    outputs.check_replaceable(path, "output", ours=_is_our_grid(path))
     datamodule = build_datamodule(cfg)
     datamodule.setup("fit")
     train = datamodule.datasets["train"]
@@ -48,15 +61,16 @@ def show_augment(cfg: DictConfig) -> Path:
             dropped += int(target["dropped_boxes"])
             boxes += len(train.records[index].boxes)
             cells.append(_cell(draw_targets(image, target, datamodule.class_names), cfg.cell_size))
-    path = Path(cfg.output)
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(grid(cells, columns=cfg.repeats + 1)).save(path)
+    stamp = PngImagePlugin.PngInfo()
+    stamp.add_text(_STAMP_KEY, _STAMP)  # so that the next run may replace it
+    Image.fromarray(grid(cells, columns=cfg.repeats + 1)).save(path, pnginfo=stamp)
     log.info("augmentation grid written to %s (first column: original); %d of %d boxes dropped "
              "by the draws", path, dropped, boxes)  # fmt: skip
     return path
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="show_augment")
+@hydra_entry("show_augment")
 def main(cfg: DictConfig) -> None:
     show_augment(cfg)
 

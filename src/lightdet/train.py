@@ -6,23 +6,23 @@ Returns the ``optimized_metric`` (default ``val/map``, best over the run) for hy
 from __future__ import annotations
 
 import logging
-import os
 import signal
 from pathlib import Path
 
-import hydra
 import pytorch_lightning as pl
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from lightdet.guard import check_checkpoint_fits, check_targets
+from lightdet import outputs
+from lightdet.cli import hydra_entry, is_global_zero
+from lightdet.guard import check_checkpoint_fits, secure_config
 from lightdet.lightning.module import DetectionModule
 from lightdet.lightning.resume import ResumeCheckpoint, find_last_checkpoint
 from lightdet.tracking.clearml import ClearMLLogger, init_task, record_classes
 
 log = logging.getLogger(__name__)
-CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
 
 def build_datamodule(cfg: DictConfig):
@@ -71,10 +71,29 @@ def _callbacks(cfg: DictConfig, ckpt_path: str | None) -> list:
         configs["model_checkpoint"] = OmegaConf.merge(
             configs["model_checkpoint"], {"dirpath": str(folder)}
         )
-    callbacks = [instantiate(c) for c in configs.values() if c is not None]
+    callbacks = []
+    for name, config in configs.items():
+        if config is None:
+            continue
+        callback = instantiate(config)
+        dirpath = getattr(callback, "dirpath", None)  # checkpoints: lightdet's folders only
+        if dirpath and (folder is None or Path(dirpath) != folder):
+            outputs.claim(dirpath, f"callbacks.{name}.dirpath", "checkpoints")
+        callbacks.append(callback)
     if not any(isinstance(c, ResumeCheckpoint) for c in callbacks):
         callbacks.append(ResumeCheckpoint())
     return callbacks
+
+
+def claim_output_dir(cfg: DictConfig) -> None:
+    """``paths.output_dir`` must be new, empty or lightdet's. Hydra's run folder was checked
+    before Hydra wrote into it (by the composition guard) and is marked by then."""
+    output_dir = Path(cfg.paths.output_dir)
+    hydra_dir = HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else None
+    if hydra_dir is not None and output_dir.resolve() == Path(hydra_dir).resolve():
+        outputs.mark(output_dir, "run")
+    else:
+        outputs.claim(output_dir, "paths.output_dir", "run")
 
 
 def resolve_ckpt_path(cfg: DictConfig) -> str | None:
@@ -100,8 +119,20 @@ def train(
         bind_hydra: let ClearML's Hydra binding record this run's overrides (False for runs
             composed in-process, such as search trials, whose Hydra app is another one).
     """
-    check_targets(cfg)  # before anything is created from it
-    task = init_task(cfg, bind_hydra=bind_hydra) if _is_global_zero() else None
+    secure_config(cfg)  # before anything is created from it
+    claim_output_dir(cfg)
+    task = init_task(cfg, bind_hydra=bind_hydra) if is_global_zero() else None
+    try:  # the task is closed (its record kept) whatever happens from here on
+        best, ckpt_dir = _fit(cfg, task, extra_callbacks)
+    finally:
+        if task is not None:
+            task.close()
+    log.info("%s = %s; checkpoints in %s", cfg.optimized_metric, best, ckpt_dir)
+    return best
+
+
+def _fit(cfg: DictConfig, task, extra_callbacks: list | None) -> tuple[float | None, str | None]:
+    """Build, fit and test; returns the best ``optimized_metric`` and the checkpoint folder."""
     pl.seed_everything(cfg.seed, workers=True)  # after Task.init, which reseeds every generator
     datamodule = build_datamodule(cfg)
     module = build_module(cfg, datamodule)
@@ -113,23 +144,17 @@ def train(
     callbacks = _callbacks(cfg, ckpt_path) + list(extra_callbacks or [])
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=ClearMLLogger(task))
     try:
-        try:
-            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
-        except SIGTERMException:  # SIGTERM or a first Ctrl+C: checkpoint written, now exit
-            _exit_interrupted(trainer)
-        best = _best_score(trainer, cfg.optimized_metric)
-        if cfg.get("test"):
-            datamodule.setup("test")
-        if cfg.get("test") and datamodule.has_split("test"):
-            trainer.test(
-                module, datamodule=datamodule, ckpt_path=_best_path(trainer), weights_only=True
-            )
-    finally:
-        if task is not None:
-            task.close()
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    except SIGTERMException:  # SIGTERM or a first Ctrl+C: checkpoint written, now exit
+        _exit_interrupted(trainer)
+    best = _best_score(trainer, cfg.optimized_metric)
+    if cfg.get("test"):
+        datamodule.setup("test")
+    if cfg.get("test") and datamodule.has_split("test"):
+        best_path = _best_path(trainer)
+        trainer.test(module, datamodule=datamodule, ckpt_path=best_path, weights_only=True)
     ckpt_dir = trainer.checkpoint_callback.dirpath if trainer.checkpoint_callback else None
-    log.info("%s = %s; checkpoints in %s", cfg.optimized_metric, best, ckpt_dir)
-    return best
+    return best, ckpt_dir
 
 
 def _exit_interrupted(trainer: pl.Trainer) -> None:
@@ -141,13 +166,6 @@ def _exit_interrupted(trainer: pl.Trainer) -> None:
             signum = callback.signal
     log.warning("stopped by %s at step %d", signal.Signals(signum).name, trainer.global_step)
     raise SystemExit(128 + int(signum))
-
-
-def _is_global_zero() -> bool:
-    """Global rank 0, before the Trainer exists. torchrun and SLURM set RANK / SLURM_PROCID;
-    Lightning's own launcher sets only LOCAL_RANK and NODE_RANK for the processes it starts."""
-    ranks = ("RANK", "SLURM_PROCID", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK")
-    return all(int(os.environ.get(key, 0)) == 0 for key in ranks)
 
 
 def _best_score(trainer: pl.Trainer, metric: str) -> float | None:
@@ -163,7 +181,7 @@ def _best_path(trainer: pl.Trainer) -> str | None:
     return (ckpt.best_model_path or None) if ckpt is not None else None
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+@hydra_entry("train")
 def main(cfg: DictConfig) -> float | None:
     return train(cfg)
 

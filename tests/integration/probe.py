@@ -1,6 +1,6 @@
 """A callback the preemption test adds to real training processes through the config
 (``+callbacks.probe._target_=tests.integration.probe.StepProbe``, allowed by
-``LIGHTDET_ALLOWED_TARGETS=tests.integration.``): it records each trained batch and can send
+``allow_targets`` in ``train_with_probe.py``): it records each trained batch and can send
 the process a real signal at a given step."""
 
 from __future__ import annotations

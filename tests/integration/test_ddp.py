@@ -3,9 +3,9 @@
 import pytest
 from hydra import compose, initialize_config_dir
 
+from lightdet.cli import CONFIG_DIR
 from lightdet.data.shapes import ShapesSpec, ensure_shapes
 from lightdet.evaluate import evaluate
-from lightdet.train import CONFIG_DIR
 from tests.conftest import TINY, offline_scalars, run_train_cli
 
 

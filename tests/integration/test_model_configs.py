@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from lightdet.train import CONFIG_DIR, train
+from lightdet.cli import CONFIG_DIR
+from lightdet.train import train
 from tests.conftest import compose_train
 
 MODELS = sorted(p.stem for p in (Path(CONFIG_DIR) / "model").glob("*.yaml"))

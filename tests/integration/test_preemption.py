@@ -20,7 +20,7 @@ def _train(tmp_path, data_root, task, probe, *overrides):
     conf = tmp_path / "clearml.conf"
     conf.write_text("sdk.development.report_use_subprocess: false\n")
     env = clean_env(CLEARML_CACHE_DIR=str(tmp_path / "clearml"), CLEARML_CONFIG_FILE=str(conf),
-                    CLEARML_OFFLINE_MODE="1", LIGHTDET_ALLOWED_TARGETS="tests.integration.",
+                    CLEARML_OFFLINE_MODE="1",
                     PYTHONPATH=str(REPO))  # fmt: skip
     args = [
         f"paths.root_dir={tmp_path}", f"data.source.root={data_root}", f"task_name={task}",
@@ -32,7 +32,7 @@ def _train(tmp_path, data_root, task, probe, *overrides):
         "+callbacks.probe._target_=tests.integration.probe.StepProbe",
         f"+callbacks.probe.path={probe}", *overrides,
     ]  # fmt: skip
-    command = [sys.executable, "-m", "lightdet.train", *args]
+    command = [sys.executable, "-m", "tests.integration.train_with_probe", *args]
     return subprocess.run(
         command,
         env=env,

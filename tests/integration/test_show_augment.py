@@ -1,8 +1,8 @@
 from hydra import compose, initialize_config_dir
 from PIL import Image
 
+from lightdet.cli import CONFIG_DIR
 from lightdet.show_augment import show_augment
-from lightdet.train import CONFIG_DIR
 from tests.conftest import TINY
 
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
+from lightdet.cli import CONFIG_DIR
 from lightdet.guard import check_targets
 from lightdet.lightning.datamodule import DetectionDataModule
-from lightdet.train import CONFIG_DIR
 from tests.conftest import compose_train
 
 GROUP_OPTIONS = [

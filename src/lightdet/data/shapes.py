@@ -8,6 +8,11 @@ Layout under ``root``::
     VOC/JPEGImages/000001.jpg  VOC/Annotations/000001.xml  VOC/ImageSets/Main/{train,val,test}.txt
     COCO/annotations/instances_{train,val,test}.json       COCO/{train,val,test}/000001.jpg
     lightdet_shapes.json       (the parameters it was generated with)
+    .lightdet                  (the marker of a folder lightdet created)
+
+Regenerating replaces only a folder that is recognisably a generated dataset: it carries the
+stamp or the marker *and* holds nothing but the files above. A ``root`` with anything else in it
+is an error naming it; lightdet never deletes what it did not create.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -24,6 +30,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
+from lightdet import outputs
 from lightdet.data.coco import write_coco
 from lightdet.data.records import DetectionRecord
 from lightdet.data.voc import write_voc_annotation
@@ -32,6 +39,16 @@ from lightdet.data.yolo import write_yolo
 SHAPE_CLASSES = ("circle", "square", "triangle")
 _STAMP = "lightdet_shapes.json"
 _GENERATOR_VERSION = 2  # bump when the drawing changes, so cached datasets are regenerated
+_SPLIT = r"(train|val|test)"
+_LAYOUT = re.compile(
+    "|".join((
+        re.escape(_STAMP), re.escape(outputs.MARKER),
+        r"VOC/JPEGImages/\d+\.jpg", r"VOC/Annotations/\d+\.xml",
+        rf"VOC/ImageSets/Main/{_SPLIT}\.txt",
+        rf"COCO/annotations/instances_{_SPLIT}\.json", rf"COCO/{_SPLIT}/\d+\.jpg",
+        r"YOLO/classes\.txt", rf"YOLO/images/{_SPLIT}/\d+\.jpg", rf"YOLO/labels/{_SPLIT}/\d+\.txt",
+    ))
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -72,15 +89,64 @@ def ensure_shapes(root: str | os.PathLike, spec: ShapesSpec) -> Path:
     """
     root = Path(root)
     stamp = root / _STAMP
-    if stamp.is_file() and json.loads(stamp.read_text()) == _jsonable(spec.to_json()):
+    if stamp.is_file() and _read_stamp(stamp) == _jsonable(spec.to_json()):
         return root
+    _check_replaceable(root, "data.source.root")
     tmp = root.with_name(root.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+    _check_replaceable(tmp, "data.source.root (its temporary sibling)")
+    _remove_generated(tmp)
+    outputs.mark(tmp, "shapes", inherited=False)  # first: an interrupted write is ours too
     _write_dataset(tmp, spec)
     (tmp / _STAMP).write_text(json.dumps(_jsonable(spec.to_json()), indent=2))
-    shutil.rmtree(root, ignore_errors=True)
+    _check_replaceable(root, "data.source.root")  # again: generating took a while
+    _remove_generated(root)
     tmp.rename(root)
     return root
+
+
+def _read_stamp(stamp: Path) -> dict | None:
+    try:
+        return json.loads(stamp.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def foreign_files(root: Path) -> list[str]:
+    """Files under ``root`` that a generated dataset does not hold (relative paths, sorted)."""
+    if not root.is_dir():
+        return [root.name] if root.exists() else []
+    found = []
+    for path in root.rglob("*"):
+        rel = path.relative_to(root).as_posix()
+        if path.is_symlink() or (not path.is_dir() and not _LAYOUT.fullmatch(rel)):
+            found.append(rel)
+    return sorted(found)
+
+
+def _check_replaceable(folder: Path, key: str) -> None:
+    """A folder may be (re)generated when it is absent or empty, or when it is a generated
+    dataset: the stamp or marker, and nothing but generated files."""
+    if not folder.exists() or (folder.is_dir() and not any(folder.iterdir())):
+        return
+    ours = (folder / _STAMP).is_file() or outputs.is_ours(folder, inherited=False)
+    foreign = foreign_files(folder)
+    if ours and not foreign:
+        return
+    listed = ", ".join(foreign[:5]) + (f", ... ({len(foreign)} in all)" if len(foreign) > 5 else "")
+    if ours:
+        reason = f"it holds files a generated dataset does not ({listed})"
+    else:
+        reason = f"it is not a generated shapes dataset (no {_STAMP} or {outputs.MARKER})"
+    raise outputs.ForeignFolderError(
+        f"{key}={folder}: {reason}. lightdet regenerates only the folders it generated and "
+        "never deletes other files: point data.source.root at a new or empty folder"
+    )
+
+
+def _remove_generated(folder: Path) -> None:
+    """Delete a folder checked by :func:`_check_replaceable` (absent, empty or generated)."""
+    if folder.exists():
+        shutil.rmtree(folder)
 
 
 def _jsonable(d: dict) -> dict:

@@ -15,6 +15,7 @@ import optuna
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
+from lightdet import outputs
 from lightdet.search.space import check_space, suggest, trial_overrides
 
 log = logging.getLogger(__name__)
@@ -43,13 +44,27 @@ def open_study(hpo: DictConfig) -> optuna.Study:
     pruner = optuna.pruners.MedianPruner(
         n_startup_trials=hpo.pruner.n_startup_trials, n_warmup_steps=hpo.pruner.n_warmup_steps
     )
-    Path(hpo.storage.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    _check_storage(hpo.storage)
     kwargs = {"study_name": hpo.study_name, "storage": hpo.storage, "load_if_exists": True}
     existing = len(optuna.create_study(direction="maximize", **kwargs).trials)
     # samplers are not stored with the study: a fixed seed would replay the same suggestions on
     # every resume, so the seed moves on with the number of trials already run
     sampler = optuna.samplers.TPESampler(seed=hpo.sampler_seed + existing)
     return optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner, **kwargs)
+
+
+def _check_storage(storage: str) -> None:
+    """An SQLite study file is created new, or must already be an Optuna study: lightdet never
+    adds tables to someone else's database."""
+    if not storage.startswith("sqlite:///"):
+        return  # a database server: the operator's to choose
+    path = Path(storage.removeprefix("sqlite:///"))
+    if path.exists() and not outputs.is_optuna_storage(path):
+        raise outputs.ForeignFolderError(
+            f"hpo.storage={storage}: {path} exists and is not an Optuna study; lightdet never "
+            "changes such files: choose another hpo.storage"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
 
 
 def run_study(
@@ -90,7 +105,7 @@ def write_results(
     rows = trials_table(study)
     with (out_dir / "trials.csv").open("w", newline="") as f:
         csv.writer(f).writerows(rows)
-    outputs = {"trials": out_dir / "trials.csv", "plots": save_plots(study, out_dir)}
+    results = {"trials": out_dir / "trials.csv", "plots": save_plots(study, out_dir)}
     if any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
         best = study.best_trial
         (out_dir / "best_params.yaml").write_text(
@@ -98,8 +113,8 @@ def write_results(
         )
         best_cfg = compose_best(best.user_attrs["overrides"])
         (out_dir / "best_config.yaml").write_text(OmegaConf.to_yaml(best_cfg))
-        outputs["best_config"] = out_dir / "best_config.yaml"
-    return outputs
+        results["best_config"] = out_dir / "best_config.yaml"
+    return results
 
 
 def trials_table(study: optuna.Study) -> list[list]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import sys
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -27,6 +28,8 @@ from clearml.backend_api.session import Session
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import Logger
 from pytorch_lightning.utilities import rank_zero_only
+
+from lightdet.guard.secrets import scrub, scrub_text, secret_values
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +153,9 @@ def init_task(cfg: DictConfig, bind_hydra: bool = True):
         # the reporting subprocess buys nothing without a server and makes close() take ~10 s
         Task._report_subprocess_enabled = False
     Task.set_random_seed(cfg.get("seed"))  # Task.init seeds every generator: with ours, not 1337
+    # ClearML records the command line as the task's entry point: no credential in it. (The
+    # config is scrubbed already; Lightning's DDP children, started from sys.argv, agree.)
+    sys.argv[:] = scrub(sys.argv)
     task = Task.init(
         project_name=opts.project,
         task_name=opts.task_name,
@@ -160,6 +166,7 @@ def init_task(cfg: DictConfig, bind_hydra: bool = True):
         auto_connect_frameworks={"pytorch": False, "tensorboard": False, "hydra": bind_hydra},
     )
     task.connect(hydra_overrides(cfg), name=HYDRA_SECTION)
+    scrub_task(task)
     if not bind_hydra:
         task.set_configuration_object("OmegaConf", config_text=OmegaConf.to_yaml(cfg))
     queue = opts.get("remote_queue")
@@ -175,6 +182,17 @@ def init_task(cfg: DictConfig, bind_hydra: bool = True):
             task.get_offline_mode_folder(),
         )
     return task
+
+
+def scrub_task(task) -> None:
+    """Credential values out of the parameters ClearML recorded by itself, such as its argparse
+    binding's ``Args/overrides`` (Hydra reads the command line with argparse)."""
+    secrets = secret_values()
+    if not secrets:
+        return
+    for name, value in task.get_parameters(backwards_compatibility=False).items():
+        if isinstance(value, str) and (clean := scrub_text(value, secrets)) != value:
+            task.set_parameter(name, clean)
 
 
 def record_classes(task, class_names: list[str], category_map: Mapping) -> None:

@@ -4,9 +4,9 @@ import optuna
 import pytest
 from hydra import compose, initialize_config_dir
 
+from lightdet.cli import CONFIG_DIR
 from lightdet.search.remote import optimizer_kwargs
 from lightdet.search.space import check_space, clearml_parameters, suggest, trial_overrides
-from lightdet.train import CONFIG_DIR
 
 
 def _hpo_cfg(tmp_path, *overrides):

@@ -3,8 +3,8 @@ from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
+from lightdet.cli import CONFIG_DIR
 from lightdet.tracking.clearml import hydra_overrides, offline_requested, override_value
-from lightdet.train import CONFIG_DIR
 
 
 @pytest.mark.parametrize(

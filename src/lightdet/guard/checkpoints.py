@@ -1,0 +1,80 @@
+"""Checkpoints load as tensors and plain containers, and their stored config is checked.
+
+A checkpoint's ``hyper_parameters.config`` is the run config, saved resolved: any
+interpolation in it was put there by hand, and every ``_target_`` in it must pass the same
+allow-list as a config from the command line before anything is instantiated from it.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+
+from lightdet.guard.interpolations import check_interpolations
+from lightdet.guard.targets import check_targets
+
+
+class UnsafeCheckpointError(RuntimeError):
+    """A checkpoint holds objects other than tensors and plain containers."""
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint trained for other classes or another architecture than the run's."""
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    """``torch.load(weights_only=True)``: tensors and plain containers only, never code."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise UnsafeCheckpointError(
+            f"{Path(path)}: refused: the file holds objects other than tensors and plain "
+            f"containers (loaded with weights_only=True; {str(err).splitlines()[0]})"
+        ) from err
+
+
+def check_stored_config(config: Mapping, where: str) -> None:
+    """Refuse a stored config with any interpolation or a target outside the allow-list."""
+    check_interpolations(config, where, allow_any=False, skip=())
+    check_targets(config, where)
+
+
+def check_checkpoint_fits(
+    path: str | os.PathLike, state_dict: Mapping[str, torch.Tensor], class_names: list[str]
+) -> dict:
+    """Compare a checkpoint with the model it is about to be loaded into; returns the checkpoint.
+
+    Raises:
+        CheckpointMismatchError: naming the class lists, or the first differing parameters and
+            the model configs, instead of PyTorch's dump of every mismatched shape.
+    """
+    ckpt = load_checkpoint(path)
+    hp = ckpt.get("hyper_parameters", {})
+    if "class_names" in hp and list(hp["class_names"]) != list(class_names):
+        raise CheckpointMismatchError(
+            f"{Path(path)}: trained on classes {hp['class_names']}, the data has {class_names}"
+        )
+    saved = ckpt.get("state_dict", {})
+    missing = sorted(set(state_dict) - set(saved))
+    unexpected = sorted(set(saved) - set(state_dict))
+    reshaped = [
+        f"{k} {list(saved[k].shape)} vs {list(v.shape)}"
+        for k, v in state_dict.items()
+        if k in saved and saved[k].shape != v.shape
+    ]
+    if missing or unexpected or reshaped:
+        net = hp.get("config", {}).get("model", {}).get("net", {})
+        problems = "; ".join(
+            f"{what} ({len(items)}): {', '.join(items[:3])}{', ...' if len(items) > 3 else ''}"
+            for what, items in (("missing", missing), ("unexpected", unexpected),
+                                ("shape checkpoint vs model", reshaped)) if items
+        )  # fmt: skip
+        raise CheckpointMismatchError(
+            f"{Path(path)}: another architecture than this run's model: {problems}. "
+            f"The checkpoint's model.net: {net}"
+        )
+    return ckpt

@@ -1,0 +1,140 @@
+"""Checks that run inside Hydra's composition, before Hydra acts on the config.
+
+Hydra itself instantiates ``hydra.callbacks``, sets ``hydra.job.env_set`` in the environment,
+picks the launcher and sweeper, and configures logging from ``hydra.*`` nodes, all before the
+task function runs; a check in ``train()`` would come too late. So lightdet wraps
+``Hydra.compose_config``, the one method every path goes through: ``@hydra.main`` runs,
+``hydra.compose`` (search trials, tests, the Python API), and a task re-run by a
+``clearml-agent``, whose edited ``Hydra/*`` parameters ClearML's binding appends to the
+overrides just before composing. The wrapper
+
+1. refuses an override of any ``hydra.*`` key or ``hydra/`` group except a few harmless ones
+   (run folder names, which Lightning's DDP launcher passes to its child processes, verbosity,
+   the logging presets Hydra ships), and any override value with an interpolation outside
+   :mod:`lightdet.guard.interpolations`' list;
+2. after composing, checks every ``_target_`` of the config, that Hydra's own instantiating
+   nodes are what the project's files say (empty callbacks, env_set, searchpath; the basic
+   launcher and sweeper), and that a run folder is new, empty or lightdet's;
+3. scrubs credential values from the composed config, Hydra's record of the overrides included.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Iterable
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from lightdet import outputs
+from lightdet.guard.interpolations import check_interpolations, check_value
+from lightdet.guard.secrets import scrub_config
+from lightdet.guard.targets import UnsafeConfigError, check_targets
+
+# hydra keys an override may set: folder names, verbosity, run or multirun (Hydra adds
+# hydra.mode itself), nothing that instantiates
+HYDRA_KEYS = ("hydra.run.dir", "hydra.sweep.dir", "hydra.sweep.subdir", "hydra.job.name",
+              "hydra.job.chdir", "hydra.output_subdir", "hydra.verbose", "hydra.mode")  # fmt: skip
+HYDRA_GROUPS = ("hydra/job_logging", "hydra/hydra_logging")  # presets shipped with Hydra
+_EMPTY_NODES = ("hydra.callbacks", "hydra.job.env_set", "hydra.searchpath")
+_PLUGINS = {
+    "hydra.launcher._target_": "hydra._internal.core_plugins.basic_launcher.BasicLauncher",
+    "hydra.sweeper._target_": "hydra._internal.core_plugins.basic_sweeper.BasicSweeper",
+}
+
+
+def _is_hydra(name: str | None) -> bool:
+    return bool(name) and (name == "hydra" or name.startswith(("hydra.", "hydra/")))
+
+
+def check_overrides(overrides: Iterable[str], where: str = "override") -> None:
+    """Refuse an override of Hydra's own nodes, or one whose value calls a resolver not on the
+    list; the error names the key and repeats the override."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    for override in OverridesParser.create().parse_overrides(list(overrides)):
+        key, line = override.key_or_group, override.input_line
+        if _is_hydra(override.package):
+            raise UnsafeConfigError(
+                f"{where} {line!r}: {key}@{override.package}: a config may not be placed in "
+                "Hydra's own nodes"
+            )
+        if _is_hydra(key) and key not in HYDRA_KEYS + HYDRA_GROUPS:
+            raise UnsafeConfigError(
+                f"{where} {line!r}: {key}: Hydra's own settings cannot be overridden (they can "
+                f"instantiate code or set the environment); allowed: {', '.join(HYDRA_KEYS)}, "
+                f"{', '.join(HYDRA_GROUPS)}"
+            )
+        for value in _strings(override.value() if not override.is_delete() else None):
+            check_value(value, key, f"{where} {line!r}")
+
+
+def _strings(value: Any) -> Iterable[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _strings(k)
+            yield from _strings(v)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            yield from _strings(v)
+    elif hasattr(value, "list"):  # choice(...) and other sweeps
+        yield from _strings(list(value.list))
+
+
+def check_hydra_node(cfg: DictConfig) -> None:
+    """Hydra's instantiating nodes must hold the project's (empty or basic) values."""
+    if "hydra" not in cfg:
+        return
+    for key in _EMPTY_NODES:
+        value = OmegaConf.select(cfg, key)
+        if value:
+            raise UnsafeConfigError(f"config: {key} must be empty, got {value}")
+    for key, expected in _PLUGINS.items():
+        value = OmegaConf.select(cfg, key)
+        if value not in (None, expected):
+            raise UnsafeConfigError(f"config: {key}={value!r}: only {expected} is allowed")
+
+
+def check_composed(cfg: DictConfig, *, run: bool, quiet: bool = False) -> None:
+    """Steps 2 and 3 above, on a freshly composed config (``run``: Hydra is about to create
+    the run folder ``hydra.run.dir``; ``quiet``: a probe whose config is thrown away)."""
+    check_hydra_node(cfg)
+    body = {k: cfg._get_node(k) for k in cfg.keys() if k != "hydra"}
+    check_interpolations(body)
+    check_targets(body)
+    if run and OmegaConf.select(cfg, "hydra.run.dir"):
+        try:
+            outputs.check_free(OmegaConf.select(cfg, "hydra.run.dir"), "hydra.run.dir")
+        except outputs.ForeignFolderError as err:  # before Hydra writes .hydra/ and its log
+            raise UnsafeConfigError(str(err)) from err
+    scrub_config(cfg, quiet=quiet)
+
+
+def install() -> None:
+    """Wrap ``Hydra.compose_config`` (idempotent)."""
+    from hydra._internal.hydra import Hydra
+    from hydra.types import RunMode
+
+    original = Hydra.compose_config
+    if getattr(original, "_lightdet_guard", False):
+        return
+    signature = inspect.signature(original)
+
+    @functools.wraps(original)
+    def compose_config(*args: Any, **kwargs: Any) -> DictConfig:
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        check_overrides(bound.arguments["overrides"] or [])
+        cfg = original(*bound.args, **bound.kwargs)
+        logs = bool(bound.arguments.get("with_log_configuration"))
+        run = bound.arguments["run_mode"] == RunMode.RUN and logs
+        # Hydra.get_mode composes once without logging, as a probe, before the real run
+        probe = not logs and not bound.arguments.get("validate_sweep_overrides", True)
+        check_composed(cfg, run=run, quiet=probe)
+        return cfg
+
+    compose_config._lightdet_guard = True  # type: ignore[attr-defined]
+    Hydra.compose_config = compose_config

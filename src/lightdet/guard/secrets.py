@@ -1,0 +1,130 @@
+"""The last line of defence for credentials: known secret values are scrubbed wherever lightdet
+records or saves text (configs, checkpoints, run folders, ClearML fields, log lines).
+
+The first line is :mod:`lightdet.guard.interpolations`, which refuses ``${oc.env:...}``; this one
+catches a secret that reached a config anyway (typed or pasted literally). Secret values are
+those of environment variables whose names say so (``*SECRET*``, ``*TOKEN*``, ``*PASSWORD*``,
+``*_KEY``, ``CLEARML_API_*`` but the host), and the credentials in ``clearml.conf``. Values
+shorter than :data:`MIN_LENGTH` are ignored: scrubbing a 3-character string would mangle
+unrelated text, and no real credential is that short.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig, read_write
+
+REDACTED = "REDACTED"
+MIN_LENGTH = 8
+_SECRET_NAME = re.compile(
+    r"SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL|PRIVATE|_KEY$|_KEYS$|^CLEARML_API_"
+)
+_NOT_SECRET = re.compile(r"_HOST$|_URL$|_SERVER$|_PATH$|_FILE$|_DIR$")
+_CONF_CREDENTIAL = re.compile(r"\b(?:access_key|secret_key)\"?\s*[:=]\s*\"?([^\"\s,}]+)")
+log = logging.getLogger(__name__)
+
+
+def secret_values(environ: dict[str, str] | None = None) -> list[str]:
+    """The secret values known to this process, longest first (so none is half-replaced)."""
+    env = os.environ if environ is None else environ
+    found = {
+        value
+        for name, value in env.items()
+        if _SECRET_NAME.search(name.upper()) and not _NOT_SECRET.search(name.upper())
+    }
+    found |= set(_clearml_conf_credentials(env))
+    return sorted((v for v in found if len(v) >= MIN_LENGTH), key=len, reverse=True)
+
+
+def _clearml_conf_credentials(env) -> Iterable[str]:
+    """``api.credentials`` of the ClearML configuration file, read as text: lightdet's guard
+    must not import the ClearML SDK."""
+    path = Path(env.get("CLEARML_CONFIG_FILE") or Path.home() / "clearml.conf")
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return []
+    return _CONF_CREDENTIAL.findall(text)
+
+
+def scrub_text(text: str, secrets: list[str] | None = None) -> str:
+    """``text`` with every secret value replaced by ``REDACTED``."""
+    for secret in secret_values() if secrets is None else secrets:
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+def scrub(value: Any, secrets: list[str] | None = None) -> Any:
+    """A plain container (or string) with the secret values replaced, at any depth."""
+    secrets = secret_values() if secrets is None else secrets
+    if isinstance(value, str):
+        return scrub_text(value, secrets)
+    if isinstance(value, dict):
+        return {scrub(k, secrets): scrub(v, secrets) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(scrub(v, secrets) for v in value)
+    return value
+
+
+def scrub_config(
+    cfg: DictConfig | ListConfig, where: str = "config", *, quiet: bool = False
+) -> list[str]:
+    """Replace secret values in the string leaves of ``cfg``, in place (unresolved, so what
+    ClearML and Hydra record is clean too); returns the keys changed, logged unless ``quiet``."""
+    secrets = secret_values()
+    changed: list[str] = []
+    if secrets:
+        _scrub_node(cfg, "", secrets, changed)
+    if changed and not quiet:
+        log.warning("%s: %s held a credential's value; replaced with %s",
+                    where, ", ".join(changed), REDACTED)  # fmt: skip
+    return changed
+
+
+def _scrub_node(node, prefix: str, secrets: list[str], changed: list[str]) -> None:
+    keys = list(node.keys()) if isinstance(node, DictConfig) else range(len(node))
+    with read_write(node):
+        for k in keys:
+            child = node._get_node(k)
+            key = f"{prefix}.{k}" if isinstance(node, DictConfig) else f"{prefix}[{k}]"
+            key = key.lstrip(".")
+            if isinstance(child, DictConfig | ListConfig):
+                if not child._is_none() and not child._is_missing():
+                    _scrub_node(child, key, secrets, changed)
+                continue
+            value = child._value()
+            if isinstance(value, str) and value != (clean := scrub_text(value, secrets)):
+                node[k] = clean
+                changed.append(key)
+
+
+class ScrubFilter(logging.Filter):
+    """Rewrites log records with secret values replaced (the message is formatted first)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        secrets = secret_values()
+        if secrets:
+            message = record.getMessage()
+            clean = scrub_text(message, secrets)
+            if clean != message:
+                record.msg, record.args = clean, ()
+        return True
+
+
+def install_log_scrubber() -> None:
+    """Add :class:`ScrubFilter` to every handler of every logger now configured (Hydra's console
+    and run-folder log file, Lightning's own handler); idempotent."""
+    loggers = [logging.getLogger()] + [
+        lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)
+    ]
+    for logger in loggers:
+        for handler in logger.handlers:
+            if not any(isinstance(f, ScrubFilter) for f in handler.filters):
+                handler.addFilter(ScrubFilter())

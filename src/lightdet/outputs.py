@@ -1,0 +1,88 @@
+"""Folders and files lightdet may write into: only what it created itself.
+
+Every folder lightdet creates for its outputs (a run folder, a checkpoints folder, a generated
+dataset, a study) carries a marker file, ``.lightdet``. A folder that exists, holds anything and
+has no marker belongs to someone else: writing into it is an error naming it and the config key
+that pointed there, never a silent overwrite. A new file may always be created; an existing file
+is replaced only where lightdet's own marker (or the file's own stamp) says lightdet wrote it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from contextlib import closing
+from pathlib import Path
+
+MARKER = ".lightdet"
+
+
+class ForeignFolderError(FileExistsError):
+    """An output path points at files lightdet did not create."""
+
+
+def is_ours(folder: str | os.PathLike, *, inherited: bool = True) -> bool:
+    """Whether ``folder`` carries the marker, or (``inherited``) lies inside one that does."""
+    folder = Path(folder).absolute()
+    candidates = [folder, *folder.parents] if inherited else [folder]
+    return any((f / MARKER).is_file() for f in candidates)
+
+
+def _is_empty(folder: Path) -> bool:
+    return not any(folder.iterdir())
+
+
+def check_free(folder: str | os.PathLike, key: str) -> None:
+    """Raise naming ``key`` when ``folder`` exists, is not empty and is not lightdet's."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ForeignFolderError(f"{key}={folder}: exists and is not a folder")
+    if folder.is_dir() and not is_ours(folder) and not _is_empty(folder):
+        raise ForeignFolderError(
+            f"{key}={folder}: the folder holds files lightdet did not create (no {MARKER} "
+            "marker), and lightdet never writes into, replaces or deletes such files; point "
+            f"{key} at a new or empty folder"
+        )
+
+
+def mark(folder: str | os.PathLike, kind: str, *, inherited: bool = True) -> Path:
+    """Create ``folder`` if needed and write the marker, unless it has one, or (``inherited``)
+    a folder above it has one: a checkpoints folder inside a run folder needs none."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    marker = folder / MARKER
+    if not is_ours(folder, inherited=inherited):
+        stamp = {"created_by": "lightdet", "kind": kind, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        marker.write_text(json.dumps(stamp) + "\n")
+    return folder
+
+
+def claim(folder: str | os.PathLike, key: str, kind: str = "run") -> Path:
+    """:func:`check_free`, then :func:`mark`: the folder is lightdet's from now on."""
+    check_free(folder, key)
+    return mark(folder, kind)
+
+
+def check_replaceable(path: str | os.PathLike, key: str, *, ours: bool = False) -> None:
+    """A file may be written when it does not exist, when its folder is lightdet's, or when
+    the caller recognised it as lightdet's own (``ours``)."""
+    path = Path(path)
+    if path.is_dir():
+        raise ForeignFolderError(f"{key}={path}: is a folder")
+    if path.exists() and not ours and not is_ours(path.parent):
+        raise ForeignFolderError(
+            f"{key}={path}: the file exists and lightdet did not write it; lightdet never "
+            f"replaces such files: choose another {key}, or remove the file"
+        )
+
+
+def is_optuna_storage(path: str | os.PathLike) -> bool:
+    """Whether an existing file is an SQLite database with Optuna's tables (opened read-only)."""
+    try:
+        with closing(sqlite3.connect(f"file:{Path(path)}?mode=ro", uri=True)) as db:
+            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    except sqlite3.DatabaseError:
+        return False
+    return {"studies", "version_info"} <= tables

@@ -1,0 +1,39 @@
+"""Credential values known to the process are scrubbed from configs and log lines."""
+
+import logging
+
+from omegaconf import OmegaConf
+
+from lightdet.guard.secrets import REDACTED, ScrubFilter, scrub, scrub_config, secret_values
+
+FAKE = "fake-secret-7f3a9c2e"
+
+
+def test_secret_values_come_from_names_that_say_so_and_from_clearml_conf(tmp_path):
+    conf = tmp_path / "clearml.conf"
+    conf.write_text('api { credentials { "access_key" = "AK-0123456789", secret_key: "SK-abcdefghij" } }')
+    env = {"CLEARML_API_SECRET_KEY": FAKE, "HF_TOKEN": "hf_0123456789", "MY_PASSWORD": "pw-0123456789",
+           "CLEARML_API_HOST": "http://server:8008", "HOME": "/root/somewhere", "AWS_KEY": "short",
+           "CLEARML_CONFIG_FILE": str(conf)}  # fmt: skip
+    found = secret_values(env)
+    assert set(found) == {FAKE, "hf_0123456789", "pw-0123456789", "AK-0123456789", "SK-abcdefghij"}
+
+
+def test_a_config_holding_a_secret_is_scrubbed_in_place_and_the_keys_named(monkeypatch, caplog):
+    monkeypatch.setenv("CLEARML_API_SECRET_KEY", FAKE)
+    cfg = OmegaConf.create({"task_name": f"run-{FAKE}", "tags": [FAKE, "ok"], "n": 3,
+                            "ref": "${task_name}"})  # fmt: skip
+    with caplog.at_level(logging.WARNING):
+        changed = scrub_config(cfg)
+    assert changed == ["task_name", "tags[0]"]
+    assert cfg.task_name == f"run-{REDACTED}" and cfg.ref == f"run-{REDACTED}"
+    assert list(cfg.tags) == [REDACTED, "ok"] and cfg.n == 3
+    assert "task_name, tags[0] held a credential" in caplog.text and FAKE not in caplog.text
+    assert scrub({"a": [f"x{FAKE}"]}) == {"a": [f"x{REDACTED}"]}
+
+
+def test_log_records_are_scrubbed_after_formatting(monkeypatch):
+    monkeypatch.setenv("MY_SERVICE_TOKEN", FAKE)
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "key is %s", (FAKE,), None)
+    assert ScrubFilter().filter(record)
+    assert record.getMessage() == f"key is {REDACTED}"

@@ -1,0 +1,112 @@
+"""lightdet writes only into folders it created: output paths at user files are refused."""
+
+import sqlite3
+
+import optuna
+import pytest
+from PIL import Image
+
+from lightdet.outputs import (
+    MARKER,
+    ForeignFolderError,
+    check_replaceable,
+    claim,
+    is_optuna_storage,
+    is_ours,
+)
+from lightdet.show_augment import show_augment
+from lightdet.train import train
+from tests.conftest import compose_train
+
+
+def _user_folder(root):
+    (root / "src").mkdir(parents=True)
+    (root / "src" / "model.py").write_text("print('mine')\n")
+    (root / "checkpoints").mkdir()
+    (root / "checkpoints" / "last.ckpt").write_bytes(b"my weights")
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def _snapshot(root):
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_claim_marks_new_and_empty_folders_and_refuses_foreign_ones(tmp_path):
+    assert is_ours(claim(tmp_path / "new", "k"))
+    (tmp_path / "empty").mkdir()
+    assert is_ours(claim(tmp_path / "empty", "k"))
+    assert is_ours(tmp_path / "new" / "checkpoints")  # inside a marked folder
+    before = _user_folder(tmp_path / "user")
+    with pytest.raises(ForeignFolderError, match=r"paths.output_dir=.*user: the folder holds"):
+        claim(tmp_path / "user", "paths.output_dir")
+    assert _snapshot(tmp_path / "user") == before and not (tmp_path / "user" / MARKER).exists()
+
+
+def test_an_existing_file_is_replaced_only_where_lightdet_wrote_it(tmp_path):
+    (tmp_path / "photo.png").write_bytes(b"mine")
+    with pytest.raises(ForeignFolderError, match=r"output=.*photo.png: the file exists"):
+        check_replaceable(tmp_path / "photo.png", "output")
+    check_replaceable(tmp_path / "photo.png", "output", ours=True)
+    check_replaceable(tmp_path / "new.png", "output")
+    claim(tmp_path / "run", "k")
+    (tmp_path / "run" / "grid.png").write_bytes(b"ours")
+    check_replaceable(tmp_path / "run" / "grid.png", "output")
+
+
+def test_an_optuna_study_file_is_recognised_and_other_databases_are_not(tmp_path):
+    optuna.create_study(storage=f"sqlite:///{tmp_path / 'study.db'}", study_name="s")
+    assert is_optuna_storage(tmp_path / "study.db")
+    with sqlite3.connect(tmp_path / "mine.db") as db:
+        db.execute("CREATE TABLE accounts (id INTEGER)")
+    (tmp_path / "notes.txt").write_text("not a database")
+    assert not is_optuna_storage(tmp_path / "mine.db") and not is_optuna_storage(tmp_path / "notes.txt")
+
+
+@pytest.mark.parametrize("override", ["paths.output_dir={user}", "data.source.root={user}",
+                                      "callbacks.model_checkpoint.dirpath={user}"])  # fmt: skip
+def test_training_pointed_at_user_files_refuses_and_changes_nothing(tmp_path, override):
+    user = tmp_path / "user"
+    before = _user_folder(user)
+    cfg = compose_train(tmp_path, override.format(user=user))
+    with pytest.raises(ForeignFolderError, match=override.split("=")[0].replace(".", r"\.")):
+        train(cfg)
+    assert _snapshot(user) == before
+
+
+def test_show_augment_replaces_its_own_grid_but_not_a_users_file(tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    from lightdet.cli import CONFIG_DIR
+    from tests.conftest import TINY
+
+    def cfg(output):
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+            return compose(config_name="show_augment", overrides=[
+                f"paths.root_dir={tmp_path}", f"output={output}", "num_images=1", "repeats=1",
+                *(f"++data.source.{k}={v}" for k, v in TINY.items())])  # fmt: skip
+
+    photo = tmp_path / "photo.png"
+    Image.new("RGB", (4, 4), "red").save(photo)
+    before = photo.read_bytes()
+    with pytest.raises(ForeignFolderError, match=r"output=.*photo.png: the file exists"):
+        show_augment(cfg(photo))
+    assert photo.read_bytes() == before
+    grid = tmp_path / "grids" / "plain.png"
+    show_augment(cfg(grid))
+    first = grid.stat().st_mtime_ns
+    show_augment(cfg(grid))  # its own grid: replaced
+    assert grid.stat().st_mtime_ns >= first and Image.open(grid).size[0] > 4
+
+
+def test_a_study_storage_at_a_users_database_is_refused(tmp_path):
+    from lightdet.search.local import _check_storage
+
+    mine = tmp_path / "mine.db"
+    with sqlite3.connect(mine) as db:
+        db.execute("CREATE TABLE accounts (id INTEGER)")
+    before = mine.read_bytes()
+    with pytest.raises(ForeignFolderError, match=r"hpo.storage=sqlite:///.*mine.db: .* not an Optuna"):
+        _check_storage(f"sqlite:///{mine}")
+    assert mine.read_bytes() == before
+    _check_storage(f"sqlite:///{tmp_path / 'new' / 'study.db'}")  # new: its folder is made
+    assert (tmp_path / "new").is_dir()
