@@ -42,27 +42,18 @@ def unpickle_node(path: Path) -> dict:
 
 def create_value(node: dict) -> str:
     """The node hidden in an ``oc.create`` resolver: a string until it is resolved."""
-    inner = ", ".join(f"{k}: {_yaml(v)}" for k, v in node.items())
-    return "${oc.create:{" + inner + "}}"
-
-
-def _yaml(value) -> str:
-    if isinstance(value, list):
-        return "[" + ", ".join(_yaml(v) for v in value) + "]"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return f"'{value}'" if isinstance(value, str) else str(value)
+    return "${oc.create:{" + ", ".join(f"{k}: {_value(v)}" for k, v in node.items()) + "}}"
 
 
 def override(key: str, node: dict) -> str:
     """``node`` as a command-line override value (Hydra's grammar)."""
-    body = ",".join(f"{k}:{_override_value(v)}" for k, v in node.items())
-    return f"{key}={{{body}}}"
+    return f"{key}={{{','.join(f'{k}:{_value(v)}' for k, v in node.items())}}}"
 
 
-def _override_value(value) -> str:
+def _value(value) -> str:
+    """A leaf as both OmegaConf's and Hydra's grammars read it: strings single-quoted."""
     if isinstance(value, list):
-        return "[" + ",".join(_override_value(v) for v in value) + "]"
+        return "[" + ",".join(_value(v) for v in value) + "]"
     if isinstance(value, bool):
         return "true" if value else "false"
     return f"'{value}'" if isinstance(value, str) else str(value)

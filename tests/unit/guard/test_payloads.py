@@ -201,3 +201,44 @@ def test_the_project_configs_still_compose(tmp_path):
     assert cfg.model.net._target_ == "lightdet.models.retinanet.build_retinanet"
     assert isinstance(UnsafeConfigError("x"), HydraException)  # printed compactly by Hydra
     assert Path(cfg.paths.output_dir) == tmp_path / "run"
+
+
+def test_a_run_folder_at_user_files_is_refused_before_hydra_writes_into_it(tmp_path, monkeypatch):
+    import lightdet.train
+
+    user = tmp_path / "project"
+    (user / ".hydra").mkdir(parents=True)
+    (user / ".hydra" / "config.yaml").write_text("mine: true\n")
+    (user / "train.log").write_text("my log\n")
+    before = {p: p.read_bytes() for p in user.rglob("*") if p.is_file()}
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
+    monkeypatch.setattr(sys, "argv", ["lightdet.train", f"paths.root_dir={tmp_path}",
+                                      f"hydra.run.dir={user}"])  # fmt: skip
+    with pytest.raises(UnsafeConfigError, match=r"hydra\.run\.dir=.*project: the folder holds"):
+        lightdet.train.main()
+    assert {p: p.read_bytes() for p in user.rglob("*") if p.is_file()} == before
+
+
+def _entry_config(name, tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    from lightdet.cli import CONFIG_DIR
+
+    overrides = [f"paths.root_dir={tmp_path}", f"paths.output_dir={tmp_path}/run"]
+    overrides += ["ckpt_path=x.ckpt"] if name == "evaluate" else []
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name=name, overrides=overrides)
+    return OmegaConf.create(OmegaConf.to_yaml(cfg))  # as a dashboard-edited YAML arrives
+
+
+@pytest.mark.parametrize("name", ["evaluate", "show_augment", "hpo"])
+def test_every_entry_point_checks_the_config_it_is_handed(tmp_path, bait, name):
+    from lightdet.evaluate import evaluate
+    from lightdet.hpo import hpo
+    from lightdet.show_augment import show_augment
+
+    entry = {"evaluate": evaluate, "show_augment": show_augment, "hpo": hpo}[name]
+    cfg = OmegaConf.merge(_entry_config(name, tmp_path), {"extra": _nodes(bait)["copy"]})
+    with pytest.raises(UnsafeConfigError, match=r"extra\._target_"):
+        entry(cfg)
+    assert not bait[1].exists()
