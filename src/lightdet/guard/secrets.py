@@ -11,6 +11,7 @@ unrelated text, and no real credential is that short.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -47,10 +48,15 @@ def _clearml_conf_credentials(env) -> Iterable[str]:
     must not import the ClearML SDK."""
     path = Path(env.get("CLEARML_CONFIG_FILE") or Path.home() / "clearml.conf")
     try:
-        text = path.read_text(errors="replace")
+        return _conf_credentials(path, path.stat().st_mtime_ns)
     except OSError:
-        return []
-    return _CONF_CREDENTIAL.findall(text)
+        return ()
+
+
+@functools.lru_cache(maxsize=8)
+def _conf_credentials(path: Path, mtime_ns: int) -> tuple[str, ...]:
+    """Read once per file version: the log filter asks on every record."""
+    return tuple(_CONF_CREDENTIAL.findall(path.read_text(errors="replace")))
 
 
 def scrub_text(text: str, secrets: list[str] | None = None) -> str:
