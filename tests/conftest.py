@@ -66,6 +66,11 @@ def compose_train(tmp_path: Path, *overrides: str, tiny_data: bool = True, resiz
         )
 
 
+def snapshot(root: Path) -> dict[str, bytes]:
+    """Every file under ``root`` with its bytes: what a refused run must leave exactly as it was."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
 def offline_events(session: Path, event_type: str) -> list[dict]:
     """Events of one type in an offline ClearML session (``metrics.jsonl`` holds a list per line):
     ``training_stats_scalar``, ``plot``, ``training_debug_image``."""

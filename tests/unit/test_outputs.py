@@ -16,7 +16,7 @@ from lightdet.outputs import (
 )
 from lightdet.show_augment import show_augment
 from lightdet.train import train
-from tests.conftest import compose_train
+from tests.conftest import compose_train, snapshot
 
 
 def _user_folder(root):
@@ -24,11 +24,7 @@ def _user_folder(root):
     (root / "src" / "model.py").write_text("print('mine')\n")
     (root / "checkpoints").mkdir()
     (root / "checkpoints" / "last.ckpt").write_bytes(b"my weights")
-    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
-
-
-def _snapshot(root):
-    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    return snapshot(root)
 
 
 def test_claim_marks_new_and_empty_folders_and_refuses_foreign_ones(tmp_path):
@@ -39,7 +35,7 @@ def test_claim_marks_new_and_empty_folders_and_refuses_foreign_ones(tmp_path):
     before = _user_folder(tmp_path / "user")
     with pytest.raises(ForeignFolderError, match=r"paths.output_dir=.*user: the folder holds"):
         claim(tmp_path / "user", "paths.output_dir")
-    assert _snapshot(tmp_path / "user") == before and not (tmp_path / "user" / MARKER).exists()
+    assert snapshot(tmp_path / "user") == before and not (tmp_path / "user" / MARKER).exists()
 
 
 def test_an_existing_file_is_replaced_only_where_lightdet_wrote_it(tmp_path):
@@ -70,7 +66,7 @@ def test_training_pointed_at_user_files_refuses_and_changes_nothing(tmp_path, ov
     cfg = compose_train(tmp_path, override.format(user=user))
     with pytest.raises(ForeignFolderError, match=override.split("=")[0].replace(".", r"\.")):
         train(cfg)
-    assert _snapshot(user) == before
+    assert snapshot(user) == before
 
 
 def test_show_augment_replaces_its_own_grid_but_not_a_users_file(tmp_path):

@@ -28,7 +28,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from lightdet import outputs
-from lightdet.guard.interpolations import check_interpolations, check_value
+from lightdet.guard.interpolations import check_interpolations, check_value, strings
 from lightdet.guard.secrets import scrub_config
 from lightdet.guard.targets import UnsafeConfigError, check_targets
 
@@ -66,22 +66,11 @@ def check_overrides(overrides: Iterable[str], where: str = "override") -> None:
                 f"instantiate code or set the environment); allowed: {', '.join(HYDRA_KEYS)}, "
                 f"{', '.join(HYDRA_GROUPS)}"
             )
-        for value in _strings(override.value() if not override.is_delete() else None):
-            check_value(value, key, f"{where} {line!r}")
-
-
-def _strings(value: Any) -> Iterable[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            yield from _strings(k)
-            yield from _strings(v)
-    elif isinstance(value, list | tuple):
-        for v in value:
-            yield from _strings(v)
-    elif hasattr(value, "list"):  # choice(...) and other sweeps
-        yield from _strings(list(value.list))
+        value = None if override.is_delete() else override.value()
+        if hasattr(value, "list"):  # choice(...) and the other sweeps
+            value = list(value.list)
+        for _, text in strings(value):
+            check_value(text, key, f"{where} {line!r}")
 
 
 def check_hydra_node(cfg: DictConfig) -> None:
@@ -105,9 +94,10 @@ def check_composed(cfg: DictConfig, *, run: bool, quiet: bool = False) -> None:
     body = {k: cfg._get_node(k) for k in cfg.keys() if k != "hydra"}
     check_interpolations(body)
     check_targets(body)
-    if run and OmegaConf.select(cfg, "hydra.run.dir"):
+    run_dir = OmegaConf.select(cfg, "hydra.run.dir") if run else None
+    if run_dir:
         try:
-            outputs.check_free(OmegaConf.select(cfg, "hydra.run.dir"), "hydra.run.dir")
+            outputs.check_free(run_dir, "hydra.run.dir")
         except outputs.ForeignFolderError as err:  # before Hydra writes .hydra/ and its log
             raise UnsafeConfigError(str(err)) from err
     scrub_config(cfg, quiet=quiet)

@@ -6,6 +6,7 @@ import pytest
 from lightdet.data.shapes import ShapesSpec, draw_sample, ensure_shapes
 from lightdet.data.voc import read_voc
 from lightdet.outputs import MARKER, ForeignFolderError
+from tests.conftest import snapshot
 
 SPEC = ShapesSpec(num_train=12, num_val=4, image_size=96, max_object_size=48.0, empty_fraction=0.2)
 
@@ -85,31 +86,26 @@ def test_boxes_read_back_match_the_drawn_pixels(tmp_path):
         assert inside.std(axis=0).max() < 20  # one flat colour (JPEG noise aside)
 
 
-def _snapshot(root):
-    """Every file under ``root`` with its bytes: what must stay exactly as it was."""
-    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
-
-
 def test_a_folder_of_user_files_is_never_deleted_or_changed(tmp_path):
     root = tmp_path / "project"
     (root / "src").mkdir(parents=True)
     (root / "src" / "model.py").write_text("print('mine')\n")
     (root / "logs" / "old_run" / "checkpoints").mkdir(parents=True)
     (root / "logs" / "old_run" / "checkpoints" / "best.ckpt").write_bytes(b"\x00weights" * 100)
-    before = _snapshot(root)
+    before = snapshot(root)
     with pytest.raises(ForeignFolderError, match=r"data.source.root=.*project: it is not a generated"):
         ensure_shapes(root, SPEC)
-    assert _snapshot(root) == before
+    assert snapshot(root) == before
     assert not (tmp_path / "project.tmp").exists()
 
 
 def test_a_generated_dataset_with_a_user_file_added_is_not_regenerated(tmp_path):
     root = ensure_shapes(tmp_path / "s", SPEC)
     (root / "VOC" / "notes.txt").write_text("my notes\n")
-    before = _snapshot(root)
+    before = snapshot(root)
     with pytest.raises(ForeignFolderError, match=r"holds files a generated dataset does not \(VOC/notes.txt\)"):
         ensure_shapes(root, ShapesSpec(**{**SPEC.__dict__, "seed": 3}))
-    assert _snapshot(root) == before
+    assert snapshot(root) == before
 
 
 def test_a_foreign_temporary_sibling_is_left_alone_and_an_interrupted_one_replaced(tmp_path):

@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 from lightdet.evaluate import load_module
 from lightdet.guard import UnsafeConfigError
 from lightdet.train import train
-from tests.conftest import CLASSES, compose_train
+from tests.conftest import CLASSES, compose_train, snapshot
 from tests.unit.guard.payloads import (
     crafted_pickle,
     create_value,
@@ -210,13 +210,13 @@ def test_a_run_folder_at_user_files_is_refused_before_hydra_writes_into_it(tmp_p
     (user / ".hydra").mkdir(parents=True)
     (user / ".hydra" / "config.yaml").write_text("mine: true\n")
     (user / "train.log").write_text("my log\n")
-    before = {p: p.read_bytes() for p in user.rglob("*") if p.is_file()}
+    before = snapshot(user)
     monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
     monkeypatch.setattr(sys, "argv", ["lightdet.train", f"paths.root_dir={tmp_path}",
                                       f"hydra.run.dir={user}"])  # fmt: skip
     with pytest.raises(UnsafeConfigError, match=r"hydra\.run\.dir=.*project: the folder holds"):
         lightdet.train.main()
-    assert {p: p.read_bytes() for p in user.rglob("*") if p.is_file()} == before
+    assert snapshot(user) == before
 
 
 def _entry_config(name, tmp_path):
