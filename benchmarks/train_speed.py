@@ -19,7 +19,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from lightdet.cli import CONFIG_DIR
-from lightdet.train import build_datamodule
+from lightdet.runs.build import build_datamodule
 
 MODELS = ("retinanet", "retinanet_v2", "ssd", "ssd300_vgg16", "ssdlite", "fcos", "faster_rcnn")
 

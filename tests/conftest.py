@@ -40,29 +40,33 @@ def tiny_shapes(tmp_path_factory) -> Path:
     return ensure_shapes(tmp_path_factory.mktemp("data") / "shapes", ShapesSpec(**TINY))
 
 
-def compose_train(tmp_path: Path, *overrides: str, tiny_data: bool = True, resize: bool = True):
-    """The training config with paths in ``tmp_path`` and a tiny, fast run (on tiny shapes data);
+def tiny_overrides(tmp_path: Path, *, tiny_data: bool = True, resize: bool = True) -> list[str]:
+    """Overrides for a tiny, fast training run with paths in ``tmp_path`` (on tiny shapes data);
     ``resize``: set the RetinaNet-style ``model.net.min_size/max_size`` to 96."""
     data = [f"++data.source.{k}={v}" for k, v in TINY.items()] if tiny_data else []
     sizes = ["model.net.min_size=96", "model.net.max_size=96"] if resize else []
+    return [
+        f"paths.root_dir={tmp_path}",
+        *data,
+        "data.batch_size=4",
+        "data.num_workers=0",
+        *sizes,
+        "trainer.max_epochs=1",
+        "+trainer.limit_train_batches=2",
+        "+trainer.limit_val_batches=2",
+        "+trainer.limit_test_batches=1",
+        "trainer.log_every_n_steps=1",
+        "+trainer.enable_progress_bar=false",
+    ]
+
+
+def compose_train(tmp_path: Path, *overrides: str, tiny_data: bool = True, resize: bool = True):
+    """The training config of :func:`tiny_overrides`, run folder ``tmp_path/run``."""
+    tiny = tiny_overrides(tmp_path, tiny_data=tiny_data, resize=resize)
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         return compose(
             config_name="train",
-            overrides=[
-                f"paths.root_dir={tmp_path}",
-                f"paths.output_dir={tmp_path}/run",
-                *data,
-                "data.batch_size=4",
-                "data.num_workers=0",
-                *sizes,
-                "trainer.max_epochs=1",
-                "+trainer.limit_train_batches=2",
-                "+trainer.limit_val_batches=2",
-                "+trainer.limit_test_batches=1",
-                "trainer.log_every_n_steps=1",
-                "+trainer.enable_progress_bar=false",
-                *overrides,
-            ],
+            overrides=[*tiny, f"paths.output_dir={tmp_path}/run", *overrides],
         )
 
 

@@ -1,5 +1,6 @@
 """What every Hydra entry point shares: the config folder, the guard inside Hydra's composition,
-the credential scrubber on every log handler, and a run folder marked as lightdet's.
+the credential scrubber on every log handler, a run folder marked as lightdet's, and the entry
+module callable as the Python API's function of the same name.
 
 Entry points use :func:`hydra_entry` instead of ``hydra.main``; importing this module installs
 the composition guard, so ``hydra.compose`` in the same process is guarded too.
@@ -8,7 +9,9 @@ the composition guard, so ``hydra.compose`` in the same process is guarded too.
 from __future__ import annotations
 
 import functools
-import os
+import importlib
+import sys
+import types
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -36,15 +39,30 @@ def hydra_entry(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Cal
             outputs.mark(HydraConfig.get().runtime.output_dir, "run")
             return task_function(cfg)
 
-        return hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name=config_name)(
-            run
-        )
+        return hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name=config_name)(run)
 
     return decorate
 
 
-def is_global_zero() -> bool:
-    """Global rank 0, before the Trainer exists. torchrun and SLURM set RANK / SLURM_PROCID;
-    Lightning's own launcher sets only LOCAL_RANK and NODE_RANK for the processes it starts."""
-    ranks = ("RANK", "SLURM_PROCID", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK")
-    return all(int(os.environ.get(key, 0)) == 0 for key in ranks)
+class _CallableModule(types.ModuleType):
+    """An entry module that answers calls with the API function of the same name."""
+
+    _api: tuple[str, str]
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        module, name = self._api
+        return getattr(importlib.import_module(module), name)(*args, **kwargs)
+
+
+def callable_module(name: str, api_module: str, function: str) -> None:
+    """Make the imported entry module ``name`` callable as ``api_module.function``.
+
+    ``lightdet.train`` is two things: the module ``python -m lightdet.train`` runs, and the
+    function ``lightdet.train(overrides=[...])``. Importing a submodule rebinds the package's
+    attribute to the module, so the module itself answers the call, and both spellings work
+    whatever was imported first. (Run as ``__main__`` it is not the package's attribute.)
+    """
+    module = sys.modules[name]
+    if name != "__main__":
+        module.__class__ = _CallableModule
+        module._api = (api_module, function)

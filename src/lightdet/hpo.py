@@ -16,9 +16,10 @@ from omegaconf import DictConfig
 
 from lightdet.cli import hydra_entry
 from lightdet.guard import secure_config
+from lightdet.runs.training import run_training
 from lightdet.search.local import run_study, trials_table, write_results
-from lightdet.tracking.clearml import init_task, server_available
-from lightdet.train import train
+from lightdet.tracking.server import server_available
+from lightdet.tracking.task import clearml_task
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ def run_local(cfg: DictConfig, out_dir: Path) -> dict:
             f"task_name={cfg.hpo.study_name}-trial{number:03d}",
             f"paths.output_dir={out_dir / f'trial_{number:03d}'}",
         ]
-        return train(compose_train([*overrides, *trial]), callbacks, bind_hydra=False)
+        return run_training(compose_train([*overrides, *trial]), callbacks, bind_hydra=False).best
 
     study = run_study(cfg.hpo, run_trial)
     outputs = write_results(study, out_dir, compose_train)
@@ -52,13 +53,10 @@ def report(cfg: DictConfig, rows: list[list], plots: list[Path], task=None) -> N
     """Print the table, and record it with the plots in a ClearML task for the study (a new
     one, unless ``task`` is given)."""
     log_table(rows)
-    task = task or init_task(cfg)
-    try:
+    with clearml_task(cfg, task=task) as task:
         task.get_logger().report_table("hpo", "trials", iteration=0, table_plot=rows)
         for plot in plots:
             task.get_logger().report_image("hpo", plot.stem, iteration=0, local_path=str(plot))
-    finally:
-        task.close()
 
 
 def hpo(cfg: DictConfig) -> dict:

@@ -17,7 +17,7 @@ from PIL import Image, PngImagePlugin
 from lightdet import outputs
 from lightdet.cli import hydra_entry
 from lightdet.guard import secure_config
-from lightdet.train import build_datamodule
+from lightdet.runs.build import build_datamodule
 from lightdet.viz import draw_targets, grid
 
 log = logging.getLogger(__name__)

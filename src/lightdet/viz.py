@@ -8,6 +8,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 from torch import Tensor
 
+from lightdet.data.classes import class_name
+
 GT_COLOUR = (0, 230, 0)
 _PALETTE = [
     (230, 25, 75),
@@ -64,7 +66,7 @@ def draw_boxes(
                 draw,
                 [v * scale for v in box],
                 label,
-                f"{label_name(class_names, label)} {score:.2f}",
+                f"{class_name(class_names, label)} {score:.2f}",
             )
     return np.asarray(pil)
 
@@ -76,7 +78,7 @@ def draw_targets(
     pil, scale = to_pil(image)
     draw = ImageDraw.Draw(pil)
     for box, label in zip(target["boxes"].tolist(), target["labels"].tolist()):
-        _labelled_box(draw, [v * scale for v in box], label, label_name(class_names, label))
+        _labelled_box(draw, [v * scale for v in box], label, class_name(class_names, label))
     return np.asarray(pil)
 
 
@@ -90,11 +92,6 @@ def grid(images: Sequence[np.ndarray], columns: int = 4) -> np.ndarray:
         r, c = divmod(k, columns)
         canvas[r * height : r * height + img.shape[0], c * width : c * width + img.shape[1]] = img
     return canvas
-
-
-def label_name(class_names: Sequence[str], label: int) -> str:
-    """The class name of label ``i`` (1-based), or the number when it is out of range."""
-    return class_names[label - 1] if 1 <= label <= len(class_names) else str(label)
 
 
 def _labelled_box(draw: ImageDraw.ImageDraw, box: list, label: int, text: str) -> None:

@@ -5,7 +5,7 @@ from hydra import compose, initialize_config_dir
 
 from lightdet.cli import CONFIG_DIR
 from lightdet.data.shapes import ShapesSpec, ensure_shapes
-from lightdet.evaluate import evaluate
+from lightdet.runs.evaluation import run_evaluation
 from tests.conftest import TINY, offline_scalars, run_train_cli
 
 
@@ -33,6 +33,6 @@ def test_two_process_ddp_run_matches_a_single_process_evaluation(tmp_path):
             "trainer.precision=32-true", "+trainer.enable_progress_bar=false",
             f"ckpt_path={runs[0]}/checkpoints/best-epoch000.ckpt", "logger.clearml.offline=true",
         ])  # fmt: skip
-    single = evaluate(cfg)
+    single = run_evaluation(cfg)
     for name in ("map", "map_50", "map_75", "mar_100"):
         assert single[f"val/{name}"] == pytest.approx(logged[name], abs=1e-6), name

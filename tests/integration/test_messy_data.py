@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from lightdet.train import train
+from lightdet.runs.training import run_training
 from tests.conftest import compose_train, offline_events
 from tests.messy import (
     EXPECTED_FIXED,
@@ -40,7 +40,7 @@ def test_training_on_messy_data_completes_and_reports_every_count(
     cfg = compose_train(tmp_path, *data, f"data.policy.max_image_pixels={HUGE_LIMIT}",
                         "test=false", tiny_data=False)  # fmt: skip
     with caplog.at_level("INFO"):
-        score = train(cfg)
+        score = run_training(cfg).best
     assert score is not None and 0 <= score <= 1
     assert "image_truncated 1" in caplog.text and "box_clipped 1" in caplog.text
 

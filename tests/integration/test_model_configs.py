@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from lightdet.cli import CONFIG_DIR
-from lightdet.train import train
+from lightdet.runs.training import run_training
 from tests.conftest import compose_train
 
 MODELS = sorted(p.stem for p in (Path(CONFIG_DIR) / "model").glob("*.yaml"))
@@ -16,6 +16,6 @@ MODELS = sorted(p.stem for p in (Path(CONFIG_DIR) / "model").glob("*.yaml"))
 def test_every_model_config_trains_on_shapes(tmp_path, tiny_shapes, model):
     cfg = compose_train(tmp_path, f"model={model}", f"data.source.root={tiny_shapes}",
                         "test=false", "callbacks.clearml_reports=null", resize=False)  # fmt: skip
-    score = train(cfg)
+    score = run_training(cfg).best
     assert score is not None and 0.0 <= score <= 1.0
     assert (tmp_path / "run/checkpoints/last.ckpt").is_file()

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from lightdet.train import train
+from lightdet.runs.training import run_training
 from tests.conftest import compose_train, offline_scalars
 
 
@@ -17,7 +17,7 @@ def test_train_on_voc_and_coco_layouts_by_data_config_only(
     tmp_path, tiny_shapes, clearml_cache, data
 ):
     cfg = compose_train(tmp_path, f"data={data}", f"data.source.root={tiny_shapes}")
-    score = train(cfg)
+    score = run_training(cfg).best
     assert isinstance(score, float) and 0.0 <= score <= 1.0
     ckpts = tmp_path / "run" / "checkpoints"
     assert (ckpts / "last.ckpt").is_file() and list(ckpts.glob("best-epoch*.ckpt"))
@@ -36,7 +36,7 @@ def test_train_on_voc_and_coco_layouts_by_data_config_only(
 def test_same_seed_same_weights(tmp_path, tiny_shapes):
     def run(name):
         cfg = compose_train(tmp_path / name, f"data.source.root={tiny_shapes}", "test=false")
-        train(cfg)
+        run_training(cfg)
         return torch.load(tmp_path / name / "run/checkpoints/last.ckpt", weights_only=True)[
             "state_dict"
         ]
@@ -66,9 +66,9 @@ def _initial_weights(tmp_path, tiny_shapes):
 
 @pytest.mark.slow
 def test_fast_dev_run_trains_and_validates_on_cpu(tmp_path, tiny_shapes):
-    """Lightning's smoke run: one training and one validation batch through train()."""
+    """Lightning's smoke run: one training and one validation batch through run_training()."""
     cfg = compose_train(tmp_path, f"data.source.root={tiny_shapes}", "+trainer.fast_dev_run=true")
-    score = train(cfg)
+    score = run_training(cfg).best
     # no checkpoint callback under fast_dev_run: the value comes from the validation that ran
     assert isinstance(score, float) and 0.0 <= score <= 1.0
 
@@ -78,12 +78,12 @@ def test_resuming_from_the_last_checkpoint_loads_weights_only(tmp_path, tiny_sha
     """ckpt_path resumes with torch.load(weights_only=True): the whole Lightning state
     (optimizer, scheduler, loops, callbacks) must be plain data for that to work."""
     first = compose_train(tmp_path / "a", f"data.source.root={tiny_shapes}", "test=false")
-    train(first)
+    run_training(first)
     last = tmp_path / "a" / "run" / "checkpoints" / "last.ckpt"
     assert torch.load(last, weights_only=True)["global_step"] == 2
     resumed = compose_train(tmp_path / "b", f"data.source.root={tiny_shapes}", "test=false",
                             "trainer.max_epochs=2", f"ckpt_path={last}")  # fmt: skip
-    train(resumed)
+    run_training(resumed)
     state = torch.load(last, weights_only=True)  # a resumed run keeps its checkpoint folder
     assert (state["epoch"], state["global_step"]) == (1, 4)  # continued, not restarted
     assert state["loops"]["fit_loop"]["state_dict"]["combined_loader"] == [

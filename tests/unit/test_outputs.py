@@ -14,8 +14,8 @@ from lightdet.outputs import (
     is_optuna_storage,
     is_ours,
 )
+from lightdet.runs.training import run_training
 from lightdet.show_augment import show_augment
-from lightdet.train import train
 from tests.conftest import compose_train, snapshot
 
 
@@ -65,7 +65,7 @@ def test_training_pointed_at_user_files_refuses_and_changes_nothing(tmp_path, ov
     before = _user_folder(user)
     cfg = compose_train(tmp_path, override.format(user=user))
     with pytest.raises(ForeignFolderError, match=override.split("=")[0].replace(".", r"\.")):
-        train(cfg)
+        run_training(cfg)
     assert snapshot(user) == before
 
 

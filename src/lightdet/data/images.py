@@ -74,10 +74,11 @@ def load_rgb(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> n
             upright = ImageOps.exif_transpose(img)
         except (OSError, SyntaxError, ValueError) as err:  # truncated or corrupt data
             raise ImageProblem("image_truncated", f"{path}: cannot decode ({err})") from err
-        return _to_rgb(upright)
+        return to_rgb(upright)
 
 
-def _to_rgb(img: Image.Image) -> np.ndarray:
+def to_rgb(img: Image.Image) -> np.ndarray:
+    """A decoded PIL image of any mode as uint8 RGB ``[H, W, 3]`` (the conventions above)."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit grayscale (PNG opens as I;16 or I)
         gray = np.asarray(img).astype(np.int64)
         scaled = (np.clip(gray, 0, 65535) >> 8).astype(np.uint8)  # [H, W]

@@ -24,6 +24,7 @@ from lightdet.guard.checkpoints import (
     CheckpointMismatchError,
     UnsafeCheckpointError,
     check_checkpoint_fits,
+    check_classes,
     check_stored_config,
     load_checkpoint,
 )
@@ -50,6 +51,7 @@ __all__ = [
     "UnsafeConfigError",
     "allow_targets",
     "check_checkpoint_fits",
+    "check_classes",
     "check_stored_config",
     "check_targets",
     "load_checkpoint",

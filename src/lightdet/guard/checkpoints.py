@@ -43,6 +43,14 @@ def check_stored_config(config: Mapping, where: str) -> None:
     check_targets(config, where)
 
 
+def check_classes(path: str | os.PathLike, trained: list[str], data: list[str]) -> None:
+    """A checkpoint's classes must be the data's, in the same order (labels are positions)."""
+    if list(trained) != list(data):
+        raise CheckpointMismatchError(
+            f"{Path(path)}: trained on classes {list(trained)}, the data has {list(data)}"
+        )
+
+
 def check_checkpoint_fits(
     path: str | os.PathLike, state_dict: Mapping[str, torch.Tensor], class_names: list[str]
 ) -> dict:
@@ -54,10 +62,8 @@ def check_checkpoint_fits(
     """
     ckpt = load_checkpoint(path)
     hp = ckpt.get("hyper_parameters", {})
-    if "class_names" in hp and list(hp["class_names"]) != list(class_names):
-        raise CheckpointMismatchError(
-            f"{Path(path)}: trained on classes {hp['class_names']}, the data has {class_names}"
-        )
+    if "class_names" in hp:
+        check_classes(path, hp["class_names"], class_names)
     saved = ckpt.get("state_dict", {})
     missing = sorted(set(state_dict) - set(saved))
     unexpected = sorted(set(saved) - set(state_dict))

@@ -12,6 +12,7 @@ from pytorch_lightning.utilities import rank_zero_info
 from torch.utils.data import DataLoader
 
 from lightdet.data.checks import DataChecker, DataPolicy, check_records, report
+from lightdet.data.classes import num_classes
 from lightdet.data.dataset import DetectionDataset, collate_detection, seed_worker
 from lightdet.data.records import AnnotationError
 from lightdet.data.transforms import eval_preset
@@ -70,7 +71,7 @@ class DetectionDataModule(pl.LightningDataModule):
 
     @property
     def num_classes(self) -> int:
-        return len(self.class_names) + 1
+        return num_classes(self.class_names)
 
     @property
     def category_map(self) -> dict:

@@ -10,6 +10,7 @@ import torch
 from pytorch_lightning.utilities import rank_zero_warn
 from torch import Tensor, nn
 
+from lightdet.data.classes import num_classes
 from lightdet.evaluation.confusion import DetectionConfusionMatrix
 from lightdet.evaluation.metrics import (
     build_map_metric,
@@ -68,8 +69,8 @@ class DetectionModule(pl.LightningModule):
         self.class_names = list(class_names)
         self.val_map = build_map_metric()
         self.test_map = build_map_metric()
-        self.val_confusion = DetectionConfusionMatrix(len(self.class_names) + 1)
-        self.test_confusion = DetectionConfusionMatrix(len(self.class_names) + 1)
+        self.val_confusion = DetectionConfusionMatrix(num_classes(self.class_names))
+        self.test_confusion = DetectionConfusionMatrix(num_classes(self.class_names))
         self.dropped_predictions = 0
         if nonfinite_loss not in ("skip", "stop"):
             raise ValueError(f"nonfinite_loss: expected 'skip' or 'stop', got {nonfinite_loss!r}")

@@ -13,7 +13,7 @@ import optuna
 from omegaconf import DictConfig
 
 from lightdet.search.space import check_space, clearml_parameters, distribution, trial_overrides
-from lightdet.tracking.clearml import HYDRA_SECTION
+from lightdet.tracking.overrides import HYDRA_SECTION
 
 log = logging.getLogger(__name__)
 

@@ -11,10 +11,7 @@ override before composing the config.
 from __future__ import annotations
 
 import logging
-import os
-import re
 import sys
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,115 +20,16 @@ import hydra  # noqa: F401  # must precede clearml: its Hydra binding patches Hy
 from clearml import OutputModel, Task
 
 # isort: on
-import requests
-from clearml.backend_api.session import Session
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import Logger
 from pytorch_lightning.utilities import rank_zero_only
 
+from lightdet.data.classes import label_enumeration
 from lightdet.guard.secrets import scrub, scrub_text, secret_values
+from lightdet.tracking.overrides import HYDRA_SECTION, hydra_overrides
+from lightdet.tracking.server import api_host, offline_requested, server_available
 
 log = logging.getLogger(__name__)
-
-HYDRA_SECTION = "Hydra"
-_BARE = re.compile(r"[A-Za-z_][\w\-./]*")
-_KEYWORDS = {"true", "false", "null", "none", "nan", "inf", "-inf", "+inf"}
-
-
-def server_configured() -> bool:
-    """Whether ClearML credentials exist (environment or ``clearml.conf``)."""
-    from clearml.backend_api.session.defs import ENV_ACCESS_KEY, ENV_AUTH_TOKEN
-    from clearml.config import config_obj
-
-    if ENV_ACCESS_KEY.get() or ENV_AUTH_TOKEN.get():
-        return True
-    return bool(config_obj.get("api.credentials.access_key", None))
-
-
-def offline_requested(offline: bool | None) -> bool:
-    """Offline when asked (config, ``CLEARML_OFFLINE_MODE``) or when no server is configured."""
-    if offline is not None:
-        return bool(offline)
-    if os.environ.get("CLEARML_OFFLINE_MODE", "").lower() in ("1", "true", "yes"):
-        return True
-    return not server_configured()
-
-
-def server_reachable(host: str, *, tries: int = 3, timeout: float = 5.0, wait: float = 2.0) -> bool:
-    """Whether the ClearML API server answers at all, within ``tries`` bounded attempts.
-
-    ClearML's own client retries 240 times with back-off (hours) before giving up; asking first
-    keeps an unreachable server from hanging training. Any HTTP answer counts as reachable.
-    """
-    for attempt in range(tries):
-        try:
-            requests.get(f"{host.rstrip('/')}/debug.ping", timeout=timeout)
-            return True
-        except requests.RequestException as err:
-            log.info("ClearML server %s: attempt %d/%d failed (%s)", host, attempt + 1, tries, err)
-            if attempt + 1 < tries:
-                time.sleep(wait)
-    return False
-
-
-def server_available(opts: Mapping, tries: int | None = None) -> bool:
-    """Whether to use the ClearML server: none asked for offline, and it answers.
-
-    Args:
-        opts: the ``logger.clearml`` config.
-        tries: probe attempts (default ``opts.connect_tries``).
-    """
-    if offline_requested(opts.get("offline")):
-        return False
-    return server_reachable(
-        Session.get_api_server_host(),
-        tries=opts.get("connect_tries", 3) if tries is None else tries,
-        timeout=opts.get("connect_timeout", 5.0),
-    )
-
-
-def override_value(value: Any) -> str:
-    """A value written the way Hydra's override grammar reads it back unchanged."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, list | tuple):
-        return "[" + ",".join(override_value(v) for v in value) + "]"
-    if isinstance(value, Mapping):
-        return "{" + ",".join(f"{k}:{override_value(v)}" for k, v in value.items()) + "}"
-    text = str(value)
-    if text.startswith("${") and text.endswith("}") and text.count("${") == 1:
-        return text  # a single interpolation stays live: edits of its source still propagate
-    if _BARE.fullmatch(text) and text.lower() not in _KEYWORDS:
-        return text
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def hydra_overrides(
-    cfg: DictConfig, exclude: tuple[str, ...] = ("paths", "hydra")
-) -> dict[str, str]:
-    """Every leaf of ``cfg`` (unresolved) as ``{"dotted.key": override value}``.
-
-    Lists and empty mappings are leaves. ``paths`` is left out: it is machine-specific, and an
-    agent on another machine must use its own.
-    """
-    flat: dict[str, str] = {}
-
-    def walk(node: Any, prefix: str) -> None:
-        if isinstance(node, Mapping) and node:
-            for key, child in node.items():
-                walk(child, f"{prefix}.{key}" if prefix else str(key))
-        else:
-            flat[prefix] = override_value(node)
-
-    container = OmegaConf.to_container(cfg, resolve=False)
-    for key, child in container.items():
-        if key not in exclude:
-            walk(child, key)
-    return flat
 
 
 def init_task(cfg: DictConfig, bind_hydra: bool = True):
@@ -146,7 +44,7 @@ def init_task(cfg: DictConfig, bind_hydra: bool = True):
     if offline and not offline_requested(opts.get("offline")):
         log.warning(
             "ClearML: server %s is not reachable; training goes on and is recorded offline.",
-            Session.get_api_server_host(),
+            api_host(),
         )
     if offline:
         Task.set_offline(offline_mode=True)
@@ -197,9 +95,7 @@ def scrub_task(task) -> None:
 
 def record_classes(task, class_names: list[str], category_map: Mapping) -> None:
     """Keep the class list and the dataset's id map with the task and its models."""
-    task.set_model_label_enumeration(
-        {"background": 0, **{n: i + 1 for i, n in enumerate(class_names)}}
-    )
+    task.set_model_label_enumeration(label_enumeration(class_names))
     text = OmegaConf.to_yaml(
         {
             "class_names": list(class_names),
@@ -234,7 +130,7 @@ def register_model(
         model = OutputModel(
             task=task,
             name=name,
-            label_enumeration={"background": 0, **{n: i + 1 for i, n in enumerate(class_names)}},
+            label_enumeration=label_enumeration(class_names),
             config_dict={"config": dict(config), "metrics": dict(metrics)},
             framework="PyTorch",
             tags=["lightdet"],

@@ -11,9 +11,10 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from torch import Tensor
 
+from lightdet.data.classes import class_name, with_background
 from lightdet.data.records import DetectionRecord
 from lightdet.evaluation.metrics import pr_curves
-from lightdet.viz import draw_boxes, draw_targets, grid, label_name
+from lightdet.viz import draw_boxes, draw_targets, grid
 
 
 def report_ap_table(
@@ -25,7 +26,7 @@ def report_ap_table(
     mar = result.get("mar_100_per_class")
     if per_class is not None and per_class.ndim == 1:
         for k, label in enumerate(result["classes"].tolist()):
-            name = label_name(class_names, label)
+            name = class_name(class_names, label)
             ap = float(per_class[k])
             ar = float(mar[k]) if mar is not None and mar.ndim == 1 else float("nan")
             rows.append([name, _fmt(ap), _fmt(ar)])
@@ -42,7 +43,7 @@ def report_pr_curves(
 ) -> None:
     """One precision-recall curve per class (IoU 0.5), in one plot."""
     for label, (recall, precision) in pr_curves(result).items():
-        name = label_name(class_names, label)
+        name = class_name(class_names, label)
         logger.report_scatter2d(
             f"{stage} PR curve @IoU0.5",
             name,
@@ -58,7 +59,7 @@ def report_confusion(
     logger, matrix: Tensor, class_names: Sequence[str], stage: str, it: int
 ) -> None:
     """Rows: true class, columns: predicted class; index 0 is background."""
-    labels = ["background", *class_names]
+    labels = with_background(class_names)
     logger.report_confusion_matrix(
         f"{stage} confusion matrix @IoU0.5",
         "counts",

@@ -13,9 +13,9 @@ from hydra.errors import HydraException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from lightdet.evaluate import load_module
 from lightdet.guard import UnsafeConfigError
-from lightdet.train import train
+from lightdet.runs.build import module_from_checkpoint
+from lightdet.runs.training import run_training
 from tests.conftest import CLASSES, compose_train, snapshot
 from tests.unit.guard.payloads import (
     crafted_pickle,
@@ -167,7 +167,7 @@ def test_a_dashboard_edited_config_cannot_smuggle_a_payload(tmp_path, bait, case
     dashboard = OmegaConf.create(OmegaConf.to_yaml(compose_train(tmp_path)))  # as ClearML loads it
     cfg = OmegaConf.merge(dashboard, edit)
     with pytest.raises(UnsafeConfigError, match=key.replace(".", r"\.")):
-        train(cfg)
+        run_training(cfg)
     assert not bait[1].exists()
     assert not (tmp_path / "run").exists()  # refused before anything was created
 
@@ -187,9 +187,9 @@ def test_a_checkpoints_stored_config_cannot_smuggle_a_payload(tmp_path, bait, wh
         config["callbacks"], key = {"evil": nodes["copy"]}, "callbacks.evil._target_"
     path = tmp_path / "crafted.ckpt"
     hp = {"class_names": list(CLASSES), "config": config}
-    torch.save({"state_dict": {}, "hyper_parameters": hp}, path)
+    torch.save({"state_dict": {"net.w": torch.zeros(1)}, "hyper_parameters": hp}, path)
     with pytest.raises(UnsafeConfigError, match=rf"crafted.ckpt: .*{key.replace('.', '[.]')}"):
-        load_module(str(path), list(CLASSES))
+        module_from_checkpoint(str(path), list(CLASSES))
     assert not bait[1].exists()
 
 
@@ -233,11 +233,11 @@ def _entry_config(name, tmp_path):
 
 @pytest.mark.parametrize("name", ["evaluate", "show_augment", "hpo"])
 def test_every_entry_point_checks_the_config_it_is_handed(tmp_path, bait, name):
-    from lightdet.evaluate import evaluate
     from lightdet.hpo import hpo
+    from lightdet.runs.evaluation import run_evaluation
     from lightdet.show_augment import show_augment
 
-    entry = {"evaluate": evaluate, "show_augment": show_augment, "hpo": hpo}[name]
+    entry = {"evaluate": run_evaluation, "show_augment": show_augment, "hpo": hpo}[name]
     cfg = OmegaConf.merge(_entry_config(name, tmp_path), {"extra": _nodes(bait)["copy"]})
     with pytest.raises(UnsafeConfigError, match=r"extra\._target_"):
         entry(cfg)

@@ -64,3 +64,113 @@ def test_skipping_stops_once_too_many_steps_were_skipped():
 def test_an_unknown_action_is_refused():
     with pytest.raises(ValueError, match="nonfinite_loss: expected 'skip' or 'stop'"):
         DetectionModule(LossNet({}), nonfinite_loss="ignore")
+
+
+class OracleNet(nn.Module):
+    """Eval mode: returns each image's ground truth as detections (score 1), read from the
+    ``truth`` dict by image size; a NaN box is added for the images listed in ``nan_for``."""
+
+    def __init__(self, truth: dict[int, dict], nan_for: tuple[int, ...] = ()):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(1))
+        self.frozen = nn.Parameter(torch.ones(1), requires_grad=False)
+        self.truth, self.nan_for = truth, nan_for
+
+    def forward(self, images, targets=None):
+        if targets is not None:  # train mode: a loss
+            return {"loss_classifier": self.weight.sum()}
+        outs = []
+        for image in images:
+            key = int(image[0, 0, 0] * 255)  # the image id, written into the first pixel
+            t = self.truth[key]
+            boxes, labels = t["boxes"], t["labels"]
+            if key in self.nan_for:
+                boxes = torch.cat([boxes, torch.full((1, 4), float("nan"))])
+                labels = torch.cat([labels, torch.ones(1, dtype=torch.int64)])
+            outs.append({"boxes": boxes, "labels": labels, "scores": torch.ones(len(labels))})
+        return outs
+
+
+def _eval_samples(n: int):
+    samples, truth = [], {}
+    for i in range(n):
+        image = torch.zeros(3, 32, 32)
+        image[0, 0, 0] = i / 255
+        boxes = torch.tensor([[2.0 + i, 3.0, 20.0, 25.0]])
+        labels = torch.tensor([1 + i % 2])
+        truth[i] = {"boxes": boxes, "labels": labels}
+        target = {"boxes": boxes, "labels": labels, "iscrowd": torch.zeros(1, dtype=torch.bool),
+                  "image_id": torch.tensor(i)}  # fmt: skip
+        samples.append((image, target))
+    return DataLoader(samples, batch_size=2, collate_fn=collate_detection), truth
+
+
+def test_validation_logs_stage_metric_names_and_scores_the_predictions():
+    """Perfect detections score mAP 1 under every ``val/`` name; a NaN box is dropped and
+    counted, not scored; the evaluation step hands its (cleaned) predictions to callbacks."""
+    loader, truth = _eval_samples(4)
+    seen = []
+
+    class Keep(pl.Callback):
+        def on_validation_batch_end(self, trainer, module, outputs, batch, batch_idx, *a):
+            seen.extend(outputs)
+
+    module = DetectionModule(OracleNet(truth, nan_for=(1,)), class_names=["cat", "dog"])
+    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False,
+                         enable_model_summary=False, callbacks=[Keep()])  # fmt: skip
+    (metrics,) = trainer.validate(module, dataloaders=loader)
+    assert metrics["val/map"] == pytest.approx(1.0) and metrics["val/map_50"] == pytest.approx(1.0)
+    assert metrics["val/ap_cat"] == pytest.approx(1.0) and metrics["val/ap_dog"] == pytest.approx(1.0)
+    assert metrics["val/dropped_predictions"] == 1.0
+    assert {"val/map_75", "val/mar_100"} <= set(metrics)
+    assert not any(k.startswith("test/") for k in metrics)
+    assert [len(p["boxes"]) for p in seen] == [1, 1, 1, 1]  # the NaN box is not passed on
+    assert module.last_evaluation["stage"] == "val"
+    assert module.last_evaluation["confusion"].diagonal()[1:].tolist() == [2, 2]
+
+
+def test_test_stage_uses_its_own_names():
+    loader, truth = _eval_samples(2)
+    module = DetectionModule(OracleNet(truth), class_names=["cat", "dog"])
+    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False,
+                         enable_model_summary=False)  # fmt: skip
+    (metrics,) = trainer.test(module, dataloaders=loader)
+    assert metrics["test/map"] == pytest.approx(1.0)
+    assert not any(k.startswith("val/") for k in metrics)
+
+
+def test_optimizer_gets_trainable_parameters_and_scheduler_steps_per_batch():
+    """The scheduler is built with the run's total optimizer steps and stepped every batch."""
+    from lightdet.lightning.schedulers import warmup_cosine
+
+    rates = []
+
+    class Rates(pl.Callback):
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            rates.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+    module = DetectionModule(
+        OracleNet({}),
+        optimizer=partial(torch.optim.SGD, lr=0.5),
+        scheduler=partial(warmup_cosine, warmup_steps=2),
+    )
+    trainer = pl.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False,
+                         callbacks=[Rates()])  # fmt: skip
+    trainer.fit(module, train_dataloaders=_batches(8))  # 4 batches x 2 epochs
+    (optimizer,) = trainer.optimizers
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    assert len(params) == 1 and params[0] is module.net.weight  # the frozen one is left out
+    (config,) = trainer.lr_scheduler_configs
+    assert config.interval == "step"
+    reference = warmup_cosine(torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.5),
+                              total_steps=8, warmup_steps=2)  # fmt: skip
+    expected = [0.5 * reference.lr_lambdas[0](step) for step in range(8)]
+    assert rates == pytest.approx(expected)  # total_steps=8, one scheduler step per batch
+    assert len(set(rates)) == 8
+
+
+def test_a_module_without_optimizer_only_evaluates():
+    module = DetectionModule(OracleNet({}))
+    with pytest.raises(RuntimeError, match="no optimizer given"):
+        module.configure_optimizers()

@@ -4,7 +4,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 from lightdet.cli import CONFIG_DIR
-from lightdet.tracking.clearml import hydra_overrides, offline_requested, override_value
+from lightdet.tracking.overrides import hydra_overrides, override_value
+from lightdet.tracking.server import offline_requested
 
 
 @pytest.mark.parametrize(
@@ -51,7 +52,7 @@ def test_server_probe_is_bounded_and_sees_a_live_server():
     import threading
     import time
 
-    from lightdet.tracking.clearml import server_reachable
+    from lightdet.tracking.server import server_reachable
 
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
@@ -125,6 +126,7 @@ def test_register_model_online_uses_the_public_api(monkeypatch):
 def test_remote_queue_enqueues_online_and_is_refused_offline(tmp_path, monkeypatch):
     """Without a server the enqueue path can only be checked up to the ClearML calls it makes."""
     import lightdet.tracking.clearml as tracking
+    import lightdet.tracking.server as server
 
     base = [
         f"paths.root_dir={tmp_path}",
@@ -163,7 +165,8 @@ def test_remote_queue_enqueues_online_and_is_refused_offline(tmp_path, monkeypat
             return "/nowhere"
 
     monkeypatch.setattr(tracking, "Task", FakeTask)
-    monkeypatch.setattr(tracking, "server_reachable", lambda host, **kw: True)
+    monkeypatch.setattr(server, "server_reachable", lambda host, **kw: True)
+    monkeypatch.setattr(server, "api_host", lambda: "http://example.invalid:8008")
     tracking.init_task(online_cfg)
     assert calls == [("init", "lightdet"), ("connect", "Hydra"), ("enqueue", "gpu", True)]
     with pytest.raises(RuntimeError, match="remote_queue needs a reachable ClearML server"):

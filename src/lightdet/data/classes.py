@@ -1,0 +1,28 @@
+"""Class identity, derived in one place: a dataset's K class names give the detectors'
+``num_classes = K + 1`` (label 0 is background, labels 1..K are ``class_names[label - 1]``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+BACKGROUND = "background"
+
+
+def num_classes(class_names: Sequence[str]) -> int:
+    """K + 1: what every torchvision detector is built with."""
+    return len(class_names) + 1
+
+
+def label_enumeration(class_names: Sequence[str]) -> dict[str, int]:
+    """``{"background": 0, name: label, ...}``: ClearML's label enumeration of tasks and models."""
+    return {BACKGROUND: 0, **{name: i + 1 for i, name in enumerate(class_names)}}
+
+
+def class_name(class_names: Sequence[str], label: int) -> str:
+    """The name of ``label`` (1..K), or the number when it is out of range."""
+    return class_names[label - 1] if 1 <= label <= len(class_names) else str(label)
+
+
+def with_background(class_names: Sequence[str]) -> list[str]:
+    """The K + 1 names indexed by label: a confusion matrix's rows and columns."""
+    return [BACKGROUND, *class_names]

@@ -1,0 +1,194 @@
+"""A trained detector for notebooks and scripts: ``Detector.from_checkpoint(path).predict(x)``.
+
+Importing this module imports neither ClearML, nor Hydra's application machinery, nor
+Lightning: a detector is a plain torchvision module (``detector.net``) with its class names.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from lightdet.data.classes import class_name
+from lightdet.data.inputs import ImageInput, image_inputs
+
+_EVAL_PRESET = "lightdet.data.transforms.eval_preset"
+
+
+@dataclass
+class Detections:
+    """What the detector found in one image, in that image's pixels (after EXIF orientation).
+
+    Attributes:
+        boxes: float32 ``[N, 4]`` xyxy, absolute pixels of the upright image.
+        scores: float32 ``[N]``, highest first.
+        labels: int64 ``[N]`` in 1..K.
+        names: the N class names.
+        image_size: ``(height, width)`` of the image the boxes refer to.
+        source: the image's path, when it came from a file.
+    """
+
+    boxes: Tensor
+    scores: Tensor
+    labels: Tensor
+    names: list[str]
+    image_size: tuple[int, int]
+    source: str | None = None
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def to_list(self) -> list[dict]:
+        """One plain dict per detection (``box``, ``score``, ``label``, ``name``), for JSON."""
+        return [
+            {"box": [round(v, 2) for v in box], "score": score, "label": label, "name": name}
+            for box, score, label, name in zip(
+                self.boxes.tolist(), self.scores.tolist(), self.labels.tolist(), self.names
+            )
+        ]
+
+
+class Detector:
+    """A torchvision detector with the classes it was trained on.
+
+    Args:
+        net: a torchvision detection model (it normalizes and resizes internally).
+        class_names: the K class names (label ``i`` is ``class_names[i - 1]``).
+        category_map: the dataset's category id -> label map, if any.
+        config: the run config it was trained with, if known.
+        device: ``cpu``, ``cuda``, ``cuda:1``...; default: CUDA when available.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        class_names: Sequence[str],
+        *,
+        category_map: dict | None = None,
+        config: dict | None = None,
+        device: str | torch.device | None = None,
+    ) -> None:
+        self.net = net.eval()
+        self.class_names = list(class_names)
+        self.category_map = dict(category_map or {})
+        self.config = dict(config or {})
+        self.device = torch.device("cpu")
+        self.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+    @classmethod
+    def from_checkpoint(
+        cls, path: str | os.PathLike, device: str | torch.device | None = None
+    ) -> Detector:
+        """The detector as it was trained: architecture and input size from the checkpoint's
+        own config, weights loaded ``weights_only``, class names and category map.
+
+        Raises:
+            FileNotFoundError: no such file.
+            NotACheckpointError: the file is not a lightdet training checkpoint.
+            UnsafeCheckpointError, UnsafeConfigError: the file or its stored config was
+                tampered with (code in the pickle, a target that is not allowed).
+            CheckpointMismatchError: the weights do not fit the stored architecture.
+        """
+        from lightdet.models.restore import restore_net  # Hydra's instantiate: on use only
+
+        trained = restore_net(path)
+        eval_target = ((trained.config.get("augmentation") or {}).get("eval") or {}).get(
+            "_target_", _EVAL_PRESET
+        )
+        if eval_target != _EVAL_PRESET:
+            import warnings
+
+            warnings.warn(f"{path}: evaluated with {eval_target}; predict converts images "
+                          f"only ({_EVAL_PRESET})", stacklevel=2)  # fmt: skip
+        return cls(trained.net, trained.class_names, category_map=trained.category_map,
+                   config=trained.config, device=device)  # fmt: skip
+
+    def to(self, device: str | torch.device) -> Detector:
+        """Move the detector to ``device``; returns itself."""
+        self.device = torch.device(device)
+        self.net.to(self.device)
+        return self
+
+    def __repr__(self) -> str:
+        return (f"Detector({type(self.net).__name__}, classes={self.class_names}, "
+                f"device={self.device})")  # fmt: skip
+
+    @torch.inference_mode()
+    def predict(
+        self,
+        inputs,
+        *,
+        score_thresh: float = 0.25,
+        classes: Iterable[str | int] | None = None,
+        batch_size: int = 8,
+    ) -> list[Detections]:
+        """Detect objects; one :class:`Detections` per image, in input order.
+
+        Args:
+            inputs: a path (image file or folder), a list of paths, a PIL image, a numpy
+                ``[H, W, 3]`` uint8 RGB array, a tensor (float ``[3, H, W]`` in [0, 1]), or a
+                list of any of these.
+            score_thresh: keep detections scoring at least this. 0 keeps all the model returns
+                (its own ``score_thresh`` applies first, as in evaluation).
+            classes: keep only these classes (names or labels 1..K).
+            batch_size: images per forward pass. Images of different sizes are padded to a
+                common size inside a batch, which can move scores slightly: ``batch_size=1``
+                makes each image's result independent of the others.
+        """
+        from lightdet.data.transforms import eval_preset  # albumentations: on use only
+
+        wanted = self._labels(classes)
+        convert = eval_preset()  # the validation pipeline's conversion, bit for bit
+        items = image_inputs(inputs)
+        results: list[Detections] = []
+        for start in range(0, len(items), max(1, int(batch_size))):
+            images = [_tensor(item, convert) for item in items[start : start + batch_size]]
+            outputs = self.net([image.to(self.device) for image in images])
+            for item, image, out in zip(items[start : start + batch_size], images, outputs):
+                results.append(self._detections(item, image, out, score_thresh, wanted))
+        return results
+
+    def _labels(self, classes: Iterable[str | int] | None) -> set[int] | None:
+        if classes is None:
+            return None
+        labels = set()
+        for c in [classes] if isinstance(classes, str | int) else classes:
+            if isinstance(c, str) and c in self.class_names:
+                labels.add(self.class_names.index(c) + 1)
+            elif isinstance(c, int) and 1 <= c <= len(self.class_names):
+                labels.add(c)
+            else:
+                raise ValueError(f"predict: classes: {c!r} is not one of {self.class_names} "
+                                 f"(or a label 1..{len(self.class_names)})")  # fmt: skip
+        return labels
+
+    def _detections(self, item: ImageInput, image: Tensor, out: dict, score_thresh: float,
+                    wanted: set[int] | None) -> Detections:  # fmt: skip
+        boxes, scores, labels = (out[k].detach().cpu() for k in ("boxes", "scores", "labels"))
+        keep = torch.isfinite(boxes).all(dim=1) & torch.isfinite(scores)  # as evaluation drops
+        keep &= scores >= score_thresh
+        if wanted is not None:
+            keep &= torch.isin(labels, torch.tensor(sorted(wanted), dtype=labels.dtype))
+        labels = labels[keep]
+        return Detections(
+            boxes=boxes[keep].float(),  # [N, 4]
+            scores=scores[keep].float(),  # [N]
+            labels=labels,  # [N]
+            names=[class_name(self.class_names, int(v)) for v in labels],
+            image_size=(int(image.shape[1]), int(image.shape[2])),
+            source=item.source,
+        )
+
+
+def _tensor(item: ImageInput, convert) -> Tensor:
+    """A float ``[3, H, W]`` tensor in [0, 1], converted as the validation loader converts."""
+    pixels = item.load()
+    if isinstance(pixels, Tensor):
+        return pixels
+    empty = np.zeros((0, 4), np.float32)
+    return convert(image=pixels, bboxes=empty, labels=[], iscrowd=[])["image"]

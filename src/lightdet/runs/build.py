@@ -1,0 +1,63 @@
+"""Building what a run needs from its config: one rule each, shared by every command."""
+
+from __future__ import annotations
+
+import os
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from lightdet.lightning.datamodule import DetectionDataModule
+from lightdet.lightning.module import DetectionModule
+from lightdet.models.restore import restore_net
+
+
+def build_datamodule(cfg: DictConfig) -> DetectionDataModule:
+    """The datamodule with its augmentation pipelines, data prepared (generated if synthetic)."""
+    datamodule = instantiate(
+        cfg.data,
+        train_transform=instantiate(cfg.augmentation.train),
+        eval_transform=instantiate(cfg.augmentation.eval),
+    )
+    datamodule.prepare_data()
+    return datamodule
+
+
+def build_module(cfg: DictConfig, datamodule: DetectionDataModule) -> DetectionModule:
+    """The Lightning system to train; ``num_classes`` comes from the data, never from the model
+    config."""
+    return DetectionModule(
+        net=instantiate(cfg.model.net, num_classes=datamodule.num_classes),
+        optimizer=instantiate(cfg.model.optimizer),
+        scheduler=instantiate(cfg.model.scheduler) if cfg.model.get("scheduler") else None,
+        class_names=datamodule.class_names,
+        category_map=datamodule.category_map,
+        config=OmegaConf.to_container(cfg, resolve=True),
+        **_nonfinite_args(cfg),
+    )
+
+
+def module_from_checkpoint(
+    path: str | os.PathLike, class_names: list[str] | None = None
+) -> DetectionModule:
+    """The Lightning system to evaluate: the detector a checkpoint was trained as (see
+    :func:`lightdet.models.restore.restore_net`), without optimizer."""
+    trained = restore_net(path, class_names)
+    return DetectionModule(
+        net=trained.net,
+        class_names=trained.class_names,
+        category_map=trained.category_map,
+        config=trained.config,
+    )
+
+
+def _nonfinite_args(cfg: DictConfig) -> dict:
+    policy = cfg.get("nonfinite_loss") or {}
+    return {
+        k: v
+        for k, v in (
+            ("nonfinite_loss", policy.get("action")),
+            ("max_nonfinite_steps", policy.get("max_steps")),
+        )  # fmt: skip
+        if v is not None
+    }

@@ -1,0 +1,79 @@
+"""The commands from Python: ``lightdet.train(overrides=[...])``, ``lightdet.evaluate(...)``.
+
+Each composes ``conf/`` with Hydra's compose API (the same files, groups and override grammar
+as the command line, guarded the same way) and calls the same run function as the CLI. There
+is no Hydra app around the call: the run folder is the one the CLI would use
+(``logs/<task>/runs/<time>``), created by lightdet, and Hydra configures no logging.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported on use: ``lightdet.train`` itself costs nothing
+    from omegaconf import DictConfig
+
+    from lightdet.runs.training import TrainResult
+
+_HYDRA_OUTPUT_DIR = "${hydra:runtime.output_dir}"
+
+
+def compose_config(config_name: str, overrides: Sequence[str] = ()) -> DictConfig:
+    """``conf/<config_name>.yaml`` with ``overrides`` (command-line syntax), as the CLI would
+    compose it; ``paths.output_dir`` becomes the run folder the CLI would use."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf, open_dict
+
+    from lightdet.cli import CONFIG_DIR  # importing it guards Hydra's composition
+
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name=config_name, overrides=list(overrides),
+                      return_hydra_config=True)  # fmt: skip
+    with open_dict(cfg):
+        paths = OmegaConf.to_container(cfg.paths, resolve=False)
+        if paths.get("output_dir") == _HYDRA_OUTPUT_DIR:  # not set by an override
+            cfg.paths.output_dir = str(Path(cfg.hydra.run.dir).resolve())
+        del cfg["hydra"]
+    return cfg
+
+
+def train(overrides: Sequence[str] = ()) -> TrainResult:
+    """Train as ``python -m lightdet.train <overrides>`` does; returns the run's metrics.
+
+    Example::
+
+        import lightdet
+        result = lightdet.train(["model=retinanet", "trainer.max_epochs=2"])
+        result.best, result.metrics["val/map_50"], result.best_checkpoint
+
+    Args:
+        overrides: Hydra overrides, as on the command line.
+    """
+    from lightdet.runs.training import run_training
+
+    return run_training(compose_config("train", overrides), bind_hydra=False)
+
+
+def evaluate(
+    ckpt_path: str | os.PathLike, overrides: Sequence[str] = (), *, split: str = "val"
+) -> dict[str, float]:
+    """Score a checkpoint as ``python -m lightdet.evaluate ckpt_path=... split=...`` does.
+
+    Args:
+        ckpt_path: a checkpoint written by training.
+        overrides: Hydra overrides of ``conf/evaluate.yaml`` (``data=voc``, ``data.source.root=``).
+        split: ``val`` or ``test``.
+
+    Returns:
+        ``{"val/map": ..., "val/map_50": ..., ...}`` (``test/...`` for the test split).
+    """
+    from lightdet.runs.evaluation import run_evaluation
+
+    if split not in ("val", "test"):
+        raise ValueError(f"split: expected 'val' or 'test', got {split!r}")
+    quoted = str(ckpt_path).replace("\\", "\\\\").replace("'", "\\'")
+    cfg = compose_config("evaluate", [f"ckpt_path='{quoted}'", f"split={split}", *overrides])
+    return run_evaluation(cfg, bind_hydra=False)

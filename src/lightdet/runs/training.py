@@ -1,0 +1,171 @@
+"""A training run on a composed config: fit, then test the best checkpoint; one ClearML task."""
+
+from __future__ import annotations
+
+import logging
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytorch_lightning as pl
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+from lightdet import outputs
+from lightdet.guard import check_checkpoint_fits, secure_config
+from lightdet.lightning.resume import ResumeCheckpoint, find_last_checkpoint
+from lightdet.runs.build import build_datamodule, build_module
+from lightdet.tracking.clearml import ClearMLLogger, record_classes
+from lightdet.tracking.task import clearml_task
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced.
+
+    Attributes:
+        metric: the optimized metric's name (``optimized_metric``, default ``val/map``).
+        best: its best value over the run (None when it was never logged).
+        metrics: the last logged value of every scalar (``val/*`` of the last epoch, ``test/*``
+            of the best checkpoint when the data has a test split).
+        best_checkpoint: the best checkpoint file (for :meth:`lightdet.Detector.from_checkpoint`
+            and ``evaluate``), None without checkpointing.
+        output_dir: the run folder.
+    """
+
+    metric: str
+    best: float | None
+    metrics: dict[str, float] = field(default_factory=dict)
+    best_checkpoint: str | None = None
+    output_dir: str | None = None
+
+
+def run_training(
+    cfg: DictConfig, extra_callbacks: list | None = None, bind_hydra: bool = True
+) -> TrainResult:
+    """Fit (and test, when the data has a test split).
+
+    Args:
+        cfg: the composed training config.
+        extra_callbacks: added to the configured ones (hyperparameter search adds pruning).
+        bind_hydra: let ClearML's Hydra binding record this run's overrides (False for runs
+            composed in-process, such as search trials and the Python API, whose Hydra app is
+            another one or none).
+    """
+    secure_config(cfg)  # before anything is created from it
+    claim_output_dir(cfg)
+    with clearml_task(cfg, bind_hydra=bind_hydra) as task:  # its record kept whatever happens
+        result = _fit(cfg, task, extra_callbacks)
+    log.info("%s = %s; best checkpoint %s", result.metric, result.best, result.best_checkpoint)
+    return result
+
+
+def claim_output_dir(cfg: DictConfig) -> None:
+    """``paths.output_dir`` must be new, empty or lightdet's. Hydra's run folder was checked
+    before Hydra wrote into it (by the composition guard) and is marked by then."""
+    output_dir = Path(cfg.paths.output_dir)
+    hydra_dir = HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else None
+    if hydra_dir is not None and output_dir.resolve() == Path(hydra_dir).resolve():
+        outputs.mark(output_dir, "run")
+    else:
+        outputs.claim(output_dir, "paths.output_dir", "run")
+
+
+def resolve_ckpt_path(cfg: DictConfig) -> str | None:
+    """``ckpt_path``: a file, or ``auto`` for the newest ``last.ckpt`` among the runs of this
+    ``task_name`` (``${paths.log_dir}/${task_name}/runs/*/checkpoints/``), which is what a
+    preempted run leaves."""
+    ckpt_path = cfg.get("ckpt_path")
+    if ckpt_path != "auto":
+        return ckpt_path
+    found = find_last_checkpoint(Path(cfg.paths.log_dir) / str(cfg.task_name) / "runs")
+    log.info("ckpt_path=auto: resuming from %s", found)
+    return str(found)
+
+
+def _fit(cfg: DictConfig, task, extra_callbacks: list | None) -> TrainResult:
+    """Build, fit and test."""
+    pl.seed_everything(cfg.seed, workers=True)  # after Task.init, which reseeds every generator
+    datamodule = build_datamodule(cfg)
+    module = build_module(cfg, datamodule)
+    if task is not None:
+        record_classes(task, datamodule.class_names, datamodule.category_map)
+    ckpt_path = resolve_ckpt_path(cfg)
+    if ckpt_path:  # a clear error for another model or class set, before Lightning's shape dump
+        check_checkpoint_fits(ckpt_path, module.state_dict(), datamodule.class_names)
+    callbacks = _callbacks(cfg, ckpt_path) + list(extra_callbacks or [])
+    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=ClearMLLogger(task))
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    except SIGTERMException:  # SIGTERM or a first Ctrl+C: checkpoint written, now exit
+        _exit_interrupted(trainer)
+    best = _best_score(trainer, cfg.optimized_metric)
+    if cfg.get("test"):
+        datamodule.setup("test")
+    if cfg.get("test") and datamodule.has_split("test"):
+        trainer.test(module, datamodule=datamodule, ckpt_path=_best_path(trainer),
+                     weights_only=True)  # fmt: skip
+    return TrainResult(
+        metric=cfg.optimized_metric,
+        best=best,
+        metrics=scalars(trainer.callback_metrics),
+        best_checkpoint=_best_path(trainer),
+        output_dir=str(cfg.paths.output_dir),
+    )
+
+
+def scalars(metrics) -> dict[str, float]:
+    """Lightning's logged metrics (0-d tensors) as plain floats."""
+    return {k: float(v) for k, v in metrics.items() if getattr(v, "numel", lambda: 1)() == 1}
+
+
+def _callbacks(cfg: DictConfig, ckpt_path: str | None) -> list:
+    """The configured callbacks. A resumed run keeps writing checkpoints where it was stopped
+    (so the best score so far carries over and ``auto`` finds them again), and always has the
+    ResumeCheckpoint, which mid-epoch resume needs."""
+    configs = dict(cfg.get("callbacks") or {})
+    folder = Path(ckpt_path).parent if ckpt_path else None
+    if folder is not None and folder.name == "checkpoints" and configs.get("model_checkpoint"):
+        configs["model_checkpoint"] = OmegaConf.merge(
+            configs["model_checkpoint"], {"dirpath": str(folder)}
+        )
+    callbacks = []
+    for name, config in configs.items():
+        if config is None:
+            continue
+        callback = instantiate(config)
+        dirpath = getattr(callback, "dirpath", None)  # checkpoints: lightdet's folders only
+        if dirpath and (folder is None or Path(dirpath) != folder):
+            outputs.claim(dirpath, f"callbacks.{name}.dirpath", "checkpoints")
+        callbacks.append(callback)
+    if not any(isinstance(c, ResumeCheckpoint) for c in callbacks):
+        callbacks.append(ResumeCheckpoint())
+    return callbacks
+
+
+def _exit_interrupted(trainer: pl.Trainer) -> None:
+    """After a SIGTERM/SIGINT stop (checkpoint written by ResumeCheckpoint), exit with
+    128 + the signal number, as a process killed by it would, so schedulers see a failure."""
+    signum = signal.SIGTERM
+    for callback in trainer.callbacks:
+        if isinstance(callback, ResumeCheckpoint) and callback.signal is not None:
+            signum = callback.signal
+    log.warning("stopped by %s at step %d", signal.Signals(signum).name, trainer.global_step)
+    raise SystemExit(128 + int(signum))
+
+
+def _best_score(trainer: pl.Trainer, metric: str) -> float | None:
+    ckpt = trainer.checkpoint_callback
+    if ckpt is not None and ckpt.monitor == metric and ckpt.best_model_score is not None:
+        return float(ckpt.best_model_score)  # best over the run, not the last value
+    value = trainer.callback_metrics.get(metric)
+    return float(value) if value is not None else None
+
+
+def _best_path(trainer: pl.Trainer) -> str | None:
+    ckpt = trainer.checkpoint_callback
+    return (ckpt.best_model_path or None) if ckpt is not None else None

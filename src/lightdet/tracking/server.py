@@ -1,0 +1,75 @@
+"""Whether a ClearML server is configured and answers, asked before anything waits on it.
+
+The ClearML SDK is imported inside the functions that need it, so that deciding "offline" (and
+the local search, which asks) does not cost its import.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Mapping
+
+import requests
+
+log = logging.getLogger(__name__)
+
+
+def server_configured() -> bool:
+    """Whether ClearML credentials exist (environment or ``clearml.conf``)."""
+    from clearml.backend_api.session.defs import ENV_ACCESS_KEY, ENV_AUTH_TOKEN
+    from clearml.config import config_obj
+
+    if ENV_ACCESS_KEY.get() or ENV_AUTH_TOKEN.get():
+        return True
+    return bool(config_obj.get("api.credentials.access_key", None))
+
+
+def offline_requested(offline: bool | None) -> bool:
+    """Offline when asked (config, ``CLEARML_OFFLINE_MODE``) or when no server is configured."""
+    if offline is not None:
+        return bool(offline)
+    if os.environ.get("CLEARML_OFFLINE_MODE", "").lower() in ("1", "true", "yes"):
+        return True
+    return not server_configured()
+
+
+def api_host() -> str:
+    """The API server ClearML would talk to (``api.api_server`` or ``CLEARML_API_HOST``)."""
+    from clearml.backend_api.session import Session
+
+    return Session.get_api_server_host()
+
+
+def server_reachable(host: str, *, tries: int = 3, timeout: float = 5.0, wait: float = 2.0) -> bool:
+    """Whether the ClearML API server answers at all, within ``tries`` bounded attempts.
+
+    ClearML's own client retries 240 times with back-off (hours) before giving up; asking first
+    keeps an unreachable server from hanging training. Any HTTP answer counts as reachable.
+    """
+    for attempt in range(tries):
+        try:
+            requests.get(f"{host.rstrip('/')}/debug.ping", timeout=timeout)
+            return True
+        except requests.RequestException as err:
+            log.info("ClearML server %s: attempt %d/%d failed (%s)", host, attempt + 1, tries, err)
+            if attempt + 1 < tries:
+                time.sleep(wait)
+    return False
+
+
+def server_available(opts: Mapping, tries: int | None = None) -> bool:
+    """Whether to use the ClearML server: none asked for offline, and it answers.
+
+    Args:
+        opts: the ``logger.clearml`` config.
+        tries: probe attempts (default ``opts.connect_tries``).
+    """
+    if offline_requested(opts.get("offline")):
+        return False
+    return server_reachable(
+        api_host(),
+        tries=opts.get("connect_tries", 3) if tries is None else tries,
+        timeout=opts.get("connect_timeout", 5.0),
+    )

@@ -1,0 +1,40 @@
+"""One ClearML task lifecycle for every run: created on global rank 0, closed whatever happens.
+
+Every command (train, evaluate, a search's summary) records into one task; the task is closed
+in a ``finally``, so its record (scalars so far, the status) is kept when a run fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+
+from omegaconf import DictConfig
+
+
+def is_global_zero() -> bool:
+    """Global rank 0, before the Trainer exists. torchrun and SLURM set RANK / SLURM_PROCID;
+    Lightning's own launcher sets only LOCAL_RANK and NODE_RANK for the processes it starts."""
+    ranks = ("RANK", "SLURM_PROCID", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK")
+    return all(int(os.environ.get(key, 0)) == 0 for key in ranks)
+
+
+@contextlib.contextmanager
+def clearml_task(cfg: DictConfig, *, bind_hydra: bool = True, task=None) -> Iterator:
+    """``with clearml_task(cfg) as task:`` the run's task (None on other ranks), closed on exit.
+
+    Args:
+        cfg: the run config (``logger.clearml`` says where and how to record).
+        bind_hydra: see :func:`lightdet.tracking.clearml.init_task`.
+        task: a task that exists already (ClearML's optimizer's own), to be closed the same way.
+    """
+    if task is None and is_global_zero():
+        from lightdet.tracking.clearml import init_task  # the SDK only where a task is made
+
+        task = init_task(cfg, bind_hydra=bind_hydra)
+    try:
+        yield task
+    finally:
+        if task is not None:
+            task.close()
