@@ -18,6 +18,9 @@ from lightdet.data.classes import class_name
 from lightdet.data.inputs import ImageInput, image_inputs
 
 _EVAL_PRESET = "lightdet.data.transforms.eval_preset"
+# Lightning precision -> the autocast dtype its validation loop runs the model under
+_AUTOCAST = {"bf16-mixed": torch.bfloat16, "bf16": torch.bfloat16, "16-mixed": torch.float16,
+             "16": torch.float16}  # fmt: skip
 
 
 @dataclass
@@ -46,7 +49,12 @@ class Detections:
     def to_list(self) -> list[dict]:
         """One plain dict per detection (``box``, ``score``, ``label``, ``name``), for JSON."""
         return [
-            {"box": [round(v, 2) for v in box], "score": score, "label": label, "name": name}
+            {
+                "box": [round(v, 2) for v in box],
+                "score": round(score, 4),
+                "label": label,
+                "name": name,
+            }
             for box, score, label, name in zip(
                 self.boxes.tolist(), self.scores.tolist(), self.labels.tolist(), self.names
             )
@@ -62,6 +70,8 @@ class Detector:
         category_map: the dataset's category id -> label map, if any.
         config: the run config it was trained with, if known.
         device: ``cpu``, ``cuda``, ``cuda:1``...; default: CUDA when available.
+        precision: Lightning's name for how the model runs: ``32-true`` (float32),
+            ``bf16-mixed`` or ``16-mixed`` (autocast, as Lightning's evaluation loop does).
     """
 
     def __init__(
@@ -72,8 +82,10 @@ class Detector:
         category_map: dict | None = None,
         config: dict | None = None,
         device: str | torch.device | None = None,
+        precision: str = "32-true",
     ) -> None:
         self.net = net.eval()
+        self.precision = str(precision)
         self.class_names = list(class_names)
         self.category_map = dict(category_map or {})
         self.config = dict(config or {})
@@ -82,10 +94,19 @@ class Detector:
 
     @classmethod
     def from_checkpoint(
-        cls, path: str | os.PathLike, device: str | torch.device | None = None
+        cls,
+        path: str | os.PathLike,
+        device: str | torch.device | None = None,
+        precision: str | None = None,
     ) -> Detector:
         """The detector as it was trained: architecture and input size from the checkpoint's
         own config, weights loaded ``weights_only``, class names and category map.
+
+        Args:
+            path: a checkpoint written by training.
+            device: where to run (default: CUDA when available).
+            precision: default: the run's ``trainer.precision``, so that predictions are the
+                ones its validation loop made.
 
         Raises:
             FileNotFoundError: no such file.
@@ -105,8 +126,10 @@ class Detector:
 
             warnings.warn(f"{path}: evaluated with {eval_target}; predict converts images "
                           f"only ({_EVAL_PRESET})", stacklevel=2)  # fmt: skip
+        if precision is None:
+            precision = (trained.config.get("trainer") or {}).get("precision") or "32-true"
         return cls(trained.net, trained.class_names, category_map=trained.category_map,
-                   config=trained.config, device=device)  # fmt: skip
+                   config=trained.config, device=device, precision=precision)  # fmt: skip
 
     def to(self, device: str | torch.device) -> Detector:
         """Move the detector to ``device``; returns itself."""
@@ -116,7 +139,7 @@ class Detector:
 
     def __repr__(self) -> str:
         return (f"Detector({type(self.net).__name__}, classes={self.class_names}, "
-                f"device={self.device})")  # fmt: skip
+                f"device={self.device}, precision={self.precision})")  # fmt: skip
 
     @torch.inference_mode()
     def predict(
@@ -142,16 +165,23 @@ class Detector:
         """
         from lightdet.data.transforms import eval_preset  # albumentations: on use only
 
+        if int(batch_size) < 1:
+            raise ValueError(f"predict: batch_size must be at least 1, got {batch_size}")
         wanted = self._labels(classes)
         convert = eval_preset()  # the validation pipeline's conversion, bit for bit
         items = image_inputs(inputs)
         results: list[Detections] = []
-        for start in range(0, len(items), max(1, int(batch_size))):
+        for start in range(0, len(items), batch_size):
             images = [_tensor(item, convert) for item in items[start : start + batch_size]]
-            outputs = self.net([image.to(self.device) for image in images])
+            with self._autocast():
+                outputs = self.net([image.to(self.device) for image in images])
             for item, image, out in zip(items[start : start + batch_size], images, outputs):
                 results.append(self._detections(item, image, out, score_thresh, wanted))
         return results
+
+    def _autocast(self):
+        dtype = _AUTOCAST.get(self.precision)
+        return torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None)
 
     def _labels(self, classes: Iterable[str | int] | None) -> set[int] | None:
         if classes is None:

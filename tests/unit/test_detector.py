@@ -110,6 +110,8 @@ def test_threshold_and_class_filter(detector):
     assert len(none) == 0 and none.boxes.shape == (0, 4)
     with pytest.raises(ValueError, match=r"'dog' is not one of \['circle', 'square', 'triangle'\]"):
         detector.predict(pixels, classes=["dog"])
+    with pytest.raises(ValueError, match="batch_size must be at least 1, got 0"):
+        detector.predict(pixels, batch_size=0)
 
 
 def test_a_folder_is_read_in_name_order_and_batches_keep_the_order(detector, tmp_path):
@@ -177,5 +179,5 @@ def test_weights_that_do_not_fit_the_stored_architecture_are_named(tmp_path):
     state = {f"net.{k}": v for k, v in net.state_dict().items()}
     torch.save({"state_dict": state, "hyper_parameters": hp}, tmp_path / "odd.ckpt")
     with pytest.raises(CheckpointMismatchError, match=r"odd\.ckpt: the weights do not fit .* "
-                                                      r"other shape \(\d+\): "):  # fmt: skip
+                                                      r"shape checkpoint vs model \(\d+\): "):  # fmt: skip
         Detector.from_checkpoint(tmp_path / "odd.ckpt")

@@ -14,8 +14,8 @@ from lightdet.outputs import (
     is_optuna_storage,
     is_ours,
 )
+from lightdet.runs.augment_preview import show_augment
 from lightdet.runs.training import run_training
-from lightdet.show_augment import show_augment
 from tests.conftest import compose_train, snapshot
 
 

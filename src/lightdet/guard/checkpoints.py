@@ -51,6 +51,30 @@ def check_classes(path: str | os.PathLike, trained: list[str], data: list[str]) 
         )
 
 
+def weight_differences(
+    expected: Mapping[str, torch.Tensor],
+    saved: Mapping[str, torch.Tensor],
+    optional: tuple[str, ...] = (),
+) -> str | None:
+    """What keeps ``saved`` weights from loading into a model with ``expected`` ones: the
+    first missing, unexpected and reshaped names with counts, or None when they fit. Expected
+    names ending in one of ``optional`` may be missing."""
+    missing = sorted(k for k in expected if k not in saved and not k.endswith(optional))
+    unexpected = sorted(set(saved) - set(expected))
+    reshaped = [
+        f"{k} {list(saved[k].shape)} vs {list(v.shape)}"
+        for k, v in expected.items()
+        if k in saved and saved[k].shape != v.shape
+    ]
+    if not (missing or unexpected or reshaped):
+        return None
+    return "; ".join(
+        f"{what} ({len(items)}): {', '.join(items[:3])}{', ...' if len(items) > 3 else ''}"
+        for what, items in (("missing", missing), ("unexpected", unexpected),
+                            ("shape checkpoint vs model", reshaped)) if items
+    )  # fmt: skip
+
+
 def check_checkpoint_fits(
     path: str | os.PathLike, state_dict: Mapping[str, torch.Tensor], class_names: list[str]
 ) -> dict:
@@ -64,21 +88,9 @@ def check_checkpoint_fits(
     hp = ckpt.get("hyper_parameters", {})
     if "class_names" in hp:
         check_classes(path, hp["class_names"], class_names)
-    saved = ckpt.get("state_dict", {})
-    missing = sorted(set(state_dict) - set(saved))
-    unexpected = sorted(set(saved) - set(state_dict))
-    reshaped = [
-        f"{k} {list(saved[k].shape)} vs {list(v.shape)}"
-        for k, v in state_dict.items()
-        if k in saved and saved[k].shape != v.shape
-    ]
-    if missing or unexpected or reshaped:
+    problems = weight_differences(state_dict, ckpt.get("state_dict", {}))
+    if problems:
         net = hp.get("config", {}).get("model", {}).get("net", {})
-        problems = "; ".join(
-            f"{what} ({len(items)}): {', '.join(items[:3])}{', ...' if len(items) > 3 else ''}"
-            for what, items in (("missing", missing), ("unexpected", unexpected),
-                                ("shape checkpoint vs model", reshaped)) if items
-        )  # fmt: skip
         raise CheckpointMismatchError(
             f"{Path(path)}: another architecture than this run's model: {problems}. "
             f"The checkpoint's model.net: {net}"

@@ -71,8 +71,8 @@ def allow_targets(*modules: str) -> None:
 
         from lightdet.guard import allow_targets
         allow_targets("mypkg.models")
-        from lightdet.train import main
-        main()
+        import lightdet.train
+        lightdet.train.main()  # the CLI; or the Python API: lightdet.train([...])
 
     A config can never do this: it is code the machine's operator runs.
     """

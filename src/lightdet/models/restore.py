@@ -109,19 +109,12 @@ def _contents(path: Path, ckpt) -> tuple[Mapping, Mapping[str, Tensor]]:
 
 def _load_weights(path: Path, net: nn.Module, weights: Mapping[str, Tensor]) -> None:
     from lightdet.guard import CheckpointMismatchError
+    from lightdet.guard.checkpoints import weight_differences
 
-    expected = net.state_dict()
     # a backbone trained from ImageNet weights has frozen BatchNorm (no batch counter); rebuilt
     # without downloading, it has plain BatchNorm, which computes the same in eval mode
-    missing = [k for k in expected if k not in weights and not k.endswith("num_batches_tracked")]
-    unexpected = [k for k in weights if k not in expected]
-    reshaped = [k for k in weights if k in expected and weights[k].shape != expected[k].shape]
-    if missing or unexpected or reshaped:
-        problems = "; ".join(
-            f"{what} ({len(keys)}): {', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''}"
-            for what, keys in (("missing", missing), ("unexpected", unexpected),
-                               ("other shape", reshaped)) if keys
-        )  # fmt: skip
+    problems = weight_differences(net.state_dict(), weights, optional=("num_batches_tracked",))
+    if problems:
         raise CheckpointMismatchError(
             f"{path}: the weights do not fit the stored model.net config: {problems}"
         )

@@ -104,15 +104,17 @@ def _fit(cfg: DictConfig, task, extra_callbacks: list | None) -> TrainResult:
     except SIGTERMException:  # SIGTERM or a first Ctrl+C: checkpoint written, now exit
         _exit_interrupted(trainer)
     best = _best_score(trainer, cfg.optimized_metric)
+    metrics = scalars(trainer.callback_metrics)  # the last epoch's (test replaces them)
     if cfg.get("test"):
         datamodule.setup("test")
     if cfg.get("test") and datamodule.has_split("test"):
         trainer.test(module, datamodule=datamodule, ckpt_path=_best_path(trainer),
                      weights_only=True)  # fmt: skip
+        metrics.update(scalars(trainer.callback_metrics))
     return TrainResult(
         metric=cfg.optimized_metric,
         best=best,
-        metrics=scalars(trainer.callback_metrics),
+        metrics=metrics,
         best_checkpoint=_best_path(trainer),
         output_dir=str(cfg.paths.output_dir),
     )

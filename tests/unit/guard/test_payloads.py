@@ -233,11 +233,11 @@ def _entry_config(name, tmp_path):
 
 @pytest.mark.parametrize("name", ["evaluate", "show_augment", "hpo"])
 def test_every_entry_point_checks_the_config_it_is_handed(tmp_path, bait, name):
-    from lightdet.hpo import hpo
+    from lightdet.runs.augment_preview import show_augment
     from lightdet.runs.evaluation import run_evaluation
-    from lightdet.show_augment import show_augment
+    from lightdet.runs.search import run_search
 
-    entry = {"evaluate": run_evaluation, "show_augment": show_augment, "hpo": hpo}[name]
+    entry = {"evaluate": run_evaluation, "show_augment": show_augment, "hpo": run_search}[name]
     cfg = OmegaConf.merge(_entry_config(name, tmp_path), {"extra": _nodes(bait)["copy"]})
     with pytest.raises(UnsafeConfigError, match=r"extra\._target_"):
         entry(cfg)

@@ -1,0 +1,92 @@
+"""The Python API end to end on a real training run: ``lightdet.train``, ``lightdet.evaluate``
+and ``Detector.from_checkpoint(...).predict(...)`` against the validation loop."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+import torch
+
+import lightdet
+from lightdet import Detector
+from lightdet.outputs import MARKER
+from lightdet.runs.build import build_datamodule, module_from_checkpoint
+from lightdet.runs.compose import compose_config
+from tests.conftest import CLASSES, TINY, tiny_overrides
+
+pytestmark = pytest.mark.slow
+
+
+def _data_overrides(root: Path, data_root: Path) -> list[str]:
+    return [f"paths.root_dir={root}", f"data.source.root={data_root}",
+            *(f"++data.source.{k}={v}" for k, v in TINY.items()),
+            "data.batch_size=4", "data.num_workers=0"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_shapes):
+    """One epoch of the tiny RetinaNet through ``lightdet.train``; every detection is kept
+    (``score_thresh=0``) so that the comparisons below compare hundreds of boxes."""
+    root = tmp_path_factory.mktemp("api")
+    overrides = [*tiny_overrides(root), f"data.source.root={tiny_shapes}",
+                 "+model.net.score_thresh=0.0"]  # fmt: skip
+    return root, lightdet.train(overrides)
+
+
+def test_train_returns_metrics_checkpoint_and_a_run_folder_like_the_cli(trained):
+    root, result = trained
+    assert result.metric == "val/map" and result.best == result.metrics["val/map"]
+    assert {"val/map_50", "train/loss", "test/map"} <= set(result.metrics)
+    run = Path(result.output_dir)
+    assert run.parent == root / "logs" / "retinanet" / "runs"  # the CLI's hydra.run.dir
+    assert (run / MARKER).is_file()
+    best = Path(result.best_checkpoint)
+    assert best.parent == run / "checkpoints" and best.name.startswith("best-epoch")
+    ckpt = torch.load(best, weights_only=True)
+    (state,) = [v for k, v in ckpt["callbacks"].items() if k.startswith("ModelCheckpoint")]
+    assert float(state["best_model_score"]) == result.best
+
+
+def test_evaluate_scores_the_checkpoint_as_training_did(trained, tiny_shapes):
+    root, result = trained
+    overrides = [*_data_overrides(root, tiny_shapes), "+trainer.limit_val_batches=2",
+                 "+trainer.enable_progress_bar=false"]  # fmt: skip
+    metrics = lightdet.evaluate(result.best_checkpoint, overrides)
+    assert metrics["val/map"] == result.metrics["val/map"]
+    assert metrics["val/map_50"] == result.metrics["val/map_50"]
+
+
+def test_predict_returns_the_validation_loops_detections(trained, tiny_shapes):
+    """The same image gives the same boxes, scores and labels through Detector.predict as
+    through Lightning's validation loop (same precision, same conversion, same weights)."""
+    root, result = trained
+    cfg = compose_config("evaluate", [f"ckpt_path={result.best_checkpoint}",
+                                      *_data_overrides(root, tiny_shapes)])  # fmt: skip
+    datamodule = build_datamodule(cfg)
+    datamodule.setup("validate")
+    paths = {r.image_id: str(r.image_path) for r in datamodule.datasets["val"].records}
+    loop: dict[str, dict] = {}
+
+    class Record(pl.Callback):
+        def on_validation_batch_end(self, trainer, module, outputs, batch, batch_idx, *args):
+            for target, pred in zip(batch[1], outputs):
+                loop[paths[int(target["image_id"])]] = pred
+
+    module = module_from_checkpoint(result.best_checkpoint, list(CLASSES))
+    trainer = pl.Trainer(accelerator="cpu", precision=cfg.trainer.precision, logger=False,
+                         callbacks=[Record()], enable_progress_bar=False)  # fmt: skip
+    trainer.validate(module, datamodule=datamodule)
+    assert len(loop) == TINY["num_val"]
+
+    detector = Detector.from_checkpoint(result.best_checkpoint, device="cpu")
+    assert detector.precision == cfg.trainer.precision == "bf16-mixed"
+    found = detector.predict(list(loop), score_thresh=0.0, batch_size=4)
+    assert sum(len(f) for f in found) > 100  # not a comparison of empty lists
+    for image in found:
+        expected = loop[image.source]
+        assert torch.equal(image.boxes, expected["boxes"].float())
+        assert torch.equal(image.scores, expected["scores"].float())
+        assert torch.equal(image.labels, expected["labels"])
+        assert image.names == [CLASSES[v - 1] for v in expected["labels"].tolist()]
