@@ -40,16 +40,18 @@ def tiny_shapes(tmp_path_factory) -> Path:
     return ensure_shapes(tmp_path_factory.mktemp("data") / "shapes", ShapesSpec(**TINY))
 
 
+def data_overrides(tmp_path: Path, *, tiny_data: bool = True) -> list[str]:
+    """Overrides for paths in ``tmp_path`` and the tiny shapes data, loaded in process."""
+    data = [f"++data.source.{k}={v}" for k, v in TINY.items()] if tiny_data else []
+    return [f"paths.root_dir={tmp_path}", *data, "data.batch_size=4", "data.num_workers=0"]
+
+
 def tiny_overrides(tmp_path: Path, *, tiny_data: bool = True, resize: bool = True) -> list[str]:
     """Overrides for a tiny, fast training run with paths in ``tmp_path`` (on tiny shapes data);
     ``resize``: set the RetinaNet-style ``model.net.min_size/max_size`` to 96."""
-    data = [f"++data.source.{k}={v}" for k, v in TINY.items()] if tiny_data else []
     sizes = ["model.net.min_size=96", "model.net.max_size=96"] if resize else []
     return [
-        f"paths.root_dir={tmp_path}",
-        *data,
-        "data.batch_size=4",
-        "data.num_workers=0",
+        *data_overrides(tmp_path, tiny_data=tiny_data),
         *sizes,
         "trainer.max_epochs=1",
         "+trainer.limit_train_batches=2",

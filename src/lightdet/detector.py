@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from lightdet.data.classes import class_name
 from lightdet.data.inputs import ImageInput, image_inputs
+from lightdet.evaluation.predictions import finite_predictions
 
 _EVAL_PRESET = "lightdet.data.transforms.eval_preset"
 # Lightning precision -> the autocast dtype its validation loop runs the model under
@@ -89,7 +90,6 @@ class Detector:
         self.class_names = list(class_names)
         self.category_map = dict(category_map or {})
         self.config = dict(config or {})
-        self.device = torch.device("cpu")
         self.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
     @classmethod
@@ -199,9 +199,9 @@ class Detector:
 
     def _detections(self, item: ImageInput, image: Tensor, out: dict, score_thresh: float,
                     wanted: set[int] | None) -> Detections:  # fmt: skip
-        boxes, scores, labels = (out[k].detach().cpu() for k in ("boxes", "scores", "labels"))
-        keep = torch.isfinite(boxes).all(dim=1) & torch.isfinite(scores)  # as evaluation drops
-        keep &= scores >= score_thresh
+        (clean,), _ = finite_predictions([out])  # what evaluation drops, dropped here too
+        boxes, scores, labels = (clean[k].detach().cpu() for k in ("boxes", "scores", "labels"))
+        keep = scores >= score_thresh
         if wanted is not None:
             keep &= torch.isin(labels, torch.tensor(sorted(wanted), dtype=labels.dtype))
         labels = labels[keep]

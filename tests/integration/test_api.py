@@ -14,15 +14,13 @@ from lightdet import Detector
 from lightdet.outputs import MARKER
 from lightdet.runs.build import build_datamodule, module_from_checkpoint
 from lightdet.runs.compose import compose_config
-from tests.conftest import CLASSES, TINY, tiny_overrides
+from tests.conftest import CLASSES, TINY, data_overrides, tiny_overrides
 
 pytestmark = pytest.mark.slow
 
 
 def _data_overrides(root: Path, data_root: Path) -> list[str]:
-    return [f"paths.root_dir={root}", f"data.source.root={data_root}",
-            *(f"++data.source.{k}={v}" for k, v in TINY.items()),
-            "data.batch_size=4", "data.num_workers=0"]  # fmt: skip
+    return [*data_overrides(root), f"data.source.root={data_root}"]
 
 
 @pytest.fixture(scope="module")

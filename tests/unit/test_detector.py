@@ -20,8 +20,9 @@ from lightdet.guard import CheckpointMismatchError, UnsafeCheckpointError, Unsaf
 from lightdet.lightning.module import DetectionModule
 from lightdet.models.restore import NotACheckpointError
 from lightdet.models.retinanet import build_retinanet
+from tests.conftest import CLASSES as SHAPE_CLASSES
 
-CLASSES = ["circle", "square", "triangle"]
+CLASSES = list(SHAPE_CLASSES)
 W, H = 120, 80
 BOX = [10.0, 20.0, 30.0, 40.0]  # the white square, upright image (x 10..29, y 20..39)
 

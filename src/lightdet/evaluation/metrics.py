@@ -1,4 +1,5 @@
-"""COCO-style mAP with torchmetrics (faster_coco_eval backend), guarded against bad predictions."""
+"""COCO-style mAP with torchmetrics (faster_coco_eval backend); predictions reach it cleaned by
+:func:`lightdet.evaluation.predictions.finite_predictions`."""
 
 from __future__ import annotations
 
@@ -59,20 +60,6 @@ def gather_list_states(metric) -> None:
         parts: list = [None] * dist.get_world_size()
         dist.all_gather_object(parts, [t.cpu() for t in value])
         setattr(metric, name, [t.to(device) for part in parts for t in part])
-
-
-def finite_predictions(preds: Sequence[dict[str, Tensor]]) -> tuple[list[dict[str, Tensor]], int]:
-    """Drop predictions with a non-finite box or score (pycocotools scores a NaN box as a match).
-
-    Returns:
-        the cleaned predictions and how many were dropped.
-    """
-    clean, dropped = [], 0
-    for p in preds:
-        keep = torch.isfinite(p["boxes"]).all(dim=1) & torch.isfinite(p["scores"])  # [N]
-        dropped += int((~keep).sum())
-        clean.append({k: p[k][keep] for k in ("boxes", "scores", "labels")})
-    return clean, dropped
 
 
 def pr_curves(result: dict[str, Tensor]) -> dict[int, tuple[Tensor, Tensor]]:

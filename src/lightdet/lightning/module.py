@@ -14,10 +14,10 @@ from lightdet.data.classes import num_classes
 from lightdet.evaluation.confusion import DetectionConfusionMatrix
 from lightdet.evaluation.metrics import (
     build_map_metric,
-    finite_predictions,
     gather_list_states,
     summarize,
 )
+from lightdet.evaluation.predictions import finite_predictions
 
 Batch = tuple[list[Tensor], list[dict[str, Tensor]]]
 

@@ -34,14 +34,12 @@ class TrainedNet:
         class_names: the K class names (label ``i`` is ``class_names[i - 1]``).
         category_map: the dataset's category id -> label map.
         config: the resolved run config stored with the checkpoint.
-        path: the checkpoint file.
     """
 
     net: nn.Module
     class_names: list[str]
     category_map: dict = field(default_factory=dict)
     config: dict = field(default_factory=dict)
-    path: Path | None = None
 
 
 def restore_net(path: str | os.PathLike, class_names: list[str] | None = None) -> TrainedNet:
@@ -81,7 +79,7 @@ def restore_net(path: str | os.PathLike, class_names: list[str] | None = None) -
     net = instantiate(net_cfg, num_classes=num_classes(trained), **extra)
     _load_weights(path, net, state)
     net.eval()
-    return TrainedNet(net, trained, dict(hp.get("category_map") or {}), config, path)
+    return TrainedNet(net, trained, dict(hp.get("category_map") or {}), config)
 
 
 def _contents(path: Path, ckpt) -> tuple[Mapping, Mapping[str, Tensor]]:

@@ -74,6 +74,8 @@ def evaluate(
 
     if split not in ("val", "test"):
         raise ValueError(f"split: expected 'val' or 'test', got {split!r}")
-    quoted = str(ckpt_path).replace("\\", "\\\\").replace("'", "\\'")
-    cfg = compose_config("evaluate", [f"ckpt_path='{quoted}'", f"split={split}", *overrides])
+    from lightdet.tracking.overrides import override_value
+
+    path = override_value(str(ckpt_path))  # quoted as the grammar needs
+    cfg = compose_config("evaluate", [f"ckpt_path={path}", f"split={split}", *overrides])
     return run_evaluation(cfg, bind_hydra=False)

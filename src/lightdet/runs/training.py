@@ -122,7 +122,7 @@ def _fit(cfg: DictConfig, task, extra_callbacks: list | None) -> TrainResult:
 
 def scalars(metrics) -> dict[str, float]:
     """Lightning's logged metrics (0-d tensors) as plain floats."""
-    return {k: float(v) for k, v in metrics.items() if getattr(v, "numel", lambda: 1)() == 1}
+    return {k: float(v) for k, v in metrics.items()}
 
 
 def _callbacks(cfg: DictConfig, ckpt_path: str | None) -> list:

@@ -2,7 +2,8 @@ import math
 
 import torch
 
-from lightdet.evaluation.metrics import build_map_metric, finite_predictions, summarize
+from lightdet.evaluation.metrics import build_map_metric, summarize
+from lightdet.evaluation.predictions import finite_predictions
 
 CLASSES = ["circle", "square", "triangle"]
 
