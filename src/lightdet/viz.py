@@ -54,7 +54,7 @@ def draw_boxes(
     draw = ImageDraw.Draw(pil)
     if target is not None:
         for box in target["boxes"].tolist():
-            draw.rectangle([v * scale for v in box], outline=GT_COLOUR, width=2)
+            draw.rectangle(_ordered(box, scale), outline=GT_COLOUR, width=2)
     if prediction is not None:
         keep = prediction["scores"] >= score_threshold
         for box, label, score in zip(
@@ -64,7 +64,7 @@ def draw_boxes(
         ):
             _labelled_box(
                 draw,
-                [v * scale for v in box],
+                _ordered(box, scale),
                 label,
                 f"{class_name(class_names, label)} {score:.2f}",
             )
@@ -78,7 +78,7 @@ def draw_targets(
     pil, scale = to_pil(image)
     draw = ImageDraw.Draw(pil)
     for box, label in zip(target["boxes"].tolist(), target["labels"].tolist()):
-        _labelled_box(draw, [v * scale for v in box], label, class_name(class_names, label))
+        _labelled_box(draw, _ordered(box, scale), label, class_name(class_names, label))
     return np.asarray(pil)
 
 
@@ -92,6 +92,13 @@ def grid(images: Sequence[np.ndarray], columns: int = 4) -> np.ndarray:
         r, c = divmod(k, columns)
         canvas[r * height : r * height + img.shape[0], c * width : c * width + img.shape[1]] = img
     return canvas
+
+
+def _ordered(box: Sequence[float], scale: float = 1.0) -> list[float]:
+    """``[x1, y1, x2, y2]`` scaled, corners ordered: PIL refuses an inverted box, which a
+    diverging model can predict."""
+    x1, y1, x2, y2 = (v * scale for v in box)
+    return [min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)]
 
 
 def _labelled_box(draw: ImageDraw.ImageDraw, box: list, label: int, text: str) -> None:

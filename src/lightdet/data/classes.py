@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 BACKGROUND = "background"
 
@@ -26,3 +26,14 @@ def class_name(class_names: Sequence[str], label: int) -> str:
 def with_background(class_names: Sequence[str]) -> list[str]:
     """The K + 1 names indexed by label: a confusion matrix's rows and columns."""
     return [BACKGROUND, *class_names]
+
+
+def category_ids(class_names: Sequence[str], category_map: Mapping) -> dict[int, int]:
+    """Label (1..K) -> the dataset's own category id, for files other tools read (COCO
+    results): COCO's category ids and YOLO's class indices from ``category_map``; the label
+    itself where the dataset has no numeric ids (VOC, whose map is name -> label)."""
+    ids = {label: label for label in range(1, len(class_names) + 1)}
+    for key, label in category_map.items():
+        if isinstance(key, int) and not isinstance(key, bool) and int(label) in ids:
+            ids[int(label)] = key
+    return ids

@@ -1,0 +1,105 @@
+"""The pictures of an evaluation and of a training run, as PNG files (matplotlib, no display).
+
+Each function writes one figure and returns its path; matplotlib is imported on use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, whatever display the machine has
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_pr_curves(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], path: Path,
+                   title: str) -> Path:  # fmt: skip
+    """Precision against recall, one line per class (name -> (recall, precision))."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 5))
+    for name, (recall, precision) in curves.items():
+        ax.plot(recall, precision, label=name)
+    _finish(ax, "recall", "precision", title, bool(curves))
+    return _save(plt, fig, path)
+
+
+def plot_f1_curves(thresholds: np.ndarray, curves: Mapping[str, np.ndarray], best: Mapping,
+                   path: Path) -> Path:  # fmt: skip
+    """F1 against the score threshold, per class and for all classes (thick), the best marked."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 5))
+    for name, f1 in curves.items():
+        ax.plot(thresholds, f1, label=name, linewidth=3 if name == "all classes" else 1)
+    if best.get("threshold") is not None:
+        ax.axvline(best["threshold"], color="grey", linestyle="--")
+        ax.annotate(f"F1 {best['f1']:.3f} at {best['threshold']:.3f}",
+                    (best["threshold"], best["f1"]), textcoords="offset points", xytext=(5, 5))
+    _finish(ax, "score threshold", "F1 (IoU 0.5)", "F1 against confidence", bool(curves))
+    return _save(plt, fig, path)
+
+
+def plot_confusion(matrix: np.ndarray, labels: Sequence[str], path: Path, normalize: bool,
+                   title: str) -> Path:  # fmt: skip
+    """Rows: true class, columns: predicted class; ``normalize``: each row sums to 1."""
+    plt = _pyplot()
+    values = matrix.astype(np.float64)
+    if normalize:
+        values = values / np.maximum(values.sum(axis=1, keepdims=True), 1)
+    size = 2.5 + 0.6 * len(labels)
+    fig, ax = plt.subplots(figsize=(size, size * 0.85))
+    image = ax.imshow(values, cmap="Blues", vmin=0, vmax=1 if normalize else None)
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    for (i, j), v in np.ndenumerate(values):
+        text = f"{v:.2f}" if normalize else str(int(v))
+        ax.text(j, i, text, ha="center", va="center",
+                color="white" if v > values.max() / 2 else "black", fontsize=8)  # fmt: skip
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    fig.colorbar(image, ax=ax, fraction=0.046)
+    return _save(plt, fig, path)
+
+
+def plot_training_curves(history: Mapping[str, Sequence[tuple[int, float]]], path: Path) -> Path:
+    """One panel per metric: ``{name: [(epoch, value), ...]}`` (losses, lr, val mAP...)."""
+    plt = _pyplot()
+    names = [n for n, points in history.items() if points]
+    columns = min(4, max(len(names), 1))
+    rows = -(-max(len(names), 1) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 2.9 * rows), squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        epochs, values = zip(*history[name])
+        ax.plot(epochs, values, marker="o", markersize=3)
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    return _save(plt, fig, path)
+
+
+def _finish(ax, xlabel: str, ylabel: str, title: str, legend: bool) -> None:
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    if legend:
+        ax.legend(loc="lower left", fontsize=8)
+
+
+def _save(plt, fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,234 @@
+"""The evaluation report: COCO's 12 numbers, a per-class table, VOC AP, the F1-optimal score
+threshold and a confusion matrix there; written as files and printed as text.
+
+Built from what one evaluation pass saw (:class:`EvaluatedImage` per image), so everything in
+it describes the same detections that ``detections.json`` holds.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lightdet.data.classes import category_ids, class_name, with_background
+from lightdet.evaluation.coco import (
+    PER_CLASS_COLUMNS,
+    STAT_NAMES,
+    CocoResult,
+    coco_evaluate,
+    detections_json,
+    finite_or_none,
+    format_stats,
+    ground_truth_json,
+)
+from lightdet.evaluation.confusion import DetectionConfusionMatrix
+from lightdet.evaluation.voc import best_f1, f1_curve, match_detections, pooled, voc_results
+
+DEFAULT_SCORE_THRESHOLD = 0.25  # predict's threshold when no evaluation chose one
+F1_GRID = np.linspace(0, 1, 101)
+
+
+@dataclass
+class EvaluatedImage:
+    """One image of an evaluation pass: its identity and size, ground truth and detections
+    (numpy; boxes xyxy in the image's pixels; ``iscrowd`` holds VOC's ``difficult``)."""
+
+    image_id: int
+    file_name: str
+    width: int
+    height: int
+    target: dict[str, np.ndarray]
+    pred: dict[str, np.ndarray]
+
+
+@dataclass
+class EvaluationReport:
+    """Everything ``make eval`` prints and writes (see :func:`build_report`)."""
+
+    split: str
+    class_names: list[str]
+    category_ids: dict[int, int]  # label -> the dataset's category id
+    coco: CocoResult
+    voc: dict
+    threshold: dict  # {"all": best_f1(...), name: best_f1(...) per class}
+    confusion: np.ndarray  # [K + 1, K + 1] at the overall F1-optimal threshold
+    f1_curves: dict[str, np.ndarray]  # name -> F1 over F1_GRID
+    positives: dict[str, int]  # ground-truth boxes per class (not difficult/crowd)
+    ground_truth: dict = field(repr=False, default_factory=dict)
+    detections: list = field(repr=False, default_factory=list)
+
+    @property
+    def score_threshold(self) -> float:
+        """The overall F1-optimal threshold (or the stated default when none exists)."""
+        value = self.threshold["all"]["threshold"]
+        return DEFAULT_SCORE_THRESHOLD if value is None else value
+
+
+def build_report(images: Sequence[EvaluatedImage], class_names: Sequence[str],
+                 category_map: Mapping, split: str) -> EvaluationReport:  # fmt: skip
+    """Score one evaluation pass every way the report shows it."""
+    names = list(class_names)
+    ids = category_ids(names, category_map)  # label -> dataset category id
+    to_ids = np.vectorize(lambda label: ids.get(int(label), int(label)), otypes=[np.int64])
+    infos = [{"id": i.image_id, "file_name": i.file_name, "width": i.width, "height": i.height}
+             for i in images]  # fmt: skip
+    gt = ground_truth_json(infos, [{**i.target, "category_ids": to_ids(i.target["labels"])}
+                                   for i in images],
+                           {ids[k]: class_name(names, k) for k in ids})  # fmt: skip
+    dets = detections_json([i.image_id for i in images],
+                           [{**i.pred, "category_ids": to_ids(i.pred["labels"])} for i in images])
+    matches = match_detections([i.pred for i in images], [i.target for i in images], list(ids))
+    overall = pooled(list(matches.values()))
+    threshold = {"all": best_f1(overall)}
+    curves = {"all classes": f1_curve(overall, F1_GRID)}
+    for label, m in matches.items():
+        threshold[class_name(names, label)] = best_f1(m)
+        curves[class_name(names, label)] = f1_curve(m, F1_GRID)
+    report = EvaluationReport(
+        split=split, class_names=names, category_ids=ids, coco=coco_evaluate(gt, dets),
+        voc=voc_results(matches),
+        threshold=threshold, confusion=np.zeros((0, 0)), f1_curves=curves,
+        positives={class_name(names, k): m.positives for k, m in matches.items()},
+        ground_truth=gt, detections=dets,
+    )  # fmt: skip
+    report.confusion = _confusion(images, len(names), report.score_threshold)
+    return report
+
+
+def _confusion(images: Sequence[EvaluatedImage], k: int, score_threshold: float) -> np.ndarray:
+    matrix = DetectionConfusionMatrix(k + 1, iou_threshold=0.5, score_threshold=score_threshold)
+    as_torch = (lambda d: {key: torch.as_tensor(v) for key, v in d.items()})  # noqa: E731
+    matrix.update([as_torch(i.pred) for i in images], [as_torch(i.target) for i in images])
+    return matrix.compute().numpy()
+
+
+def metrics(report: EvaluationReport) -> dict:
+    """``metrics.json``: the COCO numbers by lightdet's names, VOC means, the threshold, and
+    per class everything of the table (None where undefined)."""
+    per_class = {class_name(report.class_names, label): _class_entry(report, label)
+                 for label in report.category_ids}  # fmt: skip
+    return {
+        "split": report.split,
+        "coco": {n: finite_or_none(v) for n, v in zip(STAT_NAMES, report.coco.stats)},
+        "voc": {"map": report.voc["map"], "map_07": report.voc["map_07"]},
+        "score_threshold": report.threshold["all"],
+        "per_class": per_class,
+    }
+
+
+def _class_entry(report: EvaluationReport, label: int) -> dict:
+    name = class_name(report.class_names, label)
+    cat = report.category_ids[label]
+    coco = report.coco.per_class.get(cat, {})
+    voc = report.voc["per_class"].get(label, {})
+    best = report.threshold[name]
+    return {
+        "label": label, "category_id": cat,
+        "gt_boxes": report.positives.get(name, 0),
+        **{column: finite_or_none(coco.get(column, -1)) for column in PER_CLASS_COLUMNS},
+        "voc_ap": voc.get("ap"), "voc_ap_07": voc.get("ap_07"),
+        "f1": best["f1"], "f1_threshold": best["threshold"],
+        "precision": best["precision"], "recall": best["recall"],
+    }  # fmt: skip
+
+
+def write_report(report: EvaluationReport, folder: Path, samples: Sequence = ()) -> list[Path]:
+    """Write the report's files into ``folder``; returns their paths.
+
+    ``metrics.json``, ``per_class.csv``, ``detections.json`` (COCO results: the dataset's own
+    image and category ids), ``ground_truth.json`` (the COCO ground truth it was scored on),
+    ``pr_curves.png``, ``f1_curve.png``, ``confusion_matrix.png`` and its normalised twin, and
+    ``predictions.jpg`` when ``samples`` (image, target, prediction) are given.
+    """
+    from lightdet.evaluation.plots import plot_confusion, plot_f1_curves, plot_pr_curves
+
+    folder.mkdir(parents=True, exist_ok=True)
+    files = [folder / "metrics.json", folder / "per_class.csv", folder / "detections.json",
+             folder / "ground_truth.json"]  # fmt: skip
+    files[0].write_text(json.dumps(metrics(report), indent=2) + "\n")
+    with files[1].open("w", newline="") as f:
+        csv.writer(f).writerows(per_class_rows(report))
+    files[2].write_text(json.dumps(report.detections))
+    files[3].write_text(json.dumps(report.ground_truth))
+    names = {c["id"]: c["name"] for c in report.ground_truth["categories"]}
+    curves = {names[c]: rp for c, rp in report.coco.pr_curves().items()}
+    files.append(plot_pr_curves(curves, folder / "pr_curves.png",
+                                f"PR curves, IoU 0.5 ({report.split})"))  # fmt: skip
+    files.append(plot_f1_curves(F1_GRID, report.f1_curves, report.threshold["all"],
+                                folder / "f1_curve.png"))  # fmt: skip
+    labels = with_background(report.class_names)
+    at = f"IoU 0.5, score >= {report.score_threshold:.3f}"
+    files.append(plot_confusion(report.confusion, labels, folder / "confusion_matrix.png",
+                                False, f"confusion matrix\n({at})"))  # fmt: skip
+    files.append(plot_confusion(report.confusion, labels,
+                                folder / "confusion_matrix_normalized.png", True,
+                                f"confusion matrix, rows sum to 1\n({at})"))  # fmt: skip
+    if samples:
+        files.append(_mosaic(report, samples, folder / "predictions.jpg"))
+    return files
+
+
+def _mosaic(report: EvaluationReport, samples: Sequence, path: Path) -> Path:
+    from PIL import Image
+
+    from lightdet.viz import draw_boxes, grid
+
+    drawn = [draw_boxes(image, report.class_names, target, pred, report.score_threshold)
+             for image, target, pred in samples]  # fmt: skip
+    Image.fromarray(grid(drawn)).save(path, quality=90)
+    return path
+
+
+def per_class_rows(report: EvaluationReport) -> list[list]:
+    """The per-class table: header, one row per class, and ``all``."""
+    header = ["class", "id", "gt boxes", *PER_CLASS_COLUMNS, "VOC AP", "VOC07 AP",
+              "F1", "threshold", "precision", "recall"]  # fmt: skip
+    rows = [header]
+    table = metrics(report)
+    for name, e in table["per_class"].items():
+        rows.append([name, e["category_id"], e["gt_boxes"], *(e[c] for c in PER_CLASS_COLUMNS),
+                     e["voc_ap"], e["voc_ap_07"], e["f1"], e["f1_threshold"], e["precision"],
+                     e["recall"]])  # fmt: skip
+    coco, best = table["coco"], table["score_threshold"]
+    rows.append(["all", "", sum(report.positives.values()), coco["map"], coco["map_50"],
+                 coco["map_75"], coco["map_small"], coco["map_medium"], coco["map_large"],
+                 coco["mar_100"], table["voc"]["map"], table["voc"]["map_07"], best["f1"],
+                 best["threshold"], best["precision"], best["recall"]])  # fmt: skip
+    return rows
+
+
+def format_report(report: EvaluationReport) -> str:
+    """The console text: COCO's summary, the per-class table, VOC AP and the threshold."""
+    rows = per_class_rows(report)
+    cells = [[_cell(v) for v in row] for row in rows]
+    widths = [max(len(r[c]) for r in cells) for c in range(len(cells[0]))]
+    table = ["  ".join(v.rjust(w) if c else v.ljust(w) for c, (v, w) in enumerate(zip(r, widths)))
+             for r in cells]  # fmt: skip
+    best = report.threshold["all"]
+    voc = report.voc
+    lines = [
+        f"COCO bbox evaluation, {report.split} split ({len(report.ground_truth['images'])} "
+        f"images, {len(report.detections)} detections):",
+        format_stats(report.coco.stats), "", "per class (AP: IoU 0.50:0.95; F1 at IoU 0.5):",
+        *table, "",
+        f"Pascal VOC AP@0.5: {_cell(voc['map'])} (area, VOC2010+), {_cell(voc['map_07'])} "
+        "(11-point, VOC2007); difficult/crowd boxes ignored",
+        f"best F1 {_cell(best['f1'])} at score >= {_cell(best['threshold'])} (precision "
+        f"{_cell(best['precision'])}, recall {_cell(best['recall'])}): the threshold predict "
+        "uses by default",
+    ]  # fmt: skip
+    return "\n".join(lines)
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
