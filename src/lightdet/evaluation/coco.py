@@ -85,10 +85,10 @@ def ground_truth_json(
     for image, target in zip(images, targets):
         for box, cat, crowd in zip(_boxes(target["boxes"]), np.asarray(target["category_ids"]),
                                    np.asarray(target["iscrowd"])):  # fmt: skip
-            xywh = _xywh(box)  # area in float32 too, as torchmetrics computes it
+            area = float(box[2] * box[3])  # in float32, as torchmetrics computes it
             annotations.append({"id": len(annotations) + 1, "image_id": int(image["id"]),
-                                "category_id": int(cat), "bbox": xywh,
-                                "area": float(box[2] * box[3]), "iscrowd": int(bool(crowd))})  # fmt: skip
+                                "category_id": int(cat), "bbox": _xywh(box), "area": area,
+                                "iscrowd": int(bool(crowd))})  # fmt: skip
     return {
         "info": {"description": "lightdet evaluation ground truth (box areas)"},
         "images": [dict(i) for i in images],
