@@ -6,10 +6,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import Tensor
 from torchmetrics.detection import MeanAveragePrecision
+
+from lightdet.evaluation.coco import pr_curves as coco_pr_curves
 
 # faster_coco_eval prints its whole summary table at INFO on every evaluation
 logging.getLogger("faster_coco_eval").setLevel(logging.WARNING)
@@ -62,22 +65,17 @@ def gather_list_states(metric) -> None:
         setattr(metric, name, [t.to(device) for part in parts for t in part])
 
 
-def pr_curves(result: dict[str, Tensor]) -> dict[int, tuple[Tensor, Tensor]]:
-    """Per-class precision-recall curves at IoU 0.5, all areas, 100 detections.
+def pr_curves(result: dict[str, Tensor]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Per-class precision-recall curves at IoU 0.5, all areas, 100 detections, of a
+    torchmetrics result (see :func:`lightdet.evaluation.coco.pr_curves`).
 
     Returns:
         ``{label: (recall [R], precision [R])}`` for classes with ground truth.
     """
     precision = result.get("precision")  # [T, R, K, A, M], -1 where undefined
-    if precision is None or precision.ndim != 5:
+    if precision is None:
         return {}
-    recall = torch.linspace(0, 1, precision.shape[1])
-    curves = {}
-    for k, label in enumerate(result["classes"].reshape(-1).tolist()):
-        p = precision[0, :, k, 0, -1]  # [R]
-        if (p >= 0).any():
-            curves[int(label)] = (recall, p.clamp(min=0))
-    return curves
+    return coco_pr_curves(precision.cpu().numpy(), result["classes"].reshape(-1).tolist())
 
 
 def summarize(

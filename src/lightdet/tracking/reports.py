@@ -47,7 +47,7 @@ def report_pr_curves(
         logger.report_scatter2d(
             f"{stage} PR curve @IoU0.5",
             name,
-            scatter=np.stack([recall.numpy(), precision.numpy()], axis=1),
+            scatter=np.stack([recall, precision], axis=1),
             iteration=it,
             xaxis="recall",
             yaxis="precision",
