@@ -22,7 +22,7 @@ GROUPS = $(if $(MODEL),model=$(MODEL)) $(if $(DATA),data=$(DATA)) $(if $(AUG),au
          $(if $(TRAINER),trainer=$(TRAINER)) $(if $(EXPERIMENT),experiment=$(EXPERIMENT))
 
 .DEFAULT_GOAL := help
-.PHONY: help install train show-augment evaluate benchmark hpo remote docker-build docker-train clearml-server-up clearml-server-down test test-fast lint clearml-import clean
+.PHONY: help install train show-augment eval evaluate benchmark hpo remote docker-build docker-train clearml-server-up clearml-server-down test test-fast lint clearml-import clean
 
 help: ## show this help
 	@echo "usage: make <target> [MODEL=retinanet|retinanet_v2|ssd|ssd300_vgg16|ssdlite|fcos|faster_rcnn]"
@@ -48,9 +48,11 @@ train: install ## train a detector (default: RetinaNet on the built-in shapes da
 show-augment: install ## write a grid of augmented training samples with boxes: [AUG=plain|zoom|none] [DATA=...]
 	$(PY) -m lightdet.show_augment $(if $(DATA),data=$(DATA)) $(if $(AUG),augmentation=$(AUG)) $(ARGS)
 
-evaluate: install ## score a checkpoint: CKPT=<path> [SPLIT=val|test] [DATA=...]
-	@test -n "$(CKPT)" || (echo "usage: make evaluate CKPT=<checkpoint> [SPLIT=val|test]"; exit 2)
+eval: install ## evaluation report of a checkpoint (COCO, per class, VOC AP, F1 threshold, plots): CKPT=<path> [SPLIT=val|test] [DATA=...]
+	@test -n "$(CKPT)" || (echo "usage: make eval CKPT=<checkpoint> [SPLIT=val|test] [DATA=...]"; exit 2)
 	$(PY) -m lightdet.evaluate ckpt_path=$(CKPT) split=$(SPLIT) $(if $(DATA),data=$(DATA)) $(ARGS)
+
+evaluate: eval ## the same as eval
 
 hpo: install ## hyperparameter search (conf/hpo/*.yaml): HPO=focal_lr; run again to resume
 	$(PY) -m lightdet.hpo $(if $(HPO),hpo=$(HPO)) $(ARGS)

@@ -43,6 +43,7 @@ _COMPONENT_MODULES: dict[str, str] = {
     "lightdet.data.checks": "any",
     "lightdet.data.dataset": "any",
     "lightdet.tracking.callbacks": "classes",  # not export_weights: it writes a file anywhere
+    "lightdet.tracking.results": "classes",  # its folder is claimed like a checkpoint folder
 }
 # explicit third-party callables, by module and name (looked up, then compared by identity)
 _EXPLICIT: dict[str, tuple[str, ...]] = {

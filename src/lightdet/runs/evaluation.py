@@ -1,30 +1,63 @@
-"""An evaluation run: one pass of a checkpoint's detector over a split; one ClearML task."""
+"""An evaluation run: one pass of a checkpoint's detector over a split; one ClearML task.
+
+Prints and writes the evaluation report (:mod:`lightdet.evaluation.report`) into the run
+folder, and keeps the F1-optimal score threshold beside the checkpoint for ``predict``.
+"""
 
 from __future__ import annotations
+
+import logging
+from pathlib import Path
 
 import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from lightdet.evaluation.report import format_report
+from lightdet.evaluation.thresholds import save_threshold
 from lightdet.guard import secure_config
+from lightdet.lightning.recorder import EvaluationRecorder
 from lightdet.runs.build import build_datamodule, module_from_checkpoint
-from lightdet.runs.training import scalars
+from lightdet.runs.training import claim_output_dir, scalars
 from lightdet.tracking.callbacks import ClearMLReports
 from lightdet.tracking.clearml import ClearMLLogger
+from lightdet.tracking.results import publish_report
 from lightdet.tracking.task import clearml_task
+
+log = logging.getLogger(__name__)
 
 
 def run_evaluation(cfg: DictConfig, bind_hydra: bool = True) -> dict[str, float]:
     """Score ``cfg.ckpt_path`` on ``cfg.split`` (``val`` or ``test``) of ``cfg.data``; returns
     the logged metrics (``val/map``, ``val/map_50``, per-class AP, ...)."""
     secure_config(cfg)
+    claim_output_dir(cfg)
     with clearml_task(cfg, bind_hydra=bind_hydra) as task:
         pl.seed_everything(cfg.seed, workers=True)
         datamodule = build_datamodule(cfg)
         module = module_from_checkpoint(cfg.ckpt_path, datamodule.class_names)
+        recorder = EvaluationRecorder()
         trainer: pl.Trainer = instantiate(
-            cfg.trainer, logger=ClearMLLogger(task), callbacks=[ClearMLReports()]
+            cfg.trainer, logger=ClearMLLogger(task), callbacks=[ClearMLReports(), recorder]
         )
         run = {"val": trainer.validate, "test": trainer.test}[cfg.split]
         (metrics,) = run(module, datamodule=datamodule)
+        if trainer.is_global_zero:
+            _report(cfg, recorder, datamodule, task)
     return scalars(metrics)
+
+
+def _report(cfg: DictConfig, recorder: EvaluationRecorder, datamodule, task) -> None:
+    folder = Path(cfg.paths.output_dir)
+    report, files = publish_report(recorder, datamodule.class_names, datamodule.category_map,
+                                   folder, task)  # fmt: skip
+    per_class = {n: best for n, best in report.threshold.items() if n != "all"}
+    kept = save_threshold(cfg.ckpt_path, report.threshold["all"], per_class,
+                          f"{cfg.split} split of {cfg.data.source.get('_target_', 'the data')}")
+    print(format_report(report))  # the report is the command's output, not a log record
+    print(f"\nwritten to {folder}: " + ", ".join(p.name for p in files))
+    if kept is not None:
+        print(f"score threshold {report.score_threshold:.3f} kept in {kept} (predict's default)")
+    else:
+        print(f"the checkpoint's folder is not lightdet's: nothing written beside it; pass "
+              f"score_thresh={report.score_threshold:.3f} to predict")  # fmt: skip

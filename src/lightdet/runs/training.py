@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +19,8 @@ from lightdet.guard import check_checkpoint_fits, secure_config
 from lightdet.lightning.resume import ResumeCheckpoint, find_last_checkpoint
 from lightdet.runs.build import build_datamodule, build_module
 from lightdet.tracking.clearml import ClearMLLogger, record_classes
-from lightdet.tracking.task import clearml_task
+from lightdet.tracking.results import RunResults
+from lightdet.tracking.task import clearml_task, is_global_zero
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,9 @@ class TrainResult:
         best_checkpoint: the best checkpoint file (for :meth:`lightdet.Detector.from_checkpoint`
             and ``evaluate``), None without checkpointing.
         output_dir: the run folder.
+        best_epoch: the epoch of the best value (None when unknown).
+        best_metrics: the ``val/*`` scalars of that epoch.
+        results_dir: the folder of curves and the best epoch's report (``results/``).
     """
 
     metric: str
@@ -42,6 +47,9 @@ class TrainResult:
     metrics: dict[str, float] = field(default_factory=dict)
     best_checkpoint: str | None = None
     output_dir: str | None = None
+    best_epoch: int | None = None
+    best_metrics: dict[str, float] = field(default_factory=dict)
+    results_dir: str | None = None
 
 
 def run_training(
@@ -58,10 +66,54 @@ def run_training(
     """
     secure_config(cfg)  # before anything is created from it
     claim_output_dir(cfg)
+    started = time.monotonic()
     with clearml_task(cfg, bind_hydra=bind_hydra) as task:  # its record kept whatever happens
         result = _fit(cfg, task, extra_callbacks)
+        tracked = _tracked_where(task)
     log.info("%s = %s; best checkpoint %s", result.metric, result.best, result.best_checkpoint)
+    if is_global_zero():
+        print(summary(result, time.monotonic() - started, tracked), flush=True)
     return result
+
+
+def _tracked_where(task) -> str:
+    if task is None:
+        return "ClearML     not recorded (logger.clearml off)"
+    if task.is_offline():
+        session = f"{task.get_offline_mode_folder()}.zip"  # written when the task closes
+        return (f"ClearML     offline session {session}\n"
+                f"            upload it: make clearml-import SESSION={session}")  # fmt: skip
+    return f"ClearML     {task.get_output_log_web_page()}"
+
+
+def summary(result: TrainResult, seconds: float, tracked: str) -> str:
+    """The closing screen of a training run: best epoch and metrics, wall time, where the
+    checkpoint, pictures and ClearML record are, and what to run next."""
+    minutes, secs = divmod(round(seconds), 60)
+    head = [f"training finished in {minutes} min {secs:02d} s"]
+    if result.best is not None:
+        epoch = "" if result.best_epoch is None else f" (epoch {result.best_epoch})"
+        head.append(f"best {result.metric} = {result.best:.4f}{epoch}")
+    lines = [" | ".join(head)]
+    for title, metrics, keys in (
+        ("best epoch", result.best_metrics, ("val/map", "val/map_50", "val/map_75",
+                                             "val/map_small")),
+        ("test", result.metrics, ("test/map", "test/map_50", "test/map_75")),
+    ):  # fmt: skip
+        shown = "  ".join(f"{k.split('/')[1]} {metrics[k]:.4f}" for k in keys if k in metrics)
+        if shown:
+            lines.append(f"{title:<11} {shown}")
+    if result.best_checkpoint:
+        lines.append(f"checkpoint  {result.best_checkpoint}")
+    if result.results_dir and Path(result.results_dir).is_dir():
+        pictures = sorted(p.name for p in Path(result.results_dir).iterdir()
+                          if p.suffix in (".png", ".jpg"))  # fmt: skip
+        lines.append(f"pictures    {result.results_dir}/ ({', '.join(pictures)})")
+    lines.append(tracked)
+    if result.best_checkpoint:
+        lines.append(f"next        make eval CKPT={result.best_checkpoint}")
+    rule = "-" * 78
+    return "\n".join([rule, *lines, rule])
 
 
 def claim_output_dir(cfg: DictConfig) -> None:
@@ -111,12 +163,16 @@ def _fit(cfg: DictConfig, task, extra_callbacks: list | None) -> TrainResult:
         trainer.test(module, datamodule=datamodule, ckpt_path=_best_path(trainer),
                      weights_only=True)  # fmt: skip
         metrics.update(scalars(trainer.callback_metrics))
+    results = next((c for c in trainer.callbacks if isinstance(c, RunResults)), None)
     return TrainResult(
         metric=cfg.optimized_metric,
         best=best,
         metrics=metrics,
         best_checkpoint=_best_path(trainer),
         output_dir=str(cfg.paths.output_dir),
+        best_epoch=results.best.get("epoch") if results is not None else None,
+        best_metrics=dict(results.best.get("metrics", {})) if results is not None else {},
+        results_dir=str(results.dirpath) if results is not None else None,
     )
 
 

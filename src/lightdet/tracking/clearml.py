@@ -60,8 +60,10 @@ def init_task(cfg: DictConfig, bind_hydra: bool = True):
         tags=list(opts.get("tags") or []),
         output_uri=opts.get("output_uri"),
         reuse_last_task_id=False,
-        # checkpoints are registered deliberately, not every torch.save
-        auto_connect_frameworks={"pytorch": False, "tensorboard": False, "hydra": bind_hydra},
+        # checkpoints are registered deliberately, not every torch.save; figures are reported
+        # as ClearML's own plots, not as matplotlib captures of the PNG files lightdet writes
+        auto_connect_frameworks={"pytorch": False, "tensorboard": False, "matplotlib": False,
+                                 "hydra": bind_hydra},  # fmt: skip
     )
     task.connect(hydra_overrides(cfg), name=HYDRA_SECTION)
     scrub_task(task)

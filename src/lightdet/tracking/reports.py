@@ -162,3 +162,33 @@ def box_sides(records: Sequence[DetectionRecord]) -> np.ndarray:
         return np.zeros(0)
     wh = np.concatenate([r.boxes[:, 2:] - r.boxes[:, :2] for r in records])  # [N, 2]
     return np.sqrt(np.prod(wh.clip(0), axis=1))
+
+
+def report_evaluation(logger, report, it: int = 0) -> None:
+    """An evaluation report (:class:`lightdet.evaluation.report.EvaluationReport`) as ClearML's
+    own plots: the per-class table, F1 against confidence (one series per class), the
+    confusion matrix at the F1-optimal threshold, and the headline numbers as single values."""
+    from lightdet.evaluation.coco import STAT_NAMES
+    from lightdet.evaluation.report import F1_GRID, per_class_rows
+
+    stage = report.split
+    rows = [[("-" if v is None else f"{v:.4f}" if isinstance(v, float) else v) for v in row]
+            for row in per_class_rows(report)]  # fmt: skip
+    logger.report_table(f"{stage} evaluation", "per class", iteration=it, table_plot=rows)
+    for name, f1 in report.f1_curves.items():
+        logger.report_scatter2d(f"{stage} F1 against confidence", name, iteration=it,
+                                scatter=np.stack([F1_GRID, f1], axis=1), xaxis="score threshold",
+                                yaxis="F1 (IoU 0.5)", mode="lines")  # fmt: skip
+    labels = with_background(report.class_names)
+    logger.report_confusion_matrix(
+        f"{stage} confusion matrix at the F1 threshold", f"score >= {report.score_threshold:.3f}",
+        matrix=report.confusion, iteration=it, xaxis="predicted", yaxis="true", xlabels=labels,
+        ylabels=labels, yaxis_reversed=True,
+    )  # fmt: skip
+    values = {f"{stage}/{n}": v for n, v in zip(STAT_NAMES, report.coco.stats) if v >= 0}
+    values[f"{stage}/voc_map"] = report.voc["map"]
+    values[f"{stage}/voc_map_07"] = report.voc["map_07"]
+    values[f"{stage}/f1_threshold"] = report.threshold["all"]["threshold"]
+    for name, value in values.items():
+        if value is not None:
+            logger.report_single_value(name, float(value))

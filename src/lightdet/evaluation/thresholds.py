@@ -1,0 +1,57 @@
+"""The score threshold an evaluation chose, kept beside the checkpoint for ``predict`` and
+``export`` (JSON only: reading it imports nothing heavy).
+
+``<checkpoint>.eval.json`` records the checkpoint's size and modification time: a checkpoint
+rewritten since (``last.ckpt`` after more training) no longer matches, and its stale threshold
+is ignored.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from lightdet import outputs
+
+
+def sidecar(checkpoint: str | os.PathLike) -> Path:
+    """Where the evaluation of ``checkpoint`` keeps its threshold."""
+    path = Path(checkpoint)
+    return path.with_name(path.name + ".eval.json")
+
+
+def _stamp(checkpoint: Path) -> dict:
+    stat = checkpoint.stat()
+    return {"checkpoint": checkpoint.name, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def save_threshold(checkpoint: str | os.PathLike, best: dict, per_class: dict,
+                   evaluated_on: str) -> Path | None:  # fmt: skip
+    """Write the F1-optimal threshold (``best``: threshold, f1, precision, recall) beside
+    ``checkpoint``. Only into lightdet's own folders: returns None where the folder is not
+    lightdet's (a user's folder is never written into)."""
+    checkpoint = Path(checkpoint)
+    path = sidecar(checkpoint)
+    if not outputs.is_ours(checkpoint.parent) or best.get("threshold") is None:
+        return None
+    content = {**_stamp(checkpoint), "evaluated_on": evaluated_on, "score_threshold": best,
+               "per_class": per_class}  # fmt: skip
+    path.write_text(json.dumps(content, indent=2) + "\n")
+    return path
+
+
+def load_threshold(checkpoint: str | os.PathLike) -> dict | None:
+    """The stored ``{"threshold", "f1", "precision", "recall", "evaluated_on"}`` of
+    ``checkpoint``; None when there is none, or it belongs to an earlier version of the file."""
+    checkpoint = Path(checkpoint)
+    path = sidecar(checkpoint)
+    try:
+        content = json.loads(path.read_text())
+        if {k: content.get(k) for k in ("checkpoint", "size", "mtime_ns")} != _stamp(checkpoint):
+            return None
+        best = dict(content["score_threshold"])
+        threshold = float(best["threshold"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return {**best, "threshold": threshold, "evaluated_on": content.get("evaluated_on")}

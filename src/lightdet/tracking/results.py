@@ -1,0 +1,151 @@
+"""Results a user can look at without a ClearML server: the run folder's ``results/``.
+
+:class:`RunResults` keeps the curves of a training run (train loss parts and lr, epoch means;
+val mAP per epoch) and, at every new best epoch, writes that validation's evaluation report
+(:mod:`lightdet.evaluation.report`: PR curves, F1 against confidence, confusion matrix, a
+mosaic of validation images with ground truth and predictions, metrics and tables). At the end
+of training it writes ``curves.png`` and ``results.csv``, and keeps the best epoch's F1-optimal
+score threshold beside the best checkpoint for ``predict``.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from pytorch_lightning.callbacks import Callback
+
+from lightdet import outputs
+from lightdet.evaluation.report import EvaluationReport, build_report, write_report
+from lightdet.evaluation.thresholds import save_threshold
+from lightdet.lightning.recorder import EvaluationRecorder
+
+log = logging.getLogger(__name__)
+_TRAIN_CURVES = ("train/loss", "train/lr")  # and every train/loss_* part
+_VAL_CURVES = ("val/map", "val/map_50", "val/map_75", "val/map_small")
+
+
+def publish_report(recorder: EvaluationRecorder, class_names: Sequence[str],
+                   category_map: Mapping, folder: Path, task=None,
+                   iteration: int = 0) -> tuple[EvaluationReport, list[Path]]:  # fmt: skip
+    """Build the report of the recorder's last pass, write its files into ``folder`` and, when
+    ``task`` is given, report it to ClearML. Returns the report and the files."""
+    report = build_report(recorder.images, class_names, category_map, recorder.split or "val")
+    files = write_report(report, folder, recorder.samples)
+    if task is not None:
+        from lightdet.tracking.reports import report_evaluation
+
+        report_evaluation(task.get_logger(), report, iteration)
+    return report, files
+
+
+class RunResults(Callback):
+    """Curves and the best epoch's evaluation report, as files in ``dirpath``.
+
+    Args:
+        dirpath: the results folder (default config: ``<run folder>/results``).
+        monitor: the metric that decides the best epoch (as the checkpoint's).
+        mode: ``max`` or ``min``.
+        num_images: validation images in the predictions mosaic.
+    """
+
+    def __init__(self, dirpath: str, monitor: str = "val/map", mode: str = "max",
+                 num_images: int = 16) -> None:  # fmt: skip
+        if mode not in ("max", "min"):
+            raise ValueError(f"RunResults: mode must be 'max' or 'min', got {mode!r}")
+        self.dirpath = Path(dirpath)
+        self.monitor, self.mode = monitor, mode
+        self.recorder = EvaluationRecorder(num_images)
+        self.history: dict[str, list[tuple[int, float]]] = {}  # name -> [(epoch, value)]
+        self.best: dict[str, Any] = {}  # epoch, value, metrics, threshold, folder
+        self._sums: dict[str, list[float]] = {}
+
+    # the recorder watches every validation pass
+    def on_validation_epoch_start(self, trainer, pl_module) -> None:
+        self.recorder.on_validation_epoch_start(trainer, pl_module)
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx,
+                                dataloader_idx=0) -> None:  # fmt: skip
+        self.recorder.on_validation_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        self.recorder.on_validation_epoch_end(trainer, pl_module)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        for name, value in trainer.callback_metrics.items():
+            if name in _TRAIN_CURVES or name.startswith("train/loss_"):
+                total = self._sums.setdefault(name, [0.0, 0])
+                total[0] += float(value)
+                total[1] += 1
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        for name, (total, count) in self._sums.items():
+            self.history.setdefault(name, []).append((trainer.current_epoch, total / count))
+        self._sums = {}
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module) -> None:
+        if trainer.sanity_checking or trainer.state.fn != "fit":
+            return
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()
+                   if k.startswith("val/") and v.numel() == 1}  # fmt: skip
+        epoch = trainer.current_epoch
+        for name in _VAL_CURVES:
+            if name in metrics:
+                self.history.setdefault(name, []).append((epoch, metrics[name]))
+        value = metrics.get(self.monitor)
+        if value is None or not self._improves(value):
+            return
+        self.best = {"epoch": epoch, "value": value, "metrics": metrics}
+        if trainer.is_global_zero:
+            self._write_best_report(pl_module)
+
+    def _improves(self, value: float) -> bool:
+        if not self.best:
+            return True
+        return value > self.best["value"] if self.mode == "max" else value < self.best["value"]
+
+    def _write_best_report(self, pl_module) -> None:
+        folder = outputs.mark(self.dirpath, "results")
+        report, _ = publish_report(self.recorder, pl_module.class_names,
+                                   pl_module.hparams.get("category_map", {}), folder)  # fmt: skip
+        self.best["threshold"] = report.threshold["all"]
+        self.best["per_class_threshold"] = {n: t for n, t in report.threshold.items()
+                                            if n != "all"}  # fmt: skip
+        self.best["folder"] = str(folder)
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module) -> None:
+        if not trainer.is_global_zero:
+            return
+        from lightdet.evaluation.plots import plot_training_curves
+
+        folder = outputs.mark(self.dirpath, "results")
+        plot_training_curves(self.history, folder / "curves.png")
+        self._write_csv(folder / "results.csv")
+        best_path = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback \
+            else ""  # fmt: skip
+        if best_path and self.best.get("threshold"):
+            save_threshold(best_path, self.best["threshold"], self.best["per_class_threshold"],
+                           f"validation of epoch {self.best['epoch']} (training)")  # fmt: skip
+
+    def _write_csv(self, path: Path) -> None:
+        names = sorted(self.history)
+        epochs = sorted({e for points in self.history.values() for e, _ in points})
+        table = {name: dict(points) for name, points in self.history.items()}
+        with path.open("w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["epoch", *names])
+            for epoch in epochs:
+                writer.writerow([epoch, *(table[n].get(epoch, "") for n in names)])
+
+    def state_dict(self) -> dict[str, Any]:
+        """History and best epoch, so a resumed run's curves and report continue."""
+        return {"history": {k: [list(p) for p in v] for k, v in self.history.items()},
+                "best": dict(self.best)}  # fmt: skip
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.history = {k: [tuple(p) for p in v] for k, v in state_dict["history"].items()}
+        self.best = dict(state_dict.get("best") or {})
