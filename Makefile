@@ -13,6 +13,8 @@ ARGS ?=
 SESSION ?=
 HPO ?=
 CKPT ?=
+INPUT ?=
+OUT ?=
 RESUME ?=
 SPLIT ?= val
 QUEUE ?= default
@@ -22,7 +24,7 @@ GROUPS = $(if $(MODEL),model=$(MODEL)) $(if $(DATA),data=$(DATA)) $(if $(AUG),au
          $(if $(TRAINER),trainer=$(TRAINER)) $(if $(EXPERIMENT),experiment=$(EXPERIMENT))
 
 .DEFAULT_GOAL := help
-.PHONY: help install train show-augment eval evaluate benchmark hpo remote docker-build docker-train clearml-server-up clearml-server-down test test-fast lint clearml-import clean
+.PHONY: help install train show-augment eval evaluate predict benchmark hpo remote docker-build docker-train clearml-server-up clearml-server-down test test-fast lint clearml-import clean
 
 help: ## show this help
 	@echo "usage: make <target> [MODEL=retinanet|retinanet_v2|ssd|ssd300_vgg16|ssdlite|fcos|faster_rcnn]"
@@ -53,6 +55,10 @@ eval: install ## evaluation report of a checkpoint (COCO, per class, VOC AP, F1 
 	$(PY) -m lightdet.evaluate ckpt_path=$(CKPT) split=$(SPLIT) $(if $(DATA),data=$(DATA)) $(ARGS)
 
 evaluate: eval ## the same as eval
+
+predict: install ## draw and list a checkpoint's detections: CKPT=<path> INPUT=<image|folder|glob> [OUT=<folder>]
+	@test -n "$(CKPT)" -a -n "$(INPUT)" || (echo "usage: make predict CKPT=<checkpoint> INPUT=<image | folder | 'glob'> [OUT=<folder>]"; exit 2)
+	$(PY) -m lightdet.predict ckpt_path=$(CKPT) "input='$(INPUT)'" $(if $(OUT),output_dir=$(OUT)) $(ARGS)
 
 hpo: install ## hyperparameter search (conf/hpo/*.yaml): HPO=focal_lr; run again to resume
 	$(PY) -m lightdet.hpo $(if $(HPO),hpo=$(HPO)) $(ARGS)

@@ -7,7 +7,7 @@ Lightning: a detector is a plain torchvision module (``detector.net``) with its 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,6 +35,7 @@ class Detections:
         names: the N class names.
         image_size: ``(height, width)`` of the image the boxes refer to.
         source: the image's path, when it came from a file.
+        error: why the image could not be read (``errors="skip"``); nothing was detected.
     """
 
     boxes: Tensor
@@ -43,6 +44,7 @@ class Detections:
     names: list[str]
     image_size: tuple[int, int]
     source: str | None = None
+    error: str | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -141,7 +143,6 @@ class Detector:
         return (f"Detector({type(self.net).__name__}, classes={self.class_names}, "
                 f"device={self.device}, precision={self.precision})")  # fmt: skip
 
-    @torch.inference_mode()
     def predict(
         self,
         inputs,
@@ -149,6 +150,8 @@ class Detector:
         score_thresh: float = 0.25,
         classes: Iterable[str | int] | None = None,
         batch_size: int = 8,
+        max_detections: int | None = None,
+        errors: str = "raise",
     ) -> list[Detections]:
         """Detect objects; one :class:`Detections` per image, in input order.
 
@@ -162,22 +165,56 @@ class Detector:
             batch_size: images per forward pass. Images of different sizes are padded to a
                 common size inside a batch, which can move scores slightly: ``batch_size=1``
                 makes each image's result independent of the others.
+            max_detections: keep at most this many per image, highest scores first.
+            errors: ``raise`` on an unreadable image file, or ``skip`` it (its result has
+                ``error`` set and no detections).
         """
+        kwargs = {"score_thresh": score_thresh, "classes": classes, "batch_size": batch_size,
+                  "max_detections": max_detections, "errors": errors}  # fmt: skip
+        return [found for found, _ in self.stream(inputs, **kwargs)]
+
+    @torch.inference_mode()
+    def stream(
+        self,
+        inputs,
+        *,
+        score_thresh: float = 0.25,
+        classes: Iterable[str | int] | None = None,
+        batch_size: int = 8,
+        max_detections: int | None = None,
+        errors: str = "raise",
+    ) -> Iterator[tuple[Detections, Tensor | None]]:
+        """:meth:`predict` one batch at a time: yields ``(detections, image)`` per input, in
+        order, ``image`` being the float ``[3, H, W]`` tensor the detector saw (None for an
+        image that could not be read). For progress bars and drawing."""
+        from lightdet.data.images import ImageProblem
         from lightdet.data.transforms import eval_preset  # albumentations: on use only
 
         if int(batch_size) < 1:
             raise ValueError(f"predict: batch_size must be at least 1, got {batch_size}")
+        if errors not in ("raise", "skip"):
+            raise ValueError(f"predict: errors must be 'raise' or 'skip', got {errors!r}")
         wanted = self._labels(classes)
         convert = eval_preset()  # the validation pipeline's conversion, bit for bit
         items = image_inputs(inputs)
-        results: list[Detections] = []
         for start in range(0, len(items), batch_size):
-            images = [_tensor(item, convert) for item in items[start : start + batch_size]]
+            batch, images = items[start : start + batch_size], []
+            for item in batch:
+                try:
+                    images.append(_tensor(item, convert))
+                except ImageProblem as err:
+                    if errors == "raise":
+                        raise
+                    images.append(err)
+            readable = [image for image in images if isinstance(image, Tensor)]
             with self._autocast():
-                outputs = self.net([image.to(self.device) for image in images])
-            for item, image, out in zip(items[start : start + batch_size], images, outputs):
-                results.append(self._detections(item, image, out, score_thresh, wanted))
-        return results
+                outputs = iter(self.net([i.to(self.device) for i in readable]) if readable else [])
+            for item, image in zip(batch, images):
+                if not isinstance(image, Tensor):
+                    yield _unreadable(item, str(image)), None
+                    continue
+                found = self._detections(item, image, next(outputs), score_thresh, wanted)
+                yield _top(found, max_detections), image
 
     def _autocast(self):
         dtype = _AUTOCAST.get(self.precision)
@@ -213,6 +250,22 @@ class Detector:
             image_size=(int(image.shape[1]), int(image.shape[2])),
             source=item.source,
         )
+
+
+def _unreadable(item: ImageInput, why: str) -> Detections:
+    return Detections(boxes=torch.zeros((0, 4)), scores=torch.zeros(0),
+                      labels=torch.zeros(0, dtype=torch.int64), names=[], image_size=(0, 0),
+                      source=item.source, error=why)  # fmt: skip
+
+
+def _top(found: Detections, max_detections: int | None) -> Detections:
+    """The ``max_detections`` highest-scoring detections, highest first."""
+    order = torch.argsort(found.scores, descending=True, stable=True)
+    if max_detections is not None:
+        order = order[: max(int(max_detections), 0)]
+    return Detections(found.boxes[order], found.scores[order], found.labels[order],
+                      [found.names[i] for i in order.tolist()], found.image_size,
+                      found.source)  # fmt: skip
 
 
 def _tensor(item: ImageInput, convert) -> Tensor:

@@ -47,10 +47,12 @@ def draw_boxes(
     target: dict[str, Tensor] | None = None,
     prediction: dict[str, Tensor] | None = None,
     score_threshold: float = 0.3,
+    min_side: int = 320,
 ) -> np.ndarray:
     """Ground truth (green, thin) and predictions above ``score_threshold`` (class colour, with
-    name and score) drawn on ``image``; returns uint8 [H', W', 3]."""
-    pil, scale = to_pil(image)
+    name and score) drawn on ``image``, upscaled to ``min_side`` when smaller; returns uint8
+    [H', W', 3]."""
+    pil, scale = to_pil(image, min_side)
     draw = ImageDraw.Draw(pil)
     if target is not None:
         for box in target["boxes"].tolist():

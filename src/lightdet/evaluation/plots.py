@@ -72,7 +72,8 @@ def plot_confusion(matrix: np.ndarray, labels: Sequence[str], path: Path, normal
 def plot_training_curves(history: Mapping[str, Sequence[tuple[int, float]]], path: Path) -> Path:
     """One panel per metric: ``{name: [(epoch, value), ...]}`` (losses, lr, val mAP...)."""
     plt = _pyplot()
-    names = [n for n, points in history.items() if points]
+    names = sorted((n for n, points in history.items() if points),
+                   key=lambda n: (not n.startswith("train/"), n))  # losses first, then val
     columns = min(4, max(len(names), 1))
     rows = -(-max(len(names), 1) // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 2.9 * rows), squeeze=False)
@@ -81,6 +82,7 @@ def plot_training_curves(history: Mapping[str, Sequence[tuple[int, float]]], pat
         ax.plot(epochs, values, marker="o", markersize=3)
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("epoch")
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(names):]:
         ax.axis("off")

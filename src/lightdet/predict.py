@@ -1,0 +1,22 @@
+"""Predict with a checkpoint: ``python -m lightdet.predict ckpt_path=<path> input=<images>``.
+
+Writes each image with its boxes drawn and ``predictions.json`` into the run folder; the run
+itself is :func:`lightdet.runs.prediction.run_prediction`. From Python, use
+:class:`lightdet.Detector`.
+"""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig
+
+from lightdet.cli import hydra_entry
+from lightdet.runs.prediction import run_prediction
+
+
+@hydra_entry("predict")
+def main(cfg: DictConfig) -> dict:
+    return run_prediction(cfg)
+
+
+if __name__ == "__main__":
+    main()

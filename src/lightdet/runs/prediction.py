@@ -1,0 +1,139 @@
+"""A prediction run: a checkpoint's detector over images, drawn and written as JSON.
+
+Inputs are read as the data readers read them (EXIF orientation, grayscale, RGBA, 16-bit,
+CMYK; :mod:`lightdet.data.images`); an unreadable file is named and counted, and the rest go
+on. Boxes are in each upright image's pixels. Nothing is ever overwritten: the output folder is
+new, empty or lightdet's, and a drawn image whose name exists already gets a suffix.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import logging
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+from PIL import Image
+from tqdm import tqdm
+
+from lightdet import outputs
+from lightdet.data.classes import category_ids
+from lightdet.data.inputs import IMAGE_SUFFIXES
+from lightdet.detector import Detections, Detector
+from lightdet.evaluation.report import DEFAULT_SCORE_THRESHOLD
+from lightdet.evaluation.thresholds import load_threshold
+from lightdet.guard import secure_config
+from lightdet.viz import draw_boxes
+
+log = logging.getLogger(__name__)
+
+
+def run_prediction(cfg: DictConfig) -> dict:
+    """Predict on ``cfg.input`` with ``cfg.ckpt_path``; returns the summary (counts, threshold,
+    output folder) that it also prints."""
+    secure_config(cfg)
+    inputs = expand_input(str(cfg.input))
+    detector = Detector.from_checkpoint(cfg.ckpt_path, device=cfg.get("device"))
+    threshold, source = score_threshold(cfg)
+    out = outputs.claim(Path(cfg.output_dir), "output_dir", "run")
+    classes = OmegaConf.to_container(cfg.classes) if cfg.get("classes") is not None else None
+    found = _predict(detector, inputs, out, cfg, threshold, classes)
+    entries = [_entry(d, detector) for d in found]
+    (out / "predictions.json").write_text(json.dumps({
+        "checkpoint": str(cfg.ckpt_path), "score_threshold": threshold,
+        "score_threshold_source": source, "class_names": detector.class_names,
+        "images": entries}, indent=1) + "\n")  # fmt: skip
+    summary = _summary(found, threshold, source, out)
+    print(summary["text"], flush=True)
+    return {k: v for k, v in summary.items() if k != "text"}
+
+
+def expand_input(text: str) -> list[str]:
+    """A file, a folder or a glob, as paths (a folder is expanded by the detector, sorted).
+
+    Raises:
+        FileNotFoundError: nothing there, naming what was given.
+    """
+    if Path(text).exists():
+        return [text]
+    if any(c in text for c in "*?["):
+        matches = sorted(p for p in glob.glob(text, recursive=True)
+                         if Path(p).suffix.lower() in IMAGE_SUFFIXES and Path(p).is_file())  # fmt: skip
+        if matches:
+            return matches
+        raise FileNotFoundError(f"input={text}: the pattern matches no image "
+                                f"({', '.join(IMAGE_SUFFIXES)})")  # fmt: skip
+    raise FileNotFoundError(f"input={text}: no such image file or folder")
+
+
+def score_threshold(cfg: DictConfig) -> tuple[float, str]:
+    """``score_thresh`` when set; else the F1-optimal one kept beside the checkpoint by
+    ``make eval`` or training; else the stated default. Returns it and where it came from."""
+    if cfg.get("score_thresh") is not None:
+        return float(cfg.score_thresh), "score_thresh"
+    kept = load_threshold(cfg.ckpt_path)
+    if kept is not None:
+        return kept["threshold"], f"F1-optimal on {kept.get('evaluated_on')}"
+    return DEFAULT_SCORE_THRESHOLD, "default (no evaluation kept beside the checkpoint)"
+
+
+def _predict(detector: Detector, inputs: list[str], out: Path, cfg: DictConfig,
+             threshold: float, classes) -> list[Detections]:  # fmt: skip
+    from lightdet.data.inputs import image_inputs
+
+    total = len(image_inputs(inputs))  # paths only: nothing is read yet
+    stream = detector.stream(inputs, score_thresh=threshold, classes=classes,
+                             batch_size=int(cfg.batch_size), max_detections=cfg.max_detections,
+                             errors="skip")  # fmt: skip
+    found, drawn_dir = [], out / "images"
+    for detections, image in tqdm(stream, total=total, desc="predict", unit="img"):
+        found.append(detections)
+        if detections.error is not None:
+            tqdm.write(f"skipped {detections.error}")
+        elif cfg.get("draw", True) and image is not None:
+            drawn_dir.mkdir(exist_ok=True)
+            _draw(detector, detections, image, drawn_dir)
+    return found
+
+
+def _draw(detector: Detector, detections: Detections, image, folder: Path) -> Path:
+    pred = {"boxes": detections.boxes, "labels": detections.labels, "scores": detections.scores}
+    pixels = draw_boxes(image, detector.class_names, prediction=pred, score_threshold=0.0,
+                        min_side=0)  # fmt: skip
+    stem = Path(detections.source).stem if detections.source else "image"
+    path, n = folder / f"{stem}.jpg", 0
+    while path.exists():  # two inputs with one stem, or an earlier run's file: never replaced
+        n += 1
+        path = folder / f"{stem}_{n}.jpg"
+    Image.fromarray(np.ascontiguousarray(pixels)).save(path, quality=92)
+    return path
+
+
+def _entry(found: Detections, detector: Detector) -> dict:
+    if found.error is not None:
+        return {"file": found.source, "error": found.error}
+    ids = category_ids(detector.class_names, detector.category_map)
+    height, width = found.image_size
+    detections = [{**d, "category_id": ids.get(d["label"], d["label"])} for d in found.to_list()]
+    return {"file": found.source, "width": width, "height": height, "detections": detections}
+
+
+def _summary(found: list[Detections], threshold: float, source: str, out: Path) -> dict:
+    errors = [d for d in found if d.error is not None]
+    per_class = Counter(name for d in found for name in d.names)
+    boxes = sum(per_class.values())
+    lines = [f"predicted {len(found) - len(errors)} images: {boxes} detections at score >= "
+             f"{threshold:.3f} ({source})"]  # fmt: skip
+    if per_class:
+        lines.append("  " + ", ".join(f"{n} {c}" for n, c in sorted(per_class.items())))
+    if errors:
+        lines.append(f"{len(errors)} unreadable, skipped:")
+        lines += [f"  {d.error}" for d in errors]
+    lines.append(f"written to {out}: predictions.json" +
+                 (", images/" if (out / "images").is_dir() else ""))  # fmt: skip
+    return {"images": len(found) - len(errors), "detections": boxes, "per_class": dict(per_class),
+            "unreadable": [d.source for d in errors], "score_threshold": threshold,
+            "output_dir": str(out), "text": "\n".join(lines)}  # fmt: skip
