@@ -60,8 +60,9 @@ def expand_input(text: str) -> list[str]:
     if Path(text).exists():
         return [text]
     if any(c in text for c in "*?["):
-        matches = sorted(p for p in glob.glob(text, recursive=True)
-                         if Path(p).suffix.lower() in IMAGE_SUFFIXES and Path(p).is_file())  # fmt: skip
+        found = (Path(p) for p in glob.glob(text, recursive=True))
+        matches = sorted(str(p) for p in found if p.suffix.lower() in IMAGE_SUFFIXES
+                         and p.is_file())  # fmt: skip
         if matches:
             return matches
         raise FileNotFoundError(f"input={text}: the pattern matches no image "

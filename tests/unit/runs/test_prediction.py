@@ -19,7 +19,7 @@ from lightdet.outputs import mark
 from lightdet.runs.compose import compose_config
 from lightdet.runs.prediction import run_prediction
 from lightdet.viz import class_colour
-from tests.unit.test_detector import BOX, CLASSES, H, W, BlobNet, _upright
+from tests.unit.test_detector import BOX, CLASSES, BlobNet, H, W, _upright
 
 
 def _folder(root):
