@@ -3,6 +3,7 @@ and ``Detector.from_checkpoint(...).predict(...)`` against the validation loop."
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ import torch
 
 import lightdet
 from lightdet import Detector
+from lightdet.evaluation.thresholds import load_threshold
 from lightdet.outputs import MARKER
 from lightdet.runs.build import build_datamodule, module_from_checkpoint
 from lightdet.runs.compose import compose_config
@@ -45,6 +47,13 @@ def test_train_returns_metrics_checkpoint_and_a_run_folder_like_the_cli(trained)
     ckpt = torch.load(best, weights_only=True)
     (state,) = [v for k, v in ckpt["callbacks"].items() if k.startswith("ModelCheckpoint")]
     assert float(state["best_model_score"]) == result.best
+    # results/: the best epoch's report scores the detections val/map scored. torchmetrics
+    # passes COCO's thresholds through float32, which can move its value in the 4th decimal
+    report = json.loads((run / "results" / "metrics.json").read_text())
+    assert report["coco"]["map"] == pytest.approx(result.best, abs=1e-3)
+    assert result.best_epoch == 0 and result.best_metrics["val/map"] == result.best
+    kept = load_threshold(best)
+    assert kept["threshold"] == report["score_threshold"]["threshold"]
 
 
 def test_evaluate_scores_the_checkpoint_as_training_did(trained, tiny_shapes):
@@ -54,6 +63,15 @@ def test_evaluate_scores_the_checkpoint_as_training_did(trained, tiny_shapes):
     metrics = lightdet.evaluate(result.best_checkpoint, overrides)
     assert metrics["val/map"] == result.metrics["val/map"]
     assert metrics["val/map_50"] == result.metrics["val/map_50"]
+    # the report in the evaluation's run folder: the same detections training's report saw
+    (run,) = (root / "logs" / "evaluate" / "runs").iterdir()
+    report = json.loads((run / "metrics.json").read_text())
+    trained_report = json.loads((Path(result.results_dir) / "metrics.json").read_text())
+    assert report["coco"] == trained_report["coco"]
+    assert report["per_class"].keys() == set(CLASSES)
+    detections = json.loads((run / "detections.json").read_text())
+    assert len(detections) > 100 and {d["category_id"] for d in detections} <= {1, 2, 3}
+    assert load_threshold(result.best_checkpoint)["evaluated_on"].startswith("val split")
 
 
 def test_predict_returns_the_validation_loops_detections(trained, tiny_shapes):

@@ -43,6 +43,25 @@ def test_plain_cross_entropy_run_is_recorded_offline(tmp_path, tiny_shapes):
     val_iters = sorted({e["iter"] for e in events if (e["metric"], e["variant"]) == ("val", "map")})
     assert len(val_iters) == 2  # one point per validation, against the global step
 
+    # the run ends with its summary, and its results/ folder holds the pictures it names
+    tail = proc.stdout.strip().splitlines()[-9:]
+    start = max(i for i, line in enumerate(tail[:-1]) if set(line) == {"-"})
+    summary = tail[start:]
+    assert set(summary[-1]) == {"-"} and summary[1].startswith("training finished in ")
+    assert "best val/map = " in summary[1]
+    lines = {line.split()[0]: line for line in summary[2:-1] if line.strip()}
+    (run,) = (tmp_path / "logs" / "retinanet" / "runs").iterdir()
+    assert lines["checkpoint"].split()[1].startswith(str(run / "checkpoints" / "best-epoch"))
+    assert f"{run / 'results'}/ (" in lines["pictures"]
+    pictures = {"curves.png", "pr_curves.png", "f1_curve.png", "confusion_matrix.png",
+                "confusion_matrix_normalized.png", "predictions.jpg"}  # fmt: skip
+    assert pictures <= {p.name for p in (run / "results").iterdir()}
+    assert all(name in lines["pictures"] for name in pictures)
+    assert f"offline session {session}.zip" in lines["ClearML"]
+    assert lines["next"] == f"next        make eval CKPT={lines['checkpoint'].split()[1]}"
+    epochs = (run / "results" / "results.csv").read_text().splitlines()
+    assert epochs[0].startswith("epoch,") and [r.split(",")[0] for r in epochs[1:]] == ["0", "1"]
+
 
 @pytest.mark.slow
 def test_session_holds_what_a_detection_engineer_looks_at(tmp_path, tiny_shapes):
