@@ -1,5 +1,7 @@
 """Two real DDP processes on the CPU (gloo): one task, one set of checkpoints, exact mAP."""
 
+import json
+
 import pytest
 from hydra import compose, initialize_config_dir
 
@@ -36,3 +38,12 @@ def test_two_process_ddp_run_matches_a_single_process_evaluation(tmp_path):
     single = run_evaluation(cfg)
     for name in ("map", "map_50", "map_75", "mar_100"):
         assert single[f"val/{name}"] == pytest.approx(logged[name], abs=1e-6), name
+    # rank 0's results/ report holds both processes' images and detections: the same as the
+    # single-process evaluation's report (one process scored 4 images, the other 3)
+    ddp = json.loads((runs[0] / "results" / "ground_truth.json").read_text())
+    alone = json.loads((tmp_path / "eval" / "ground_truth.json").read_text())
+    assert sorted(i["id"] for i in ddp["images"]) == sorted(i["id"] for i in alone["images"])
+    assert len(ddp["images"]) == 7 and ddp["annotations"] == alone["annotations"]
+    ddp_coco = json.loads((runs[0] / "results" / "metrics.json").read_text())["coco"]
+    alone_coco = json.loads((tmp_path / "eval" / "metrics.json").read_text())["coco"]
+    assert ddp_coco == pytest.approx(alone_coco, abs=1e-6)

@@ -24,12 +24,15 @@ class DetectionConfusionMatrix(Metric):
         num_classes: K + 1 (background included).
         iou_threshold: IoU for a prediction to match a ground-truth box.
         score_threshold: predictions below this score are not counted.
+        **kwargs: torchmetrics' ``Metric`` options (``sync_on_compute=False`` for counts that
+            one process makes alone).
     """
 
     full_state_update = False
 
-    def __init__(self, num_classes: int, iou_threshold: float = 0.5, score_threshold: float = 0.3):
-        super().__init__()
+    def __init__(self, num_classes: int, iou_threshold: float = 0.5, score_threshold: float = 0.3,
+                 **kwargs) -> None:  # fmt: skip
+        super().__init__(**kwargs)
         self.num_classes = num_classes
         self.iou_threshold = iou_threshold
         self.score_threshold = score_threshold

@@ -102,7 +102,9 @@ def build_report(images: Sequence[EvaluatedImage], class_names: Sequence[str],
 
 
 def _confusion(images: Sequence[EvaluatedImage], k: int, score_threshold: float) -> np.ndarray:
-    matrix = DetectionConfusionMatrix(k + 1, iou_threshold=0.5, score_threshold=score_threshold)
+    # the images are all here already (gathered): no collective, which one process would hang in
+    matrix = DetectionConfusionMatrix(k + 1, iou_threshold=0.5, score_threshold=score_threshold,
+                                      sync_on_compute=False)  # fmt: skip
     as_torch = (lambda d: {key: torch.as_tensor(v) for key, v in d.items()})  # noqa: E731
     matrix.update([as_torch(i.pred) for i in images], [as_torch(i.target) for i in images])
     return matrix.compute().numpy()
