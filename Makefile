@@ -13,6 +13,7 @@ ARGS ?=
 SESSION ?=
 HPO ?=
 CKPT ?=
+FORMAT ?= onnx
 INPUT ?=
 OUT ?=
 RESUME ?=
@@ -24,7 +25,7 @@ GROUPS = $(if $(MODEL),model=$(MODEL)) $(if $(DATA),data=$(DATA)) $(if $(AUG),au
          $(if $(TRAINER),trainer=$(TRAINER)) $(if $(EXPERIMENT),experiment=$(EXPERIMENT))
 
 .DEFAULT_GOAL := help
-.PHONY: help install train show-augment eval evaluate predict benchmark hpo remote docker-build docker-train clearml-server-up clearml-server-down test test-fast lint clearml-import clean
+.PHONY: help install train show-augment eval evaluate predict export benchmark hpo remote docker-build docker-train clearml-server-up clearml-server-down test test-fast lint clearml-import clean
 
 help: ## show this help
 	@echo "usage: make <target> [MODEL=retinanet|retinanet_v2|ssd|ssd300_vgg16|ssdlite|fcos|faster_rcnn]"
@@ -59,6 +60,10 @@ evaluate: eval ## the same as eval
 predict: install ## draw and list a checkpoint's detections: CKPT=<path> INPUT=<image|folder|glob> [OUT=<folder>]
 	@test -n "$(CKPT)" -a -n "$(INPUT)" || (echo "usage: make predict CKPT=<checkpoint> INPUT=<image | folder | 'glob'> [OUT=<folder>]"; exit 2)
 	$(PY) -m lightdet.predict ckpt_path=$(CKPT) "input='$(INPUT)'" $(if $(OUT),output_dir=$(OUT)) $(ARGS)
+
+export: install ## ONNX or TorchScript file of a checkpoint, verified against PyTorch: CKPT=<path> [FORMAT=onnx|torchscript] [DATA=...]
+	@test -n "$(CKPT)" || (echo "usage: make export CKPT=<checkpoint> [FORMAT=onnx|torchscript] [DATA=...]"; exit 2)
+	$(PY) -m lightdet.export ckpt_path=$(CKPT) format=$(FORMAT) $(if $(DATA),data=$(DATA)) $(ARGS)
 
 hpo: install ## hyperparameter search (conf/hpo/*.yaml): HPO=focal_lr; run again to resume
 	$(PY) -m lightdet.hpo $(if $(HPO),hpo=$(HPO)) $(ARGS)

@@ -106,3 +106,25 @@ def test_predict_returns_the_validation_loops_detections(trained, tiny_shapes):
         assert torch.equal(image.scores, expected["scores"].float())
         assert torch.equal(image.labels, expected["labels"])
         assert image.names == [CLASSES[v - 1] for v in expected["labels"].tolist()]
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_export_verifies_the_file_on_the_validation_split(trained, tiny_shapes, fmt, capsys):
+    root, result = trained
+    from lightdet.deploy.export import read_metadata
+    from lightdet.runs.exporting import run_export
+
+    cfg = compose_config("export", [f"ckpt_path={result.best_checkpoint}", f"format={fmt}",
+                                    *_data_overrides(root, tiny_shapes),
+                                    f"output_dir={root}/export_{fmt}"])  # fmt: skip
+    report = run_export(cfg)
+    assert report["passed"] and report["images"] == TINY["num_val"] + 1  # and a blank image
+    assert report["images_matching"] == report["images"]  # trained: detection by detection
+    assert report["detections"] > 100 and report["max_score_error"] <= 1e-4
+    coco = report["coco"]["map"]
+    assert coco["exported"] == pytest.approx(coco["pytorch"], abs=1e-3)
+    meta = read_metadata(report["file"])
+    assert json.loads(meta["class_names"]) == list(CLASSES)
+    assert float(meta["score_threshold"]) == pytest.approx(
+        load_threshold(result.best_checkpoint)["threshold"], rel=1e-5)
+    assert "PASSED" in capsys.readouterr().out

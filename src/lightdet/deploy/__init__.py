@@ -1,0 +1,1 @@
+"""Exported detectors: ONNX and TorchScript files, their runtimes, and their verification."""

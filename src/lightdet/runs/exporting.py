@@ -1,0 +1,161 @@
+"""An export run: a checkpoint's detector written as ONNX or TorchScript, then verified.
+
+The file is checked against the PyTorch detector (float32 both) on the validation split of
+the configured data and on a blank image: detections per image within tolerances, and the same
+COCO mAP. Anything that blocks the export or fails the check ends the command with one line
+naming it and a non-zero exit status.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import platform
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+from tqdm import tqdm
+
+from lightdet import __version__, outputs
+from lightdet.deploy.export import FORMATS, OPSET, ExportError, export_file, load_runner
+from lightdet.deploy.verify import BOX_RTOL, SCORE_ATOL, Verification, verify
+from lightdet.guard import secure_config
+from lightdet.models.restore import restore_net
+from lightdet.runs.build import build_datamodule
+from lightdet.runs.prediction import score_threshold
+
+_NEEDS = {"onnx": ("onnx", "onnxruntime"), "torchscript": ()}
+
+
+def run_export(cfg: DictConfig) -> dict:
+    """Export ``cfg.ckpt_path`` as ``cfg.format`` into the run folder and verify it; returns the
+    report it also writes (``export_report.json``) and prints.
+
+    Raises:
+        SystemExit: one line naming what blocked the export or failed the verification.
+    """
+    secure_config(cfg)
+    fmt = str(cfg.format)
+    _check_format(fmt)
+    datamodule = build_datamodule(cfg)
+    datamodule.setup("validate")
+    trained = restore_net(cfg.ckpt_path, datamodule.class_names)
+    net = trained.net.float().eval()  # float32 on the CPU: what a deployment runtime gets
+    dataset = datamodule.datasets["val"]
+    out = outputs.claim(Path(cfg.output_dir), "output_dir", "run")
+    path = out / f"{Path(cfg.ckpt_path).stem}{FORMATS[fmt]}"
+    threshold, source = score_threshold(cfg)
+    metadata = _metadata(trained, net, cfg, threshold, source)
+    try:
+        export_file(net, fmt, path, dataset[0][0], metadata)
+    except ExportError as err:
+        raise SystemExit(f"export: {err}") from err
+    limit = cfg.verify.get("max_images")
+    count = len(dataset) if limit is None else min(int(limit), len(dataset))
+    blank = bool(cfg.verify.get("blank_image", True))
+    checked = verify(net, load_runner(path), _items(dataset, count, blank), trained.class_names,
+                     progress=lambda it: tqdm(it, desc="verify", unit="img", total=count + blank))
+    report = _report(path, fmt, metadata, checked)
+    (out / "export_report.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(_text(report, checked), flush=True)
+    if not checked.ok:
+        raise SystemExit(f"export: {path.name} does not match PyTorch (see above; the file is "
+                         f"kept in {out} for inspection)")  # fmt: skip
+    return report
+
+
+def _check_format(fmt: str) -> None:
+    if fmt not in FORMATS:
+        raise SystemExit(f"export: format={fmt!r}: expected one of {', '.join(FORMATS)}")
+    missing = [m for m in _NEEDS[fmt] if importlib.util.find_spec(m) is None]
+    if missing:
+        raise SystemExit(f"export: format={fmt} needs {' and '.join(missing)}: "
+                         "pip install -e '.[export]'")  # fmt: skip
+
+
+def _metadata(trained, net, cfg: DictConfig, threshold: float, source: str) -> dict[str, str]:
+    transform = getattr(net, "transform", None)
+    resize = {k: getattr(transform, k, None) for k in ("min_size", "max_size", "fixed_size")}
+    return {
+        "producer": f"lightdet {__version__}",
+        "model": type(net).__name__,
+        "checkpoint": Path(cfg.ckpt_path).name,
+        "class_names": json.dumps(trained.class_names),  # label i is class_names[i - 1]
+        "input": "image: float32 [3, H, W], RGB, values in [0, 1], any H and W; batch of 1",
+        "resize_inside": json.dumps({k: v for k, v in resize.items() if v is not None},
+                                    default=list),  # fmt: skip
+        "outputs": "boxes float32 [N, 4] xyxy in input pixels; scores float32 [N]; "
+                   "labels int64 [N] in 1..K",
+        "score_threshold": f"{threshold:.6g}",
+        "score_threshold_source": source,
+        "opset": str(OPSET) if cfg.format == "onnx" else "",
+    }  # fmt: skip
+
+
+def _items(dataset, count: int, blank: bool):
+    """``(image, target, id, name)`` for the first ``count`` validation images, then (``blank``)
+    a blank grey image, which has no target."""
+    for i in range(count):
+        image, target = dataset[i]
+        record = dataset.records[i]
+        keep = {k: target[k].numpy() for k in ("boxes", "labels", "iscrowd")}
+        yield image, keep, record.image_id, record.image_path.name
+    if blank:
+        yield torch.full_like(dataset[0][0], 0.5), None, -1, "blank image"
+
+
+def _report(path: Path, fmt: str, metadata: dict, checked: Verification) -> dict:
+    median = (lambda v: float(np.median(v)) if v else None)  # noqa: E731
+    return {
+        "file": str(path), "format": fmt, "size_mb": round(path.stat().st_size / 2**20, 2),
+        "metadata": metadata, "runtime": _runtime(fmt), "images": checked.images,
+        "images_matching": checked.same, "images_differing_in_ties_only": checked.ties,
+        "failures": checked.failures[:20],
+        "max_box_error_relative": checked.box_error, "box_tolerance": BOX_RTOL,
+        "max_score_error": checked.score_error, "score_tolerance": SCORE_ATOL,
+        "detections": checked.detections,
+        "coco": {k: {"pytorch": a, "exported": b} for k, (a, b) in checked.coco.items()},
+        "median_ms": {"pytorch": median(checked.pytorch_ms),
+                      "exported": median(checked.exported_ms)},
+        "passed": checked.ok,
+    }  # fmt: skip
+
+
+def _runtime(fmt: str) -> str:
+    if fmt == "onnx":
+        import onnxruntime
+
+        return f"onnxruntime {onnxruntime.__version__} (CPUExecutionProvider)"
+    return f"torch {torch.__version__} (torch.jit.load, CPU, {platform.machine()})"
+
+
+def _text(report: dict, checked: Verification) -> str:
+    lines = [
+        f"exported {report['metadata']['model']} as {report['format']} "
+        f"({report['size_mb']} MB): {report['file']}",
+        f"  input: {report['metadata']['input']}; resized inside: "
+        f"{report['metadata']['resize_inside']}",
+        f"  score threshold in metadata: {report['metadata']['score_threshold']} "
+        f"({report['metadata']['score_threshold_source']})",
+        f"verification, {report['runtime']} against PyTorch float32, "
+        f"{checked.images} images ({checked.detections} detections):",
+        f"  same detections on {checked.same}/{checked.images} images: boxes within "
+        f"{checked.box_error:.1e} relative (limit {BOX_RTOL:g}), scores within "
+        f"{checked.score_error:.1e} (limit {SCORE_ATOL:g}), labels equal",
+    ]  # fmt: skip
+    if checked.ties:
+        lines.append(f"  {checked.ties} images differ only among detections with exactly tied "
+                     "scores (which of them a top-k keeps is arbitrary; each runtime breaks "
+                     "ties its own way)")  # fmt: skip
+    lines += [f"  DIFFERS {f}" for f in checked.failures[:10]]
+    for name, (a, b) in checked.coco.items():
+        lines.append(f"  val {name}: PyTorch {a:.4f}, exported {b:.4f} "
+                     f"(difference {abs(a - b):.4f}, limit 0.001)")  # fmt: skip
+    ms = report["median_ms"]
+    if ms["pytorch"] is not None:
+        lines.append(f"  median latency per image (batch 1, this CPU): PyTorch "
+                     f"{ms['pytorch']:.1f} ms, exported {ms['exported']:.1f} ms")  # fmt: skip
+    lines.append("PASSED" if checked.ok else "FAILED")
+    return "\n".join(lines)
