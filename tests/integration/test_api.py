@@ -16,7 +16,7 @@ from lightdet.evaluation.thresholds import load_threshold
 from lightdet.outputs import MARKER
 from lightdet.runs.build import build_datamodule, module_from_checkpoint
 from lightdet.runs.compose import compose_config
-from tests.conftest import CLASSES, TINY, data_overrides, tiny_overrides
+from tests.conftest import CLASSES, TINY, data_overrides, offline_events, tiny_overrides
 
 pytestmark = pytest.mark.slow
 
@@ -56,7 +56,7 @@ def test_train_returns_metrics_checkpoint_and_a_run_folder_like_the_cli(trained)
     assert kept["threshold"] == report["score_threshold"]["threshold"]
 
 
-def test_evaluate_scores_the_checkpoint_as_training_did(trained, tiny_shapes):
+def test_evaluate_scores_the_checkpoint_as_training_did(trained, tiny_shapes, clearml_cache):
     root, result = trained
     overrides = [*_data_overrides(root, tiny_shapes), "+trainer.limit_val_batches=2",
                  "+trainer.enable_progress_bar=false"]  # fmt: skip
@@ -72,6 +72,14 @@ def test_evaluate_scores_the_checkpoint_as_training_did(trained, tiny_shapes):
     detections = json.loads((run / "detections.json").read_text())
     assert len(detections) > 100 and {d["category_id"] for d in detections} <= {1, 2, 3}
     assert load_threshold(result.best_checkpoint)["evaluated_on"].startswith("val split")
+    # and the same report in the evaluation's ClearML task, as ClearML's own plots
+    session = max((p for p in clearml_cache.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
+    plots = {(e["metric"], e["variant"]) for e in offline_events(session, "plot")}
+    assert ("val evaluation", "per class") in plots
+    assert {("val F1 against confidence", n) for n in ("all classes", *CLASSES)} <= plots
+    assert any(m == "val confusion matrix at the F1 threshold" for m, _ in plots)
+    table = next(e for e in offline_events(session, "plot") if e["metric"] == "val evaluation")
+    assert "circle" in table["plot_str"] and "VOC AP" in table["plot_str"]
 
 
 def test_predict_returns_the_validation_loops_detections(trained, tiny_shapes):
@@ -128,3 +136,24 @@ def test_export_verifies_the_file_on_the_validation_split(trained, tiny_shapes, 
     assert float(meta["score_threshold"]) == pytest.approx(
         load_threshold(result.best_checkpoint)["threshold"], rel=1e-5)
     assert "PASSED" in capsys.readouterr().out
+
+
+def test_predict_command_on_the_trained_checkpoint(trained, tiny_shapes):
+    """``make predict`` over the validation images: the JSON holds what Detector.predict
+    returns at the same threshold, one drawn image per input."""
+    root, result = trained
+    from lightdet.runs.prediction import run_prediction
+
+    images = tiny_shapes / "VOC" / "JPEGImages"
+    cfg = compose_config("predict", [f"paths.root_dir={root}", f"ckpt_path={result.best_checkpoint}",
+                                     f"input={images}", "score_thresh=0.0",
+                                     f"output_dir={root}/predict"])  # fmt: skip
+    summary = run_prediction(cfg)
+    written = json.loads((root / "predict" / "predictions.json").read_text())
+    expected = Detector.from_checkpoint(result.best_checkpoint).predict(images, score_thresh=0.0)
+    assert len(written["images"]) == len(expected) == summary["images"] > 20
+    for entry, found in zip(written["images"], expected):
+        assert entry["file"] == found.source and len(entry["detections"]) == len(found)
+        assert [d["score"] for d in entry["detections"]] == [round(s, 4) for s in found.scores.tolist()]
+    assert summary["detections"] == sum(len(f) for f in expected) > 100
+    assert len(list((root / "predict" / "images").glob("*.jpg"))) == len(expected)
