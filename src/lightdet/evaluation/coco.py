@@ -9,7 +9,6 @@ as the training-time ``val/map`` (torchmetrics) computes them, so the two agree.
 from __future__ import annotations
 
 import contextlib
-import copy
 import io
 import math
 from collections.abc import Mapping, Sequence
@@ -83,11 +82,12 @@ def ground_truth_json(
     """
     annotations = []
     for image, target in zip(images, targets):
-        for box, cat, crowd in zip(_boxes(target["boxes"]), np.asarray(target["category_ids"]),
-                                   np.asarray(target["iscrowd"])):  # fmt: skip
-            area = float(box[2] * box[3])  # in float32, as torchmetrics computes it
+        xywh = _boxes(target["boxes"])
+        areas = (xywh[:, 2] * xywh[:, 3]).tolist()  # in float32, as torchmetrics computes it
+        for box, area, cat, crowd in zip(xywh.tolist(), areas, np.asarray(target["category_ids"]),
+                                         np.asarray(target["iscrowd"])):  # fmt: skip
             annotations.append({"id": len(annotations) + 1, "image_id": int(image["id"]),
-                                "category_id": int(cat), "bbox": _xywh(box), "area": area,
+                                "category_id": int(cat), "bbox": box, "area": area,
                                 "iscrowd": int(bool(crowd))})  # fmt: skip
     return {
         "info": {"description": "lightdet evaluation ground truth (box areas)"},
@@ -106,10 +106,11 @@ def detections_json(image_ids: Sequence[int], preds: Sequence[Mapping]) -> list[
     """
     out = []
     for image_id, pred in zip(image_ids, preds):
-        scores = np.asarray(pred["scores"], np.float64)
-        for box, cat, score in zip(_boxes(pred["boxes"]), np.asarray(pred["category_ids"]), scores):
-            out.append({"image_id": int(image_id), "category_id": int(cat), "bbox": _xywh(box),
-                        "score": float(score)})  # fmt: skip
+        scores = np.asarray(pred["scores"], np.float64).tolist()
+        cats = np.asarray(pred["category_ids"]).tolist()
+        for box, cat, score in zip(_boxes(pred["boxes"]).tolist(), cats, scores):
+            out.append({"image_id": int(image_id), "category_id": int(cat), "bbox": box,
+                        "score": score})  # fmt: skip
     return out
 
 
@@ -120,15 +121,14 @@ def _boxes(boxes) -> np.ndarray:
     return np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]], axis=1)  # [N, 4] xywh
 
 
-def _xywh(box: np.ndarray) -> list[float]:
-    return [float(v) for v in box]
-
-
 def coco_evaluate(ground_truth: dict, detections: list[dict]) -> CocoResult:
     """Score COCO-format detections against a COCO ground-truth dict (neither is modified)."""
+    # the loaders add keys to the annotation dicts they are given: copies of those dicts
+    gt_copy = {**ground_truth, "images": [dict(i) for i in ground_truth["images"]],
+               "annotations": [dict(a) for a in ground_truth["annotations"]]}  # fmt: skip
     with contextlib.redirect_stdout(io.StringIO()):  # the loaders print their progress
-        gt = COCO(copy.deepcopy(ground_truth))
-        dt = gt.loadRes(copy.deepcopy(detections)) if detections else COCO()
+        gt = COCO(gt_copy)
+        dt = gt.loadRes([dict(d) for d in detections]) if detections else COCO()
         evaluator = COCOeval_faster(gt, dt, iouType="bbox")
         evaluator.evaluate()
         evaluator.accumulate()

@@ -50,24 +50,27 @@ def match_detections(
 
 
 def _match_class(preds, targets, label: int, iou_threshold: float) -> ClassMatches:
-    gts, dets = [], []  # per image: (boxes [M, 4], difficult [M]); detections (score, image, box)
+    dets = []  # (score, image, row of that image's IoU matrix)
+    difficult, ious = [], []
     positives = 0
     for i, (pred, target) in enumerate(zip(preds, targets)):
         mine = np.asarray(target["labels"]).reshape(-1) == label
-        difficult = np.asarray(target["iscrowd"], bool).reshape(-1)[mine]
-        gts.append((_np_boxes(target["boxes"])[mine], difficult))
-        positives += int((~difficult).sum())
+        difficult.append(np.asarray(target["iscrowd"], bool).reshape(-1)[mine])
+        positives += int((~difficult[-1]).sum())
         keep = np.asarray(pred["labels"]).reshape(-1) == label
-        boxes, scores = _np_boxes(pred["boxes"])[keep], np.asarray(pred["scores"], float)[keep]
-        dets += [(float(s), i, b) for s, b in zip(scores.reshape(-1), boxes)]
+        scores = np.asarray(pred["scores"], float).reshape(-1)[keep]
+        ious.append(_iou(_np_boxes(pred["boxes"])[keep], _np_boxes(target["boxes"])[mine]))
+        dets += [(float(s), i, r) for r, s in enumerate(scores)]
     order = sorted(range(len(dets)), key=lambda d: -dets[d][0])  # stable: ties keep input order
-    taken = [np.zeros(len(g[0]), bool) for g in gts]
+    taken = [np.zeros(len(d), bool) for d in difficult]
     scores, tp = [], []
     for d in order:
-        score, image, box = dets[d]
-        gt_boxes, difficult = gts[image]
-        hit = _best_overlap(box, gt_boxes, iou_threshold)
-        if hit is not None and difficult[hit]:
+        score, image, row = dets[d]
+        overlaps = ious[image][row]  # [M]: IoU with each ground-truth box of the class
+        hit = int(np.argmax(overlaps)) if len(overlaps) else None
+        if hit is not None and overlaps[hit] <= iou_threshold:  # the devkit's strict ">"
+            hit = None
+        if hit is not None and difficult[image][hit]:
             continue  # a difficult box: neither true nor false positive
         scores.append(score)
         tp.append(hit is not None and not taken[image][hit])
@@ -80,18 +83,16 @@ def _np_boxes(boxes) -> np.ndarray:
     return np.asarray(boxes, np.float64).reshape(-1, 4)
 
 
-def _best_overlap(box: np.ndarray, gt_boxes: np.ndarray, threshold: float) -> int | None:
-    """The ground-truth box ``box`` overlaps most, if that IoU exceeds ``threshold``."""
-    if not len(gt_boxes):
-        return None
-    lt = np.maximum(box[:2], gt_boxes[:, :2])  # [M, 2]
-    rb = np.minimum(box[2:], gt_boxes[:, 2:])  # [M, 2]
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=1)  # [M]
-    area = np.prod(box[2:] - box[:2])
-    union = area + np.prod(gt_boxes[:, 2:] - gt_boxes[:, :2], axis=1) - inter
-    iou = np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)  # [M]
-    best = int(np.argmax(iou))
-    return best if iou[best] > threshold else None  # the devkit's strict ">"
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of every box of ``a`` [N, 4] with every box of ``b`` [M, 4]: [N, M] (0 where the
+    union is empty)."""
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])  # [N, M, 2]
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])  # [N, M, 2]
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)  # [N, M]
+    area_a = np.prod(a[:, 2:] - a[:, :2], axis=1)  # [N]
+    area_b = np.prod(b[:, 2:] - b[:, :2], axis=1)  # [M]
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
 
 
 def precision_recall(matches: ClassMatches) -> tuple[np.ndarray, np.ndarray]:
