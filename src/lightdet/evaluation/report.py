@@ -90,15 +90,14 @@ def build_report(images: Sequence[EvaluatedImage], class_names: Sequence[str],
     for label, m in matches.items():
         threshold[class_name(names, label)] = best_f1(m)
         curves[class_name(names, label)] = f1_curve(m, F1_GRID)
-    report = EvaluationReport(
+    at = threshold["all"]["threshold"]
+    confusion = _confusion(images, len(names), DEFAULT_SCORE_THRESHOLD if at is None else at)
+    return EvaluationReport(
         split=split, class_names=names, category_ids=ids, coco=coco_evaluate(gt, dets),
-        voc=voc_results(matches),
-        threshold=threshold, confusion=np.zeros((0, 0)), f1_curves=curves,
+        voc=voc_results(matches), threshold=threshold, confusion=confusion, f1_curves=curves,
         positives={class_name(names, k): m.positives for k, m in matches.items()},
         ground_truth=gt, detections=dets,
     )  # fmt: skip
-    report.confusion = _confusion(images, len(names), report.score_threshold)
-    return report
 
 
 def _confusion(images: Sequence[EvaluatedImage], k: int, score_threshold: float) -> np.ndarray:
