@@ -10,7 +10,10 @@ from torch import Tensor
 
 
 def finite_predictions(preds: Sequence[dict[str, Tensor]]) -> tuple[list[dict[str, Tensor]], int]:
-    """Drop predictions with a non-finite box or score (pycocotools scores a NaN box as a match).
+    """Drop predictions with a non-finite box or score (pycocotools scores a NaN box as a match),
+    and give boxes and scores as float32: under bf16 autocast the detectors return bf16, and
+    torchmetrics' conversion to COCO's ``[x, y, w, h]`` would then round each width and height
+    to bf16's 8-bit mantissa (the default RetinaNet's val/map moved by 8e-4).
 
     Returns:
         the cleaned predictions and how many were dropped.
@@ -19,5 +22,6 @@ def finite_predictions(preds: Sequence[dict[str, Tensor]]) -> tuple[list[dict[st
     for p in preds:
         keep = torch.isfinite(p["boxes"]).all(dim=1) & torch.isfinite(p["scores"])  # [N]
         dropped += int((~keep).sum())
-        clean.append({k: p[k][keep] for k in ("boxes", "scores", "labels")})
+        clean.append({"boxes": p["boxes"][keep].float(), "scores": p["scores"][keep].float(),
+                      "labels": p["labels"][keep]})  # fmt: skip
     return clean, dropped

@@ -67,3 +67,25 @@ def test_pr_curves_per_class_with_ground_truth():
     assert recall.shape == precision.shape == (101,)
     assert precision.max() == 1.0 and precision.min() >= 0.0
     assert curves[3][1].max() == 0.0
+
+
+def test_bf16_predictions_are_scored_as_their_exact_float32_values():
+    """Mixed precision returns bf16 boxes. Scored as bf16, COCO's width x2 - x1 is rounded to
+    bf16: [1.5, 131] gives 130, not 129.5, and the IoU with [0, 100] drops from 0.7519 to
+    0.7490, below the 0.75 threshold. Cleaned to float32, the same values score exactly."""
+    t = {"boxes": torch.tensor([[0.0, 0.0, 100.0, 100.0]]), "labels": torch.tensor([1]),
+         "iscrowd": torch.tensor([False])}  # fmt: skip
+    pred = {"boxes": torch.tensor([[1.5, 0.0, 131.0, 100.0]], dtype=torch.bfloat16),
+            "scores": torch.tensor([0.9], dtype=torch.bfloat16), "labels": torch.tensor([1])}
+    assert pred["boxes"].float().tolist() == [[1.5, 0.0, 131.0, 100.0]]  # exact in bf16
+
+    def score(p):
+        metric = build_map_metric()
+        metric.update([p], [t])
+        return float(metric.compute()["map_75"])
+
+    (clean,), _ = finite_predictions([pred])
+    assert clean["boxes"].dtype == clean["scores"].dtype == torch.float32
+    assert clean["boxes"].tolist() == pred["boxes"].float().tolist()  # the same values
+    assert score(clean) == 1.0  # IoU 0.7519 >= 0.75
+    assert score(pred) == 0.0  # what scoring the raw bf16 output gave
