@@ -49,6 +49,8 @@ def image_inputs(inputs) -> list[ImageInput]:
 
 
 def _expand(item, where: str) -> list[ImageInput]:
+    if isinstance(item, ImageInput):  # expanded already (a caller that counted them first)
+        return [item]
     if isinstance(item, str | os.PathLike):
         path = Path(item)
         if path.is_dir():

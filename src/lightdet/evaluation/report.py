@@ -66,8 +66,13 @@ class EvaluationReport:
     @property
     def score_threshold(self) -> float:
         """The overall F1-optimal threshold (or the stated default when none exists)."""
-        value = self.threshold["all"]["threshold"]
-        return DEFAULT_SCORE_THRESHOLD if value is None else value
+        return operating_threshold(self.threshold["all"])
+
+
+def operating_threshold(best: Mapping) -> float:
+    """A :func:`~lightdet.evaluation.voc.best_f1` point's threshold, or the stated default when
+    there is none (no detections or no ground truth)."""
+    return DEFAULT_SCORE_THRESHOLD if best["threshold"] is None else float(best["threshold"])
 
 
 def build_report(images: Sequence[EvaluatedImage], class_names: Sequence[str],
@@ -90,8 +95,7 @@ def build_report(images: Sequence[EvaluatedImage], class_names: Sequence[str],
     for label, m in matches.items():
         threshold[class_name(names, label)] = best_f1(m)
         curves[class_name(names, label)] = f1_curve(m, F1_GRID)
-    at = threshold["all"]["threshold"]
-    confusion = _confusion(images, len(names), DEFAULT_SCORE_THRESHOLD if at is None else at)
+    confusion = _confusion(images, len(names), operating_threshold(threshold["all"]))
     return EvaluationReport(
         split=split, class_names=names, category_ids=ids, coco=coco_evaluate(gt, dets),
         voc=voc_results(matches), threshold=threshold, confusion=confusion, f1_curves=curves,

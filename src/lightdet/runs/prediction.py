@@ -85,12 +85,12 @@ def _predict(detector: Detector, inputs: list[str], out: Path, cfg: DictConfig,
              threshold: float, classes) -> list[Detections]:  # fmt: skip
     from lightdet.data.inputs import image_inputs
 
-    total = len(image_inputs(inputs))  # paths only: nothing is read yet
-    stream = detector.stream(inputs, score_thresh=threshold, classes=classes,
+    items = image_inputs(inputs)  # paths only: nothing is read yet
+    stream = detector.stream(items, score_thresh=threshold, classes=classes,
                              batch_size=int(cfg.batch_size), max_detections=cfg.max_detections,
                              errors="skip")  # fmt: skip
     found, drawn_dir = [], out / "images"
-    for detections, image in tqdm(stream, total=total, desc="predict", unit="img"):
+    for detections, image in tqdm(stream, total=len(items), desc="predict", unit="img"):
         found.append(detections)
         if detections.error is not None:
             tqdm.write(f"skipped {detections.error}")

@@ -56,15 +56,16 @@ def report_pr_curves(
 
 
 def report_confusion(
-    logger, matrix: Tensor, class_names: Sequence[str], stage: str, it: int
-) -> None:
+    logger, matrix: Tensor | np.ndarray, class_names: Sequence[str], stage: str, it: int,
+    title: str = "confusion matrix @IoU0.5", series: str = "counts",
+) -> None:  # fmt: skip
     """Rows: true class, columns: predicted class; index 0 is background."""
     labels = with_background(class_names)
     logger.report_confusion_matrix(
-        f"{stage} confusion matrix @IoU0.5",
-        "counts",
+        f"{stage} {title}",
+        series,
         # plotly draws z[i][j] at (x=xlabels[j], y=ylabels[i]): rows true, columns predicted
-        matrix=matrix.cpu().numpy(),
+        matrix=np.asarray(matrix.cpu() if isinstance(matrix, Tensor) else matrix),
         iteration=it,
         xaxis="predicted",
         yaxis="true",
@@ -179,12 +180,9 @@ def report_evaluation(logger, report, it: int = 0) -> None:
         logger.report_scatter2d(f"{stage} F1 against confidence", name, iteration=it,
                                 scatter=np.stack([F1_GRID, f1], axis=1), xaxis="score threshold",
                                 yaxis="F1 (IoU 0.5)", mode="lines")  # fmt: skip
-    labels = with_background(report.class_names)
-    logger.report_confusion_matrix(
-        f"{stage} confusion matrix at the F1 threshold", f"score >= {report.score_threshold:.3f}",
-        matrix=report.confusion, iteration=it, xaxis="predicted", yaxis="true", xlabels=labels,
-        ylabels=labels, yaxis_reversed=True,
-    )  # fmt: skip
+    report_confusion(logger, report.confusion, report.class_names, stage, it,
+                     "confusion matrix at the F1 threshold",
+                     f"score >= {report.score_threshold:.3f}")  # fmt: skip
     values = {f"{stage}/{n}": v for n, v in zip(STAT_NAMES, report.coco.stats) if v >= 0}
     values[f"{stage}/voc_map"] = report.voc["map"]
     values[f"{stage}/voc_map_07"] = report.voc["map_07"]
