@@ -15,6 +15,7 @@ Conventions, one for every reader:
 from __future__ import annotations
 
 import os
+import stat
 import warnings
 
 import numpy as np
@@ -32,7 +33,10 @@ class ImageProblem(Exception):
 
 
 def _open(path: str | os.PathLike, max_pixels: int) -> Image.Image:
-    """Open lazily (header only) and check the pixel limit before anything is decoded."""
+    """Open lazily (header only) and check the pixel limit before anything is decoded. Only
+    regular files are opened: reading a FIFO, a socket or a device named like an image would
+    block or never end."""
+    _check_regular(path)
     try:
         with warnings.catch_warnings():  # our own limit replaces PIL's warning and its 2x error
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -51,6 +55,19 @@ def _open(path: str | os.PathLike, max_pixels: int) -> Image.Image:
             f"data.policy.max_image_pixels ({max_pixels})",
         )
     return img
+
+
+def _check_regular(path: str | os.PathLike) -> None:
+    try:
+        mode = os.stat(path).st_mode  # follows a symlink to what it names; never blocks
+    except FileNotFoundError as err:
+        raise ImageProblem("image_missing", f"{path}: image file missing") from err
+    except OSError as err:
+        raise ImageProblem("image_unreadable", f"{path}: cannot stat ({err})") from err
+    if not stat.S_ISREG(mode):
+        kind = ("a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else
+                "a socket" if stat.S_ISSOCK(mode) else "a device or special file")  # fmt: skip
+        raise ImageProblem("image_unreadable", f"{path}: not a regular file ({kind})")
 
 
 def image_size(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:

@@ -8,6 +8,7 @@ Labels are ``class + 1`` (0 is background), as for every reader.
 
 from __future__ import annotations
 
+import codecs
 import os
 import shutil
 from collections.abc import Sequence
@@ -22,12 +23,29 @@ from lightdet.data.records import AnnotationError, DetectionRecord
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
+def read_text(path: Path) -> str:
+    """A text file as editors write it: UTF-8 with or without a byte-order mark (Windows tools
+    add one), or UTF-16 with its mark.
+
+    Raises:
+        AnnotationError: any other encoding, naming the file.
+    """
+    data = path.read_bytes()
+    try:
+        if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+            return data.decode("utf-16")
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise AnnotationError(f"{path}: not UTF-8 or UTF-16 text (byte {err.start}: "
+                              f"{data[err.start:err.start + 4]!r})") from err  # fmt: skip
+
+
 def read_yolo_classes(root: str | os.PathLike) -> list[str]:
     """Class names from ``root/classes.txt``."""
     path = Path(root) / "classes.txt"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: YOLO class names file not found (one name per line)")
-    names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    names = [line.strip() for line in read_text(path).splitlines() if line.strip()]
     if not names:
         raise AnnotationError(f"{path}: no class names")
     return names
@@ -73,7 +91,7 @@ def read_yolo(
 
 def _read_labels(path: Path, width: int, height: int, num_classes: int, checker):
     boxes, labels, refs = [], [], []
-    lines = path.read_text().splitlines() if path.is_file() else []
+    lines = read_text(path).splitlines() if path.is_file() else []
     for lineno, line in enumerate(lines, 1):
         if not line.strip():
             continue

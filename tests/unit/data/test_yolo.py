@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from lightdet.data.checks import DataChecker, DataPolicy
+from lightdet.data.images import ImageProblem, load_rgb
 from lightdet.data.records import AnnotationError
 from lightdet.data.voc import read_voc
 from lightdet.data.yolo import read_yolo, read_yolo_classes, write_yolo
@@ -72,3 +73,34 @@ def test_an_unreadable_image_is_skipped_and_counted(tmp_path, tiny_shapes):
     assert checker.skipped["image_unreadable"] == 1
     with pytest.raises(AnnotationError, match="not a readable image"):
         read_yolo(tmp_path, "val", CLASSES)
+
+
+def test_label_files_with_a_bom_or_in_utf16_read_as_plain_utf8(tmp_path, tiny_shapes):
+    """Windows editors write a UTF-8 byte-order mark, or UTF-16: the same label either way."""
+    label = _one(tmp_path, tiny_shapes, "0 0.5 0.5 0.2 0.2\n")
+    (plain,) = read_yolo(tmp_path, "val", CLASSES)
+    for encoded in ("\ufeff0 0.5 0.5 0.2 0.2\n".encode(), "0 0.5 0.5 0.2 0.2\n".encode("utf-16")):
+        label.write_bytes(encoded)
+        (record,) = read_yolo(tmp_path, "val", CLASSES)
+        assert record.labels.tolist() == plain.labels.tolist() == [1]
+        np.testing.assert_array_equal(record.boxes, plain.boxes)
+    (tmp_path / "classes.txt").write_bytes("\ufeffcircle\nsquare\ntriangle\n".encode())
+    assert read_yolo_classes(tmp_path) == list(CLASSES)  # no BOM glued to the first name
+    label.write_bytes(b"0 0.5 0.5 0.2 0.2 \xff\xfe\xfa\n")  # neither UTF-8 nor UTF-16
+    with pytest.raises(AnnotationError, match=r"\.txt: not UTF-8 or UTF-16 text \(byte 18"):
+        read_yolo(tmp_path, "val", CLASSES)
+
+
+@pytest.mark.timeout(30)
+def test_a_fifo_named_like_an_image_is_skipped_not_read(tmp_path, tiny_shapes):
+    """Opening a FIFO for reading blocks until a writer comes: indexing must never open one."""
+    import os
+
+    _one(tmp_path, tiny_shapes, "0 0.5 0.5 0.2 0.2\n")
+    os.mkfifo(tmp_path / "images" / "val" / "zz_pipe.jpg")
+    checker = DataChecker(DataPolicy(), "val")
+    records = read_yolo(tmp_path, "val", CLASSES, checker=checker)
+    assert [r.name for r in records] != [] and "zz_pipe" not in [r.name for r in records]
+    assert checker.skipped["image_unreadable"] == 1
+    with pytest.raises(ImageProblem, match=r"zz_pipe\.jpg: not a regular file \(a FIFO\)"):
+        load_rgb(tmp_path / "images" / "val" / "zz_pipe.jpg")
