@@ -9,6 +9,7 @@ Labels are ``class + 1`` (0 is background), as for every reader.
 from __future__ import annotations
 
 import codecs
+import logging
 import os
 import shutil
 from collections.abc import Sequence
@@ -20,6 +21,7 @@ from lightdet.data.checks import DataChecker
 from lightdet.data.images import ImageProblem, image_size
 from lightdet.data.records import AnnotationError, DetectionRecord
 
+log = logging.getLogger(__name__)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
@@ -72,6 +74,7 @@ def read_yolo(
     if not image_dir.is_dir():
         raise FileNotFoundError(f"{image_dir}: YOLO image folder not found")
     images = sorted(p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+    _check_stems(images, split)
     records = []
     for i, image in enumerate(images):
         label_file = root / "labels" / split / f"{image.stem}.txt"
@@ -89,28 +92,60 @@ def read_yolo(
     return records
 
 
+def _check_stems(images: Sequence[Path], split: str) -> None:
+    """Two images with one stem (``0000.jpg``, ``0000.png``) would both take one label file."""
+    seen: dict[str, Path] = {}
+    for image in images:
+        if image.stem in seen:
+            raise AnnotationError(
+                f"{image.parent}: {seen[image.stem].name} and {image.name} share the stem "
+                f"{image.stem!r}, so both would take labels/{split}/{image.stem}.txt; rename one"
+            )
+        seen[image.stem] = image
+
+
+def _normalised_box(fields: list[str], where: str, line: str) -> tuple[int, list[float]]:
+    """``class cx cy w h``, or a segmentation polygon ``class x1 y1 x2 y2 x3 y3 ...`` (what
+    Ultralytics' segment datasets hold), as the class and ``[x1, y1, x2, y2]`` in 0..1."""
+    expected = f"expected 'class cx cy w h', got {line!r} (or a polygon 'class x1 y1 x2 y2 ...')"
+    try:
+        cls, values = int(fields[0]), [float(v) for v in fields[1:]]
+    except (ValueError, IndexError) as err:
+        raise AnnotationError(f"{where}: {expected}") from err
+    if len(values) == 4:
+        cx, cy, w, h = values
+        return cls, [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]
+    if len(values) >= 6 and len(values) % 2 == 0:  # the polygon's bounding box
+        xs, ys = values[0::2], values[1::2]
+        return cls, [min(xs), min(ys), max(xs), max(ys)]
+    raise AnnotationError(f"{where}: {expected}: {len(values)} numbers after the class")
+
+
 def _read_labels(path: Path, width: int, height: int, num_classes: int, checker):
     boxes, labels, refs = [], [], []
     lines = read_text(path).splitlines() if path.is_file() else []
+    coordinates: list[float] = []  # normalised, every line's
     for lineno, line in enumerate(lines, 1):
         if not line.strip():
             continue
         fields = line.split()
         where = f"{path}: line {lineno}"
-        try:
-            cls, cx, cy, w, h = int(fields[0]), *(float(v) for v in fields[1:5])
-        except (ValueError, IndexError) as err:
-            raise AnnotationError(f"{where}: expected 'class cx cy w h', got {line!r}") from err
+        cls, (x1, y1, x2, y2) = _normalised_box(fields, where, line)
+        coordinates += [x1, y1, x2, y2]
         if not 0 <= cls < num_classes:
             message = f"{where}.class: {cls} is not a class index (0..{num_classes - 1})"
             if checker is None or checker.policy.unknown_classes == "error":
                 raise AnnotationError(f"{message} (data.policy.unknown_classes=skip skips it)")
             checker.skip("unknown_class", message)
             continue
-        boxes.append([(cx - w / 2) * width, (cy - h / 2) * height,
-                      (cx + w / 2) * width, (cy + h / 2) * height])  # fmt: skip
+        boxes.append([x1 * width, y1 * height, x2 * width, y2 * height])
         labels.append(cls + 1)
         refs.append(f"line {lineno}")
+    if coordinates and min(coordinates) > 1.0:
+        log.warning("%s: every coordinate is above 1 (%g to %g): this looks like pixel "
+                    "coordinates; YOLO wants values normalised to 0..1 (x and width divided by "
+                    "the image width, y and height by its height)", path, min(coordinates),
+                    max(coordinates))  # fmt: skip
     return np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(labels, np.int64), refs
 
 

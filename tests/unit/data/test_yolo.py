@@ -104,3 +104,38 @@ def test_a_fifo_named_like_an_image_is_skipped_not_read(tmp_path, tiny_shapes):
     assert checker.skipped["image_unreadable"] == 1
     with pytest.raises(ImageProblem, match=r"zz_pipe\.jpg: not a regular file \(a FIFO\)"):
         load_rgb(tmp_path / "images" / "val" / "zz_pipe.jpg")
+
+
+def test_a_segmentation_polygon_becomes_its_bounding_box(tmp_path, tiny_shapes):
+    _one(tmp_path, tiny_shapes, "2 0.1 0.2 0.5 0.25 0.3 0.6 0.15 0.4\n")  # Ultralytics segment
+    (record,) = read_yolo(tmp_path, "val", CLASSES)
+    w, h = record.width, record.height
+    np.testing.assert_allclose(record.boxes, [[0.1 * w, 0.2 * h, 0.5 * w, 0.6 * h]], rtol=1e-6)
+    assert record.labels.tolist() == [3]
+    _one(tmp_path, tiny_shapes, "2 0.1 0.2 0.5 0.25 0.3\n")  # five numbers: neither
+    with pytest.raises(AnnotationError, match=r"line 1: expected 'class cx cy w h', got .*: 5 "
+                                              r"numbers after the class"):  # fmt: skip
+        read_yolo(tmp_path, "val", CLASSES)
+
+
+def test_two_images_with_one_stem_are_an_error_naming_both(tmp_path, tiny_shapes):
+    _one(tmp_path, tiny_shapes, "0 0.5 0.5 0.2 0.2\n")
+    (image,) = (tmp_path / "images" / "val").iterdir()
+    image.with_suffix(".png").write_bytes(image.read_bytes())
+    with pytest.raises(AnnotationError, match=rf"{image.stem}\.jpg and {image.stem}\.png share "
+                                              rf"the stem '{image.stem}', so both would take "
+                                              rf"labels/val/{image.stem}\.txt"):  # fmt: skip
+        read_yolo(tmp_path, "val", CLASSES)
+
+
+def test_pixel_coordinates_get_a_hint(tmp_path, tiny_shapes, caplog):
+    _one(tmp_path, tiny_shapes, "0 40 30 20 10\n1 60 70 8 8\n")  # pixels, not 0..1
+    checker = DataChecker(DataPolicy(), "val")
+    with caplog.at_level("WARNING", logger="lightdet.data.yolo"):
+        read_yolo(tmp_path, "val", CLASSES, checker=checker)
+    assert "every coordinate is above 1 (25 to 74): this looks like pixel coordinates" in caplog.text
+    caplog.clear()
+    _one(tmp_path, tiny_shapes, "0 0.5 0.5 0.2 0.2\n")
+    with caplog.at_level("WARNING", logger="lightdet.data.yolo"):
+        read_yolo(tmp_path, "val", CLASSES, checker=checker)
+    assert "pixel coordinates" not in caplog.text
