@@ -76,6 +76,24 @@ class ShapesSpec:
             raise ValueError(f"shapes: unknown classes {sorted(unknown)}; known: {SHAPE_CLASSES}")
         if self.coco_category_ids is not None and len(self.coco_category_ids) != len(self.classes):
             raise ValueError("shapes: coco_category_ids needs one id per class")
+        self._check_sizes()
+
+    def _check_sizes(self) -> None:
+        """Objects must fit in the image: refused here, naming the keys, rather than failing
+        inside the generator (``high - low < 0`` from numpy)."""
+        sizes = [("min_object_size", self.min_object_size),
+                 ("small_object_size", self.small_object_size),
+                 ("max_object_size", self.max_object_size), ("image_size", self.image_size)]
+        if not 0 < self.min_object_size:
+            raise ValueError(f"shapes: data.source.min_object_size={self.min_object_size} must "
+                             "be positive")  # fmt: skip
+        for (a, x), (b, y) in zip(sizes, sizes[1:]):
+            if x > y:
+                raise ValueError(
+                    f"shapes: data.source.{a}={x} exceeds data.source.{b}={y}; they must grow "
+                    f"in this order: {', '.join(k for k, _ in sizes)} (so image_size >= "
+                    f"{self.max_object_size:g} here, or lower data.source.max_object_size)"
+                )  # fmt: skip
 
     def to_json(self) -> dict:
         return {"version": _GENERATOR_VERSION, **asdict(self)}

@@ -122,3 +122,18 @@ def test_a_foreign_temporary_sibling_is_left_alone_and_an_interrupted_one_replac
     root = ensure_shapes(tmp_path / "s", SPEC)
     assert (root / "lightdet_shapes.json").is_file() and not tmp.exists()
     assert len(list((root / "VOC" / "JPEGImages").glob("*.jpg"))) == 16
+
+
+def test_sizes_that_cannot_fit_are_refused_naming_the_keys(tmp_path):
+    """image_size=64 with the default max_object_size=96 failed inside numpy's uniform."""
+    with pytest.raises(ValueError, match=r"data\.source\.max_object_size=96\.0 exceeds "
+                                         r"data\.source\.image_size=64.*image_size >= 96"):  # fmt: skip
+        ShapesSpec(image_size=64)
+    with pytest.raises(ValueError, match=r"data\.source\.min_object_size=20\.0 exceeds "
+                                         r"data\.source\.small_object_size=16\.0"):  # fmt: skip
+        ShapesSpec(min_object_size=20.0)
+    spec = ShapesSpec(image_size=64, max_object_size=48.0, num_train=8, num_val=4)
+    root = ensure_shapes(tmp_path / "small", spec)  # fits: generated
+    records = read_voc(root / "VOC", "train", spec.classes)
+    assert len(records) == 8
+    assert all((r.boxes[:, 2:] <= 64).all() and (r.boxes[:, :2] >= 0).all() for r in records)
