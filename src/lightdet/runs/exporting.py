@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from lightdet import __version__, outputs
 from lightdet.deploy.export import FORMATS, OPSET, ExportError, export_file, load_runner
-from lightdet.deploy.verify import BOX_RTOL, SCORE_ATOL, Verification, verify
+from lightdet.deploy.verify import BOX_RTOL, MAP_ATOL, SCORE_ATOL, Verification, verify
 from lightdet.guard import secure_config
 from lightdet.models.restore import restore_net
 from lightdet.runs.build import build_datamodule
@@ -152,7 +152,7 @@ def _text(report: dict, checked: Verification) -> str:
     lines += [f"  DIFFERS {f}" for f in checked.failures[:10]]
     for name, (a, b) in checked.coco.items():
         lines.append(f"  val {name}: PyTorch {a:.4f}, exported {b:.4f} "
-                     f"(difference {abs(a - b):.4f}, limit 0.001)")  # fmt: skip
+                     f"(difference {abs(a - b):.4f}, limit {MAP_ATOL:g})")  # fmt: skip
     ms = report["median_ms"]
     if ms["pytorch"] is not None:
         lines.append(f"  median latency per image (batch 1, this CPU): PyTorch "

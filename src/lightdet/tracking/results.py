@@ -61,7 +61,7 @@ class RunResults(Callback):
         self.monitor, self.mode = monitor, mode
         self.recorder = EvaluationRecorder(num_images)
         self.history: dict[str, list[tuple[int, float]]] = {}  # name -> [(epoch, value)]
-        self.best: dict[str, Any] = {}  # epoch, value, metrics, threshold, folder
+        self.best: dict[str, Any] = {}  # epoch, value, metrics, threshold
         self._sums: dict[str, list[float]] = {}
 
     # the recorder watches every validation pass
@@ -115,7 +115,6 @@ class RunResults(Callback):
         self.best["threshold"] = report.threshold["all"]
         self.best["per_class_threshold"] = {n: t for n, t in report.threshold.items()
                                             if n != "all"}  # fmt: skip
-        self.best["folder"] = str(folder)
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module) -> None:
         if not trainer.is_global_zero:
