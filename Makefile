@@ -20,12 +20,26 @@ RESUME ?=
 SPLIT ?= val
 QUEUE ?= default
 AUG ?=
+MODELS ?= retinanet ssd ssdlite fcos faster_rcnn
+BUDGET ?=
+EPOCHS ?=
+CKPTS ?=
+STUDY ?= focal
+
+comma := ,
+empty :=
+space := $(empty) $(empty)
+csv = $(subst $(space),$(comma),$(strip $(1)))
+# a study's budget and data from the make variables
+STUDY_ARGS = $(if $(DATA),data=$(DATA)) $(if $(AUG),augmentation=$(AUG)) $(if $(TRAINER),trainer=$(TRAINER)) \
+             $(if $(BUDGET),study.budget.minutes=$(BUDGET) $(if $(EPOCHS),,study.budget.epochs=null)) \
+             $(if $(EPOCHS),study.budget.epochs=$(EPOCHS))
 
 GROUPS = $(if $(MODEL),model=$(MODEL)) $(if $(DATA),data=$(DATA)) $(if $(AUG),augmentation=$(AUG)) \
          $(if $(TRAINER),trainer=$(TRAINER)) $(if $(EXPERIMENT),experiment=$(EXPERIMENT))
 
 .DEFAULT_GOAL := help
-.PHONY: help install train show-augment eval evaluate predict export benchmark hpo remote docker-build docker-train clearml-server-up clearml-server-down test test-fast lint clearml-import clean
+.PHONY: compare study help install train show-augment eval evaluate predict export benchmark hpo remote docker-build docker-train clearml-server-up clearml-server-down test test-fast lint clearml-import clean
 
 help: ## show this help
 	@echo "usage: make <target> [MODEL=retinanet|retinanet_v2|ssd|ssd300_vgg16|ssdlite|fcos|faster_rcnn]"
@@ -64,6 +78,13 @@ predict: install ## draw and list a checkpoint's detections: CKPT=<path> INPUT=<
 export: install ## ONNX or TorchScript file of a checkpoint, verified against PyTorch: CKPT=<path> [FORMAT=onnx|torchscript] [DATA=...]
 	@test -n "$(CKPT)" || (echo "usage: make export CKPT=<checkpoint> [FORMAT=onnx|torchscript] [DATA=...]"; exit 2)
 	$(PY) -m lightdet.export ckpt_path=$(CKPT) format=$(FORMAT) $(if $(DATA),data=$(DATA)) $(ARGS)
+
+compare: install ## single or two shot? accuracy against latency, equal budget: MODELS="retinanet ssd ..." [BUDGET=<min>|EPOCHS=<n>] [DATA=...] [CKPTS="name=path ..."]
+	$(PY) -m lightdet.study -m study=compare $(STUDY_ARGS) \
+		$(if $(CKPTS),cell=$(call csv,$(foreach c,$(CKPTS),$(firstword $(subst =, ,$(c))))) "study.checkpoints=[$(call csv,$(foreach c,$(CKPTS),'$(c)'))]",model=$(call csv,$(MODELS))) $(ARGS)
+
+study: install ## an ablation study of conf/study/*.yaml (focal, anchors, zoom, yours): STUDY=focal [BUDGET=<min>|EPOCHS=<n>] [DATA=...]
+	$(PY) -m lightdet.study -m study=$(STUDY) $(STUDY_ARGS) $(ARGS)
 
 hpo: install ## hyperparameter search (conf/hpo/*.yaml): HPO=focal_lr; run again to resume
 	$(PY) -m lightdet.hpo $(if $(HPO),hpo=$(HPO)) $(ARGS)

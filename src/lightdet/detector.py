@@ -207,14 +207,36 @@ class Detector:
                         raise
                     images.append(err)
             readable = [image for image in images if isinstance(image, Tensor)]
-            with self._autocast():
-                outputs = iter(self.net([i.to(self.device) for i in readable]) if readable else [])
+            outputs = iter(self.forward(readable) if readable else [])
             for item, image in zip(batch, images):
                 if not isinstance(image, Tensor):
                     yield _unreadable(item, str(image)), None
                     continue
                 found = self._detections(item, image, next(outputs), score_thresh, wanted)
                 yield _top(found, max_detections), image
+
+    @torch.inference_mode()
+    def forward(self, images: Sequence[Tensor]) -> list[dict[str, Tensor]]:
+        """The network's own outputs on decoded images: its transform (normalize, resize),
+        forward and postprocessing (decoding, NMS), under the detector's precision. What
+        :meth:`stream` runs per batch, and what ``make compare`` times.
+
+        Args:
+            images: float ``[3, H, W]`` tensors in [0, 1] (see :meth:`images`).
+
+        Returns:
+            per image ``{"boxes": [N, 4] xyxy input pixels, "scores": [N], "labels": [N]}``.
+        """
+        with self._autocast():
+            return self.net([image.to(self.device) for image in images])
+
+    def images(self, inputs) -> list[Tensor]:
+        """``inputs`` (anything :meth:`predict` takes) decoded and converted as the validation
+        loader converts them: the float ``[3, H, W]`` tensors :meth:`forward` takes."""
+        from lightdet.data.transforms import eval_preset
+
+        convert = eval_preset()
+        return [_tensor(item, convert) for item in image_inputs(inputs)]
 
     def _autocast(self):
         dtype = _AUTOCAST.get(self.precision)

@@ -36,12 +36,26 @@ from lightdet.guard.targets import UnsafeConfigError, check_targets
 # hydra.mode itself), nothing that instantiates
 HYDRA_KEYS = ("hydra.run.dir", "hydra.sweep.dir", "hydra.sweep.subdir", "hydra.job.name",
               "hydra.job.chdir", "hydra.output_subdir", "hydra.verbose", "hydra.mode")  # fmt: skip
-HYDRA_GROUPS = ("hydra/job_logging", "hydra/hydra_logging")  # presets shipped with Hydra
-_EMPTY_NODES = ("hydra.callbacks", "hydra.job.env_set", "hydra.searchpath")
+# presets shipped with Hydra, and the launchers a study may run its jobs with
+HYDRA_GROUPS = ("hydra/job_logging", "hydra/hydra_logging", "hydra/launcher")
+_EMPTY_NODES = ("hydra.job.env_set", "hydra.searchpath")
 _PLUGINS = {
-    "hydra.launcher._target_": "hydra._internal.core_plugins.basic_launcher.BasicLauncher",
-    "hydra.sweeper._target_": "hydra._internal.core_plugins.basic_sweeper.BasicSweeper",
+    "hydra.sweeper._target_": ("hydra._internal.core_plugins.basic_sweeper.BasicSweeper",),
+    "hydra.launcher._target_": (
+        "hydra._internal.core_plugins.basic_launcher.BasicLauncher",
+        "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher",
+        "hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher",
+        "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher",
+    ),
 }
+# launcher settings an override may change: how many jobs and where, never commands to run
+# (Submitit's setup, srun_args and additional_parameters reach a shell)
+LAUNCHER_KEYS = ("n_jobs", "timeout_min", "cpus_per_task", "gpus_per_node", "tasks_per_node",
+                 "mem_gb", "nodes", "partition", "qos", "account", "constraint",
+                 "array_parallelism")  # fmt: skip
+_LAUNCHER_SHELL = ("setup", "srun_args", "additional_parameters")
+# the only Hydra callback: a study's report (conf/study.yaml)
+_CALLBACKS = ("lightdet.studies.report.StudyReport",)
 
 
 def _is_hydra(name: str | None) -> bool:
@@ -60,7 +74,8 @@ def check_overrides(overrides: Iterable[str], where: str = "override") -> None:
                 f"{where} {line!r}: {key}@{override.package}: a config may not be placed in "
                 "Hydra's own nodes"
             )
-        if _is_hydra(key) and key not in HYDRA_KEYS + HYDRA_GROUPS:
+        launcher_key = key.startswith("hydra.launcher.") and key.split(".", 2)[2] in LAUNCHER_KEYS
+        if _is_hydra(key) and key not in HYDRA_KEYS + HYDRA_GROUPS and not launcher_key:
             raise UnsafeConfigError(
                 f"{where} {line!r}: {key}: Hydra's own settings cannot be overridden (they can "
                 f"instantiate code or set the environment); allowed: {', '.join(HYDRA_KEYS)}, "
@@ -81,10 +96,21 @@ def check_hydra_node(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key)
         if value:
             raise UnsafeConfigError(f"config: {key} must be empty, got {value}")
-    for key, expected in _PLUGINS.items():
+    for key, allowed in _PLUGINS.items():
         value = OmegaConf.select(cfg, key)
-        if value not in (None, expected):
-            raise UnsafeConfigError(f"config: {key}={value!r}: only {expected} is allowed")
+        if value not in (None, *allowed):
+            raise UnsafeConfigError(f"config: {key}={value!r}: allowed: {', '.join(allowed)}")
+    for key in _LAUNCHER_SHELL:
+        value = OmegaConf.select(cfg, f"hydra.launcher.{key}")
+        if value:
+            raise UnsafeConfigError(f"config: hydra.launcher.{key} must be empty, got {value}")
+    for name, callback in (OmegaConf.select(cfg, "hydra.callbacks") or {}).items():
+        node = OmegaConf.to_container(callback) if callback is not None else None
+        if node is not None and (set(node) != {"_target_"} or node["_target_"] not in _CALLBACKS):
+            allowed = ", ".join(_CALLBACKS)
+            raise UnsafeConfigError(
+                f"config: hydra.callbacks.{name}={node}: only {allowed} (no arguments) is allowed"
+            )
 
 
 def check_composed(cfg: DictConfig, *, run: bool, quiet: bool = False) -> None:

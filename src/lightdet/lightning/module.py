@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -18,6 +19,7 @@ from lightdet.evaluation.metrics import (
     summarize,
 )
 from lightdet.evaluation.predictions import finite_predictions
+from lightdet.lightning.schedulers import budget_progress
 
 Batch = tuple[list[Tensor], list[dict[str, Tensor]]]
 
@@ -168,9 +170,12 @@ class DetectionModule(pl.LightningModule):
         optimizer = self.optimizer_factory(params)
         if self.scheduler_factory is None:
             return optimizer
-        scheduler = self.scheduler_factory(
-            optimizer, total_steps=int(self.trainer.estimated_stepping_batches)
-        )
+        total = self.trainer.estimated_stepping_batches
+        if math.isinf(total):  # a wall-clock budget: the schedule follows the time used
+            scheduler = self.scheduler_factory(optimizer, total_steps=None,
+                                               progress=budget_progress(self.trainer))  # fmt: skip
+        else:
+            scheduler = self.scheduler_factory(optimizer, total_steps=int(total))
         return {
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step"},

@@ -2,13 +2,15 @@
 
 Each builder takes the optimizer and the run's ``total_steps`` (Lightning's
 ``estimated_stepping_batches``), so milestones are fractions of the run and a schedule stays right
-when the epoch count or dataset size changes.
+when the epoch count or dataset size changes. A run with a wall-clock budget and no step count
+(``trainer.max_time`` with ``trainer.max_epochs=-1``) passes ``progress`` instead: the fraction of
+the budget used so far, so the schedule completes when the time is up, however fast the steps.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
@@ -21,22 +23,38 @@ def _warmup(step: int, warmup_steps: int, warmup_factor: float) -> float:
     return warmup_factor * (1.0 - alpha) + alpha
 
 
+def _progress(total_steps: int | None, warmup_steps: int,
+              progress: Callable[[], float] | None) -> Callable[[int], float]:  # fmt: skip
+    """Fraction of the run done at a step, in [0, 1]: by steps, or by the budget used."""
+    if progress is not None:
+        return lambda step: min(1.0, max(0.0, float(progress())))
+    if total_steps is None:
+        raise ValueError("a schedule needs total_steps or progress")
+    return lambda step: min(1.0, max(0, step - warmup_steps) / max(1, total_steps - warmup_steps))
+
+
+def _warmup_steps(warmup_steps: int, total_steps: int | None) -> int:
+    return warmup_steps if total_steps is None else min(warmup_steps, max(0, total_steps - 1))
+
+
 def warmup_cosine(
     optimizer: Optimizer,
     *,
-    total_steps: int,
+    total_steps: int | None,
     warmup_steps: int = 500,
     warmup_factor: float = 0.001,
     min_lr_ratio: float = 0.01,
+    progress: Callable[[], float] | None = None,
 ) -> LambdaLR:
-    """Linear warm-up, then cosine decay to ``min_lr_ratio`` x the base rate at ``total_steps``."""
-    warmup_steps = min(warmup_steps, max(0, total_steps - 1))
+    """Linear warm-up, then cosine decay to ``min_lr_ratio`` x the base rate at ``total_steps``
+    (or when ``progress()`` reaches 1)."""
+    warmup_steps = _warmup_steps(warmup_steps, total_steps)
+    done = _progress(total_steps, warmup_steps, progress)
 
     def factor(step: int) -> float:
         if step < warmup_steps:
             return _warmup(step, warmup_steps, warmup_factor)
-        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-        return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+        return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * done(step)))
 
     return LambdaLR(optimizer, factor)
 
@@ -44,21 +62,45 @@ def warmup_cosine(
 def warmup_multistep(
     optimizer: Optimizer,
     *,
-    total_steps: int,
+    total_steps: int | None,
     warmup_steps: int = 500,
     warmup_factor: float = 0.001,
     milestones: Sequence[float] = (0.615, 0.846),
     gamma: float = 0.1,
+    progress: Callable[[], float] | None = None,
 ) -> LambdaLR:
-    """Linear warm-up, then the rate x ``gamma`` at each milestone (fractions of ``total_steps``).
+    """Linear warm-up, then the rate x ``gamma`` at each milestone (fractions of ``total_steps``,
+    or of the budget ``progress()`` reports).
 
     The default milestones are torchvision's detection recipe: epochs 16 and 22 of 26.
     """
-    warmup_steps = min(warmup_steps, max(0, total_steps - 1))
-    steps = sorted(int(m * total_steps) for m in milestones)
+    warmup_steps = _warmup_steps(warmup_steps, total_steps)
+    if progress is None and total_steps is not None:
+        steps = sorted(int(m * total_steps) for m in milestones)
+        done = lambda step: step  # noqa: E731  milestones in steps, as before
+    else:
+        steps = sorted(milestones)
+        done = _progress(total_steps, warmup_steps, progress)
 
     def factor(step: int) -> float:
-        decay = gamma ** sum(step >= s for s in steps)
+        decay = gamma ** sum(done(step) >= s for s in steps)
         return _warmup(step, warmup_steps, warmup_factor) * decay
 
     return LambdaLR(optimizer, factor)
+
+
+def budget_progress(trainer) -> Callable[[], float]:
+    """The fraction of the wall-clock budget (``trainer.max_time``) a run has used: training time
+    as Lightning's Timer counts it (a resumed run's earlier time included), validation too.
+
+    Raises:
+        ValueError: the run has neither a step count nor a time budget.
+    """
+    from pytorch_lightning.callbacks import Timer
+
+    timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
+    if timer is None or timer._duration is None:
+        raise ValueError("trainer.max_epochs=-1 trains without end: give a wall-clock budget "
+                         "(trainer.max_time=DD:HH:MM:SS) or trainer.max_steps")  # fmt: skip
+    budget = float(timer._duration)
+    return lambda: timer.time_elapsed() / budget

@@ -40,6 +40,8 @@ class TrainResult:
         best_epoch: the epoch of the best value (None when unknown).
         best_metrics: the ``val/*`` scalars of that epoch.
         results_dir: the folder of curves and the best epoch's report (``results/``).
+        epochs: the epochs trained (all of them, a resumed run's included).
+        task_id: the run's ClearML task (None without one); task_url: its page (online only).
     """
 
     metric: str
@@ -50,6 +52,9 @@ class TrainResult:
     best_epoch: int | None = None
     best_metrics: dict[str, float] = field(default_factory=dict)
     results_dir: str | None = None
+    epochs: int | None = None
+    task_id: str | None = None
+    task_url: str | None = None
 
 
 def run_training(
@@ -70,6 +75,9 @@ def run_training(
     with clearml_task(cfg, bind_hydra=bind_hydra) as task:  # its record kept whatever happens
         result = _fit(cfg, task, extra_callbacks)
         tracked = _tracked_where(task)
+        if task is not None:
+            result.task_id = str(task.id)
+            result.task_url = None if task.is_offline() else task.get_output_log_web_page()
     log.info("%s = %s; best checkpoint %s", result.metric, result.best, result.best_checkpoint)
     if is_global_zero():
         print(summary(result, time.monotonic() - started, tracked), flush=True)
@@ -173,6 +181,7 @@ def _fit(cfg: DictConfig, task, extra_callbacks: list | None) -> TrainResult:
         best_epoch=results.best.get("epoch") if results is not None else None,
         best_metrics=dict(results.best.get("metrics", {})) if results is not None else {},
         results_dir=str(results.dirpath) if results is not None else None,
+        epochs=int(trainer.current_epoch),
     )
 
 

@@ -66,12 +66,14 @@ def _command_line_cases(bait):
                             "hydra.callbacks.evil"),
         "hydra-package": ("+callbacks@hydra.callbacks=default", "hydra.callbacks"),
         "searchpath": ("hydra.searchpath=[file:///tmp]", "hydra.searchpath"),
-        "launcher": ("hydra/launcher=basic", "hydra/launcher"),
+        "launcher": ("hydra.launcher._target_=lightdet.data.shapes.shutil.copyfile",
+                     "hydra.launcher._target_"),
+        "launcher-shell": ("++hydra.launcher.setup=[touch /tmp/x]", "hydra.launcher.setup"),
     }  # fmt: skip
 
 
 CASES = ["walk-callback", "walk-backbone", "create-callback", "create-model", "env_set",
-         "hydra-callbacks", "hydra-package", "searchpath", "launcher"]  # fmt: skip
+         "hydra-callbacks", "hydra-package", "searchpath", "launcher", "launcher-shell"]  # fmt: skip
 
 
 @pytest.mark.parametrize("case", CASES)

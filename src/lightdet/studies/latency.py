@@ -1,0 +1,166 @@
+"""Inference latency, size and memory of a trained detector, measured the same way for every
+model of a study.
+
+What is timed: :meth:`lightdet.Detector.forward` on images already decoded and converted
+(the detector's own transform, i.e. normalisation and resize, its forward and its
+postprocessing: box decoding, score threshold, NMS), under the precision the run was
+validated with. Image decoding is not timed. Each batch size is run ``warmup`` times untimed,
+then ``repeats`` times timed (CUDA synchronised around each); the figure is milliseconds per
+image: median, and the 10th-90th percentile spread. Each model is measured in a fresh
+process (no allocator state or threads left by training or by another model). Peak memory:
+what loading and running the model added to the process's resident memory at its peak
+(Linux's VmHWM, reset after the imports); on CUDA also the peak allocated by torch.
+
+Run as ``python -m lightdet.studies.latency <request.json> <result.json>``; from Python,
+:func:`measure_in_subprocess`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+SETTINGS = ("batch_sizes", "warmup", "repeats", "threads", "device")
+
+
+def time_batches(detector, images: list, batch_size: int, warmup: int, repeats: int) -> dict:
+    """Milliseconds per image of ``detector.forward`` on ``batch_size`` images (cycled from
+    ``images``): median, 10th and 90th percentiles, min and max over ``repeats`` runs."""
+    import torch
+
+    batch = [images[i % len(images)] for i in range(batch_size)]
+    cuda = detector.device.type == "cuda"
+    for _ in range(warmup):
+        detector.forward(batch)
+    per_image = []
+    for _ in range(repeats):
+        if cuda:
+            torch.cuda.synchronize(detector.device)
+        start = time.perf_counter()
+        detector.forward(batch)
+        if cuda:
+            torch.cuda.synchronize(detector.device)
+        per_image.append((time.perf_counter() - start) * 1000 / batch_size)
+    deciles = statistics.quantiles(per_image, n=10, method="inclusive")
+    return {"median_ms": statistics.median(per_image), "p10_ms": deciles[0],
+            "p90_ms": deciles[-1], "min_ms": min(per_image), "max_ms": max(per_image),
+            "repeats": repeats}  # fmt: skip
+
+
+def measure(checkpoint: str, image_paths: list[str], settings: dict) -> dict:
+    """Latency per batch size, parameters and peak memory of the checkpoint's detector."""
+    import torch
+    import torchvision.models.detection  # noqa: F401  imported before the baseline: the
+
+    import lightdet.data.transforms  # noqa: F401     peak is the model's, not the imports'
+    import lightdet.models.restore  # noqa: F401
+    from lightdet.detector import Detector
+
+    if settings.get("threads"):
+        torch.set_num_threads(int(settings["threads"]))
+    baseline_mib = _rss_mib("VmRSS")
+    _reset_peak_rss()
+    detector = Detector.from_checkpoint(checkpoint, device=settings.get("device"))
+    images = detector.images(image_paths)
+    if detector.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(detector.device)
+    latency = {
+        str(bs): time_batches(
+            detector, images, int(bs), int(settings["warmup"]), int(settings["repeats"])
+        )  # fmt: skip
+        for bs in settings["batch_sizes"]
+    }
+    cuda_mib = (torch.cuda.max_memory_allocated(detector.device) / 2**20
+                if detector.device.type == "cuda" else None)  # fmt: skip
+    return {
+        "latency": latency,
+        "params": sum(p.numel() for p in detector.net.parameters()),
+        # what loading and running the model added to the process at its peak
+        "peak_mib": _rss_mib("VmHWM") - baseline_mib,
+        "peak_rss_mib": _rss_mib("VmHWM"),
+        "rss_before_model_mib": baseline_mib,
+        "peak_cuda_mib": cuda_mib,
+        "device": _device_name(detector.device),
+        "threads": torch.get_num_threads(),
+        "precision": detector.precision,
+        "image_sizes": sorted({tuple(i.shape[1:]) for i in images}),
+        "torch": torch.__version__,
+        "model": (detector.config.get("model") or {}).get("name"),
+        "backbone": ((detector.config.get("model") or {}).get("net") or {}).get("backbone"),
+    }
+
+
+def measure_in_subprocess(checkpoint: str, image_paths: list[str], settings: dict,
+                          folder: Path) -> dict:  # fmt: skip
+    """:func:`measure` in a fresh Python process; its request and result stay in ``folder``.
+
+    Raises:
+        RuntimeError: the process failed, with the end of its output.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    request, result = folder / "latency_request.json", folder / "latency.json"
+    request.write_text(json.dumps({"checkpoint": str(checkpoint), "images": image_paths,
+                                   "settings": settings}, indent=2))  # fmt: skip
+    result.unlink(missing_ok=True)
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    done = subprocess.run([sys.executable, "-m", __name__, str(request), str(result)],
+                          capture_output=True, text=True, env=env)  # fmt: skip
+    if done.returncode != 0 or not result.is_file():
+        tail = (done.stdout + done.stderr)[-2000:]
+        raise RuntimeError(
+            f"latency of {checkpoint}: the measuring process failed ({done.returncode}):\n{tail}"
+        )
+    return json.loads(result.read_text())
+
+
+def _rss_mib(field: str) -> float:
+    """Resident memory now (``VmRSS``) or at its peak (``VmHWM``), from /proc (Linux); the
+    lifetime peak elsewhere."""
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024  # kB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _reset_peak_rss() -> None:
+    """Start ``VmHWM`` again from the current resident size (Linux 4.0+), so the peak is the
+    model's, not that of the imports before it."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def _device_name(device) -> str:
+    import platform
+
+    import torch
+
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    name = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        models = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+                  if line.startswith("model name")]  # fmt: skip
+        name = models[0] if models else name
+    return f"cpu ({name}, {os.cpu_count()} logical cores)"
+
+
+def main(argv: list[str]) -> None:
+    request_path, result_path = argv
+    request = json.loads(Path(request_path).read_text())
+    found = measure(request["checkpoint"], request["images"], request["settings"])
+    Path(result_path).write_text(json.dumps(found, indent=2))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,82 @@
+"""A study's results as rows: the markdown table, the CSV and the Pareto front of accuracy
+against latency."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from pathlib import Path
+
+# headline metrics: (key in the results, column title)
+METRIC_TITLES = {"val/map": "mAP", "val/map_50": "mAP50", "val/map_75": "mAP75",
+                 "val/map_small": "mAP small", "val/map_medium": "mAP medium",
+                 "val/map_large": "mAP large"}  # fmt: skip
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[bool]:
+    """Per point ``(milliseconds, accuracy)``: True when no other point is at least as fast
+    and at least as accurate, and strictly better in one."""
+    front = []
+    for i, (ms, acc) in enumerate(points):
+        dominated = any(
+            o_ms <= ms and o_acc >= acc and (o_ms < ms or o_acc > acc)
+            for j, (o_ms, o_acc) in enumerate(points)
+            if j != i
+        )
+        front.append(not dominated)
+    return front
+
+
+def _fmt(value, digits: int = 4) -> str:
+    if value is None or value == "":
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def study_rows(cells: list[dict], metrics: Sequence[str], batch_sizes: Sequence[int],
+               paper: dict | None = None) -> tuple[list[str], list[list]]:  # fmt: skip
+    """Header and one row per cell: name, model, parameters, the metrics (with the paper's
+    numbers beside ours where the study gives them), milliseconds per image per batch size,
+    peak memory, training time, Pareto membership and the ClearML task."""
+    paper = paper or {}
+    paper_keys = [m for m in metrics if any(m in (paper.get(c["label"]) or {}) for c in cells)]
+    header = ["cell", "model", "backbone", "params (M)"]
+    header += [METRIC_TITLES.get(m, m) for m in metrics]
+    header += [f"paper {METRIC_TITLES.get(m, m)}" for m in paper_keys]
+    header += [f"ms/img b{bs} (p10-p90)" for bs in batch_sizes]
+    header += ["peak MiB", "train min", "epochs", "Pareto", "ClearML task"]
+    rows = []
+    for cell in cells:
+        if cell.get("status") != "finished":
+            rows.append([cell["label"], cell.get("model", "-"), "-", "-",
+                         *["-"] * (len(metrics) + len(paper_keys) + len(batch_sizes)),
+                         "-", "-", "-", "", f"failed: {cell.get('error', '?')}"[:80]])  # fmt: skip
+            continue
+        speed = cell.get("speed") or {}
+        row = [cell["label"], cell.get("model", "-"), cell.get("backbone", "-"),
+               _fmt((speed.get("params") or 0) / 1e6, 2) if speed else "-"]  # fmt: skip
+        row += [_fmt(cell["metrics"].get(m)) for m in metrics]
+        row += [_fmt((paper.get(cell["label"]) or {}).get(m), 1) for m in paper_keys]
+        for bs in batch_sizes:
+            t = (speed.get("latency") or {}).get(str(bs))
+            row.append(f"{t['median_ms']:.1f} ({t['p10_ms']:.1f}-{t['p90_ms']:.1f})" if t else "-")
+        row += [_fmt(speed.get("peak_mib"), 0) if speed else "-",
+                _fmt(cell.get("train_seconds", 0) / 60, 1) if cell.get("train_seconds") else "-",
+                _fmt(cell.get("epochs")), "yes" if cell.get("pareto") else "",
+                cell.get("task_id") or "-"]  # fmt: skip
+        rows.append(row)
+    return header, rows
+
+
+def markdown(header: list[str], rows: list[list]) -> str:
+    """A GitHub markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_csv(path: Path, header: list[str], rows: list[list]) -> None:
+    with path.open("w", newline="") as f:
+        csv.writer(f).writerows([header, *rows])
