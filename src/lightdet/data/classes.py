@@ -37,3 +37,31 @@ def category_ids(class_names: Sequence[str], category_map: Mapping) -> dict[int,
         if isinstance(key, int) and not isinstance(key, bool) and int(label) in ids:
             ids[int(label)] = key
     return ids
+
+
+def check_class_names(names: Sequence, where: str) -> list[str]:
+    """The K class names, refused when two are the same or one is named like label 0
+    (``background``, whatever its case): either would make two labels one name in the label
+    enumeration, the confusion matrix and every report.
+
+    Args:
+        names: the names, in label order.
+        where: the file and field they came from, or the config key.
+
+    Raises:
+        AnnotationError: naming ``where``, the index and the name.
+    """
+    from lightdet.data.records import AnnotationError
+
+    seen: dict[str, int] = {}
+    for i, name in enumerate(names):
+        if not isinstance(name, str) or not name.strip():
+            raise AnnotationError(f"{where}[{i}]: expected a non-empty class name, found {name!r}")
+        if name.strip().casefold() == BACKGROUND:
+            raise AnnotationError(f"{where}[{i}]: {name!r} is the name of label 0 (no object); "
+                                  "rename the class")  # fmt: skip
+        if name in seen:
+            raise AnnotationError(f"{where}[{i}]: class name {name!r} again (first at "
+                                  f"[{seen[name]}]); two classes cannot share a name")  # fmt: skip
+        seen[name] = i
+    return list(names)

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from lightdet.data import fields
 from lightdet.data.checks import DataChecker
+from lightdet.data.classes import check_class_names
 from lightdet.data.records import AnnotationError, DetectionRecord, resolve_inside
 
 
@@ -49,25 +51,28 @@ def read_coco(
     class_names, category_map = _categories(data, path)
     images = _images(data, path)
     per_image: dict[int, list[tuple[int, dict]]] = defaultdict(list)
-    annotation_ids: dict[object, int] = {}
-    for i, ann in enumerate(data.get("annotations", [])):
+    annotation_ids: dict[int, int] = {}
+    for i, ann in enumerate(fields.sequence(data.get("annotations", []), f"{path}: annotations")):
         where = f"{path}: annotations[{i}]"
-        ann_id = ann.get("id")
+        ann = fields.mapping(ann, where)
+        ann_id = fields.read(ann, "id", where, fields.integer_id)
         if ann_id in annotation_ids:
             raise AnnotationError(
                 f"{where}.id: duplicate annotation id {ann_id!r} "
                 f"(first at annotations[{annotation_ids[ann_id]}])"
             )
         annotation_ids[ann_id] = i
-        if ann.get("image_id") not in images:
-            raise AnnotationError(f"{where}.image_id: unknown image id {ann.get('image_id')!r}")
-        if ann.get("category_id") not in category_map:
-            message = f"{where}.category_id: unknown category {ann.get('category_id')!r}"
+        image_id = fields.read(ann, "image_id", where, fields.integer_id)
+        if image_id not in images:
+            raise AnnotationError(f"{where}.image_id: unknown image id {image_id!r}")
+        category = fields.read(ann, "category_id", where, fields.integer_id)
+        if category not in category_map:
+            message = f"{where}.category_id: unknown category {category!r}"
             if checker is None or checker.policy.unknown_classes == "error":
                 raise AnnotationError(f"{message} (data.policy.unknown_classes=skip skips it)")
             checker.skip("unknown_class", message)
             continue
-        per_image[ann["image_id"]].append((i, ann))
+        per_image[image_id].append((i, ann))
     records = [
         _record(path, image_root, i, img, per_image[image_id], category_map)
         for i, (image_id, img) in enumerate(images.items())
@@ -77,36 +82,52 @@ def read_coco(
 
 def _load(path: Path) -> dict:
     try:
-        with path.open() as f:
+        with path.open(encoding="utf-8-sig") as f:  # a BOM, as Windows editors write, is fine
             data = json.load(f)
     except FileNotFoundError as err:
         raise FileNotFoundError(f"{path}: COCO annotation file not found") from err
+    except UnicodeDecodeError as err:
+        raise AnnotationError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from err
     except json.JSONDecodeError as err:
         raise AnnotationError(
             f"{path}: malformed JSON (line {err.lineno}, column {err.colno})"
         ) from err
-    if not isinstance(data, dict):
-        raise AnnotationError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    except RecursionError as err:
+        raise AnnotationError(f"{path}: JSON nested too deeply") from err
+    data = fields.mapping(data, f"{path}: the top level")
     for key in ("images", "categories"):
-        if key not in data:
-            raise AnnotationError(f"{path}: {key}: missing")
+        fields.sequence(fields.get(data, key, f"{path}: {key}"), f"{path}: {key}")
     return data
 
 
 def _categories(data: dict, path: Path) -> tuple[list[str], dict[int, int]]:
-    cats = sorted(data["categories"], key=lambda c: c["id"])
-    ids = [c["id"] for c in cats]
-    if len(set(ids)) != len(ids):
-        raise AnnotationError(f"{path}: categories: duplicate category ids")
-    return [c["name"] for c in cats], {c["id"]: i + 1 for i, c in enumerate(cats)}
+    cats = []
+    for i, cat in enumerate(data["categories"]):
+        where = f"{path}: categories[{i}]"
+        cat = fields.mapping(cat, where)
+        cat_id = fields.read(cat, "id", where, fields.integer_id)
+        name = fields.read(cat, "name", where, fields.text)
+        cats.append((cat_id, name, i))
+    cats.sort()
+    for (a, _, i), (b, _, j) in zip(cats, cats[1:]):
+        if a == b:
+            raise AnnotationError(f"{path}: categories[{j}].id: duplicate category id {b} "
+                                  f"(also categories[{i}])")  # fmt: skip
+    names = check_class_names([n for _, n, _ in cats], f"{path}: categories (by id), name")
+    return names, {cat_id: k + 1 for k, (cat_id, _, _) in enumerate(cats)}
 
 
 def _images(data: dict, path: Path) -> dict[int, dict]:
     images: dict[int, dict] = {}
+    first: dict[int, int] = {}
     for i, img in enumerate(data["images"]):
-        if img.get("id") in images:
-            raise AnnotationError(f"{path}: images[{i}].id: duplicate image id {img.get('id')!r}")
-        images[img["id"]] = img
+        where = f"{path}: images[{i}]"
+        img = fields.mapping(img, where)
+        image_id = fields.read(img, "id", where, fields.integer_id)
+        if image_id in images:
+            raise AnnotationError(f"{where}.id: duplicate image id {image_id!r} "
+                                  f"(first at images[{first[image_id]}])")  # fmt: skip
+        images[image_id], first[image_id] = img, i
     return images
 
 
@@ -114,37 +135,35 @@ def _record(
     path: Path, root: Path, index: int, img: dict, anns: list[tuple[int, dict]], category_map: dict
 ) -> DetectionRecord:
     where = f"{path}: images[{index}]"
-    for key in ("file_name", "width", "height"):
-        if key not in img:
-            raise AnnotationError(f"{where}.{key}: missing")
-    image_path = resolve_inside(root, str(img["file_name"]), f"{where}.file_name")
+    file_name = fields.read(img, "file_name", where, fields.text)
+    width = fields.read(img, "width", where, fields.size)
+    height = fields.read(img, "height", where, fields.size)
+    image_path = resolve_inside(root, file_name, f"{where}.file_name")
     boxes = np.asarray([_bbox(path, i, a) for i, a in anns], np.float32).reshape(-1, 4)
     boxes[:, 2:] += boxes[:, :2]  # xywh -> xyxy
+    crowd = [fields.flag(a.get("iscrowd", 0), f"{path}: annotations[{i}].iscrowd") for i, a in anns]
     return DetectionRecord(
         image_path=image_path,
         image_id=int(img["id"]),
-        width=int(img["width"]),
-        height=int(img["height"]),
+        width=width,
+        height=height,
         boxes=boxes,
         labels=np.asarray([category_map[a["category_id"]] for _, a in anns], np.int64),
-        iscrowd=np.asarray([bool(a.get("iscrowd", 0)) for _, a in anns], bool),
-        name=str(img["file_name"]),
-        source=f"{where} ({img['file_name']})",
+        iscrowd=np.asarray(crowd, bool),
+        name=file_name,
+        source=f"{where} ({file_name})",
         box_refs=[f"annotations[{i}].bbox" for i, _ in anns],
     )
 
 
 def _bbox(path: Path, index: int, ann: dict) -> list[float]:
-    """``[x, y, w, h]`` as floats (``NaN`` passes: JSON allows it, and the checks refuse it)."""
-    bbox = ann.get("bbox")
-    try:
-        values = [float(v) for v in bbox]
-    except (TypeError, ValueError):
-        values = []
-    if len(values) != 4:
-        raise AnnotationError(f"{path}: annotations[{index}].bbox: expected [x, y, w, h], "
-                              f"got {bbox!r}")  # fmt: skip
-    return values
+    """``[x, y, w, h]`` as floats (``NaN`` and inf pass: JSON readers allow them, and the box
+    checks refuse them by rule, naming the box)."""
+    where = f"{path}: annotations[{index}].bbox"
+    bbox = fields.get(ann, "bbox", where)
+    if not isinstance(bbox, list) or len(bbox) != 4 or not all(map(fields.is_number, bbox)):
+        raise fields.fail(where, "[x, y, w, h], four numbers", bbox)
+    return [float(v) for v in bbox]
 
 
 def write_coco(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,12 +60,14 @@ class AnnotationError(ValueError):
 
 
 def resolve_inside(root: Path, relative: str, where: str) -> Path:
-    """``root / relative`` resolved, refusing names that leave ``root`` (absolute, ``..``).
+    """``root / relative`` as an absolute path, refusing a name that leaves ``root`` by what it
+    says (an absolute path, ``..`` past the root). Symlinks are not followed here: an image
+    that is a link into another folder, as dataset tools write, is the user's to make.
 
     Raises:
         AnnotationError: ``where`` names the file and field the name came from.
     """
-    path = (Path(root) / relative).resolve()
-    if not path.is_relative_to(Path(root).resolve()):
+    name = os.path.normpath(str(relative).replace("\\", "/"))
+    if os.path.isabs(name) or name == ".." or name.startswith("../"):
         raise AnnotationError(f"{where}: {relative!r} resolves outside {root}")
-    return path
+    return Path(os.path.abspath(Path(root) / name))

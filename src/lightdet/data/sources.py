@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from lightdet.data.checks import DataChecker
+from lightdet.data.classes import check_class_names
 from lightdet.data.coco import read_coco, read_coco_categories
 from lightdet.data.records import DetectionRecord
 from lightdet.data.shapes import SHAPE_CLASSES, ShapesSpec, ensure_shapes
@@ -42,7 +43,7 @@ class VOCSource:
         self.roots = (
             [Path(roots)] if isinstance(roots, str | os.PathLike) else [Path(r) for r in roots]
         )
-        self.class_names = list(class_names)
+        self.class_names = check_class_names(list(class_names), "data.source.class_names")
         self.category_map = {name: i + 1 for i, name in enumerate(self.class_names)}
         self.splits = {"train": train, "val": val, "test": test}
 
@@ -148,7 +149,8 @@ class YOLOSource:
     ) -> None:
         self.root = Path(root)
         self.splits = {"train": train, "val": val, "test": test}
-        self._class_names = list(class_names) if class_names is not None else None
+        self._class_names = (check_class_names(list(class_names), "data.source.class_names")
+                             if class_names is not None else None)  # fmt: skip
 
     def prepare(self) -> None:
         if not (self.root / "images").is_dir():
@@ -159,7 +161,8 @@ class YOLOSource:
     @property
     def class_names(self) -> list[str]:
         if self._class_names is None:
-            self._class_names = read_yolo_classes(self.root)
+            names = read_yolo_classes(self.root)
+            self._class_names = check_class_names(names, str(self.root / "classes.txt"))
         return self._class_names
 
     @property

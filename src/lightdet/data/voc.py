@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lightdet.data import fields
 from lightdet.data.checks import DataChecker
 from lightdet.data.records import AnnotationError, DetectionRecord, resolve_inside
 
@@ -76,8 +77,8 @@ def _read_annotation(
         raise AnnotationError(f"{xml_path}: annotation file missing") from err
     filename = (tree.findtext("filename") or "").strip() or f"{name}.jpg"
     image_path = resolve_inside(root / "JPEGImages", filename, f"{xml_path}: filename")
-    width = _number(tree, "size/width", xml_path, int)
-    height = _number(tree, "size/height", xml_path, int)
+    width = _number(tree, "size/width", xml_path, fields.size)
+    height = _number(tree, "size/height", xml_path, fields.size)
     boxes, labels, difficult, refs = [], [], [], []
     for i, obj in enumerate(tree.findall("object")):
         label = (obj.findtext("name") or "").strip()
@@ -89,9 +90,14 @@ def _read_annotation(
             continue
         field = f"object[{i}].bndbox"
         x1, y1, x2, y2 = (
-            _number(obj, f"bndbox/{k}", xml_path, float, field)
+            _number(obj, f"bndbox/{k}", xml_path, fields.number, field)
             for k in ("xmin", "ymin", "xmax", "ymax")
         )
+        # VOC's 1-based corners to 0-based xyxy. A box without extent in the file itself
+        # (xmax <= xmin, as real datasets hold: [504, 337, 504, 337]) stays without extent, so
+        # the degenerate-box check skips it, instead of a 1 px box after the shift
+        x2 = x2 if x2 > x1 else min(x2, x1 - 1.0)
+        y2 = y2 if y2 > y1 else min(y2, y1 - 1.0)
         boxes.append([x1 - 1.0, y1 - 1.0, x2, y2])
         labels.append(class_index[label])
         difficult.append((obj.findtext("difficult") or "0").strip() == "1")  # missing tag: 0
@@ -110,15 +116,19 @@ def _read_annotation(
     )
 
 
-def _number(node: ET.Element, path: str, xml_path: Path, cast, field: str | None = None):
+def _number(node: ET.Element, path: str, xml_path: Path, kind, field: str | None = None):
+    """The number at ``path``, checked by ``kind`` (:func:`fields.size` for the image size,
+    :func:`fields.number` for coordinates, where NaN and inf go on to the box checks)."""
     text = node.findtext(path)
     where = f"{field}.{path.rsplit('/', 1)[-1]}" if field else path.replace("/", ".")
     if text is None:
         raise AnnotationError(f"{xml_path}: {where}: missing")
     try:
-        return cast(float(text))
+        value = float(text)
     except ValueError as err:
-        raise AnnotationError(f"{xml_path}: {where}: not a number ({text!r})") from err
+        found = text.strip()
+        raise AnnotationError(f"{xml_path}: {where}: not a number (found {found!r})") from err
+    return kind(value, f"{xml_path}: {where}")
 
 
 def write_voc_annotation(

@@ -204,3 +204,22 @@ def test_an_empty_split_is_an_error(tmp_path):
     (root / "ImageSets/Main/val.txt").write_text("")
     with pytest.raises(AnnotationError, match="the 'val' split has no images"):
         _voc(root).setup("fit")
+
+
+def test_a_voc_box_without_extent_in_the_file_is_degenerate(tmp_path):
+    """A real dataset's ``[504, 337, 504, 337]``: the check holds on the file's own corners,
+    not on the 1 px box the 1-based shift would make of it (skipped and counted, or an error
+    in strict mode)."""
+    root = write_messy_voc(tmp_path / "VOC")
+    clean = [f"clean_{i:02d}" for i in range(NUM_CLEAN)]
+    (root / "ImageSets/Main/train.txt").write_text("\n".join(clean) + "\n")
+    xml = root / "Annotations" / "clean_20.xml"
+    point = ("<object><name>circle</name><bndbox><xmin>20</xmin><ymin>30</ymin><xmax>20</xmax>"
+             "<ymax>30</ymax></bndbox></object></annotation>")  # fmt: skip
+    xml.write_text(xml.read_text().replace("</annotation>", point))
+    dm = _voc(root)
+    dm.setup("fit")
+    assert dict(dm.checks["train"].skipped) == {"degenerate_box": 1}
+    assert len(_by_name(dm)["clean_20"].boxes) == 1  # the image keeps its real box
+    with pytest.raises(AnnotationError, match=r"clean_20\.xml: object\[1\]\.bndbox: xmax"):
+        _voc(root, strict=True).setup("fit")

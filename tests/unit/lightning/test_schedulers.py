@@ -44,3 +44,47 @@ def test_warmup_longer_than_the_run_is_clamped():
     r = _rates(lambda o: warmup_cosine(o, total_steps=5, warmup_steps=500), 5)
     assert max(r) == pytest.approx(1.0, abs=0.05) or r[-1] < 1.0
     assert all(x > 0 for x in r)
+
+
+def test_a_time_budget_drives_the_schedule_after_warm_up():
+    """``progress`` (the fraction of a wall-clock budget used) replaces the step count: the
+    cosine reaches its floor when the budget is used up, whatever the number of steps."""
+    clock = {"used": 0.0}
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = warmup_cosine(opt, total_steps=None, warmup_steps=2, warmup_factor=0.5,
+                          min_lr_ratio=0.01, progress=lambda: clock["used"])  # fmt: skip
+    rates = []
+    for used in (0.0, 0.0, 0.0, 0.5, 1.0, 1.7):
+        clock["used"] = used
+        rates.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    rates.append(opt.param_groups[0]["lr"])
+    assert rates[:3] == pytest.approx([0.5, 0.75, 1.0])  # warm-up counts steps
+    assert rates[3] == pytest.approx(1.0)  # (the rate for step 3 was set at used=0)
+    assert rates[4] == pytest.approx(0.01 + 0.99 * 0.5)  # half the budget: half-way down
+    assert rates[5:] == pytest.approx([0.01, 0.01])  # used up (and beyond): the floor
+
+
+def test_a_time_budget_moves_multistep_milestones():
+    clock = {"used": 0.0}
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = warmup_multistep(opt, total_steps=None, warmup_steps=0, milestones=(0.5, 0.8),
+                             gamma=0.1, progress=lambda: clock["used"])  # fmt: skip
+    rates = []
+    for used in (0.2, 0.6, 0.9):
+        clock["used"] = used
+        sched.step()
+        rates.append(opt.param_groups[0]["lr"])
+    assert rates == pytest.approx([1.0, 0.1, 0.01])
+
+
+def test_no_step_count_and_no_time_budget_is_an_error():
+    import pytorch_lightning as pl
+
+    from lightdet.lightning.schedulers import budget_progress
+
+    with pytest.raises(ValueError, match="trainer.max_time"):
+        budget_progress(pl.Trainer(max_epochs=-1, logger=False, enable_checkpointing=False))
+    trainer = pl.Trainer(max_time="00:00:01:00", logger=False, enable_checkpointing=False)
+    assert budget_progress(trainer)() == 0.0  # not started: nothing used
