@@ -47,6 +47,23 @@ def check_free(folder: str | os.PathLike, key: str) -> None:
         )
 
 
+def new_run_dir(folder: str | os.PathLike, kind: str = "run") -> Path:
+    """A run folder no other process has: ``folder`` itself, created here (``mkdir`` either
+    creates a folder or fails, atomically, also on a shared file system), or, when it exists
+    already (another run started in the same second, or the clock went back), ``folder-2``,
+    ``folder-3``... Marked as lightdet's."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 10_000):
+        candidate = folder if n == 1 else folder.with_name(f"{folder.name}-{n}")
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        return mark(candidate, kind)
+    raise FileExistsError(f"{folder}: no free run folder name after 10,000 tries")
+
+
 def mark(folder: str | os.PathLike, kind: str, *, inherited: bool = True) -> Path:
     """Create ``folder`` if needed and write the marker, unless it has one, or (``inherited``)
     a folder above it has one: a checkpoints folder inside a run folder needs none."""

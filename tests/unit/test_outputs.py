@@ -106,3 +106,37 @@ def test_a_study_storage_at_a_users_database_is_refused(tmp_path):
     assert mine.read_bytes() == before
     _check_storage(f"sqlite:///{tmp_path / 'new' / 'study.db'}")  # new: its folder is made
     assert (tmp_path / "new").is_dir()
+
+
+def test_runs_started_at_once_never_share_a_folder(tmp_path):
+    """Eight processes' worth of claims on one name (same task, same second): eight folders."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lightdet.outputs import is_ours, new_run_dir
+
+    target = tmp_path / "logs" / "retinanet" / "runs" / "2026-12-02_10-00-00"
+    with ThreadPoolExecutor(8) as pool:
+        folders = list(pool.map(lambda _: new_run_dir(target), range(8)))
+    assert len(set(folders)) == 8
+    assert sorted(f.name for f in folders) == sorted(
+        ["2026-12-02_10-00-00", *(f"2026-12-02_10-00-00-{n}" for n in range(2, 9))]
+    )
+    assert all(is_ours(f) and sorted(p.name for p in f.iterdir()) == [".lightdet"] for f in folders)
+
+
+def test_the_clock_cannot_make_two_runs_share_a_folder(tmp_path):
+    """The CLI's folder pattern with a clock that says the same second twice (or goes back)."""
+    from omegaconf import OmegaConf
+
+    from lightdet.runs.compose import compose_config
+
+    OmegaConf.register_new_resolver("now", lambda pattern: "2026-12-02_10-00-00", replace=True)
+    try:
+        first, second = (compose_config("train", [f"paths.root_dir={tmp_path}"]) for _ in range(2))
+    finally:  # Hydra's own resolver back
+        from hydra.core.utils import setup_globals
+
+        OmegaConf.clear_resolver("now")
+        setup_globals()
+    assert first.paths.output_dir != second.paths.output_dir
+    assert second.paths.output_dir == first.paths.output_dir + "-2"

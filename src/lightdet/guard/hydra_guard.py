@@ -113,9 +113,14 @@ def check_hydra_node(cfg: DictConfig) -> None:
             )
 
 
-def check_composed(cfg: DictConfig, *, run: bool, quiet: bool = False) -> None:
+def check_composed(
+    cfg: DictConfig, *, run: bool, quiet: bool = False, chosen_dir: bool = True
+) -> None:
     """Steps 2 and 3 above, on a freshly composed config (``run``: Hydra is about to create
-    the run folder ``hydra.run.dir``; ``quiet``: a probe whose config is thrown away)."""
+    the run folder ``hydra.run.dir``; ``quiet``: a probe whose config is thrown away;
+    ``chosen_dir``: the run folder was given as an override, as Lightning's DDP launcher gives
+    its children the parent's; otherwise the folder the pattern names is made unique here, so
+    two runs started in the same second never share one)."""
     check_hydra_node(cfg)
     body = {k: cfg._get_node(k) for k in cfg.keys() if k != "hydra"}
     check_interpolations(body)
@@ -126,6 +131,8 @@ def check_composed(cfg: DictConfig, *, run: bool, quiet: bool = False) -> None:
             outputs.check_free(run_dir, "hydra.run.dir")
         except outputs.ForeignFolderError as err:  # before Hydra writes .hydra/ and its log
             raise UnsafeConfigError(str(err)) from err
+        if not chosen_dir:
+            cfg.hydra.run.dir = str(outputs.new_run_dir(run_dir))
     scrub_config(cfg, quiet=quiet)
 
 
@@ -149,7 +156,9 @@ def install() -> None:
         run = bound.arguments["run_mode"] == RunMode.RUN and logs
         # Hydra.get_mode composes once without logging, as a probe, before the real run
         probe = not logs and not bound.arguments.get("validate_sweep_overrides", True)
-        check_composed(cfg, run=run, quiet=probe)
+        chosen = any(o.split("=", 1)[0].lstrip("+~") == "hydra.run.dir"
+                     for o in bound.arguments["overrides"] or [])  # fmt: skip
+        check_composed(cfg, run=run, quiet=probe, chosen_dir=chosen)
         return cfg
 
     compose_config._lightdet_guard = True  # type: ignore[attr-defined]

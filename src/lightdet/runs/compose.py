@@ -27,6 +27,7 @@ def compose_config(config_name: str, overrides: Sequence[str] = ()) -> DictConfi
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf, open_dict
 
+    from lightdet import outputs
     from lightdet.cli import CONFIG_DIR  # importing it guards Hydra's composition
 
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
@@ -34,8 +35,9 @@ def compose_config(config_name: str, overrides: Sequence[str] = ()) -> DictConfi
                       return_hydra_config=True)  # fmt: skip
     with open_dict(cfg):
         paths = OmegaConf.to_container(cfg.paths, resolve=False)
-        if paths.get("output_dir") == _HYDRA_OUTPUT_DIR:  # not set by an override
-            cfg.paths.output_dir = str(Path(cfg.hydra.run.dir).resolve())
+        if paths.get("output_dir") == _HYDRA_OUTPUT_DIR:  # not set by an override: a new
+            # folder of the CLI's pattern, never one another run took in the same second
+            cfg.paths.output_dir = str(outputs.new_run_dir(Path(cfg.hydra.run.dir).resolve()))
         del cfg["hydra"]
     return cfg
 

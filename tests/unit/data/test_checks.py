@@ -223,3 +223,22 @@ def test_a_voc_box_without_extent_in_the_file_is_degenerate(tmp_path):
     assert len(_by_name(dm)["clean_20"].boxes) == 1  # the image keeps its real box
     with pytest.raises(AnnotationError, match=r"clean_20\.xml: object\[1\]\.bndbox: xmax"):
         _voc(root, strict=True).setup("fit")
+
+
+def test_images_that_are_symlinks_into_another_folder_are_read(tmp_path):
+    """Per-file links, as dataset tools write them, are the user's to make; only a name in an
+    annotation that leaves the root (``..``, absolute) is refused (the catalogue rows)."""
+    root = write_messy_voc(tmp_path / "VOC")
+    elsewhere = tmp_path / "store"
+    elsewhere.mkdir()
+    for name in ("clean_20", "clean_21"):
+        image = root / "JPEGImages" / f"{name}.jpg"
+        image.rename(elsewhere / image.name)
+        image.symlink_to(elsewhere / image.name)
+    dm = _voc(root)
+    dm.setup("fit")
+    assert dict(dm.checks["train"].skipped) == EXPECTED_SKIPPED  # nothing more skipped
+    record = _by_name(dm)["clean_21"]
+    assert record.image_path == root / "JPEGImages" / "clean_21.jpg"
+    assert record.image_path.is_symlink() and len(record.boxes) == 1
+    assert load_rgb(record.image_path).shape == (64, 64, 3)
