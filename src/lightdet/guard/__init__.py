@@ -21,8 +21,10 @@ from collections.abc import Mapping
 from omegaconf import DictConfig
 
 from lightdet.guard.checkpoints import (
+    BadCheckpointFileError,
     CheckpointMismatchError,
     UnsafeCheckpointError,
+    check_checkpoint_file,
     check_checkpoint_fits,
     check_classes,
     check_stored_config,
@@ -46,10 +48,12 @@ def secure_config(cfg: DictConfig | Mapping, where: str = "config") -> None:
 
 
 __all__ = [
+    "BadCheckpointFileError",
     "CheckpointMismatchError",
     "UnsafeCheckpointError",
     "UnsafeConfigError",
     "allow_targets",
+    "check_checkpoint_file",
     "check_checkpoint_fits",
     "check_classes",
     "check_stored_config",

@@ -26,8 +26,59 @@ class CheckpointMismatchError(ValueError):
     """A checkpoint trained for other classes or another architecture than the run's."""
 
 
+class BadCheckpointFileError(ValueError):
+    """A file given as a checkpoint that is missing, empty, truncated or not one at all."""
+
+
+# torch.save writes a zip whose entries are stored, not compressed: what it declares it holds
+# is about the file's own size. More than this over it is a zip bomb, refused before loading.
+_ZIP_SLACK = 16 * 2**20
+
+
+def check_checkpoint_file(path: str | os.PathLike) -> Path:
+    """One line naming the path and what it is, for anything that is not a complete torch
+    checkpoint file, before it is loaded (and before a command creates a task or a folder).
+
+    Raises:
+        BadCheckpointFileError: missing, not a regular file, empty, truncated or damaged (a
+            zip without its central directory), a zip that declares far more than its size,
+            or not a torch file at all (text, an image...).
+    """
+    import zipfile
+
+    path = Path(path)
+    if not path.exists():
+        raise BadCheckpointFileError(f"{path}: no such checkpoint file")
+    if not path.is_file():
+        raise BadCheckpointFileError(f"{path}: not a file (a checkpoint is a .ckpt file)")
+    size = path.stat().st_size
+    if size == 0:
+        raise BadCheckpointFileError(f"{path}: empty file (0 bytes), not a checkpoint")
+    with path.open("rb") as f:
+        head = f.read(4)
+    if head.startswith(b"\x80"):  # torch's legacy (pre-zip) format: a pickle stream
+        return path
+    if not head.startswith(b"PK"):
+        raise BadCheckpointFileError(f"{path}: not a checkpoint (a torch checkpoint is a zip "
+                                     f"file; this one starts with {head!r})")  # fmt: skip
+    try:
+        with zipfile.ZipFile(path) as archive:
+            declared = sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, OSError) as err:
+        raise BadCheckpointFileError(f"{path}: truncated or damaged checkpoint ({size:,} bytes; "
+                                     f"{err}): a write that did not finish?") from err  # fmt: skip
+    if declared > size + _ZIP_SLACK:
+        raise BadCheckpointFileError(
+            f"{path}: declares {declared:,} bytes inside a {size:,}-byte file: refused before "
+            "loading (not what torch.save writes)"
+        )
+    return path
+
+
 def load_checkpoint(path: str | os.PathLike) -> dict:
-    """``torch.load(weights_only=True)``: tensors and plain containers only, never code."""
+    """``torch.load(weights_only=True)``: tensors and plain containers only, never code; the
+    file is checked first (:func:`check_checkpoint_file`)."""
+    check_checkpoint_file(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
@@ -35,6 +86,10 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
             f"{Path(path)}: refused: the file holds objects other than tensors and plain "
             f"containers (loaded with weights_only=True; {str(err).splitlines()[0]})"
         ) from err
+    except (RuntimeError, EOFError) as err:  # a file that passed the check but does not load
+        first = (str(err).splitlines() or [type(err).__name__])[0]
+        message = f"{Path(path)}: does not load as a checkpoint ({first})"
+        raise BadCheckpointFileError(message) from err
 
 
 def check_stored_config(config: Mapping, where: str) -> None:

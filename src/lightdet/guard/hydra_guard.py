@@ -126,6 +126,19 @@ def check_composed(
     check_interpolations(body)
     check_targets(body)
     run_dir = OmegaConf.select(cfg, "hydra.run.dir") if run else None
+    checkpoint = OmegaConf.select(cfg, "ckpt_path", default=None) if run else None
+    if checkpoint and checkpoint != "auto":  # missing, empty, truncated: before any folder
+        from hydra.errors import CompactHydraException
+
+        from lightdet.guard.checkpoints import BadCheckpointFileError, check_checkpoint_file
+
+        class CheckpointArgumentError(BadCheckpointFileError, CompactHydraException):
+            """Printed by Hydra as its message alone: one line, no traceback."""
+
+        try:
+            check_checkpoint_file(checkpoint)
+        except BadCheckpointFileError as err:
+            raise CheckpointArgumentError(f"ckpt_path: {err}") from None
     if run_dir:
         try:
             outputs.check_free(run_dir, "hydra.run.dir")

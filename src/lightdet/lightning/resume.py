@@ -15,7 +15,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch.distributed as dist
 from pytorch_lightning.callbacks import Checkpoint
-from pytorch_lightning.utilities import rank_zero_info
+from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 from torch.utils.data import DataLoader, DistributedSampler
 
@@ -168,16 +168,27 @@ def _checkpoint_dir(trainer: pl.Trainer) -> str:
 
 
 def find_last_checkpoint(runs_dir: str | Path, filename: str = "last.ckpt") -> Path:
-    """The newest ``checkpoints/last.ckpt`` under ``runs_dir`` (the runs of one task name).
+    """The newest complete checkpoint under ``runs_dir`` (the runs of one task name): the
+    newest ``checkpoints/last.ckpt``, or, when that one is truncated or damaged (a kill during
+    a write by an older lightdet, a disk that filled up), the next newest checkpoint of those
+    runs that is whole; each one passed over is named in a warning.
 
     Raises:
-        FileNotFoundError: naming the folder searched, when there is none.
+        FileNotFoundError: naming the folder searched, when there is none that is whole.
     """
-    candidates = sorted(Path(runs_dir).glob(f"*/checkpoints/{filename}"),
-                        key=lambda p: p.stat().st_mtime)  # fmt: skip
-    if not candidates:
-        raise FileNotFoundError(
-            f"ckpt_path=auto: no {filename} under {runs_dir}/*/checkpoints/ "
-            "(nothing to resume for this task_name)"
-        )
-    return candidates[-1]
+    from lightdet.guard.checkpoints import BadCheckpointFileError, check_checkpoint_file
+
+    runs = Path(runs_dir)
+    found = list(runs.glob(f"*/checkpoints/{filename}"))
+    if found:  # the others (best-*.ckpt are full training states too), only as fall-backs
+        found += [p for p in runs.glob("*/checkpoints/*.ckpt") if p.name != filename]
+    candidates = sorted(found, key=lambda p: (p.stat().st_mtime, p.name == filename), reverse=True)
+    for candidate in candidates:
+        try:
+            return check_checkpoint_file(candidate)
+        except BadCheckpointFileError as err:
+            rank_zero_warn(f"ckpt_path=auto: skipped {err}")
+    raise FileNotFoundError(
+        f"ckpt_path=auto: no {'complete checkpoint' if candidates else filename} under "
+        f"{runs_dir}/*/checkpoints/ (nothing to resume for this task_name)"
+    )

@@ -132,7 +132,8 @@ def _base_result(study, cell, label, key, folder, overrides, cfg) -> dict:
         "study": study.name, "cell": cell, "label": label, "key": key, "folder": str(folder),
         "overrides": overrides, "settings": settings, "status": "running",
         "model": OmegaConf.select(cfg, "model.name", default=None),
-        "backbone": OmegaConf.select(cfg, "model.net.backbone", default=None),
+        "backbone": OmegaConf.select(cfg, "model.net.backbone", default=None)
+        or OmegaConf.select(cfg, "model.backbone", default=None),
         "budget": OmegaConf.to_container(study.budget), "metrics": {},
     }  # fmt: skip
 

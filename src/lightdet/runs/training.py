@@ -15,7 +15,8 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from lightdet import outputs
-from lightdet.guard import check_checkpoint_fits, secure_config
+from lightdet.guard import check_checkpoint_file, check_checkpoint_fits, secure_config
+from lightdet.lightning.checkpoint_io import AtomicCheckpointIO
 from lightdet.lightning.resume import ResumeCheckpoint, find_last_checkpoint
 from lightdet.runs.build import build_datamodule, build_module
 from lightdet.tracking.clearml import ClearMLLogger, record_classes
@@ -70,10 +71,11 @@ def run_training(
             another one or none).
     """
     secure_config(cfg)  # before anything is created from it
+    ckpt_path = resolve_ckpt_path(cfg)  # a missing or broken checkpoint: one line, nothing made
     claim_output_dir(cfg)
     started = time.monotonic()
     with clearml_task(cfg, bind_hydra=bind_hydra) as task:  # its record kept whatever happens
-        result = _fit(cfg, task, extra_callbacks)
+        result = _fit(cfg, task, extra_callbacks, ckpt_path)
         tracked = _tracked_where(task)
         if task is not None:
             result.task_id = str(task.id)
@@ -141,24 +143,24 @@ def resolve_ckpt_path(cfg: DictConfig) -> str | None:
     preempted run leaves."""
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path != "auto":
-        return ckpt_path
+        return str(check_checkpoint_file(ckpt_path)) if ckpt_path else None
     found = find_last_checkpoint(Path(cfg.paths.log_dir) / str(cfg.task_name) / "runs")
     log.info("ckpt_path=auto: resuming from %s", found)
     return str(found)
 
 
-def _fit(cfg: DictConfig, task, extra_callbacks: list | None) -> TrainResult:
-    """Build, fit and test."""
+def _fit(cfg: DictConfig, task, extra_callbacks: list | None, ckpt_path: str | None) -> TrainResult:
+    """Build, fit (from ``ckpt_path`` when resuming) and test."""
     pl.seed_everything(cfg.seed, workers=True)  # after Task.init, which reseeds every generator
     datamodule = build_datamodule(cfg)
     module = build_module(cfg, datamodule)
     if task is not None:
         record_classes(task, datamodule.class_names, datamodule.category_map)
-    ckpt_path = resolve_ckpt_path(cfg)
     if ckpt_path:  # a clear error for another model or class set, before Lightning's shape dump
         check_checkpoint_fits(ckpt_path, module.state_dict(), datamodule.class_names)
     callbacks = _callbacks(cfg, ckpt_path) + list(extra_callbacks or [])
-    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=ClearMLLogger(task))
+    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=ClearMLLogger(task),
+                                      plugins=[AtomicCheckpointIO()])  # fmt: skip
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     except SIGTERMException:  # SIGTERM or a first Ctrl+C: checkpoint written, now exit

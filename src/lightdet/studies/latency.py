@@ -92,7 +92,8 @@ def measure(checkpoint: str, image_paths: list[str], settings: dict) -> dict:
         "image_sizes": sorted({tuple(i.shape[1:]) for i in images}),
         "torch": torch.__version__,
         "model": (detector.config.get("model") or {}).get("name"),
-        "backbone": ((detector.config.get("model") or {}).get("net") or {}).get("backbone"),
+        "backbone": ((detector.config.get("model") or {}).get("net") or {}).get("backbone")
+        or (detector.config.get("model") or {}).get("backbone"),
     }
 
 

@@ -136,8 +136,9 @@ def _context(cells: list[dict]) -> list[str]:
     sizes = ", ".join("x".join(map(str, s)) for s in speed["image_sizes"])
     return [
         "Latency: `Detector.forward` (the model's transform, forward and postprocessing; image "
-        f"decoding excluded) on {speed['device']}, {speed['threads']} torch threads, precision "
-        f"{speed['precision']}, torch {speed['torch']}; input images {sizes}; warm-up runs "
+        f"decoding excluded) on {speed['device']}, {speed['threads']} torch threads, each model "
+        f"in the precision it was validated in, torch {speed['torch']}; input images {sizes}; "
+        "warm-up runs "
         "excluded; median and 10th-90th percentile of the repeats, in ms per image. Peak MiB: "
         "what loading and running the model added to the measuring process's resident memory at "
         "its peak. Accuracy: COCO mAP on the validation split at the best epoch."

@@ -45,13 +45,13 @@ def study_rows(cells: list[dict], metrics: Sequence[str], batch_sizes: Sequence[
     header = ["cell", "model", "backbone", "params (M)"]
     header += [METRIC_TITLES.get(m, m) for m in metrics]
     header += [f"paper {METRIC_TITLES.get(m, m)}" for m in paper_keys]
-    header += [f"ms/img b{bs} (p10-p90)" for bs in batch_sizes]
+    header += ["precision", *(f"ms/img b{bs} (p10-p90)" for bs in batch_sizes)]
     header += ["peak MiB", "train min", "epochs", "Pareto", "ClearML task"]
     rows = []
     for cell in cells:
         if cell.get("status") != "finished":
             rows.append([cell["label"], cell.get("model", "-"), "-", "-",
-                         *["-"] * (len(metrics) + len(paper_keys) + len(batch_sizes)),
+                         *["-"] * (len(metrics) + len(paper_keys) + 1 + len(batch_sizes)),
                          "-", "-", "-", "", f"failed: {cell.get('error', '?')}"[:80]])  # fmt: skip
             continue
         speed = cell.get("speed") or {}
@@ -59,6 +59,7 @@ def study_rows(cells: list[dict], metrics: Sequence[str], batch_sizes: Sequence[
                _fmt((speed.get("params") or 0) / 1e6, 2) if speed else "-"]  # fmt: skip
         row += [_fmt(cell["metrics"].get(m)) for m in metrics]
         row += [_fmt((paper.get(cell["label"]) or {}).get(m), 1) for m in paper_keys]
+        row.append(speed.get("precision", "-"))
         for bs in batch_sizes:
             t = (speed.get("latency") or {}).get(str(bs))
             row.append(f"{t['median_ms']:.1f} ({t['p10_ms']:.1f}-{t['p90_ms']:.1f})" if t else "-")

@@ -1,0 +1,129 @@
+"""Checkpoints written whole or not at all, broken ones named in one line, and RESUME=auto
+past a broken last.ckpt: with real kills, a real write limit, a real second file system."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from lightdet.guard import BadCheckpointFileError, check_checkpoint_file, load_checkpoint
+from lightdet.lightning.checkpoint_io import atomic_save
+from lightdet.lightning.resume import find_last_checkpoint
+
+_WRITER = """
+import sys, torch
+from lightdet.lightning.checkpoint_io import atomic_save
+path, megabytes = sys.argv[1], int(sys.argv[2])
+print("writing", flush=True)
+while True:  # until killed: one big checkpoint after another
+    atomic_save({"state_dict": {"w": torch.ones(megabytes * 2**18)}, "epoch": 2}, path)
+"""
+
+_LIMITED = """
+import resource, signal, sys, torch
+from lightdet.lightning.checkpoint_io import atomic_save
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails with EFBIG instead
+resource.setrlimit(resource.RLIMIT_FSIZE, (2**20, 2**20))  # no file above 1 MiB: a full disk
+try:
+    atomic_save({"state_dict": {"w": torch.ones(2**20)}, "epoch": 2}, sys.argv[1])
+except Exception as err:  # torch turns the EFBIG of its write into a RuntimeError
+    print("failed:", "File too large" in repr(err.__context__) + repr(err))
+"""
+
+
+def _small(tmp_path: Path, epoch: int = 1) -> Path:
+    path = tmp_path / "checkpoints" / "last.ckpt"
+    atomic_save({"state_dict": {"w": torch.arange(4.0)}, "epoch": epoch}, path)
+    return path
+
+
+@pytest.mark.skipif(not Path("/dev/shm").is_dir(), reason="needs /dev/shm (a tmpfs)")
+def test_a_kill_during_a_write_on_another_file_system_leaves_the_old_checkpoint(tmp_path):
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(dir="/dev/shm"))  # a tmpfs, not the temporary folder's disk
+    try:
+        assert os.stat(folder).st_dev != os.stat(tmp_path).st_dev
+        path = _small(folder)
+        writer = subprocess.Popen([sys.executable, "-c", _WRITER, str(path), "400"],
+                                  stdout=subprocess.PIPE, text=True)  # fmt: skip
+        assert writer.stdout.readline().strip() == "writing"
+        partial = None
+        for _ in range(400):  # until the big file is half written
+            found = list(path.parent.glob(".last.ckpt.*.partial"))
+            if found and found[0].exists() and found[0].stat().st_size > 50 * 2**20:
+                partial = found[0]
+                break
+            time.sleep(0.01)
+        assert partial is not None, "the writer never got going"
+        writer.send_signal(signal.SIGKILL)
+        writer.wait()
+        assert load_checkpoint(path)["epoch"] == 1  # the previous one, whole
+        assert partial.exists()  # the killed writer's leftover...
+        _small(folder, epoch=3)
+        assert not list(path.parent.glob("*.partial"))  # ...gone with the next save
+        assert load_checkpoint(path)["epoch"] == 3
+    finally:
+        import shutil
+
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_full_disk_during_a_save_leaves_the_old_checkpoint_and_no_leftover(tmp_path):
+    path = _small(tmp_path)
+    proc = subprocess.run([sys.executable, "-c", _LIMITED, str(path)], capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert proc.stdout.strip() == "failed: True", proc.stdout + proc.stderr  # EFBIG
+    assert load_checkpoint(path)["epoch"] == 1
+    assert sorted(p.name for p in path.parent.iterdir()) == ["last.ckpt"]
+
+
+def test_broken_files_are_named_in_one_line(tmp_path):
+    good = _small(tmp_path)
+    assert check_checkpoint_file(good) == good
+    data = good.read_bytes()
+    cases = {
+        "missing.ckpt": (None, "no such checkpoint file"),
+        "empty.ckpt": (b"", r"empty file \(0 bytes\)"),
+        "notes.ckpt": (b"just some text\n", r"not a checkpoint .*starts with b'just'"),
+        "cut.ckpt": (data[: len(data) // 2], "truncated or damaged checkpoint"),
+    }
+    for name, (content, message) in cases.items():
+        path = tmp_path / name
+        if content is not None:
+            path.write_bytes(content)
+        with pytest.raises(BadCheckpointFileError, match=message) as err:
+            load_checkpoint(path)
+        assert str(path) in str(err.value) and "\n" not in str(err.value)
+    with pytest.raises(BadCheckpointFileError, match="not a file"):
+        check_checkpoint_file(tmp_path)
+
+
+def test_a_zip_bomb_is_refused_before_loading(tmp_path):
+    bomb = tmp_path / "bomb.ckpt"
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("archive/data.pkl", b"\0" * (64 * 2**20))  # 64 MiB in ~64 KiB
+    assert bomb.stat().st_size < 2**20
+    with pytest.raises(BadCheckpointFileError, match=r"declares 67,108,864 bytes inside a"):
+        load_checkpoint(bomb)
+
+
+def test_resume_auto_takes_the_newest_checkpoint_that_is_whole(tmp_path):
+    runs = tmp_path / "runs"
+    older = _small(runs / "2026-12-01_10-00-00", epoch=4)
+    time.sleep(0.02)
+    newer = _small(runs / "2026-12-02_10-00-00", epoch=6)
+    newer.write_bytes(newer.read_bytes()[:100])  # what a kill during an old-style write left
+    with pytest.warns(UserWarning, match=rf"skipped {newer}: truncated or damaged"):
+        assert find_last_checkpoint(runs) == older
+    older.write_bytes(b"")
+    with pytest.warns(UserWarning), pytest.raises(FileNotFoundError, match="no complete checkpoint"):
+        find_last_checkpoint(runs)
