@@ -38,9 +38,9 @@ class DetectionModule(pl.LightningModule):
         class_names: the K class names (label ``i`` is ``class_names[i - 1]``).
         category_map: dataset id -> label map, kept with the checkpoint.
         config: the resolved run configuration as a plain dict, kept with the checkpoint.
-        nonfinite_loss: what a NaN/inf training loss does: ``skip`` the step (no update; counted
-            as ``train/nonfinite_steps``; under DDP every process skips together) or ``stop``
-            with an error naming the step and the batch's image ids.
+        nonfinite_loss: what a NaN/inf training loss or gradient does: ``skip`` the step (no
+            update; counted as ``train/nonfinite_steps``; under DDP every process skips
+            together) or ``stop`` with an error naming the step and the batch's image ids.
         max_nonfinite_steps: with ``skip``, stop once more steps than this were skipped.
     """
 
@@ -79,6 +79,7 @@ class DetectionModule(pl.LightningModule):
         self.nonfinite_loss = nonfinite_loss
         self.max_nonfinite_steps = max_nonfinite_steps
         self.nonfinite_steps = 0
+        self._batch_ids: list[int] = []
         # the last evaluation, for reporting callbacks: {"stage", "result", "confusion"}
         self.last_evaluation: dict[str, Any] = {}
 
@@ -87,6 +88,7 @@ class DetectionModule(pl.LightningModule):
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor | None:
         images, targets = batch
+        self._batch_ids = [int(t["image_id"]) for t in targets]  # for a gradient's message
         losses = self.net(images, targets)
         loss = sum(losses.values())
         n = len(images)
@@ -113,20 +115,39 @@ class DetectionModule(pl.LightningModule):
             finite = self.trainer.strategy.reduce(finite, reduce_op="min")
         return bool(finite > 0)
 
+    def on_before_optimizer_step(self, optimizer) -> None:
+        """A finite loss can still give NaN/inf gradients (a loss with an infinite slope
+        somewhere): the update is skipped and counted as for a non-finite loss, so NaN never
+        reaches the weights. Gradients are all-reduced by then, so DDP processes agree. Under
+        a GradScaler (fp16), which skips such steps itself, nothing is done here."""
+        if getattr(self.trainer.precision_plugin, "scaler", None) is not None:
+            return
+        named = [(n, p.grad) for n, p in self.named_parameters() if p.grad is not None]
+        if not named or bool(torch.stack([torch.isfinite(g).all() for _, g in named]).all()):
+            return
+        bad = [n for n, g in named if not torch.isfinite(g).all()]
+        optimizer.zero_grad(set_to_none=True)  # the optimizer skips parameters without grads
+        where = f"non-finite gradient at step {self.global_step} (epoch {self.current_epoch})"
+        detail = (f"{len(bad)} parameters, first {bad[0]}; image ids {self._batch_ids} "
+                  "(on this process)")  # fmt: skip
+        self._skip_step(where, detail, max(1, len(self._batch_ids)))
+
     def _nonfinite(self, losses: dict[str, Tensor], targets: list[dict[str, Tensor]]) -> None:
-        self.nonfinite_steps += 1
         parts = ", ".join(f"{k}={float(v):.4g}" for k, v in losses.items())
         ids = [int(t["image_id"]) for t in targets]
         where = f"non-finite training loss at step {self.global_step} (epoch {self.current_epoch})"
-        detail = f"{parts}; image ids {ids} (on this process)"
+        self._skip_step(where, f"{parts}; image ids {ids} (on this process)", len(targets))
+        return None  # Lightning skips backward and the optimizer step
+
+    def _skip_step(self, where: str, detail: str, batch_size: int) -> None:
+        self.nonfinite_steps += 1
         if self.nonfinite_loss == "stop" or self.nonfinite_steps > self.max_nonfinite_steps:
             why = ("nonfinite_loss=stop" if self.nonfinite_loss == "stop" else
                    f"more than max_nonfinite_steps={self.max_nonfinite_steps} skipped")  # fmt: skip
             raise FloatingPointError(f"{where}: {detail} ({why})")
         rank_zero_warn(f"{where}, step skipped ({self.nonfinite_steps} so far): {detail}")
         self.log("train/nonfinite_steps", float(self.nonfinite_steps), on_step=True,
-                 batch_size=len(targets))  # fmt: skip
-        return None  # Lightning skips backward and the optimizer step
+                 batch_size=batch_size)  # fmt: skip
 
     def _eval_step(self, batch: Batch, metric, confusion) -> list[dict[str, Tensor]]:
         images, targets = batch

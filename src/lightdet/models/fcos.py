@@ -11,10 +11,9 @@ import torch
 from torch import Tensor
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.fcos import FCOS, FCOSHead
-from torchvision.ops import sigmoid_focal_loss
 
 from lightdet.models.backbones import fpn_backbone
-from lightdet.models.heads import check_focal_gamma, prior_bias
+from lightdet.models.heads import check_focal_gamma, focal_loss, prior_bias
 
 
 class FocalFCOSHead(FCOSHead):
@@ -52,8 +51,7 @@ class FocalFCOSHead(FCOSHead):
             foreground = matched >= 0  # [A]
             gt_classes[i, foreground, target["labels"][matched[foreground]]] = 1.0
         num_foreground = int(sum(int((m >= 0).sum()) for m in matched_idxs))
-        loss = sigmoid_focal_loss(cls_logits, gt_classes, alpha=self.focal_alpha,
-                                  gamma=self.focal_gamma, reduction="sum")  # fmt: skip
+        loss = focal_loss(cls_logits, gt_classes, alpha=self.focal_alpha, gamma=self.focal_gamma)
         losses["classification"] = loss / max(1, num_foreground)
         return losses
 

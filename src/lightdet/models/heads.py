@@ -12,8 +12,28 @@ from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 from torchvision.models.detection.retinanet import RetinaNetClassificationHead
 from torchvision.ops import sigmoid_focal_loss
+
+
+def focal_loss(inputs: Tensor, targets: Tensor, *, alpha: float, gamma: float) -> Tensor:
+    """torchvision's ``sigmoid_focal_loss`` (``reduction="sum"``), with a finite gradient for
+    every gamma: ``(1 - p_t) ** gamma`` has an infinite slope at 0 when gamma < 1, so a
+    certain prediction (p_t rounding to 1, at a logit of about 17 in float32, sooner in bf16)
+    gave NaN gradients and NaN weights (the RetinaNet paper's gamma 0.5 could not train). For
+    gamma < 1 the factor's base is held at the dtype's smallest positive value; for gamma >= 1
+    the result is torchvision's, bit for bit.
+    """
+    if gamma >= 1:
+        return sigmoid_focal_loss(inputs, targets, alpha=alpha, gamma=gamma, reduction="sum")
+    p = torch.sigmoid(inputs)
+    ce_loss = F.binary_cross_entropy_with_logits(inputs, targets, reduction="none")
+    p_t = p * targets + (1 - p) * (1 - targets)
+    loss = ce_loss * (1 - p_t).clamp(min=torch.finfo(p_t.dtype).tiny) ** gamma
+    if alpha >= 0:
+        loss = (alpha * targets + (1 - alpha) * (1 - targets)) * loss
+    return loss.sum()
 
 
 def prior_bias(prior_probability: float) -> float:
@@ -72,12 +92,7 @@ class FocalClassificationHead(RetinaNetClassificationHead):
             gt_classes = torch.zeros_like(cls_logits)  # [A, C]
             gt_classes[foreground, target["labels"][matched[foreground]]] = 1.0
             valid = matched != self.BETWEEN_THRESHOLDS  # anchors between IoU thresholds are ignored
-            loss = sigmoid_focal_loss(
-                cls_logits[valid],
-                gt_classes[valid],
-                alpha=self.focal_alpha,
-                gamma=self.focal_gamma,
-                reduction="sum",
-            )
+            loss = focal_loss(cls_logits[valid], gt_classes[valid], alpha=self.focal_alpha,
+                              gamma=self.focal_gamma)  # fmt: skip
             losses.append(loss / max(1, int(foreground.sum())))
         return sum(losses) / len(targets)

@@ -174,3 +174,26 @@ def test_a_module_without_optimizer_only_evaluates():
     module = DetectionModule(OracleNet({}))
     with pytest.raises(RuntimeError, match="no optimizer given"):
         module.configure_optimizers()
+
+
+class GradNet(LossNet):
+    """A finite loss whose gradient is NaN for the listed batches (sqrt at 0, as a focal loss
+    with gamma < 1 meets a certain prediction)."""
+
+    def forward(self, images, targets=None):
+        loss = self.weight.sum()
+        if int(targets[0]["image_id"]) in self.bad_ids:
+            zero = self.weight - self.weight.detach()  # 0, with a gradient
+            loss = loss + (torch.sqrt(zero.abs()) * 0).sum()  # value 0, gradient NaN
+        return {"loss_classifier": loss}
+
+
+def test_a_nan_gradient_from_a_finite_loss_is_skipped_and_counted():
+    net = GradNet({2: 0.0})  # batch 1 of 4: loss finite, gradient NaN
+    trainer, module = _fit(net)
+    assert module.nonfinite_steps == 1
+    assert torch.isfinite(net.weight).all()
+    assert net.weight.item() == pytest.approx(1 - 3 * 0.1)  # three SGD steps of gradient 1
+    with pytest.raises(FloatingPointError, match=r"non-finite gradient at step 1 \(epoch 0\): "
+                       r"1 parameters, first net.weight; image ids \[2, 3\]"):  # fmt: skip
+        _fit(GradNet({2: 0.0}), nonfinite_loss="stop")

@@ -67,3 +67,25 @@ def test_prior_probability_outside_unit_interval_is_refused(p):
 def test_state_dict_keys_match_torchvision():
     ours = FocalClassificationHead(C, A, K).state_dict().keys()
     assert list(ours) == list(RetinaNetClassificationHead(C, A, K).state_dict().keys())
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.2, 0.5])
+def test_gamma_below_one_keeps_gradients_finite_on_certain_predictions(gamma):
+    """torchvision's loss gives NaN gradients where (1 - p_t) ** gamma meets p_t == 1 (a logit
+    of 20 is enough in float32): the paper's gamma 0.5 trained to NaN weights. Ours stays
+    finite there, and equals torchvision's loss value elsewhere."""
+    from torchvision.ops import sigmoid_focal_loss
+
+    from lightdet.models.heads import focal_loss
+
+    x = torch.tensor([[20.0, -20.0, 3.0], [-40.0, 0.5, 18.0]], requires_grad=True)
+    t = torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.0, 1.0]])
+    loss = focal_loss(x, t, alpha=0.5, gamma=gamma)
+    loss.backward()
+    assert torch.isfinite(x.grad).all()
+    ref = sigmoid_focal_loss(x.detach(), t, alpha=0.5, gamma=gamma, reduction="sum")
+    torch.testing.assert_close(loss.detach(), ref, rtol=1e-6, atol=1e-12)
+    if gamma > 0:  # the reference itself: NaN gradients, the failure this guards against
+        x2 = x.detach().requires_grad_()
+        sigmoid_focal_loss(x2, t, alpha=0.5, gamma=gamma, reduction="sum").backward()
+        assert not torch.isfinite(x2.grad).all()
