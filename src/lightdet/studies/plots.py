@@ -80,8 +80,9 @@ def heatmap(cells: list[dict], x: str, y: str, metric: str, path: Path, title: s
         reference = ((paper or {}).get(c["label"]) or {}).get(metric)
         if reference is not None:
             text += f"\npaper {reference}"
+        bright = image.norm(c["metrics"][metric]) > 0.6  # viridis turns yellow: dark text
         ax.text(xs.index(a), ys.index(b), text, ha="center", va="center", fontsize=8,
-                color="white")  # fmt: skip
+                color="black" if bright else "white")  # fmt: skip
     ax.set_xticks(range(len(xs)), xs)
     ax.set_yticks(range(len(ys)), ys)
     ax.set_xlabel(x)

@@ -50,12 +50,12 @@ def study_rows(cells: list[dict], metrics: Sequence[str], batch_sizes: Sequence[
     rows = []
     for cell in cells:
         if cell.get("status") != "finished":
-            rows.append([cell["label"], cell.get("model", "-"), "-", "-",
+            rows.append([cell["label"], cell.get("model") or "-", "-", "-",
                          *["-"] * (len(metrics) + len(paper_keys) + 1 + len(batch_sizes)),
                          "-", "-", "-", "", f"failed: {cell.get('error', '?')}"[:80]])  # fmt: skip
             continue
         speed = cell.get("speed") or {}
-        row = [cell["label"], cell.get("model", "-"), cell.get("backbone", "-"),
+        row = [cell["label"], cell.get("model") or "-", cell.get("backbone") or "-",
                _fmt((speed.get("params") or 0) / 1e6, 2) if speed else "-"]  # fmt: skip
         row += [_fmt(cell["metrics"].get(m)) for m in metrics]
         row += [_fmt((paper.get(cell["label"]) or {}).get(m), 1) for m in paper_keys]
