@@ -14,7 +14,8 @@ from tests.conftest import compose_train
 GROUP_OPTIONS = [
     (group.name, path.stem)
     for group in sorted(Path(CONFIG_DIR).iterdir())
-    if group.is_dir() and group.name != "hpo"  # hpo/ belongs to hpo.yaml, composed below
+    # hpo/ belongs to hpo.yaml, composed below; study/ to study.yaml (tests/unit/studies)
+    if group.is_dir() and group.name not in ("hpo", "study")
     for path in sorted(group.glob("*.yaml"))
 ]
 

@@ -107,6 +107,7 @@ def _checkpoint_cell(study: DictConfig, cell: str, checkpoint: str, user: list[s
     if not path.is_file():
         raise StudyConfigError(f"study.checkpoints: {cell}={checkpoint}: no such file")
     stat = path.stat()
+    user = _for_evaluation(user)
     overrides = [*user, f"ckpt_path={override_value(str(path))}", "split=val"]
     probe = hydra.compose(config_name="evaluate", overrides=overrides)
     key = config_key(probe)[:6] + f"{stat.st_size:x}{stat.st_mtime_ns:x}"[-6:]
@@ -123,6 +124,22 @@ def _checkpoint_cell(study: DictConfig, cell: str, checkpoint: str, user: list[s
     result.update(status="finished", checkpoint=str(path), metrics=metrics,
                   images=_val_images(eval_cfg, study), model=None, backbone=None)  # fmt: skip
     return _finish(folder, result)
+
+
+def _for_evaluation(overrides: list[str]) -> list[str]:
+    """The overrides the evaluation config takes (data, trainer, paths...): a checkpoint is
+    scored as it was trained; training-only keys (model, optimizer, callbacks) are left out,
+    and said."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    keys = set(hydra.compose(config_name="evaluate", overrides=["ckpt_path=x"]).keys())
+    keys |= {"data", "data_policy", "augmentation", "trainer", "logger", "paths"}  # its groups
+    kept, left = [], []
+    for override in OverridesParser.create().parse_overrides(overrides):
+        (kept if override.key_or_group.split(".")[0] in keys else left).append(override.input_line)
+    if left:
+        print(f"checkpoint cells are scored, not trained: left out {' '.join(left)}", flush=True)
+    return kept
 
 
 def _base_result(study, cell, label, key, folder, overrides, cfg) -> dict:

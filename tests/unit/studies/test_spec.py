@@ -81,3 +81,32 @@ def test_the_key_ignores_where_a_run_is_written_not_what_it_trains(tmp_path):
     other_data = compose_train(tmp_path, f"data.source.root={tmp_path}/elsewhere")
     assert config_key(other_data) != config_key(a)
     assert label_of(None, a) == "retinanet" and label_of("g 2/a", a) == "g_2_a"
+
+
+@pytest.mark.parametrize("name", ["compare", "focal", "anchors", "zoom"])
+def test_every_shipped_study_composes_and_each_cell_is_a_valid_training_config(tmp_path, name):
+    """Each ``conf/study/*.yaml``: its cells are what its sweep runs, and each cell's overrides
+    compose into a training config that sets what the cell says."""
+    from hydra import compose, initialize_config_dir
+
+    from lightdet.cli import CONFIG_DIR
+
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name="study", overrides=[f"study={name}"], return_hydra_config=True)
+        study = cfg.study
+        swept = OmegaConf.select(cfg, "hydra.sweeper.params.cell")
+        assert study.name == name and (swept is None) == (not study.cells)
+        if swept is not None:
+            assert swept.split(",") == list(study.cells)
+        assert set(study.paper or {}) <= set(study.cells)
+        for a, b in study.verdicts or []:
+            assert a in study.cells and b in study.cells
+        for cell in study.cells:
+            overrides = [*study.base, *cell_overrides(study, cell), *budget_overrides(study.budget)]
+            train = compose(config_name="train", overrides=[f"paths.root_dir={tmp_path}", *overrides])
+            for line in cell_overrides(study, cell):
+                key, value = line.split("=", 1)
+                if "." in key:  # a value: set as written
+                    assert str(OmegaConf.select(train, key)).replace(" ", "") == value
+            if study.heatmap:
+                assert OmegaConf.select(train, study.heatmap.x) is not None
