@@ -42,18 +42,41 @@ def api_host() -> str:
     return Session.get_api_server_host()
 
 
-def server_reachable(host: str, *, tries: int = 3, timeout: float = 5.0, wait: float = 2.0) -> bool:
-    """Whether the ClearML API server answers at all, within ``tries`` bounded attempts.
+def _login_auth() -> tuple[dict, tuple[str, str] | None]:
+    """Headers and basic auth for ``auth.login``, from ClearML's own settings."""
+    from clearml.backend_api.session.defs import ENV_ACCESS_KEY, ENV_AUTH_TOKEN, ENV_SECRET_KEY
+    from clearml.config import config_obj
+
+    token = ENV_AUTH_TOKEN.get()
+    if token:
+        return {"Authorization": f"Bearer {token}"}, None
+    access = ENV_ACCESS_KEY.get() or config_obj.get("api.credentials.access_key", None)
+    secret = ENV_SECRET_KEY.get() or config_obj.get("api.credentials.secret_key", None)
+    return {}, (str(access), str(secret)) if access and secret else None
+
+
+def server_reachable(
+    host: str, *, tries: int = 3, timeout: float = 5.0, wait: float = 2.0, login: bool = False
+) -> bool:
+    """Whether the ClearML API server answers, within ``tries`` bounded attempts: its
+    ``debug.ping``, and with ``login`` then its ``auth.login`` too (the first call
+    ``Task.init`` makes, which a half-alive server can leave hanging).
 
     ClearML's own client retries 240 times with back-off (hours) before giving up; asking first
-    keeps an unreachable server from hanging training. Any HTTP answer counts as reachable.
+    keeps a server that does not answer from hanging training. Any HTTP answer counts (a wrong
+    key is ClearML's to report, loudly).
     """
+    calls = ["debug.ping", *(["auth.login"] if login else [])]
     for attempt in range(tries):
         try:
-            requests.get(f"{host.rstrip('/')}/debug.ping", timeout=timeout)
+            for call in calls:
+                headers, auth = _login_auth() if call == "auth.login" else ({}, None)
+                requests.get(f"{host.rstrip('/')}/{call}", timeout=timeout, headers=headers,
+                             auth=auth)  # fmt: skip
             return True
         except requests.RequestException as err:
-            log.info("ClearML server %s: attempt %d/%d failed (%s)", host, attempt + 1, tries, err)
+            log.info("ClearML server %s: attempt %d/%d failed at %s (%s)", host, attempt + 1,
+                     tries, call, err)  # fmt: skip
             if attempt + 1 < tries:
                 time.sleep(wait)
     return False
@@ -72,4 +95,5 @@ def server_available(opts: Mapping, tries: int | None = None) -> bool:
         api_host(),
         tries=opts.get("connect_tries", 3) if tries is None else tries,
         timeout=opts.get("connect_timeout", 5.0),
+        login=True,
     )
