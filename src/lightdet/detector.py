@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from lightdet.data.classes import class_name
 from lightdet.data.inputs import ImageInput, image_inputs
-from lightdet.evaluation.predictions import finite_predictions
+from lightdet.evaluation.predictions import finite_predictions, predict_by_size
 
 _EVAL_PRESET = "lightdet.data.transforms.eval_preset"
 # Lightning precision -> the autocast dtype its validation loop runs the model under
@@ -162,9 +162,8 @@ class Detector:
             score_thresh: keep detections scoring at least this. 0 keeps all the model returns
                 (its own ``score_thresh`` applies first, as in evaluation).
             classes: keep only these classes (names or labels 1..K).
-            batch_size: images per forward pass. Images of different sizes are padded to a
-                common size inside a batch, which can move scores slightly: ``batch_size=1``
-                makes each image's result independent of the others.
+            batch_size: images per batch (images of different sizes go through the network
+                in one forward per size, so no result depends on the batch it was in).
             max_detections: keep at most this many per image, highest scores first.
             errors: ``raise`` on an unreadable image file, or ``skip`` it (its result has
                 ``error`` set and no detections).
@@ -228,7 +227,7 @@ class Detector:
             per image ``{"boxes": [N, 4] xyxy input pixels, "scores": [N], "labels": [N]}``.
         """
         with self._autocast():
-            return self.net([image.to(self.device) for image in images])
+            return predict_by_size(self.net, [image.to(self.device) for image in images])
 
     def images(self, inputs) -> list[Tensor]:
         """``inputs`` (anything :meth:`predict` takes) decoded and converted as the validation

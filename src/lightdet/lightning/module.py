@@ -18,7 +18,7 @@ from lightdet.evaluation.metrics import (
     gather_list_states,
     summarize,
 )
-from lightdet.evaluation.predictions import finite_predictions
+from lightdet.evaluation.predictions import finite_predictions, predict_by_size
 from lightdet.lightning.schedulers import budget_progress
 
 Batch = tuple[list[Tensor], list[dict[str, Tensor]]]
@@ -151,7 +151,7 @@ class DetectionModule(pl.LightningModule):
 
     def _eval_step(self, batch: Batch, metric, confusion) -> list[dict[str, Tensor]]:
         images, targets = batch
-        preds, dropped = finite_predictions(self.net(images))
+        preds, dropped = finite_predictions(predict_by_size(self.net, images))
         self.dropped_predictions += dropped
         targets = [{k: t[k] for k in ("boxes", "labels", "iscrowd")} for t in targets]
         metric.update(preds, targets)
