@@ -98,3 +98,40 @@ def test_interrupted_run_resumes_to_the_same_end_without_replaying_batches(
     # the resumed run writes its checkpoints into the stopped run's folder
     assert list((tmp_path / "logs/resume/runs").glob("*/checkpoints/last.ckpt")) == [ckpt_path]
     assert torch.load(ckpt_path, weights_only=True)["global_step"] == 3 * BATCHES_PER_EPOCH
+
+
+def _val_map_per_epoch(root: Path) -> dict[int, float]:
+    import csv
+
+    (results,) = root.glob("*/results/results.csv")
+    return {int(r["epoch"]): float(r["val/map"]) for r in csv.DictReader(results.open())
+            if r.get("val/map")}  # fmt: skip
+
+
+@pytest.mark.slow
+def test_a_stop_during_the_last_validation_resumes_into_that_validation(tmp_path, tiny_shapes):
+    """SIGTERM during the last epoch's validation, then RESUME=auto: that validation runs again,
+    and the best checkpoint and metrics are an uninterrupted run's (the resumed run used to end
+    at once, exit 0, without them)."""
+    # loader workers 0: with a worker, a stop in validation hangs at exit (open, issue 18)
+    common = ["trainer.max_epochs=2", "++trainer.limit_val_batches=2", "data.num_workers=0"]
+    stopped = _train(tmp_path, tiny_shapes, "val", tmp_path / "a.jsonl", *common,
+                     "+callbacks.probe.kill_in_validation_of=1")  # fmt: skip
+    assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr[-2000:]
+    (ckpt_path,) = (tmp_path / "logs/val/runs").glob("*/checkpoints/last.ckpt")
+    states = torch.load(ckpt_path, weights_only=True)["callbacks"]
+    assert any(v.get("pending_validation") for v in states.values() if isinstance(v, dict))
+
+    resumed = _train(tmp_path, tiny_shapes, "val", tmp_path / "b.jsonl", *common, "ckpt_path=auto")
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
+    assert "validating it again" in resumed.stdout + resumed.stderr
+    assert not (tmp_path / "b.jsonl").exists()  # no training batch again: only the validation
+    full = _train(tmp_path, tiny_shapes, "full", tmp_path / "full.jsonl", *common)
+    assert full.returncode == 0, full.stderr[-2000:]
+
+    done, reference = (_val_map_per_epoch(tmp_path / "logs" / t / "runs") for t in ("val", "full"))
+    assert set(done) == set(reference) == {0, 1}
+    assert done[1] == pytest.approx(reference[1], abs=1e-6)  # the epoch that was interrupted
+    best = {t: sorted((tmp_path / "logs" / t / "runs").glob("*/checkpoints/best-*.ckpt"))
+            for t in ("val", "full")}  # fmt: skip
+    assert [p.name for p in best["val"]] == [p.name for p in best["full"]]

@@ -91,6 +91,15 @@ class ResumeCheckpoint(Checkpoint):
         self.last_path: str | None = None
         self.signal: int | None = None
         self._previous_sigint = None
+        # stopped during an epoch's validation: the resumed run validates that epoch again
+        self.pending_validation = False
+
+    def state_dict(self) -> dict:
+        return {"pending_validation": self.pending_validation}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.pending_validation = bool(state_dict.get("pending_validation", False))
+
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         def graceful(signum, frame):
@@ -106,10 +115,29 @@ class ResumeCheckpoint(Checkpoint):
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         _load_pending_loader_state(trainer)
+        # stopped in a validation: that epoch's training batches were all done, so its weights
+        # are final; validate before the epoch ends, where the best checkpoint is decided
+        if self.pending_validation:
+            self.pending_validation = False
+            self._validate_again(trainer)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.sanity_checking and not trainer.fast_dev_run:
             self._save(trainer)
+
+    @staticmethod
+    def _validate_again(trainer: pl.Trainer) -> None:
+        """The validation a stop interrupted, from its first batch (its metric states were not
+        saved): Lightning resumes the epoch with every training batch done and would end it,
+        and with the last epoch the run, without validating; the best checkpoint, the
+        results and the metrics would then miss that epoch."""
+        rank_zero_info(f"resume: epoch {trainer.current_epoch}'s validation was interrupted; "
+                       "validating it again")  # fmt: skip
+        val_loop = trainer.fit_loop.epoch_loop.val_loop
+        val_loop.restarting = False  # from the first batch, not where it was stopped
+        trainer.validating = True  # as Lightning's training epoch loop runs its validation
+        val_loop.run()
+        trainer.training = True
 
     def _save(self, trainer: pl.Trainer) -> Path:
         path = Path(self.dirpath or _checkpoint_dir(trainer)) / f"{self.filename}.ckpt"
@@ -129,6 +157,7 @@ class ResumeCheckpoint(Checkpoint):
         if not isinstance(exception, SIGTERMException):
             return
         self.signal = self.signal or signal.SIGTERM
+        self.pending_validation = bool(trainer.validating)  # saved with the checkpoint
         path = self._save(trainer)
         rank_zero_info(
             f"{signal.Signals(self.signal).name}: checkpoint at step {trainer.global_step} "
