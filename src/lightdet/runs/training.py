@@ -224,7 +224,21 @@ def _exit_interrupted(trainer: pl.Trainer) -> None:
         if isinstance(callback, ResumeCheckpoint) and callback.signal is not None:
             signum = callback.signal
     log.warning("stopped by %s at step %d", signal.Signals(signum).name, trainer.global_step)
+    _stop_loader_workers(trainer)
     raise SystemExit(128 + int(signum))
+
+
+def _stop_loader_workers(trainer: pl.Trainer) -> None:
+    """Shut the loaders' worker processes down the peaceful way before exiting. Workers ignore
+    SIGTERM (so a signal to the whole job reaches only the graceful stop), and a validation
+    loader stopped mid-way kept its (persistent) workers: at exit, multiprocessing's clean-up
+    sent them SIGTERM and waited for them forever."""
+    loaders = [trainer.train_dataloader, trainer.val_dataloaders]
+    for loader in loaders:
+        for one in loader if isinstance(loader, list | tuple) else [loader]:
+            iterator = getattr(one, "_iterator", None)
+            if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+                iterator._shutdown_workers()
 
 
 def _best_score(trainer: pl.Trainer, metric: str) -> float | None:
