@@ -100,7 +100,6 @@ class ResumeCheckpoint(Checkpoint):
     def load_state_dict(self, state_dict: dict) -> None:
         self.pending_validation = bool(state_dict.get("pending_validation", False))
 
-
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         def graceful(signum, frame):
             rank_zero_info("interrupt: stopping after this batch (again to stop at once)")

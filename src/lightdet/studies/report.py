@@ -59,7 +59,7 @@ def measure_speed(cell: dict, settings: dict) -> dict:
     stat = checkpoint.stat()
     stamp = {"checkpoint": str(checkpoint), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
              "settings": settings}  # fmt: skip
-    cached = read_result(folder / "speed") if (folder / "speed" / "result.json").is_file() else None
+    cached = read_result(folder / "speed")
     if cached and cached.get("stamp") == stamp:
         return cached["speed"]
     print(f"measuring {cell['label']} ({len(cell['images'])} images, batch sizes "
@@ -88,8 +88,7 @@ def report_study(study: DictConfig, cells: list[dict], logger_cfg: DictConfig | 
     header, rows = study_rows(cells, metrics, batch_sizes, paper)
     out = Path(study.dir)
     out.mkdir(parents=True, exist_ok=True)
-    files = _write(out, study, cells, header, rows, metrics, batch_sizes, paper)
-    text = (out / "table.md").read_text()
+    text, files = _write(out, study, cells, header, rows, metrics, batch_sizes, paper)
     print(
         "\n" + text + "\nwritten to " + str(out) + ": " + ", ".join(p.name for p in files),
         flush=True,
@@ -99,7 +98,10 @@ def report_study(study: DictConfig, cells: list[dict], logger_cfg: DictConfig | 
     return sum(c.get("status") != "finished" for c in cells)
 
 
-def _write(out: Path, study, cells, header, rows, metrics, batch_sizes, paper) -> list[Path]:
+def _write(
+    out: Path, study, cells, header, rows, metrics, batch_sizes, paper
+) -> tuple[str, list[Path]]:
+    """The table's markdown and every file written."""
     title = f"study {study.name}: {_budget_text(study.budget)}"
     files = []
     plot = speed_accuracy(cells, metrics[0], batch_sizes[0], out / "speed_accuracy.png", title)
@@ -112,11 +114,12 @@ def _write(out: Path, study, cells, header, rows, metrics, batch_sizes, paper) -
     note = [str(study.paper_note), ""] if study.get("paper_note") else []
     lines = [f"# {title}", "", *_context(cells), "", *note, markdown(header, rows), "",
              *_verdicts(study, cells, metrics[0], batch_sizes[0])]  # fmt: skip
-    (out / "table.md").write_text("\n".join(lines) + "\n")
+    text = "\n".join(lines) + "\n"
+    (out / "table.md").write_text(text)
     write_csv(out / "results.csv", header, rows)
     write_json(out / "results.json", {"study": OmegaConf.to_container(study, resolve=True),
                                       "cells": cells})  # fmt: skip
-    return [out / "table.md", out / "results.csv", out / "results.json", *files]
+    return text, [out / "table.md", out / "results.csv", out / "results.json", *files]
 
 
 def _budget_text(budget: DictConfig) -> str:

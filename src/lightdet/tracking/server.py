@@ -66,11 +66,10 @@ def server_reachable(
     keeps a server that does not answer from hanging training. Any HTTP answer counts (a wrong
     key is ClearML's to report, loudly).
     """
-    calls = ["debug.ping", *(["auth.login"] if login else [])]
+    calls = [("debug.ping", ({}, None))] + ([("auth.login", _login_auth())] if login else [])
     for attempt in range(tries):
         try:
-            for call in calls:
-                headers, auth = _login_auth() if call == "auth.login" else ({}, None)
+            for call, (headers, auth) in calls:
                 requests.get(f"{host.rstrip('/')}/{call}", timeout=timeout, headers=headers,
                              auth=auth)  # fmt: skip
             return True
