@@ -124,19 +124,22 @@ def test_runs_started_at_once_never_share_a_folder(tmp_path):
     assert all(is_ours(f) and sorted(p.name for p in f.iterdir()) == [".lightdet"] for f in folders)
 
 
-def test_the_clock_cannot_make_two_runs_share_a_folder(tmp_path):
-    """The CLI's folder pattern with a clock that says the same second twice (or goes back)."""
-    from omegaconf import OmegaConf
+def test_the_clock_cannot_make_two_runs_share_a_folder(tmp_path, monkeypatch):
+    """The CLI's folder pattern with a clock that says the same second twice (or goes back).
+    Hydra re-registers its ``now`` resolver on every compose, so the clock it reads is frozen."""
+    import datetime as real
+
+    import hydra.core.utils
 
     from lightdet.runs.compose import compose_config
 
-    OmegaConf.register_new_resolver("now", lambda pattern: "2026-12-02_10-00-00", replace=True)
-    try:
-        first, second = (compose_config("train", [f"paths.root_dir={tmp_path}"]) for _ in range(2))
-    finally:  # Hydra's own resolver back
-        from hydra.core.utils import setup_globals
+    class FrozenClock(real.datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return cls(2026, 12, 2, 10, 0, 0)
 
-        OmegaConf.clear_resolver("now")
-        setup_globals()
+    monkeypatch.setattr(hydra.core.utils, "datetime", FrozenClock)
+    first, second = (compose_config("train", [f"paths.root_dir={tmp_path}"]) for _ in range(2))
+    assert first.paths.output_dir.endswith("2026-12-02_10-00-00")
     assert first.paths.output_dir != second.paths.output_dir
     assert second.paths.output_dir == first.paths.output_dir + "-2"

@@ -19,6 +19,7 @@ from lightdet.studies.latency import SETTINGS, measure_in_subprocess
 from lightdet.studies.plots import heatmap, speed_accuracy
 from lightdet.studies.spec import read_result, write_json
 from lightdet.studies.table import METRIC_TITLES, markdown, pareto_front, study_rows, write_csv
+from lightdet.tracking import bounded
 
 log = logging.getLogger(__name__)
 
@@ -202,5 +203,5 @@ def _record(study, logger_cfg, header, rows, cells, files, metrics, batch_sizes)
                 logger.report_image("study", path.stem, iteration=0, local_path=str(path))
         links = {f"task {c['label']}": c["task_id"] for c in cells if c.get("task_id")}
         if links:
-            task.set_user_properties(**links)
+            bounded.send(task, "linking the cells' tasks", task.set_user_properties, **links)
         print(f"ClearML: study task {task.id}", flush=True)

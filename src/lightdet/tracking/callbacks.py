@@ -14,6 +14,7 @@ from pytorch_lightning.callbacks import Callback
 
 from lightdet.guard import load_checkpoint
 from lightdet.lightning.resume import ResumeCheckpoint
+from lightdet.tracking import bounded
 from lightdet.tracking.clearml import ClearMLLogger, register_model
 from lightdet.tracking.reports import (
     report_ap_table,
@@ -30,7 +31,7 @@ def _clearml(trainer: pl.Trainer) -> ClearMLLogger | None:
         return None
     for logger in trainer.loggers:
         if isinstance(logger, ClearMLLogger) and logger.experiment is not None:
-            return logger
+            return None if bounded.lost(logger.experiment) else logger  # its server stopped
     return None
 
 
@@ -64,12 +65,14 @@ class ClearMLReports(Callback):
         datamodule.setup("test")  # the summary covers every split the data has
         splits = {s: d.records for s, d in datamodule.datasets.items()}
         checks = datamodule.check_rows() if hasattr(datamodule, "check_rows") else []
-        report_dataset_summary(task.get_logger(), splits, datamodule.class_names, checks)
+        bounded.send(task, "reporting the dataset summary", report_dataset_summary,
+                     task.get_logger(), splits, datamodule.class_names, checks)  # fmt: skip
         train = datamodule.datasets.get("train")
         if train is not None and len(train):
             samples = [train[i] for i in range(min(self.num_train_samples, len(train)))]
             images, targets = zip(*samples)
-            report_train_samples(task.get_logger(), images, targets, datamodule.class_names)
+            bounded.send(task, "reporting training samples", report_train_samples,
+                         task.get_logger(), images, targets, datamodule.class_names)  # fmt: skip
 
     def _keep_batch(self, trainer, outputs, batch, batch_idx: int) -> None:
         if batch_idx != 0 or trainer.sanity_checking or _task(trainer) is None:
@@ -96,15 +99,18 @@ class ClearMLReports(Callback):
         if clearml is None or trainer.sanity_checking or not evaluation:
             return
         # the step Lightning just logged this evaluation's scalars at, so plots line up with them
-        it = clearml.last_step
-        logger, names = clearml.experiment.get_logger(), pl_module.class_names
+        it, task = clearml.last_step, clearml.experiment
+        batch, self._debug_batch = self._debug_batch, None
+        bounded.send(task, f"reporting the {evaluation['stage']} plots", self._report_evaluation,
+                     task.get_logger(), evaluation, pl_module.class_names, it, batch)  # fmt: skip
+
+    def _report_evaluation(self, logger, evaluation, names, it: int, batch) -> None:
         stage, result = evaluation["stage"], evaluation["result"]
         report_ap_table(logger, result, names, stage, it)
         report_pr_curves(logger, result, names, stage, it)
         report_confusion(logger, evaluation["confusion"], names, stage, it)
-        if self._debug_batch is not None:
-            report_debug_images(logger, *self._debug_batch, names, stage, it, self.score_threshold)
-            self._debug_batch = None
+        if batch is not None:
+            report_debug_images(logger, *batch, names, stage, it, self.score_threshold)
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._report(trainer, pl_module)  # after the module's epoch-end hook computed the metrics

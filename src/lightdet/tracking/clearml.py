@@ -26,6 +26,7 @@ from pytorch_lightning.utilities import rank_zero_only
 
 from lightdet.data.classes import label_enumeration
 from lightdet.guard.secrets import scrub, scrub_text, secret_values
+from lightdet.tracking import bounded
 from lightdet.tracking.overrides import HYDRA_SECTION, hydra_overrides
 from lightdet.tracking.server import api_host, offline_requested, server_available
 
@@ -47,13 +48,50 @@ def init_task(cfg: DictConfig, bind_hydra: bool = True):
             api_host(),
         )
     if offline:
-        Task.set_offline(offline_mode=True)
-        # the reporting subprocess buys nothing without a server and makes close() take ~10 s
-        Task._report_subprocess_enabled = False
+        _go_offline()
     Task.set_random_seed(cfg.get("seed"))  # Task.init seeds every generator: with ours, not 1337
     # ClearML records the command line as the task's entry point: no credential in it. (The
     # config is scrubbed already; Lightning's DDP children, started from sys.argv, agree.)
     sys.argv[:] = scrub(sys.argv)
+    call_timeout = float(opts.get("call_timeout", 60.0))
+    try:
+        task = (_create_task(cfg, bind_hydra) if offline else
+                bounded.within(call_timeout, _create_task, cfg, bind_hydra,
+                               what="creating the task"))  # fmt: skip
+    except bounded.NoAnswer:  # a server that answers its login, then nothing
+        log.warning(
+            "ClearML: server %s answered its login, but creating the task got no answer within "
+            "%g s; training goes on and is recorded offline.", api_host(), call_timeout,
+        )  # fmt: skip
+        offline = True
+        _go_offline()
+        task = _create_task(cfg, bind_hydra)
+    bounded.watch(task, call=call_timeout, upload=float(opts.get("upload_timeout", 600.0)))
+    queue = opts.get("remote_queue")
+    if queue:
+        if offline:
+            raise RuntimeError("logger.clearml.remote_queue needs a reachable ClearML server")
+        log.warning("ClearML: enqueued to %r for a clearml-agent; this process exits.", queue)
+        task.execute_remotely(queue_name=queue, exit_process=True)  # a no-op under the agent
+    if offline:
+        log.warning(
+            "ClearML: no server configured, recording offline in %s. Import it later with "
+            "`make clearml-import SESSION=<that folder or its .zip>`.",
+            task.get_offline_mode_folder(),
+        )
+    return task
+
+
+def _go_offline() -> None:
+    Task.set_offline(offline_mode=True)
+    # the reporting subprocess buys nothing without a server and makes close() take ~10 s
+    Task._report_subprocess_enabled = False
+
+
+def _create_task(cfg: DictConfig, bind_hydra: bool):
+    """``Task.init`` and the config recorded: every call of a run's start that waits on the
+    server (bounded as one by the caller)."""
+    opts = cfg.logger.clearml
     task = Task.init(
         project_name=opts.project,
         task_name=opts.task_name,
@@ -69,18 +107,6 @@ def init_task(cfg: DictConfig, bind_hydra: bool = True):
     scrub_task(task)
     if not bind_hydra:
         task.set_configuration_object("OmegaConf", config_text=OmegaConf.to_yaml(cfg))
-    queue = opts.get("remote_queue")
-    if queue:
-        if offline:
-            raise RuntimeError("logger.clearml.remote_queue needs a reachable ClearML server")
-        log.warning("ClearML: enqueued to %r for a clearml-agent; this process exits.", queue)
-        task.execute_remotely(queue_name=queue, exit_process=True)  # a no-op under the agent
-    if offline:
-        log.warning(
-            "ClearML: no server configured, recording offline in %s. Import it later with "
-            "`make clearml-import SESSION=<that folder or its .zip>`.",
-            task.get_offline_mode_folder(),
-        )
     return task
 
 
@@ -97,6 +123,11 @@ def scrub_task(task) -> None:
 
 def record_classes(task, class_names: list[str], category_map: Mapping) -> None:
     """Keep the class list and the dataset's id map with the task and its models."""
+    bounded.send(task, "recording the class list", _record_classes, task, class_names,
+                 category_map)  # fmt: skip
+
+
+def _record_classes(task, class_names: list[str], category_map: Mapping) -> None:
     task.set_model_label_enumeration(label_enumeration(class_names))
     text = OmegaConf.to_yaml(
         {
@@ -119,8 +150,9 @@ def register_model(
     config: Mapping,
     metrics: Mapping[str, float],
     iteration: int,
-) -> OutputModel:
-    """Register (or update) an output model with the class names as its label enumeration.
+) -> OutputModel | None:
+    """Register (or update) an output model with the class names as its label enumeration;
+    None when the task's server stopped answering (the upload is bounded in time).
 
     ClearML 2.1.12 offline: ``OutputModel.update_weights`` raises AttributeError ('DummyModel'
     has no 'locked') because its "published" check runs before its offline branch. Offline, we
@@ -128,6 +160,12 @@ def register_model(
     and records the model in ``task.json`` for ``Task.import_offline_session``. Online runs use
     the public ``update_weights`` unchanged.
     """
+    return bounded.send(task, f"uploading the model {name!r}", _register_model, task, path,
+                        model=model, name=name, class_names=class_names, config=config,
+                        metrics=metrics, iteration=iteration, kind=bounded.UPLOAD)  # fmt: skip
+
+
+def _register_model(task, path, *, model, name, class_names, config, metrics, iteration):
     if model is None:
         model = OutputModel(
             task=task,
@@ -171,7 +209,7 @@ class ClearMLLogger(Logger):
 
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
-        if self._task is None:
+        if self._task is None or bounded.lost(self._task):
             return
         reporter = self._task.get_logger()
         self.last_step = int(step or 0)
@@ -185,5 +223,5 @@ class ClearMLLogger(Logger):
 
     @rank_zero_only
     def finalize(self, status: str) -> None:
-        if self._task is not None:
-            self._task.flush(wait_for_uploads=True)
+        bounded.send(self._task, "flushing reports and uploads", self._task.flush,
+                     wait_for_uploads=True, kind=bounded.UPLOAD)  # fmt: skip

@@ -37,9 +37,11 @@ def publish_report(recorder: EvaluationRecorder, class_names: Sequence[str],
     report = build_report(recorder.images, class_names, category_map, recorder.split or "val")
     files = write_report(report, folder, recorder.samples)
     if task is not None:
+        from lightdet.tracking import bounded
         from lightdet.tracking.reports import report_evaluation
 
-        report_evaluation(task.get_logger(), report, iteration)
+        bounded.send(task, "reporting the evaluation", report_evaluation, task.get_logger(),
+                     report, iteration)  # fmt: skip
     return report, files
 
 

@@ -37,4 +37,6 @@ def clearml_task(cfg: DictConfig, *, bind_hydra: bool = True, task=None) -> Iter
         yield task
     finally:
         if task is not None:
-            task.close()
+            from lightdet.tracking import bounded
+
+            bounded.close(task)  # bounded: a server that stopped answering cannot hang the exit
