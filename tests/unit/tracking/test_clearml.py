@@ -1,3 +1,5 @@
+from types import SimpleNamespace
+
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -101,6 +103,7 @@ def test_register_model_offline_records_weights_and_label_enumeration(tmp_path):
 def test_register_model_online_uses_the_public_api(monkeypatch):
     from clearml import Task
 
+    from lightdet.tracking import bounded
     from lightdet.tracking.clearml import register_model
 
     class FakeModel:
@@ -115,7 +118,9 @@ def test_register_model_online_uses_the_public_api(monkeypatch):
 
     monkeypatch.setattr(Task, "is_offline", classmethod(lambda cls: False))
     model = FakeModel()
-    register_model(None, "/x/best.ckpt", model=model, name="n", class_names=["a"], config={},
+    task = SimpleNamespace(id="online-task", is_offline=lambda: False)
+    bounded.watch(task, call=5.0, upload=5.0)  # the upload runs within its bound
+    register_model(task, "/x/best.ckpt", model=model, name="n", class_names=["a"], config={},
                    metrics={"val/map": 0.25}, iteration=3)  # fmt: skip
     assert model.calls == [
         {"weights_filename": "/x/best.ckpt", "iteration": 3, "auto_delete_file": False}
