@@ -8,67 +8,211 @@ A source answers three questions for the datamodule: which classes (``class_name
 from __future__ import annotations
 
 import os
+import random
+import re
 from collections.abc import Sequence
 from pathlib import Path
+
+from pytorch_lightning.utilities import rank_zero_info
 
 from lightdet.data.checks import DataChecker
 from lightdet.data.classes import check_class_names
 from lightdet.data.coco import read_coco, read_coco_categories
-from lightdet.data.records import DetectionRecord
+from lightdet.data.records import AnnotationError, DetectionRecord
 from lightdet.data.shapes import SHAPE_CLASSES, ShapesSpec, ensure_shapes
-from lightdet.data.voc import VOC_CLASSES, read_voc
-from lightdet.data.yolo import read_yolo, read_yolo_classes
+from lightdet.data.voc import VOC_CLASSES, object_class_names, read_split_list, read_voc_files
+from lightdet.data.yolo import (
+    IMAGE_EXTENSIONS,
+    read_yolo,
+    read_yolo_classes,
+    read_yolo_files,
+    yolo_images,
+)
 
 SPLITS = ("train", "val", "test")
 
 
 class VOCSource:
-    """One or several VOC year folders (``VOCdevkit/VOC2007``, ``VOCdevkit/VOC2012``).
+    """One or several VOC folders: year folders (``VOCdevkit/VOC2007``, ``VOCdevkit/VOC2012``:
+    ``Annotations/``, ``JPEGImages/``, ``ImageSets/Main/<split>.txt``), or folders of one's own in
+    that layout without split lists, or folders where each XML sits beside its image (what
+    LabelImg writes).
+
+    A folder without split lists gets a seeded split of its annotated images (``val_fraction``
+    of them for validation, the rest for training; the same files and seed give the same split),
+    said in one line and kept in the checkpoint and the run folder.
 
     Args:
-        roots: a year folder or a list of them; each split is read from every root that lists it.
-        class_names: the K class names (default: the 20 VOC classes).
-        train, val, test: image-set names for each split (``None`` for no such split).
+        roots: a folder or a list of them; each split is read from every root that has it.
+        class_names: the K class names. Default: the 20 VOC classes for ``VOCdevkit/VOC20xx``
+            folders; otherwise the sorted names of the training split's objects (a class seen
+            only in another split is then an error naming it).
+        train, val, test: split list names for each split (``None`` for no such split).
+        val_fraction: the share of images for validation where a folder has no split lists.
+        split_seed: the seed of that split.
     """
 
     def __init__(
         self,
         roots: str | os.PathLike | Sequence[str | os.PathLike],
         *,
-        class_names: Sequence[str] = VOC_CLASSES,
+        class_names: Sequence[str] | None = None,
         train: str | None = "trainval",
         val: str | None = "test",
         test: str | None = None,
+        val_fraction: float = 0.2,
+        split_seed: int = 0,
     ) -> None:
         self.roots = (
             [Path(roots)] if isinstance(roots, str | os.PathLike) else [Path(r) for r in roots]
         )
-        self.class_names = check_class_names(list(class_names), "data.source.class_names")
-        self.category_map = {name: i + 1 for i, name in enumerate(self.class_names)}
+        self._class_names = (check_class_names(list(class_names), "data.source.class_names")
+                             if class_names is not None else None)  # fmt: skip
+        self._classes_from: str | None = None
         self.splits = {"train": train, "val": val, "test": test}
+        self.val_fraction, self.split_seed = _fraction(val_fraction), int(split_seed)
+        self._made: dict[Path, dict[str, list[str]]] = {}
+
+    def __repr__(self) -> str:
+        return f"VOC folder(s) {', '.join(map(str, self.roots))}"
 
     def prepare(self) -> None:
         for root in self.roots:
-            if not (root / "Annotations").is_dir():
-                raise FileNotFoundError(
-                    f"{root}: not a VOC year folder (no Annotations/); set data.source.roots"
-                )
+            _voc_layout(root)
+
+    @property
+    def class_names(self) -> list[str]:
+        if self._class_names is None:
+            if all(_is_vocdevkit(root) for root in self.roots):
+                self._class_names = list(VOC_CLASSES)
+            else:
+                self._class_names = self._names_from_training_split()
+        return self._class_names
+
+    @property
+    def category_map(self) -> dict[str, int]:
+        return {name: i + 1 for i, name in enumerate(self.class_names)}
+
+    def _names_from_training_split(self) -> list[str]:
+        found: dict[str, str] = {}
+        for _, ann_dir, _, names in self._split_files("train"):
+            for name, where in object_class_names(ann_dir, names).items():
+                found.setdefault(name, where)
+        if not found:
+            raise AnnotationError(
+                f"data: no objects in the training split of {self}: the class names cannot be "
+                "read from it; give data.source.class_names=[...]"
+            )
+        names = sorted(found)
+        for name in names:  # a bad name (empty, "background") names the file that used it
+            check_class_names([name], found[name])
+        self._classes_from = "the training split's objects"
+        rank_zero_info(
+            f"data: {len(names)} classes from the training split's objects: {', '.join(names)} "
+            "(labels 1..K in this order; data.source.class_names=[...] sets them)"
+        )
+        return names
 
     def records(
         self, split: str, checker: DataChecker | None = None
     ) -> list[DetectionRecord] | None:
-        name = self.splits[split]
-        if name is None:
+        if self.splits[split] is None:
             return None
-        roots = [r for r in self.roots if (r / "ImageSets" / "Main" / f"{name}.txt").is_file()]
-        if not roots:
-            raise FileNotFoundError(f"no VOC root in {self.roots} lists ImageSets/Main/{name}.txt")
+        class_names = self.class_names  # first: it may read the training split's objects
+        files = self._split_files(split)
+        if not files:
+            return None
         records: list[DetectionRecord] = []
-        for root in roots:  # ids stay unique across roots
-            records += read_voc(
-                root, name, self.class_names, first_image_id=len(records) + 1, checker=checker
-            )
+        for _, ann_dir, images, names in files:  # ids stay unique across roots
+            records += read_voc_files(
+                ann_dir, images, names, class_names, first_image_id=len(records) + 1,
+                checker=checker, classes_from=self._classes_from if split != "train" else None,
+            )  # fmt: skip
         return records
+
+    def made_splits(self) -> dict[str, dict[str, list[str]]]:
+        """The seeded splits made for folders without split lists: ``{folder: {split:
+        names}}`` (empty when every folder has its lists)."""
+        for split in ("train", "val"):
+            self._split_files(split)
+        return {str(root): splits for root, splits in self._made.items()}
+
+    def _split_files(self, split: str) -> list[tuple[Path, Path, Path, list[str]]]:
+        """``(root, annotations folder, images folder, names)`` of every root that has
+        ``split``: its split list, or the seeded split made for a folder without lists."""
+        name, found, seeded = self.splits[split], [], False
+        if name is None:
+            return found
+        for root in self.roots:
+            ann_dir, images, lists = _voc_layout(root)
+            if lists is not None and (lists / f"{name}.txt").is_file():
+                found.append((root, ann_dir, images, read_split_list(lists / f"{name}.txt")))
+            elif lists is None or not any(lists.glob("*.txt")):  # no split lists at all
+                seeded = True
+                made = self._seeded_split(root, ann_dir)
+                if made.get(split):  # train and val; a test split needs lists
+                    found.append((root, ann_dir, images, made[split]))
+        if not found and not seeded:
+            available = sorted(
+                p.stem for root in self.roots for p in (_voc_layout(root)[2] or root).glob("*.txt")
+            )
+            raise FileNotFoundError(
+                f"data.source.{split}={name}: no VOC folder in "
+                f"{', '.join(map(str, self.roots))} lists ImageSets/Main/{name}.txt "
+                f"(lists there: {', '.join(available) or 'none'})"
+            )
+        return found
+
+    def _seeded_split(self, root: Path, ann_dir: Path) -> dict[str, list[str]]:
+        if root not in self._made:
+            names = sorted(p.stem for p in ann_dir.glob("*.xml") if p.is_file())
+            self._made[root] = seeded_split(names, self.val_fraction, self.split_seed, root,
+                                            "ImageSets/Main/<split>.txt")  # fmt: skip
+        return self._made[root]
+
+
+def seeded_split(
+    names: Sequence[str], val_fraction: float, seed: int, folder: Path, lists: str
+) -> dict[str, list[str]]:
+    """``{"train": names, "val": names}``: ``val_fraction`` of ``names`` (at least one, and
+    one fewer than all) drawn with ``seed`` for validation; the same names and seed give the
+    same split. Said in one line."""
+    names = sorted(names)
+    order = list(names)
+    random.Random(seed).shuffle(order)
+    n_val = round(len(names) * val_fraction)
+    if val_fraction > 0 and len(names) > 1:
+        n_val = min(max(n_val, 1), len(names) - 1)
+    val = set(order[:n_val])
+    rank_zero_info(
+        f"data: {folder} has no split lists ({lists}): a seeded split of its {len(names)} "
+        f"annotated images, {len(names) - n_val} train / {n_val} val (data.source.val_fraction="
+        f"{val_fraction:g}, data.source.split_seed={seed}); the lists are kept with the run"
+    )
+    return {"train": [n for n in names if n not in val], "val": [n for n in names if n in val]}
+
+
+def _fraction(val_fraction: float) -> float:
+    if not 0.0 <= float(val_fraction) < 1.0:
+        raise ValueError(f"data.source.val_fraction: expected 0 <= it < 1, got {val_fraction}")
+    return float(val_fraction)
+
+
+def _is_vocdevkit(root: Path) -> bool:
+    """A Pascal VOC year folder, whose classes are the 20 VOC classes."""
+    return root.parent.name == "VOCdevkit" and re.fullmatch(r"VOC20\d\d", root.name) is not None
+
+
+def _voc_layout(root: Path) -> tuple[Path, Path, Path | None]:
+    """``(annotations, images, split lists or None)`` of a VOC folder."""
+    if (root / "Annotations").is_dir():
+        return root / "Annotations", root / "JPEGImages", root / "ImageSets" / "Main"
+    if root.is_dir() and any(p.suffix.lower() == ".xml" for p in root.iterdir()):
+        return root, root, None  # each XML beside its image
+    raise FileNotFoundError(
+        f"{root}: not a VOC folder (no Annotations/ and no .xml files beside images); "
+        "set data.source.roots"
+    )
 
 
 class COCOSource:
@@ -130,12 +274,16 @@ class COCOSource:
 
 
 class YOLOSource:
-    """A YOLO folder: ``images/<split>/``, ``labels/<split>/*.txt`` and ``classes.txt``.
+    """A YOLO folder: ``images/<split>/``, ``labels/<split>/*.txt`` and ``classes.txt``; or
+    ``images/*`` and ``labels/*.txt`` without split folders, which get a seeded split
+    (``val_fraction`` for validation; the same files and seed give the same split).
 
     Args:
         root: the folder holding ``images/``, ``labels/`` and ``classes.txt``.
         train, val, test: split folder names (``None`` for no such split).
         class_names: override ``classes.txt``.
+        val_fraction: the share of images for validation without split folders.
+        split_seed: the seed of that split.
     """
 
     def __init__(
@@ -146,11 +294,18 @@ class YOLOSource:
         val: str | None = "val",
         test: str | None = None,
         class_names: Sequence[str] | None = None,
+        val_fraction: float = 0.2,
+        split_seed: int = 0,
     ) -> None:
         self.root = Path(root)
         self.splits = {"train": train, "val": val, "test": test}
         self._class_names = (check_class_names(list(class_names), "data.source.class_names")
                              if class_names is not None else None)  # fmt: skip
+        self.val_fraction, self.split_seed = _fraction(val_fraction), int(split_seed)
+        self._made: dict[str, list[str]] | None = None
+
+    def __repr__(self) -> str:
+        return f"YOLO folder {self.root}"
 
     def prepare(self) -> None:
         if not (self.root / "images").is_dir():
@@ -175,7 +330,32 @@ class YOLOSource:
         name = self.splits[split]
         if name is None:
             return None
-        return read_yolo(self.root, name, self.class_names, checker=checker)
+        if (self.root / "images" / name).is_dir() or not self._unsplit():
+            return read_yolo(self.root, name, self.class_names, checker=checker)
+        if split == "test":  # a test split needs its own folder
+            return None
+        return read_yolo_files(self.root / "images", self.root / "labels", self.class_names,
+                               stems=self.made_splits()[str(self.root)][split],
+                               checker=checker)  # fmt: skip
+
+    def _unsplit(self) -> bool:
+        """Images directly in ``images/``, and no split folder there."""
+        images = self.root / "images"
+        entries = list(images.iterdir()) if images.is_dir() else []
+        return not any(p.is_dir() for p in entries) and any(
+            p.suffix.lower() in IMAGE_EXTENSIONS for p in entries
+        )
+
+    def made_splits(self) -> dict[str, dict[str, list[str]]]:
+        """The seeded split made when the folder has no split folders: ``{folder: {split:
+        stems}}`` (empty otherwise)."""
+        if not self._unsplit():
+            return {}
+        if self._made is None:
+            stems = [p.stem for p in yolo_images(self.root / "images")]
+            self._made = seeded_split(stems, self.val_fraction, self.split_seed, self.root,
+                                      "images/<split>/")  # fmt: skip
+        return {str(self.root): self._made}
 
 
 class ShapesSource:

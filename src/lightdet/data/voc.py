@@ -49,6 +49,13 @@ def read_voc(
     list_file = root / "ImageSets" / "Main" / f"{split}.txt"
     if not list_file.is_file():
         raise FileNotFoundError(f"{list_file}: VOC split list not found (check data.source.root)")
+    return read_voc_files(root / "Annotations", root / "JPEGImages", read_split_list(list_file),
+                          class_names, first_image_id=first_image_id, checker=checker)  # fmt: skip
+
+
+def read_split_list(list_file: Path) -> list[str]:
+    """The image names of a VOC split list (first word of each line); one listed twice is an
+    error (its objects would count twice in evaluation)."""
     names = [line.split()[0] for line in list_file.read_text().splitlines() if line.strip()]
     seen: dict[str, int] = {}
     for lineno, name in enumerate(names, 1):
@@ -58,25 +65,62 @@ def read_voc(
                 f"{seen[name]}); duplicates would count its objects twice in evaluation"
             )
         seen[name] = lineno
+    return names
+
+
+def read_voc_files(
+    annotations: Path,
+    images: Path,
+    names: Sequence[str],
+    class_names: Sequence[str],
+    *,
+    first_image_id: int = 1,
+    checker: DataChecker | None = None,
+    classes_from: str | None = None,
+) -> list[DetectionRecord]:
+    """Read ``annotations/<name>.xml`` for each name; images are looked up in ``images``
+    (``JPEGImages`` in a VOC year folder; the same folder where each XML sits beside its image).
+
+    ``classes_from`` says where ``class_names`` came from when they were read from the data (the
+    training split): a class missing from them is then always an error naming it.
+    """
     class_index = {name: i + 1 for i, name in enumerate(class_names)}
+    where = (annotations, images, classes_from)
     return [
-        _read_annotation(root, name, first_image_id + i, class_index, checker)
+        _read_annotation(where, name, first_image_id + i, class_index, checker)
         for i, name in enumerate(names)
     ]
 
 
-def _read_annotation(
-    root: Path, name: str, image_id: int, class_index: dict, checker: DataChecker | None
-) -> DetectionRecord:
-    xml_path = root / "Annotations" / f"{name}.xml"
+def object_class_names(annotations: Path, names: Sequence[str]) -> dict[str, str]:
+    """Every class name the objects of ``annotations/<name>.xml`` use, with the first
+    ``file: object[i]`` that uses it."""
+    found: dict[str, str] = {}
+    for name in names:
+        xml_path = annotations / f"{name}.xml"
+        for i, obj in enumerate(_parse(xml_path).findall("object")):
+            label = (obj.findtext("name") or "").strip()
+            found.setdefault(label, f"{xml_path}: object[{i}].name")
+    return found
+
+
+def _parse(xml_path: Path) -> ET.Element:
     try:
-        tree = ET.parse(xml_path).getroot()
+        return ET.parse(xml_path).getroot()
     except ET.ParseError as err:  # its message carries line and column
         raise AnnotationError(f"{xml_path}: malformed XML ({err})") from err
     except FileNotFoundError as err:
         raise AnnotationError(f"{xml_path}: annotation file missing") from err
+
+
+def _read_annotation(
+    where: tuple, name: str, image_id: int, class_index: dict, checker: DataChecker | None
+) -> DetectionRecord:
+    annotations, images, classes_from = where
+    xml_path = annotations / f"{name}.xml"
+    tree = _parse(xml_path)
     filename = (tree.findtext("filename") or "").strip() or f"{name}.jpg"
-    image_path = resolve_inside(root / "JPEGImages", filename, f"{xml_path}: filename")
+    image_path = resolve_inside(images, filename, f"{xml_path}: filename")
     width = _number(tree, "size/width", xml_path, fields.size)
     height = _number(tree, "size/height", xml_path, fields.size)
     boxes, labels, difficult, refs = [], [], [], []
@@ -84,6 +128,11 @@ def _read_annotation(
         label = (obj.findtext("name") or "").strip()
         if label not in class_index:
             message = f"{xml_path}: object[{i}].name: unknown class {label!r}"
+            if classes_from:
+                raise AnnotationError(
+                    f"{message}: not in {classes_from}, where the class list comes from "
+                    f"({', '.join(class_index)}); give data.source.class_names to include it"
+                )
             if checker is None or checker.policy.unknown_classes == "error":
                 raise AnnotationError(f"{message} (data.policy.unknown_classes=skip skips it)")
             checker.skip("unknown_class", message)

@@ -73,11 +73,35 @@ def read_yolo(
     image_dir = root / "images" / split
     if not image_dir.is_dir():
         raise FileNotFoundError(f"{image_dir}: YOLO image folder not found")
+    return read_yolo_files(image_dir, root / "labels" / split, class_names,
+                           first_image_id=first_image_id, checker=checker)  # fmt: skip
+
+
+def yolo_images(image_dir: Path) -> list[Path]:
+    """The images of a YOLO image folder, sorted; two with one stem are an error."""
     images = sorted(p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
-    _check_stems(images, split)
+    _check_stems(images, image_dir.name)
+    return images
+
+
+def read_yolo_files(
+    image_dir: Path,
+    label_dir: Path,
+    class_names: Sequence[str],
+    *,
+    stems: Sequence[str] | None = None,
+    first_image_id: int = 1,
+    checker: DataChecker | None = None,
+) -> list[DetectionRecord]:
+    """The images of ``image_dir`` (those named in ``stems``, when given) with their label
+    files ``label_dir/<stem>.txt``."""
+    images = yolo_images(image_dir)
+    if stems is not None:
+        wanted = set(stems)
+        images = [p for p in images if p.stem in wanted]
     records = []
     for i, image in enumerate(images):
-        label_file = root / "labels" / split / f"{image.stem}.txt"
+        label_file = label_dir / f"{image.stem}.txt"
         try:
             width, height = image_size(image)
         except ImageProblem as problem:

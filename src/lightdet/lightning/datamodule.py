@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 import pytorch_lightning as pl
 import torch
 import torch.distributed as dist
+from lightning_fabric.utilities.data import suggested_max_num_workers
 from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
 from pytorch_lightning.utilities import rank_zero_info
 from torch.utils.data import DataLoader
@@ -34,7 +35,7 @@ class DetectionDataModule(pl.LightningDataModule):
         source: a :mod:`lightdet.data.sources` object
             (``VOCSource``, ``COCOSource``, ``ShapesSource``).
         batch_size: images per batch (per process under DDP).
-        num_workers: loader worker processes.
+        num_workers: loader worker processes, or ``auto`` (see :attr:`num_workers`).
         train_transform: albumentations pipeline for training (default: none).
         eval_transform: pipeline for validation and test (default: conversion only).
         pin_memory: pin host memory (useful on GPU).
@@ -48,7 +49,7 @@ class DetectionDataModule(pl.LightningDataModule):
         source,
         *,
         batch_size: int = 8,
-        num_workers: int = 2,
+        num_workers: int | str = 2,
         train_transform: Callable | None = None,
         eval_transform: Callable | None = None,
         pin_memory: bool = False,
@@ -57,7 +58,10 @@ class DetectionDataModule(pl.LightningDataModule):
         super().__init__()
         self.source = source
         self.batch_size = batch_size
-        self.num_workers = num_workers
+        if num_workers != "auto" and not (isinstance(num_workers, int) and num_workers >= 0):
+            raise ValueError(f"data.num_workers: expected auto or a whole number >= 0, got "
+                             f"{num_workers!r}")  # fmt: skip
+        self._num_workers = num_workers
         self.train_transform = train_transform or eval_preset()
         self.eval_transform = eval_transform or eval_preset()
         self.pin_memory = pin_memory
@@ -104,6 +108,15 @@ class DetectionDataModule(pl.LightningDataModule):
             sizes = ", ".join(f"{c.split} {len(self.datasets[c.split])}" for c in indexed)
             rank_zero_info(f"data: indexed {sizes} images; checks:\n{report(indexed)}")
 
+    def state_dict(self) -> dict:
+        """Kept in every checkpoint: the class names and the seeded splits made for data folders
+        without split lists (``{folder: {split: names}}``), so the run can be repeated."""
+        made = getattr(self.source, "made_splits", None)
+        return {"class_names": self.class_names, "made_splits": made() if made else {}}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Nothing to restore: the split is made again from the same files and seed."""
+
     def check_rows(self) -> list[list]:
         """``[split, outcome, reason, count]`` for every count of the index-time checks."""
         rows = []
@@ -123,6 +136,21 @@ class DetectionDataModule(pl.LightningDataModule):
         if self.num_workers == 0:  # no worker_init_fn: seed from the (seeded) global torch RNG
             dataset.reseed(int(torch.randint(2**31 - 1, ()).item()))
         return dataset
+
+    @property
+    def num_workers(self) -> int:
+        """Loader worker processes: the number set, or (``auto``) Lightning's suggestion for
+        the cores this process may use and the devices per machine (one fewer than the cores
+        per device, at least 1), at most 8."""
+        if self._num_workers != "auto":
+            return int(self._num_workers)
+        trainer = getattr(self, "trainer", None)
+        devices = trainer.num_devices if trainer is not None else 1
+        return min(8, suggested_max_num_workers(max(1, devices)))
+
+    @num_workers.setter
+    def num_workers(self, value: int | str) -> None:
+        self._num_workers = value
 
     def _loader_args(self) -> dict:
         return {

@@ -126,6 +126,18 @@ def summary(result: TrainResult, seconds: float, tracked: str) -> str:
     return "\n".join([rule, *lines, rule])
 
 
+def write_split_lists(folder: Path, made_splits: dict[str, dict[str, list[str]]]) -> None:
+    """The seeded splits made for data folders without split lists, as VOC split lists
+    (``<split>.txt``, a name per line; one folder per data folder when there are several), so
+    the run can be repeated with them."""
+    for i, (root, splits) in enumerate(sorted(made_splits.items())):
+        where = folder if len(made_splits) == 1 else folder / f"{i}_{Path(root).name}"
+        where.mkdir(parents=True, exist_ok=True)
+        for split, names in splits.items():
+            (where / f"{split}.txt").write_text("".join(f"{n}\n" for n in names))
+        log.info("data: the split made for %s is in %s", root, where)
+
+
 def claim_output_dir(cfg: DictConfig) -> None:
     """``paths.output_dir`` must be new, empty or lightdet's. Hydra's run folder was checked
     before Hydra wrote into it (by the composition guard) and is marked by then."""
@@ -154,8 +166,11 @@ def _fit(cfg: DictConfig, task, extra_callbacks: list | None, ckpt_path: str | N
     pl.seed_everything(cfg.seed, workers=True)  # after Task.init, which reseeds every generator
     datamodule = build_datamodule(cfg)
     module = build_module(cfg, datamodule)
+    made_splits = datamodule.state_dict()["made_splits"]
+    if made_splits and is_global_zero():
+        write_split_lists(Path(cfg.paths.output_dir) / "splits", made_splits)
     if task is not None:
-        record_classes(task, datamodule.class_names, datamodule.category_map)
+        record_classes(task, datamodule.class_names, datamodule.category_map, made_splits)
     if ckpt_path:  # a clear error for another model or class set, before Lightning's shape dump
         check_checkpoint_fits(ckpt_path, module.state_dict(), datamodule.class_names)
     callbacks = _callbacks(cfg, ckpt_path) + list(extra_callbacks or [])

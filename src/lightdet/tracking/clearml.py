@@ -121,20 +121,24 @@ def scrub_task(task) -> None:
             task.set_parameter(name, clean)
 
 
-def record_classes(task, class_names: list[str], category_map: Mapping) -> None:
-    """Keep the class list and the dataset's id map with the task and its models."""
+def record_classes(
+    task, class_names: list[str], category_map: Mapping, made_splits: Mapping | None = None
+) -> None:
+    """Keep the class list and the dataset's id map with the task and its models, and the
+    seeded splits made for data folders without split lists (``{folder: {split: names}}``)."""
     bounded.send(task, "recording the class list", _record_classes, task, class_names,
-                 category_map)  # fmt: skip
+                 category_map, made_splits)  # fmt: skip
 
 
-def _record_classes(task, class_names: list[str], category_map: Mapping) -> None:
+def _record_classes(task, class_names, category_map: Mapping, made_splits) -> None:
     task.set_model_label_enumeration(label_enumeration(class_names))
-    text = OmegaConf.to_yaml(
-        {
-            "class_names": list(class_names),
-            "category_map": {str(k): v for k, v in category_map.items()},
-        }
-    )
+    dataset = {
+        "class_names": list(class_names),
+        "category_map": {str(k): v for k, v in category_map.items()},
+    }
+    if made_splits:
+        dataset["made_splits"] = {str(k): dict(v) for k, v in made_splits.items()}
+    text = OmegaConf.to_yaml(dataset)
     task.set_configuration_object(
         name="Dataset", config_text=text, description="classes and label map"
     )

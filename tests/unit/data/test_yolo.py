@@ -139,3 +139,27 @@ def test_pixel_coordinates_get_a_hint(tmp_path, tiny_shapes, caplog):
     with caplog.at_level("WARNING", logger="lightdet.data.yolo"):
         read_yolo(tmp_path, "val", CLASSES, checker=checker)
     assert "pixel coordinates" not in caplog.text
+
+
+def test_a_yolo_folder_without_split_folders_gets_a_seeded_split(tmp_path):
+    from PIL import Image
+
+    from lightdet.data.sources import YOLOSource
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    (tmp_path / "classes.txt").write_text("cat\ndog\n")
+    for i in range(10):
+        Image.new("RGB", (32, 32)).save(tmp_path / "images" / f"img{i}.jpg")
+        (tmp_path / "labels" / f"img{i}.txt").write_text(f"{i % 2} 0.5 0.5 0.25 0.25\n")
+    source = YOLOSource(tmp_path)  # train=train, val=val: no such folders
+    train, val = source.records("train"), source.records("val")
+    assert (len(train), len(val)) == (8, 2) and source.records("test") is None
+    assert sorted(r.name for r in train + val) == sorted(f"img{i}" for i in range(10))
+    assert all(r.boxes.tolist() == [[12.0, 12.0, 20.0, 20.0]] for r in train + val)
+    assert [r.labels.tolist() for r in val] == [[int(r.name[-1]) % 2 + 1] for r in val]
+    made = source.made_splits()[str(tmp_path)]
+    assert made == {"train": sorted(r.name for r in train), "val": sorted(r.name for r in val)}
+    assert YOLOSource(tmp_path).made_splits() == source.made_splits()  # seeded: the same again
+    (tmp_path / "images" / "train").mkdir()  # a split folder: the layout with split folders
+    assert YOLOSource(tmp_path).made_splits() == {}
