@@ -106,7 +106,7 @@ benchmark: install ## parameters and CPU seconds per training iteration of each 
 
 clearml-import: install ## upload an offline ClearML session to the configured server: SESSION=<folder or .zip>
 	@test -n "$(SESSION)" || (echo "usage: make clearml-import SESSION=<offline session folder or .zip>"; exit 2)
-	$(PY) -c "from clearml import Task; print('imported as task', Task.import_offline_session('$(SESSION)'))"
+	$(PY) -m lightdet.tracking.server "$(SESSION)"
 
 docker-build: ## build the CUDA training image (lightdet:latest)
 	docker build -f docker/Dockerfile -t lightdet:latest .

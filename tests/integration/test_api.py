@@ -82,6 +82,21 @@ def test_evaluate_scores_the_checkpoint_as_training_did(trained, tiny_shapes, cl
     assert "circle" in table["plot_str"] and "VOC AP" in table["plot_str"]
 
 
+def test_evaluate_takes_the_checkpoints_own_data_by_default(trained, caplog):
+    """No data override at all: the data the checkpoint was trained on (tiny shapes in another
+    folder, other sizes), not evaluate.yaml's default data; the log says which."""
+    root, result = trained
+    caplog.set_level("INFO", logger="lightdet.runs.preflight")
+    metrics = lightdet.evaluate(result.best_checkpoint, [f"paths.root_dir={root}",
+                                "+trainer.limit_val_batches=2"])  # fmt: skip
+    assert metrics["val/map"] == result.metrics["val/map"]
+    assert "data: the checkpoint's (lightdet.data.sources.ShapesSource)" in caplog.text
+    with pytest.raises(ValueError, match=r"split=test: the data \(ShapesSource\) has no test "
+                       r"split; use split=val, or set data.source.num_test=<images>"):  # fmt: skip
+        lightdet.evaluate(result.best_checkpoint, [f"paths.root_dir={root}",
+                          "++data.source.num_test=0"], split="test")  # fmt: skip
+
+
 def test_predict_returns_the_validation_loops_detections(trained, tiny_shapes):
     """The same image gives the same boxes, scores and labels through Detector.predict as
     through Lightning's validation loop (same precision, same conversion, same weights)."""

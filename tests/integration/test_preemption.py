@@ -52,6 +52,15 @@ def _ids_of_epoch(rows, epoch):
     return [i for r in rows if r["epoch"] == epoch for i in r["ids"]]
 
 
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, tiny_shapes) -> list[dict]:
+    """The reference: the same run, never stopped (trained once for every stop below)."""
+    folder = tmp_path_factory.mktemp("uninterrupted")
+    full = _train(folder, tiny_shapes, "full", folder / "full.jsonl")
+    assert full.returncode == 0, full.stderr[-2000:]
+    return _rows(folder / "full.jsonl")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "signal_name,kill_at,whole_group",
@@ -63,7 +72,7 @@ def _ids_of_epoch(rows, epoch):
     ],
 )
 def test_interrupted_run_resumes_to_the_same_end_without_replaying_batches(
-    tmp_path, tiny_shapes, signal_name, kill_at, whole_group
+    tmp_path, tiny_shapes, uninterrupted, signal_name, kill_at, whole_group
 ):
     stopped = _train(tmp_path, tiny_shapes, "resume", tmp_path / "a.jsonl",
                      f"+callbacks.probe.kill_at_step={kill_at}",
@@ -80,10 +89,9 @@ def test_interrupted_run_resumes_to_the_same_end_without_replaying_batches(
 
     resumed = _train(tmp_path, tiny_shapes, "resume", tmp_path / "b.jsonl", "ckpt_path=auto")
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
-    full = _train(tmp_path, tiny_shapes, "full", tmp_path / "full.jsonl")
-    assert full.returncode == 0, full.stderr[-2000:]
 
-    before, after, reference = (_rows(tmp_path / n) for n in ("a.jsonl", "b.jsonl", "full.jsonl"))
+    before, after = (_rows(tmp_path / n) for n in ("a.jsonl", "b.jsonl"))
+    reference = uninterrupted
     assert after[-1]["step"] == reference[-1]["step"] == 3 * BATCHES_PER_EPOCH
     assert after[-1]["epoch"] == reference[-1]["epoch"] == 2
     # the partly seen epoch: the resumed run trains exactly the batches not yet seen, in order

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -114,13 +114,20 @@ def check_hydra_node(cfg: DictConfig) -> None:
 
 
 def check_composed(
-    cfg: DictConfig, *, run: bool, quiet: bool = False, chosen_dir: bool = True
+    cfg: DictConfig,
+    *,
+    run: bool,
+    quiet: bool = False,
+    chosen_dir: bool = True,
+    overrides: Sequence[str] = (),
 ) -> None:
     """Steps 2 and 3 above, on a freshly composed config (``run``: Hydra is about to create
     the run folder ``hydra.run.dir``; ``quiet``: a probe whose config is thrown away;
     ``chosen_dir``: the run folder was given as an override, as Lightning's DDP launcher gives
     its children the parent's; otherwise the folder the pattern names is made unique here, so
-    two runs started in the same second never share one)."""
+    two runs started in the same second never share one). A run's inputs are checked too
+    (:mod:`lightdet.runs.preflight`, given the command line's ``overrides``), before any
+    folder exists."""
     check_hydra_node(cfg)
     body = {k: cfg._get_node(k) for k in cfg.keys() if k != "hydra"}
     check_interpolations(body)
@@ -139,6 +146,10 @@ def check_composed(
             check_checkpoint_file(checkpoint)
         except BadCheckpointFileError as err:
             raise CheckpointArgumentError(f"ckpt_path: {err}") from None
+    if run:
+        from lightdet.runs.preflight import check_inputs
+
+        check_inputs(cfg, overrides)
     if run_dir:
         try:
             outputs.check_free(run_dir, "hydra.run.dir")
@@ -171,7 +182,8 @@ def install() -> None:
         probe = not logs and not bound.arguments.get("validate_sweep_overrides", True)
         chosen = any(o.split("=", 1)[0].lstrip("+~") == "hydra.run.dir"
                      for o in bound.arguments["overrides"] or [])  # fmt: skip
-        check_composed(cfg, run=run, quiet=probe, chosen_dir=chosen)
+        check_composed(cfg, run=run, quiet=probe, chosen_dir=chosen,
+                       overrides=bound.arguments["overrides"] or [])  # fmt: skip
         return cfg
 
     compose_config._lightdet_guard = True  # type: ignore[attr-defined]

@@ -80,4 +80,8 @@ def evaluate(
 
     path = override_value(str(ckpt_path))  # quoted as the grammar needs
     cfg = compose_config("evaluate", [f"ckpt_path={path}", f"split={split}", *overrides])
+    from lightdet.runs.preflight import check_split, use_checkpoint_data
+
+    use_checkpoint_data(cfg, overrides)  # what the command line does at composition
+    check_split(cfg)
     return run_evaluation(cfg, bind_hydra=False)

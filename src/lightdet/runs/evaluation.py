@@ -18,6 +18,7 @@ from lightdet.evaluation.thresholds import save_threshold
 from lightdet.guard import check_checkpoint_file, secure_config
 from lightdet.lightning.recorder import EvaluationRecorder
 from lightdet.runs.build import build_datamodule, module_from_checkpoint
+from lightdet.runs.preflight import say_notes
 from lightdet.runs.training import claim_output_dir, scalars
 from lightdet.tracking.callbacks import ClearMLReports
 from lightdet.tracking.clearml import ClearMLLogger
@@ -32,6 +33,7 @@ def run_evaluation(cfg: DictConfig, bind_hydra: bool = True) -> dict[str, float]
     the logged metrics (``val/map``, ``val/map_50``, per-class AP, ...)."""
     secure_config(cfg)
     check_checkpoint_file(cfg.ckpt_path)  # one line, before a run folder or task exists
+    say_notes()  # which data: the checkpoint's, or the command line's
     claim_output_dir(cfg)
     with clearml_task(cfg, bind_hydra=bind_hydra) as task:
         pl.seed_everything(cfg.seed, workers=True)

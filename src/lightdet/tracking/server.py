@@ -96,3 +96,34 @@ def server_available(opts: Mapping, tries: int | None = None) -> bool:
         timeout=opts.get("connect_timeout", 5.0),
         login=True,
     )
+
+
+def import_session(session: str) -> str:
+    """Upload an offline session (its folder or ``.zip``) to the configured server; returns
+    the new task's id. The session, the credentials and the server are checked first, so a
+    missing one is a one-line error (:class:`SystemExit`), not ClearML's traceback."""
+    from pathlib import Path
+
+    path = Path(session)
+    if not path.exists():
+        raise SystemExit(f"SESSION={session}: no such offline session (a folder or .zip under "
+                         "the ClearML cache's offline/ folder, as the run's log says)")  # fmt: skip
+    if not (path.suffix == ".zip" or (path / "task.json").is_file()):
+        raise SystemExit(f"SESSION={session}: not an offline session (no task.json in it)")
+    if not server_configured():
+        raise SystemExit("clearml-import: no ClearML server is configured; run `clearml-init` "
+                         "(or set CLEARML_API_HOST, CLEARML_API_ACCESS_KEY, "
+                         "CLEARML_API_SECRET_KEY) first")  # fmt: skip
+    if not server_reachable(api_host(), login=True):
+        raise SystemExit(f"clearml-import: the ClearML server {api_host()} does not answer")
+    from clearml import Task
+
+    return Task.import_offline_session(str(path))
+
+
+if __name__ == "__main__":  # `make clearml-import SESSION=...`
+    import sys
+
+    if len(sys.argv) != 2:
+        raise SystemExit("usage: python -m lightdet.tracking.server <session folder or .zip>")
+    print("imported as task", import_session(sys.argv[1]))

@@ -1,0 +1,115 @@
+"""What a command needs, checked when its config is composed: before a run folder, a ClearML
+task or an offline session exists. A failed check is one line naming the problem and the fix.
+
+Also where ``evaluate`` takes its data from: the data config the checkpoint was trained with,
+unless the command line chooses other data (``data=...``) or changes it (``data.<key>=...``,
+applied on top of the checkpoint's).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from hydra.errors import CompactHydraException
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+log = logging.getLogger(__name__)
+_NOTES: list[str] = []  # said at composition, before Hydra configures logging: logged later
+
+
+def say_notes() -> None:
+    """Log what the checks decided (the run's logging is configured by now)."""
+    while _NOTES:
+        log.info(_NOTES.pop(0))
+
+
+class InputError(ValueError, CompactHydraException):
+    """A command's input that cannot work; printed by Hydra as its message alone."""
+
+
+def data_overrides(overrides: Sequence[str]) -> tuple[bool, list[str]]:
+    """``(a data config chosen, the data keys set)`` by command-line overrides."""
+    chosen, keys = False, []
+    for override in overrides:
+        key = override.split("=", 1)[0].lstrip("+~")
+        if key == "data":
+            chosen = True
+        elif key.startswith("data."):
+            keys.append(key)
+    return chosen, keys
+
+
+def use_checkpoint_data(cfg: DictConfig, overrides: Sequence[str]) -> None:
+    """``evaluate`` (``data_from: checkpoint``): the checkpoint's data config, with the
+    command line's ``data.<key>=...`` on top; left alone when ``data=...`` chose other data.
+    Said in one line either way."""
+    if cfg.get("data_from", "config") != "checkpoint" or not cfg.get("ckpt_path"):
+        return
+    chosen, keys = data_overrides(overrides)
+    target = OmegaConf.select(cfg, "data.source._target_", default="?")
+    if chosen:
+        _NOTES.append(f"data: {target}, as chosen on the command line (not the checkpoint's)")
+        return
+    from lightdet.guard import load_checkpoint
+    from lightdet.guard.checkpoints import check_stored_config
+
+    stored = load_checkpoint(cfg.ckpt_path).get("hyper_parameters", {}).get("config") or {}
+    if not stored.get("data"):
+        _NOTES.append(f"data: {target} (the checkpoint holds no data config)")
+        return
+    data = OmegaConf.create(stored["data"])
+    check_stored_config(OmegaConf.to_container(data), f"{cfg.ckpt_path}: config.data")
+    for key in keys:  # the command line's changes, as composed onto this config's data
+        OmegaConf.update(data, key.removeprefix("data."), OmegaConf.select(cfg, key), merge=False)
+    with open_dict(cfg):
+        cfg.data = data
+    changed = f"; with {', '.join(keys)} from the command line" if keys else ""
+    _NOTES.append(f"data: the checkpoint's ({data.source.get('_target_', '?')}){changed}; "
+                  "DATA=... (data=...) scores other data")
+
+
+def check_split(cfg: DictConfig) -> None:
+    """``evaluate``'s ``split`` must be one the data config has."""
+    split = cfg.get("split")
+    if split is None or "data" not in cfg:
+        return
+    if split not in ("val", "test"):
+        raise InputError(f"split={split}: expected val or test")
+    source = cfg.data.source
+    target = str(source.get("_target_", ""))
+    if target.endswith("ShapesSource"):
+        present = bool(source.get(f"num_{split}", 0))
+        fix = f"set data.source.num_{split}=<images>"
+    else:
+        present = source.get(split) is not None
+        fix = f"set data.source.{split}=<its split name>"
+    if not present:
+        raise InputError(f"split={split}: the data ({target.rsplit('.', 1)[-1]}) has no {split} "
+                         f"split; use split=val, or {fix}")  # fmt: skip
+
+
+def check_server(cfg: DictConfig) -> None:
+    """A run enqueued for a ClearML agent needs a server that answers."""
+    opts = OmegaConf.select(cfg, "logger.clearml")
+    queue = opts.get("remote_queue") if opts is not None else None
+    if not queue:
+        return
+    from lightdet.tracking.server import api_host, server_available, server_configured
+
+    if opts.get("offline") or not server_configured():
+        raise InputError(
+            f"logger.clearml.remote_queue={queue}: no ClearML server is configured; run "
+            "`clearml-init` (or set CLEARML_API_HOST, CLEARML_API_ACCESS_KEY, "
+            "CLEARML_API_SECRET_KEY) first"
+        )
+    if not server_available(opts):
+        raise InputError(f"logger.clearml.remote_queue={queue}: the ClearML server {api_host()} "
+                         "does not answer; nothing was enqueued")  # fmt: skip
+
+
+def check_inputs(cfg: DictConfig, overrides: Sequence[str]) -> None:
+    """Every check above, in order, on a composed config about to run."""
+    use_checkpoint_data(cfg, overrides)
+    check_split(cfg)
+    check_server(cfg)
