@@ -39,7 +39,7 @@ GROUPS = $(if $(MODEL),model=$(MODEL)) $(if $(DATA),data=$(DATA)) $(if $(AUG),au
          $(if $(TRAINER),trainer=$(TRAINER)) $(if $(EXPERIMENT),experiment=$(EXPERIMENT))
 
 .DEFAULT_GOAL := help
-.PHONY: compare study help install train show-augment eval evaluate predict export benchmark hpo remote docker-build docker-train clearml-server-up clearml-server-down test test-fast lint clearml-import clean
+.PHONY: compare study help install train show-augment eval evaluate predict export config doctor benchmark hpo remote docker-build docker-train clearml-server-up clearml-server-down test test-fast lint clearml-import clean
 
 help: ## show this help
 	@echo "usage: make <target> [MODEL=retinanet|retinanet_v2|ssd|ssd300_vgg16|ssdlite|fcos|faster_rcnn]"
@@ -100,6 +100,12 @@ test-fast: install ## run the tests not marked slow
 
 lint: install ## ruff over src/, tests/ and benchmarks/
 	$(VENV)/bin/ruff check src tests benchmarks
+
+config: install ## print and check the training config `make train` would run (same MODEL/DATA/ARGS), without training
+	$(PY) -m lightdet.show_config $(GROUPS) $(ARGS)
+
+doctor: install ## versions, CPU and bf16, GPUs, ClearML server, free disk
+	$(PY) -m lightdet.doctor
 
 benchmark: install ## parameters and CPU seconds per training iteration of each model config
 	$(PY) benchmarks/train_speed.py $(MODEL)

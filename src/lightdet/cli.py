@@ -20,12 +20,13 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from lightdet import outputs
+from lightdet import outputs, quiet
 from lightdet.guard import hydra_guard
 from lightdet.guard.secrets import install_log_scrubber
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 hydra_guard.install()
+quiet.install()  # messages that need no action, filtered at their source
 
 
 def hydra_entry(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Callable[[], Any]]:

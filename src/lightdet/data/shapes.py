@@ -99,6 +99,12 @@ class ShapesSpec:
         return {"version": _GENERATOR_VERSION, **asdict(self)}
 
 
+def is_generated(root: str | os.PathLike, spec: ShapesSpec) -> bool:
+    """Whether ``root`` holds the dataset of ``spec`` already (nothing to generate)."""
+    stamp = Path(root) / _STAMP
+    return stamp.is_file() and _read_stamp(stamp) == _jsonable(spec.to_json())
+
+
 def ensure_shapes(root: str | os.PathLike, spec: ShapesSpec) -> Path:
     """Generate the dataset into ``root`` unless it is already there with the same parameters.
 
@@ -106,8 +112,7 @@ def ensure_shapes(root: str | os.PathLike, spec: ShapesSpec) -> Path:
     leaves a half-written dataset that would be mistaken for a complete one.
     """
     root = Path(root)
-    stamp = root / _STAMP
-    if stamp.is_file() and _read_stamp(stamp) == _jsonable(spec.to_json()):
+    if is_generated(root, spec):
         return root
     _check_replaceable(root, "data.source.root")
     tmp = root.with_name(root.name + ".tmp")

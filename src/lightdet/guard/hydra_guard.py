@@ -163,6 +163,7 @@ def check_composed(
 def install() -> None:
     """Wrap ``Hydra.compose_config`` (idempotent)."""
     from hydra._internal.hydra import Hydra
+    from hydra.errors import ConfigCompositionException
     from hydra.types import RunMode
 
     original = Hydra.compose_config
@@ -175,7 +176,21 @@ def install() -> None:
         bound = signature.bind(*args, **kwargs)
         bound.apply_defaults()
         check_overrides(bound.arguments["overrides"] or [])
-        cfg = original(*bound.args, **bound.kwargs)
+        try:
+            cfg = original(*bound.args, **bound.kwargs)
+        except ConfigCompositionException as err:  # a mistyped key: the closest keys
+            from lightdet.runs.suggest import did_you_mean
+
+            def without(overrides: list[str]) -> DictConfig:
+                again = signature.bind(*args, **kwargs)
+                again.apply_defaults()
+                again.arguments["overrides"] = overrides
+                return original(*again.args, **again.kwargs)
+
+            hint = did_you_mean(str(err), bound.arguments["overrides"] or [], without)
+            if hint is None:
+                raise
+            raise ConfigCompositionException(f"{err}\n{hint}") from err
         logs = bool(bound.arguments.get("with_log_configuration"))
         run = bound.arguments["run_mode"] == RunMode.RUN and logs
         # Hydra.get_mode composes once without logging, as a probe, before the real run

@@ -17,6 +17,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 from lightdet import outputs
 from lightdet.guard import check_checkpoint_file, check_checkpoint_fits, secure_config
 from lightdet.lightning.checkpoint_io import AtomicCheckpointIO
+from lightdet.lightning.progress import ProgressBar, ValidationLine
 from lightdet.lightning.resume import ResumeCheckpoint, find_last_checkpoint
 from lightdet.runs.build import build_datamodule, build_module
 from lightdet.tracking.clearml import ClearMLLogger, record_classes
@@ -80,7 +81,8 @@ def run_training(
         if task is not None:
             result.task_id = str(task.id)
             result.task_url = None if task.is_offline() else task.get_output_log_web_page()
-    log.info("%s = %s; best checkpoint %s", result.metric, result.best, result.best_checkpoint)
+    log.info("%s = %.4f; best checkpoint %s", result.metric, result.best or 0.0,
+             result.best_checkpoint)  # fmt: skip
     if is_global_zero():
         print(summary(result, time.monotonic() - started, tracked), flush=True)
     return result
@@ -228,6 +230,10 @@ def _callbacks(cfg: DictConfig, ckpt_path: str | None) -> list:
         callbacks.append(callback)
     if not any(isinstance(c, ResumeCheckpoint) for c in callbacks):
         callbacks.append(ResumeCheckpoint())
+    callbacks.append(ValidationLine(OmegaConf.select(cfg, "callbacks.model_checkpoint.monitor",
+                                                     default=None) or "val/map"))  # fmt: skip
+    if cfg.trainer.get("enable_progress_bar", True) is not False:
+        callbacks.append(ProgressBar())  # Lightning's, without v_num
     return callbacks
 
 

@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import Logger
 from pytorch_lightning.utilities import rank_zero_only
 
+from lightdet import quiet
 from lightdet.data.classes import label_enumeration
 from lightdet.guard.secrets import scrub, scrub_text, secret_values
 from lightdet.tracking import bounded
@@ -74,7 +75,7 @@ def init_task(cfg: DictConfig, bind_hydra: bool = True):
         log.warning("ClearML: enqueued to %r for a clearml-agent; this process exits.", queue)
         task.execute_remotely(queue_name=queue, exit_process=True)  # a no-op under the agent
     if offline:
-        log.warning(
+        log.info(
             "ClearML: no server configured, recording offline in %s. Import it later with "
             "`make clearml-import SESSION=<that folder or its .zip>`.",
             task.get_offline_mode_folder(),
@@ -102,6 +103,7 @@ def _create_task(cfg: DictConfig, bind_hydra: bool):
         # as ClearML's own plots, not as matplotlib captures of the PNG files lightdet writes
         auto_connect_frameworks={"pytorch": False, "tensorboard": False, "matplotlib": False,
                                  "hydra": bind_hydra},  # fmt: skip
+        auto_resource_monitoring=quiet.resource_monitor(),  # no GPU probing where none is
     )
     task.connect(hydra_overrides(cfg), name=HYDRA_SECTION)
     scrub_task(task)

@@ -1,0 +1,69 @@
+"""``make config [MODEL=...] [DATA=...] [ARGS=...]``: the training config a ``make train`` with
+the same arguments would run, composed, printed and checked, without training and without
+making anything (no run folder, no ClearML task; the shapes data is not generated).
+
+Checked: the composition itself (a mistyped key gets the closest existing keys), the guard's
+rules (targets, interpolations), the data (its folders exist, its class names can be read:
+they are printed) and the model (it is built with those classes: its parameters are counted).
+Exit status 1 and one line naming the problem when a check fails.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from omegaconf import OmegaConf
+
+
+def check(overrides: list[str]) -> tuple[str, list[str]]:
+    """``(the config as YAML, the check lines)``; raises on the first failed check."""
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+
+    from lightdet.cli import CONFIG_DIR
+    from lightdet.data.shapes import is_generated
+    from lightdet.data.sources import ShapesSource
+
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name="train", overrides=overrides)
+    cfg.paths.output_dir = "<the run folder: logs/<task_name>/runs/<time>>"
+    text = OmegaConf.to_yaml(cfg, resolve=True)
+    lines = ["config: composed; targets and interpolations allowed"]
+    source = instantiate(cfg.data.source)
+    if isinstance(source, ShapesSource):
+        state = "present" if is_generated(source.root, source.spec) else "generated on first use"
+        lines.append(f"data: the built-in shapes in {source.root} ({state})")
+    else:
+        source.prepare()  # its folders and files exist
+        lines.append(f"data: {source!r}")
+    names = list(source.class_names)
+    lines.append(f"classes: {len(names)}: {', '.join(names)}")
+    from lightdet.data.classes import num_classes
+
+    net = instantiate(cfg.model.net, num_classes=num_classes(names))
+    params = sum(p.numel() for p in net.parameters())
+    lines.append(f"model: {cfg.model.net._target_} ({params / 1e6:.1f} M parameters, "
+                 f"{num_classes(names)} labels with background)")  # fmt: skip
+    epochs = cfg.trainer.get("max_epochs")
+    lines.append(f"training: {epochs} epochs, batch {cfg.data.batch_size}, "
+                 f"precision {cfg.trainer.get('precision')}, "
+                 f"accelerator {cfg.trainer.get('accelerator')}")  # fmt: skip
+    return text, lines
+
+
+def main() -> None:
+    from hydra.errors import CompactHydraException
+
+    from lightdet.data.records import AnnotationError
+
+    try:
+        text, lines = check(sys.argv[1:])
+    except (CompactHydraException, AnnotationError, FileNotFoundError, ValueError) as err:
+        raise SystemExit(f"config: {str(err).strip()}") from None
+    print(text)
+    print("\n".join(lines))
+    print("config OK: `make train` with the same arguments runs it")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""`make config` prints and checks the training config without making anything; a mistyped
+key gets the closest keys; `make doctor` describes the machine."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import torch
+
+from tests.conftest import clean_env
+from tests.unit.data.test_voc_folders import write_own_voc
+
+
+def _run(tmp_path, module: str, *args: str):
+    conf = tmp_path / "clearml.conf"
+    conf.write_text("sdk.development.report_use_subprocess: false\n")
+    env = clean_env(CLEARML_CACHE_DIR=str(tmp_path / "clearml"), CLEARML_CONFIG_FILE=str(conf))
+    return subprocess.run([sys.executable, "-m", module, *args], env=env, capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+
+
+def test_config_prints_and_checks_the_run_and_makes_nothing(tmp_path):
+    root = write_own_voc(tmp_path / "cells", n=6)
+    proc = _run(tmp_path, "lightdet.show_config", "model=ssd", "data=voc",
+                f"data.source.roots=[{root}]", f"paths.root_dir={tmp_path / 'root'}")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    assert "_target_: lightdet.models.ssd.build_ssd" in out  # the composed config, printed
+    assert "classes: 3: Platelets, RBC, WBC" in out  # read from the data
+    assert "model: lightdet.models.ssd.build_ssd (12.6 M parameters, 4 labels" in out
+    assert out.rstrip().endswith("config OK: `make train` with the same arguments runs it")
+    assert not (tmp_path / "root").exists() and not (tmp_path / "clearml").exists()
+
+
+def test_a_mistyped_key_gets_the_closest_keys(tmp_path):
+    for command in ("lightdet.show_config", "lightdet.train"):
+        proc = _run(tmp_path, command, "model.net.focal_alhpa=0.3",
+                    f"paths.root_dir={tmp_path / 'root'}")
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr
+        assert "Could not override 'model.net.focal_alhpa'" in proc.stderr
+        assert "Did you mean model.net.focal_alpha or model.net.focal_gamma?" in proc.stderr
+    proc = _run(tmp_path, "lightdet.show_config", "trainer.max_epoch=2")
+    assert "Did you mean trainer.max_epochs?" in proc.stderr
+    assert not (tmp_path / "root").exists() and not (tmp_path / "clearml").exists()
+
+
+def test_doctor_describes_the_machine(tmp_path):
+    proc = _run(tmp_path, "lightdet.doctor")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = dict(re.split(r"\s{2,}", line, maxsplit=1) for line in proc.stdout.splitlines())
+    assert rows["torch"].startswith(f"{torch.__version__} (")
+    assert rows["torch threads"] == str(torch.get_num_threads())
+    assert rows["ClearML server"].startswith("not configured")
+    assert rows["CPU bfloat16"].startswith(("yes", "no"))
+    assert "GiB free of" in rows["disk logs/"] and "GiB free of" in rows["disk data/"]
