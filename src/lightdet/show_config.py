@@ -3,9 +3,10 @@ the same arguments would run, composed, printed and checked, without training an
 making anything (no run folder, no ClearML task; the shapes data is not generated).
 
 Checked: the composition itself (a mistyped key gets the closest existing keys), the guard's
-rules (targets, interpolations), the data (its folders exist, its class names can be read:
-they are printed) and the model (it is built with those classes: its parameters are counted).
-Exit status 1 and one line naming the problem when a check fails.
+rules (targets, interpolations), the data (its folders exist, its class names can be read,
+its splits are indexed with the run's checks: names and counts are printed) and the model (it
+is built with those classes: its parameters are counted). Exit status 1 and one line naming the
+problem when a check fails.
 """
 
 from __future__ import annotations
@@ -38,6 +39,11 @@ def check(overrides: list[str]) -> tuple[str, list[str]]:
         lines.append(f"data: {source!r}")
     names = list(source.class_names)
     lines.append(f"classes: {len(names)}: {', '.join(names)}")
+    if not isinstance(source, ShapesSource):  # index the splits, with the run's checks
+        datamodule = instantiate(cfg.data, source=source)
+        datamodule.setup("fit")
+        sizes = ", ".join(f"{split} {len(d)}" for split, d in datamodule.datasets.items())
+        lines.append(f"images: {sizes} (indexed and checked as training will)")
     from lightdet.data.classes import num_classes
 
     net = instantiate(cfg.model.net, num_classes=num_classes(names))
