@@ -35,14 +35,14 @@ def test_config_prints_and_checks_the_run_and_makes_nothing(tmp_path):
 
 
 def test_a_mistyped_key_gets_the_closest_keys(tmp_path):
-    for command in ("lightdet.show_config", "lightdet.train"):
-        proc = _run(tmp_path, command, "model.net.focal_alhpa=0.3",
-                    f"paths.root_dir={tmp_path / 'root'}")
+    for command, key, hint in (
+        ("lightdet.show_config", "model.net.focal_alhpa",
+         "Did you mean model.net.focal_alpha or model.net.focal_gamma?"),
+        ("lightdet.train", "trainer.max_epoch", "Did you mean trainer.max_epochs?"),
+    ):  # fmt: skip
+        proc = _run(tmp_path, command, f"{key}=2", f"paths.root_dir={tmp_path / 'root'}")
         assert proc.returncode == 1 and "Traceback" not in proc.stderr
-        assert "Could not override 'model.net.focal_alhpa'" in proc.stderr
-        assert "Did you mean model.net.focal_alpha or model.net.focal_gamma?" in proc.stderr
-    proc = _run(tmp_path, "lightdet.show_config", "trainer.max_epoch=2")
-    assert "Did you mean trainer.max_epochs?" in proc.stderr
+        assert f"Could not override '{key}'" in proc.stderr and hint in proc.stderr
     assert not (tmp_path / "root").exists() and not (tmp_path / "clearml").exists()
 
 

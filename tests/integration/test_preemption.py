@@ -66,9 +66,9 @@ def uninterrupted(tmp_path_factory, tiny_shapes) -> list[dict]:
     "signal_name,kill_at,whole_group",
     [
         ("SIGTERM", BATCHES_PER_EPOCH + 2, False),  # mid-way through the second epoch (epoch 1)
-        ("SIGINT", BATCHES_PER_EPOCH + 2, False),
         ("SIGTERM", 2 * BATCHES_PER_EPOCH, False),  # on the last batch of epoch 1
-        ("SIGTERM", BATCHES_PER_EPOCH + 2, True),  # to every process, loader workers included
+        # Ctrl+C in a terminal: SIGINT to every process of the group, loader workers included
+        ("SIGINT", BATCHES_PER_EPOCH + 2, True),
     ],
 )
 def test_interrupted_run_resumes_to_the_same_end_without_replaying_batches(

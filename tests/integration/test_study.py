@@ -46,7 +46,7 @@ def _sessions(tmp_path: Path) -> list[Path]:
 def test_compare_trains_each_model_then_reuses_it(tmp_path, tiny_shapes):
     """Two models under one wall-clock budget, side by side (joblib launcher), then the same
     command again: nothing retrained, the same table; then an existing checkpoint scored."""
-    budget = ["study=compare", "model=retinanet,ssd", "study.budget.minutes=0.25",
+    budget = ["study=compare", "model=retinanet,ssd", "study.budget.minutes=0.15",
               "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]  # fmt: skip
     proc = _run_study(tmp_path, tiny_shapes, *budget)
     study = tmp_path / "logs" / "studies" / "compare"
@@ -83,7 +83,7 @@ def test_compare_trains_each_model_then_reuses_it(tmp_path, tiny_shapes):
     assert (study / "speed_accuracy.png").stat().st_size > 10_000
     text = (study / "table.md").read_text()
     assert "| retinanet | retinanet |" in text and "| ssd | ssd |" in text
-    assert "0.25 min wall-clock per cell" in text and "Pareto front" in text
+    assert "0.15 min wall-clock per cell" in text and "Pareto front" in text
 
     # one ClearML task per cell, plus the study's, which holds the table and links the cells
     sessions = _sessions(tmp_path)

@@ -100,8 +100,11 @@ def test_an_upload_that_never_ends_is_bounded_by_the_upload_bound(silent_task, c
     assert "flushing reports and uploads" in caplog.text and "upload_timeout" in caplog.text
 
 
-def test_close_is_bounded_and_a_lost_task_still_gets_its_close_started(silent_task, caplog):
+def test_close_is_bounded_and_a_lost_task_still_gets_its_close_started(
+    silent_task, caplog, monkeypatch
+):
     caplog.set_level(logging.WARNING, logger="lightdet.tracking.bounded")
+    monkeypatch.setattr(bounded, "_AFTER_LOSS", 0.5)
     began = time.monotonic()
     bounded.close(silent_task)
     assert 0.6 <= time.monotonic() - began < 2
