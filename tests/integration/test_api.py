@@ -44,9 +44,17 @@ def test_train_returns_metrics_checkpoint_and_a_run_folder_like_the_cli(trained)
     assert (run / MARKER).is_file()
     best = Path(result.best_checkpoint)
     assert best.parent == run / "checkpoints" and best.name.startswith("best-epoch")
-    ckpt = torch.load(best, weights_only=True)
-    (state,) = [v for k, v in ckpt["callbacks"].items() if k.startswith("ModelCheckpoint")]
+    last = torch.load(best.with_name("last.ckpt"), weights_only=True)  # the training state
+    (state,) = [v for k, v in last["callbacks"].items() if k.startswith("ModelCheckpoint")]
     assert float(state["best_model_score"]) == result.best
+    # the best checkpoint: weights only, a third of last.ckpt (no optimizer state)
+    assert "optimizer_states" not in torch.load(best, weights_only=True, mmap=True)
+    assert best.stat().st_size < 0.45 * best.with_name("last.ckpt").stat().st_size
+    # the registered model's fixed name: the same file (a hard link), no second copy on disk
+    assert best.with_name("model_best.ckpt").samefile(best)
+    assert sorted(p.name for p in best.parent.iterdir()) == sorted(
+        [best.name, f"{best.name}.eval.json", "last.ckpt", "model_best.ckpt"]
+    )
     # results/: the best epoch's report scores the detections val/map scored. torchmetrics
     # passes COCO's thresholds through float32, which can move its value in the 4th decimal
     report = json.loads((run / "results" / "metrics.json").read_text())

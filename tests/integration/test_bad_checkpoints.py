@@ -16,11 +16,14 @@ from tests.conftest import clean_env
     ("command", "content", "message"),
     [("evaluate", None, "no such checkpoint file"),
      ("predict", "truncated", "truncated or damaged checkpoint"),
-     ("train", b"epoch=3 loss=0.1\n", "not a checkpoint")],
+     ("train", b"epoch=3 loss=0.1\n", "not a checkpoint"),
+     ("train", "weights only", "holds weights only (a best checkpoint), no training state")],
 )  # fmt: skip
 def test_a_broken_checkpoint_is_one_line_and_nothing_is_made(tmp_path, command, content, message):
     ckpt = tmp_path / "given.ckpt"
-    if content == "truncated":
+    if content == "weights only":  # a best checkpoint, given to resume from
+        torch.save({"state_dict": {"net.w": torch.zeros(3)}, "hyper_parameters": {}}, ckpt)
+    elif content == "truncated":
         torch.save({"state_dict": {"w": torch.zeros(1000)}}, ckpt)
         ckpt.write_bytes(ckpt.read_bytes()[:500])
     elif content is not None:

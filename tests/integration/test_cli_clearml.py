@@ -97,7 +97,7 @@ def test_session_holds_what_a_detection_engineer_looks_at(tmp_path, tiny_shapes)
     )
 
     models = {m["init"]["name"]: m for m in task["offline_output_models"]}
-    assert set(models) == {"retinanet best", "retinanet last"}  # and no auto-captured torch.save
+    assert set(models) == {"retinanet best"}  # and no auto-captured torch.save
     best = models["retinanet best"]
     assert best["init"]["label_enumeration"] == {
         "background": 0,
@@ -107,11 +107,10 @@ def test_session_holds_what_a_detection_engineer_looks_at(tmp_path, tiny_shapes)
     }
     weights = torch.load(best["weights"]["weights_filename"], weights_only=True)
     assert weights["hyper_parameters"]["class_names"] == ["circle", "square", "triangle"]
-    assert "head.classification_head.cls_logits.weight" in weights["state_dict"]
-    assert sorted(p.name for p in (session / "models").iterdir()) == [
-        "model_best.pt",
-        "model_last.pt",
-    ]
+    assert "net.head.classification_head.cls_logits.weight" in weights["state_dict"]
+    assert "optimizer_states" not in weights  # the best checkpoint itself: weights only
+    # one file, under one name, whichever epoch was best: the offline session keeps one copy
+    assert [p.name for p in (session / "models").iterdir()] == ["model_best.ckpt"]
     assert "val/map" in best["init"]["config_dict"]["metrics"]
 
 

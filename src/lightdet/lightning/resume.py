@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytorch_lightning as pl
+import torch
 import torch.distributed as dist
 from pytorch_lightning.callbacks import Checkpoint
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
@@ -195,6 +196,16 @@ def _checkpoint_dir(trainer: pl.Trainer) -> str:
     return str(Path(trainer.default_root_dir) / "checkpoints")
 
 
+def resumable(path: str | Path) -> bool:
+    """Whether a checkpoint holds a training state to resume (optimizer state included), not
+    weights only. Memory-mapped: nothing but its index is read."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # unreadable: not resumable (the caller's checks name why)
+        return False
+    return isinstance(ckpt, dict) and "optimizer_states" in ckpt
+
+
 def find_last_checkpoint(runs_dir: str | Path, filename: str = "last.ckpt") -> Path:
     """The newest complete checkpoint under ``runs_dir`` (the runs of one task name): the
     newest ``checkpoints/last.ckpt``, or, when that one is truncated or damaged (a kill during
@@ -208,14 +219,17 @@ def find_last_checkpoint(runs_dir: str | Path, filename: str = "last.ckpt") -> P
 
     runs = Path(runs_dir)
     found = list(runs.glob(f"*/checkpoints/{filename}"))
-    if found:  # the others (best-*.ckpt are full training states too), only as fall-backs
+    if found:  # the others, only as fall-backs, and only full ones (best-*.ckpt: weights only)
         found += [p for p in runs.glob("*/checkpoints/*.ckpt") if p.name != filename]
     candidates = sorted(found, key=lambda p: (p.stat().st_mtime, p.name == filename), reverse=True)
     for candidate in candidates:
         try:
-            return check_checkpoint_file(candidate)
+            check_checkpoint_file(candidate)
         except BadCheckpointFileError as err:
             rank_zero_warn(f"ckpt_path=auto: skipped {err}")
+            continue
+        if candidate.name == filename or resumable(candidate):
+            return candidate
     raise FileNotFoundError(
         f"ckpt_path=auto: no {'complete checkpoint' if candidates else filename} under "
         f"{runs_dir}/*/checkpoints/ (nothing to resume for this task_name)"

@@ -108,8 +108,27 @@ def check_server(cfg: DictConfig) -> None:
                          "does not answer; nothing was enqueued")  # fmt: skip
 
 
+def check_resumable(cfg: DictConfig) -> None:
+    """Training from ``ckpt_path`` resumes: the file must hold a training state, not weights
+    only (the best checkpoint)."""
+    path = cfg.get("ckpt_path")
+    if "callbacks" not in cfg or not path or path == "auto":  # train's config has callbacks
+        return
+    from pathlib import Path
+
+    from lightdet.lightning.resume import resumable
+
+    if not resumable(path):
+        raise InputError(
+            f"ckpt_path: {path}: holds weights only (a best checkpoint), no training state to "
+            f"resume; resume from {Path(path).with_name('last.ckpt')} (or RESUME=auto), or use "
+            "this file with evaluate, predict or export"
+        )
+
+
 def check_inputs(cfg: DictConfig, overrides: Sequence[str]) -> None:
     """Every check above, in order, on a composed config about to run."""
+    check_resumable(cfg)
     use_checkpoint_data(cfg, overrides)
     check_split(cfg)
     check_server(cfg)

@@ -20,6 +20,7 @@ from lightdet.lightning.checkpoint_io import AtomicCheckpointIO
 from lightdet.lightning.progress import ProgressBar, ValidationLine
 from lightdet.lightning.resume import ResumeCheckpoint, find_last_checkpoint
 from lightdet.runs.build import build_datamodule, build_module
+from lightdet.runs.preflight import check_resumable
 from lightdet.tracking.clearml import ClearMLLogger, record_classes
 from lightdet.tracking.results import RunResults
 from lightdet.tracking.task import clearml_task, is_global_zero
@@ -157,7 +158,11 @@ def resolve_ckpt_path(cfg: DictConfig) -> str | None:
     preempted run leaves."""
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path != "auto":
-        return str(check_checkpoint_file(ckpt_path)) if ckpt_path else None
+        if not ckpt_path:
+            return None
+        path = check_checkpoint_file(ckpt_path)
+        check_resumable(cfg)  # not a weights-only best checkpoint (the CLI checked it already)
+        return str(path)
     found = find_last_checkpoint(Path(cfg.paths.log_dir) / str(cfg.task_name) / "runs")
     log.info("ckpt_path=auto: resuming from %s", found)
     return str(found)

@@ -5,6 +5,7 @@ Both act on global rank 0 only and do nothing when the run has no ClearML logger
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,6 @@ import torch
 from pytorch_lightning.callbacks import Callback
 
 from lightdet.guard import load_checkpoint
-from lightdet.lightning.resume import ResumeCheckpoint
 from lightdet.tracking import bounded
 from lightdet.tracking.clearml import ClearMLLogger, register_model
 from lightdet.tracking.reports import (
@@ -120,32 +120,47 @@ class ClearMLReports(Callback):
 
 
 def export_weights(checkpoint_path: str, kind: str) -> str:
-    """A lean copy of a Lightning checkpoint for the model registry: the detector's weights (no
-    optimizer state, a third of the size) with the class names, id map and config, loadable with
-    ``torch.load(weights_only=True)``. Written next to the checkpoint as ``model_<kind>.pt``: a
-    fixed name, so updating the registered model replaces the file instead of adding one."""
+    """The file to register for a checkpoint, ``model_<kind>.ckpt`` beside it: a fixed name, so
+    updating the registered model replaces its file (also in an offline session) instead of
+    adding one. A hard link to the checkpoint when that holds weights only (the default best
+    checkpoint: no extra disk), else a lean copy without the optimizer state (a third of the
+    size). Either loads with lightdet's commands (evaluate, predict, export) and with
+    ``torch.load(weights_only=True)``: the detector's weights under ``state_dict`` (keys
+    ``net.<torchvision name>``), the class names, id map and config under
+    ``hyper_parameters``."""
+    from lightdet.lightning.resume import resumable
+
+    path = Path(checkpoint_path).with_name(f"model_{kind}.ckpt")
+    if not resumable(checkpoint_path):
+        link = path.with_name(f".{path.name}.link")
+        try:
+            link.unlink(missing_ok=True)
+            os.link(checkpoint_path, link)
+            os.replace(link, path)  # the registered name now names the new best
+        except OSError:  # a file system without hard links: the checkpoint under its own name
+            return str(checkpoint_path)
+        return str(path)
     ckpt = load_checkpoint(checkpoint_path)
-    prefix = "net."
     lean = {
-        "state_dict": {
-            k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)
-        },
+        "state_dict": {k: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")},
         "hyper_parameters": ckpt.get("hyper_parameters", {}),
+        "epoch": ckpt.get("epoch"),
+        "global_step": ckpt.get("global_step"),
         "source_checkpoint": Path(checkpoint_path).name,
     }
-    path = Path(checkpoint_path).with_name(f"model_{kind}.pt")
     torch.save(lean, path)
     return str(path)
 
 
 class ClearMLModelRegistry(Callback):
     """Registers the best checkpoint's weights as a ClearML output model, with the class names as
-    its label enumeration, the run config and the best score; and the last when training ends.
+    its label enumeration, the run config and the best score (:func:`export_weights`: the best
+    checkpoint itself, weights only by default).
 
     Lightning runs ``ModelCheckpoint`` after every other callback at the end of an epoch, so a
     new best file is looked for at the start of the next epoch and when training ends: the best
     of epoch ``e`` is registered before epoch ``e + 1`` trains (a crash in it loses nothing).
-    The full checkpoints (optimizer state included, for resuming) stay in the run folder.
+    ``last.ckpt``, the full training state for resuming, stays in the run folder only.
     """
 
     def __init__(self) -> None:
@@ -181,9 +196,3 @@ class ClearMLModelRegistry(Callback):
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._register_new_best(trainer, pl_module)
-
-    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if _task(trainer) is None:
-            return
-        last = next((c.last_path for c in trainer.callbacks if isinstance(c, ResumeCheckpoint)), "")
-        self._register(trainer, pl_module, "last", last or "")

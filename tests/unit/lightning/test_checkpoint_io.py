@@ -16,7 +16,7 @@ import torch
 
 from lightdet.guard import BadCheckpointFileError, check_checkpoint_file, load_checkpoint
 from lightdet.lightning.checkpoint_io import atomic_save
-from lightdet.lightning.resume import find_last_checkpoint
+from lightdet.lightning.resume import find_last_checkpoint, resumable
 
 _WRITER = """
 import sys, torch
@@ -127,3 +127,19 @@ def test_resume_auto_takes_the_newest_checkpoint_that_is_whole(tmp_path):
     older.write_bytes(b"")
     with pytest.warns(UserWarning), pytest.raises(FileNotFoundError, match="no complete checkpoint"):
         find_last_checkpoint(runs)
+
+
+def test_resume_auto_never_falls_back_to_a_weights_only_checkpoint(tmp_path):
+    runs = tmp_path / "runs"
+    older = _small(runs / "2026-12-01_10-00-00", epoch=4)
+    atomic_save({"state_dict": {"w": torch.arange(4.0)}, "optimizer_states": [{}], "epoch": 4},
+                older)  # fmt: skip  # a full training state
+    time.sleep(0.02)
+    newer = _small(runs / "2026-12-02_10-00-00", epoch=6)
+    time.sleep(0.02)
+    best = newer.with_name("best-epoch005.ckpt")  # what ModelCheckpoint keeps: weights only
+    atomic_save({"state_dict": {"w": torch.arange(4.0)}, "epoch": 5}, best)
+    newer.write_bytes(newer.read_bytes()[:100])
+    with pytest.warns(UserWarning, match=rf"skipped {newer}: truncated or damaged"):
+        assert find_last_checkpoint(runs) == older  # not the newer, whole, weights-only best
+    assert resumable(older) and not resumable(best) and not resumable(newer)
