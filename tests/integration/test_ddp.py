@@ -22,7 +22,8 @@ def test_two_process_ddp_run_matches_a_single_process_evaluation(tmp_path):
     runs = list((tmp_path / "logs" / "retinanet" / "runs").iterdir())
     assert len(runs) == 1  # the second rank did not make its own Hydra run folder
     ckpts = sorted(p.name for p in (runs[0] / "checkpoints").iterdir() if p.suffix == ".ckpt")
-    assert ckpts == ["best-epoch000.ckpt", "last.ckpt"]  # written once, by rank 0
+    # written once, by rank 0 (model_best.ckpt: the registered name of the best, a hard link)
+    assert ckpts == ["best-epoch000.ckpt", "last.ckpt", "model_best.ckpt"]
 
     logged = {e["variant"]: e["value"] for e in offline_scalars(session) if e["metric"] == "val"}
     assert logged["map_50"] > 0  # a nonzero score, so the comparison below is not 0 == 0
