@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import TINY, clean_env
+from lightdet.lightning.resume import stored_task_id
+from tests.conftest import TINY, clean_env, offline_scalars
 
 REPO = Path(__file__).resolve().parents[2]
 BATCHES_PER_EPOCH = TINY["num_train"] // 4  # 16 images, batch 4
@@ -106,6 +107,14 @@ def test_interrupted_run_resumes_to_the_same_end_without_replaying_batches(
     # the resumed run writes its checkpoints into the stopped run's folder
     assert list((tmp_path / "logs/resume/runs").glob("*/checkpoints/last.ckpt")) == [ckpt_path]
     assert torch.load(ckpt_path, weights_only=True)["global_step"] == 3 * BATCHES_PER_EPOCH
+    # one ClearML task for the stopped and the resumed run: its curves continue, no step twice
+    (session,) = [p for p in (tmp_path / "clearml" / "offline").iterdir() if p.is_dir()]
+    assert stored_task_id(ckpt_path) == session.name
+    steps = sorted(e["iter"] for e in offline_scalars(session)
+                   if (e["metric"], e["variant"]) == ("train", "loss"))  # fmt: skip
+    assert min(steps) < kill_at < max(steps) and max(steps) >= 3 * BATCHES_PER_EPOCH - 1
+    assert steps == list(range(min(steps), max(steps) + 1))  # continuous, each step once
+    assert "continuing task" in resumed.stdout + resumed.stderr
 
 
 def _val_map_per_epoch(root: Path) -> dict[int, float]:

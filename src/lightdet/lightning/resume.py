@@ -94,9 +94,11 @@ class ResumeCheckpoint(Checkpoint):
         self._previous_sigint = None
         # stopped during an epoch's validation: the resumed run validates that epoch again
         self.pending_validation = False
+        # the run's ClearML task, so that a resumed run reports into it (set by training)
+        self.task_id: str | None = None
 
     def state_dict(self) -> dict:
-        return {"pending_validation": self.pending_validation}
+        return {"pending_validation": self.pending_validation, "clearml_task_id": self.task_id}
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.pending_validation = bool(state_dict.get("pending_validation", False))
@@ -194,6 +196,19 @@ def _checkpoint_dir(trainer: pl.Trainer) -> str:
     if ckpt is not None and ckpt.dirpath:
         return ckpt.dirpath
     return str(Path(trainer.default_root_dir) / "checkpoints")
+
+
+def stored_task_id(path: str | Path) -> str | None:
+    """The ClearML task id a training checkpoint was recorded in (None when it holds none).
+    Memory-mapped: nothing but its index and small entries are read."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:
+        return None
+    states = ckpt.get("callbacks", {}) if isinstance(ckpt, dict) else {}
+    found = [s.get("clearml_task_id") for k, s in states.items()
+             if k.startswith("ResumeCheckpoint") and isinstance(s, dict)]  # fmt: skip
+    return next((str(t) for t in found if t), None)
 
 
 def resumable(path: str | Path) -> bool:

@@ -18,7 +18,7 @@ from lightdet import outputs
 from lightdet.guard import check_checkpoint_file, check_checkpoint_fits, secure_config
 from lightdet.lightning.checkpoint_io import AtomicCheckpointIO
 from lightdet.lightning.progress import ProgressBar, ValidationLine
-from lightdet.lightning.resume import ResumeCheckpoint, find_last_checkpoint
+from lightdet.lightning.resume import ResumeCheckpoint, find_last_checkpoint, stored_task_id
 from lightdet.runs.build import build_datamodule, build_module
 from lightdet.runs.preflight import check_resumable
 from lightdet.tracking.clearml import ClearMLLogger, record_classes
@@ -76,7 +76,8 @@ def run_training(
     ckpt_path = resolve_ckpt_path(cfg)  # a missing or broken checkpoint: one line, nothing made
     claim_output_dir(cfg)
     started = time.monotonic()
-    with clearml_task(cfg, bind_hydra=bind_hydra) as task:  # its record kept whatever happens
+    continue_task = stored_task_id(ckpt_path) if ckpt_path else None  # the stopped run's task
+    with clearml_task(cfg, bind_hydra=bind_hydra, continue_task=continue_task) as task:
         result = _fit(cfg, task, extra_callbacks, ckpt_path)
         tracked = _tracked_where(task)
         if task is not None:
@@ -181,6 +182,9 @@ def _fit(cfg: DictConfig, task, extra_callbacks: list | None, ckpt_path: str | N
     if ckpt_path:  # a clear error for another model or class set, before Lightning's shape dump
         check_checkpoint_fits(ckpt_path, module.state_dict(), datamodule.class_names)
     callbacks = _callbacks(cfg, ckpt_path) + list(extra_callbacks or [])
+    for callback in callbacks:  # last.ckpt names the task, for a resumed run to continue it
+        if isinstance(callback, ResumeCheckpoint) and task is not None:
+            callback.task_id = str(task.id)
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=ClearMLLogger(task),
                                       plugins=[AtomicCheckpointIO()])  # fmt: skip
     try:

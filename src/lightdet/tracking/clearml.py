@@ -34,12 +34,14 @@ from lightdet.tracking.server import api_host, offline_requested, server_availab
 log = logging.getLogger(__name__)
 
 
-def init_task(cfg: DictConfig, bind_hydra: bool = True):
+def init_task(cfg: DictConfig, bind_hydra: bool = True, continue_task: str | None = None):
     """Create the run's ClearML task (offline when no server is configured) and record the config.
 
     Call inside the ``@hydra.main`` function, on global rank 0 only. ``bind_hydra=False`` for a
     config composed in-process (search trials): ClearML's binding would record the enclosing
-    Hydra app's overrides instead, so the full config is recorded here.
+    Hydra app's overrides instead, so the full config is recorded here. ``continue_task``: a
+    stopped run's task id; the resumed run reports into that task (its curves continue at the
+    same steps), when it is of the same kind (offline or not) and still there.
     """
     opts = cfg.logger.clearml
     offline = not server_available(opts)
@@ -55,9 +57,10 @@ def init_task(cfg: DictConfig, bind_hydra: bool = True):
     # config is scrubbed already; Lightning's DDP children, started from sys.argv, agree.)
     sys.argv[:] = scrub(sys.argv)
     call_timeout = float(opts.get("call_timeout", 60.0))
+    continued = _continuable(continue_task, offline)
     try:
-        task = (_create_task(cfg, bind_hydra) if offline else
-                bounded.within(call_timeout, _create_task, cfg, bind_hydra,
+        task = (_create_task(cfg, bind_hydra, continued) if offline else
+                bounded.within(call_timeout, _create_task, cfg, bind_hydra, continued,
                                what="creating the task"))  # fmt: skip
     except bounded.NoAnswer:  # a server that answers its login, then nothing
         log.warning(
@@ -66,7 +69,7 @@ def init_task(cfg: DictConfig, bind_hydra: bool = True):
         )  # fmt: skip
         offline = True
         _go_offline()
-        task = _create_task(cfg, bind_hydra)
+        task = _create_task(cfg, bind_hydra, _continuable(continue_task, offline))
     bounded.watch(task, call=call_timeout, upload=float(opts.get("upload_timeout", 600.0)))
     queue = opts.get("remote_queue")
     if queue:
@@ -89,9 +92,28 @@ def _go_offline() -> None:
     Task._report_subprocess_enabled = False
 
 
-def _create_task(cfg: DictConfig, bind_hydra: bool):
+def _continuable(task_id: str | None, offline: bool) -> str | None:
+    """``task_id`` when this run can report into it: an offline session still on disk when
+    recording offline, a server task when recording online; otherwise None, said once."""
+    if not task_id:
+        return None
+    from clearml.config import get_offline_dir
+
+    was_offline = task_id.startswith("offline-")
+    if offline and was_offline and get_offline_dir(task_id).is_dir():
+        return task_id
+    if not offline and not was_offline:
+        return task_id
+    where = "offline session is gone" if offline and was_offline else (
+        "was recorded offline" if was_offline else "was recorded on a server")
+    log.warning("ClearML: the stopped run's task %s %s; this run is recorded as a new task",
+                task_id, where)  # fmt: skip
+    return None
+
+
+def _create_task(cfg: DictConfig, bind_hydra: bool, continue_task: str | None = None):
     """``Task.init`` and the config recorded: every call of a run's start that waits on the
-    server (bounded as one by the caller)."""
+    server (bounded as one by the caller). ``continue_task``: a task to report into again."""
     opts = cfg.logger.clearml
     task = Task.init(
         project_name=opts.project,
@@ -99,12 +121,16 @@ def _create_task(cfg: DictConfig, bind_hydra: bool):
         tags=list(opts.get("tags") or []),
         output_uri=opts.get("output_uri"),
         reuse_last_task_id=False,
+        continue_last_task=continue_task or False,
         # checkpoints are registered deliberately, not every torch.save; figures are reported
         # as ClearML's own plots, not as matplotlib captures of the PNG files lightdet writes
         auto_connect_frameworks={"pytorch": False, "tensorboard": False, "matplotlib": False,
                                  "hydra": bind_hydra},  # fmt: skip
         auto_resource_monitoring=quiet.resource_monitor(),  # no GPU probing where none is
     )
+    if continue_task:  # Lightning's steps continue where they stopped: no offset
+        task.set_initial_iteration(0)
+        log.info("ClearML: continuing task %s, the stopped run's", continue_task)
     task.connect(hydra_overrides(cfg), name=HYDRA_SECTION)
     scrub_task(task)
     if not bind_hydra:

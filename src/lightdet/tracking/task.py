@@ -21,18 +21,21 @@ def is_global_zero() -> bool:
 
 
 @contextlib.contextmanager
-def clearml_task(cfg: DictConfig, *, bind_hydra: bool = True, task=None) -> Iterator:
+def clearml_task(
+    cfg: DictConfig, *, bind_hydra: bool = True, task=None, continue_task: str | None = None
+) -> Iterator:
     """``with clearml_task(cfg) as task:`` the run's task (None on other ranks), closed on exit.
 
     Args:
         cfg: the run config (``logger.clearml`` says where and how to record).
         bind_hydra: see :func:`lightdet.tracking.clearml.init_task`.
         task: a task that exists already (ClearML's optimizer's own), to be closed the same way.
+        continue_task: the id of a stopped run's task, to report into again (a resumed run).
     """
     if task is None and is_global_zero():
         from lightdet.tracking.clearml import init_task  # the SDK only where a task is made
 
-        task = init_task(cfg, bind_hydra=bind_hydra)
+        task = init_task(cfg, bind_hydra=bind_hydra, continue_task=continue_task)
     try:
         yield task
     finally:
