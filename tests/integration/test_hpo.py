@@ -52,6 +52,14 @@ def test_local_study_runs_resumes_and_writes_results(tmp_path, tiny_shapes):
     ).is_file()
     sessions = [p for p in (tmp_path / "clearml" / "offline").iterdir() if p.is_dir()]
     assert len(sessions) == 2 + 1  # one task per trial, plus the study's summary
+    # every trial keeps its best weights; only the best trial keeps its training state
+    best_trial = max(
+        (t for t in study.trials if t.value is not None), key=lambda t: (t.value, -t.number)
+    )
+    for t in study.trials:
+        files = {p.name for p in (run / f"trial_{t.number:03d}" / "checkpoints").iterdir()}
+        assert any(n.startswith("best-epoch") for n in files), files
+        assert ("last.ckpt" in files) == (t.number == best_trial.number), (t.number, files)
 
     _run_hpo(tmp_path, tiny_shapes, n_trials=3)  # again, asking for one more trial
     study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path}/logs/hpo/tiny.db")

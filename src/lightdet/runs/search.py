@@ -35,17 +35,35 @@ def compose_train(overrides: list[str]) -> DictConfig:
 
 
 def run_local(cfg: DictConfig, out_dir: Path) -> dict:
+    best: list = []  # [val, folder] of the best trial so far: the only one keeping last.ckpt
+
     def run_trial(overrides: list[str], callbacks: list, number: int) -> float | None:
-        trial = [
-            f"task_name={cfg.hpo.study_name}-trial{number:03d}",
-            f"paths.output_dir={out_dir / f'trial_{number:03d}'}",
-        ]
-        return run_training(compose_train([*overrides, *trial]), callbacks, bind_hydra=False).best
+        folder = out_dir / f"trial_{number:03d}"
+        trial = [f"task_name={cfg.hpo.study_name}-trial{number:03d}",
+                 f"paths.output_dir={folder}"]  # fmt: skip
+        value = None
+        try:
+            value = run_training(compose_train([*overrides, *trial]), callbacks,
+                                 bind_hydra=False).best  # fmt: skip
+        finally:  # pruned and worse trials keep their best weights only (a third of the disk)
+            if value is not None and (not best or value > best[0]):
+                if best:
+                    _drop_state(best[1])  # the previous best: weights only from now on
+                best[:] = [value, folder]
+            else:
+                _drop_state(folder)
+        return value
 
     study = run_study(cfg.hpo, run_trial)
     outputs = write_results(study, out_dir, compose_train)
     report(cfg, trials_table(study), outputs.get("plots", []))
     return outputs
+
+
+def _drop_state(folder: Path) -> None:
+    """Remove a finished trial's training state (``checkpoints/last.ckpt``); its best
+    checkpoint (weights only) stays for evaluate, predict and export."""
+    (folder / "checkpoints" / "last.ckpt").unlink(missing_ok=True)
 
 
 def report(cfg: DictConfig, rows: list[list], plots: list[Path], task=None) -> None:
