@@ -43,5 +43,6 @@ def test_own_voc_folder_trains_with_only_its_roots(tmp_path):
     for name in ("train", "val"):  # the lists, to repeat the run with them
         assert (run / "splits" / f"{name}.txt").read_text().split() == split[name]
     (session,) = [p for p in (tmp_path / "clearml" / "offline").iterdir() if p.is_dir()]
+    assert (run / "clearml_session.txt").read_text().strip() == str(session)  # for make clean
     recorded = json.loads((session / "task.json").read_text())["configuration"]["Dataset"]
     assert "made_splits" in recorded["value"] and split["val"][0] in recorded["value"]

@@ -9,8 +9,22 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
+
+
+def _note_session(cfg: DictConfig, task) -> None:
+    """An offline task's session folder, named in the run folder (``clearml_session.txt``), so
+    that ``make clean SESSIONS=1`` can remove the sessions of the runs it removes."""
+    from lightdet.clean import SESSION_NOTE
+
+    try:
+        folder = OmegaConf.select(cfg, "paths.output_dir", default=None)
+    except Exception:  # composed outside a Hydra app: no run folder to note it in
+        return
+    if folder and Path(folder).is_dir() and task.is_offline():
+        (Path(folder) / SESSION_NOTE).write_text(f"{task.get_offline_mode_folder()}\n")
 
 
 def is_global_zero() -> bool:
@@ -36,6 +50,7 @@ def clearml_task(
         from lightdet.tracking.clearml import init_task  # the SDK only where a task is made
 
         task = init_task(cfg, bind_hydra=bind_hydra, continue_task=continue_task)
+        _note_session(cfg, task)
     try:
         yield task
     finally:
