@@ -32,8 +32,8 @@ def check(overrides: list[str]) -> tuple[str, list[str]]:
     lines = ["config: composed; targets and interpolations allowed"]
     source = instantiate(cfg.data.source)
     if isinstance(source, ShapesSource):
-        state = "present" if is_generated(source.root, source.spec) else "generated on first use"
-        lines.append(f"data: the built-in shapes in {source.root} ({state})")
+        state = "present" if is_generated(source.folder, source.spec) else "generated on first use"
+        lines.append(f"data: the built-in shapes in {source.folder} ({state})")
     else:
         source.prepare()  # its folders and files exist
         lines.append(f"data: {source!r}")

@@ -17,6 +17,7 @@ is an error naming it; lightdet never deletes what it did not create.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -97,6 +98,14 @@ class ShapesSpec:
 
     def to_json(self) -> dict:
         return {"version": _GENERATOR_VERSION, **asdict(self)}
+
+
+def folder_name(spec: ShapesSpec) -> str:
+    """The folder of one parameter set: the main parameters, readable, and a hash of them all
+    (``2000-200-0-192px-seed0-1a2b3c4d``)."""
+    digest = hashlib.sha1(json.dumps(_jsonable(spec.to_json()), sort_keys=True).encode())
+    return (f"{spec.num_train}-{spec.num_val}-{spec.num_test}-{spec.image_size}px-"
+            f"seed{spec.seed}-{digest.hexdigest()[:8]}")  # fmt: skip
 
 
 def is_generated(root: str | os.PathLike, spec: ShapesSpec) -> bool:

@@ -19,7 +19,13 @@ from lightdet.data.checks import DataChecker
 from lightdet.data.classes import check_class_names
 from lightdet.data.coco import read_coco, read_coco_categories
 from lightdet.data.records import AnnotationError, DetectionRecord
-from lightdet.data.shapes import SHAPE_CLASSES, ShapesSpec, ensure_shapes
+from lightdet.data.shapes import (
+    SHAPE_CLASSES,
+    ShapesSpec,
+    ensure_shapes,
+    folder_name,
+    is_generated,
+)
 from lightdet.data.voc import VOC_CLASSES, object_class_names, read_split_list, read_voc_files
 from lightdet.data.yolo import (
     IMAGE_EXTENSIONS,
@@ -361,8 +367,14 @@ class YOLOSource:
 class ShapesSource:
     """The synthetic shapes dataset, generated on first use and read back as VOC, COCO or YOLO.
 
+    Each parameter set has its own folder under ``root``, named by its parameters and their hash
+    (:func:`~lightdet.data.shapes.folder_name`), generated once and never rewritten for other
+    parameters, so runs with other sizes or counts never change each other's data. A ``root``
+    that holds this very dataset itself (what older lightdet versions and the tests write) is
+    read as it is.
+
     Args:
-        root: folder to generate into (reused while the parameters are unchanged).
+        root: the folder of the shapes datasets (``data/shapes``).
         format: ``voc``, ``coco`` or ``yolo``: which of the written layouts to read.
         **spec: :class:`~lightdet.data.shapes.ShapesSpec` fields (sizes, counts, classes, seed).
     """
@@ -375,17 +387,20 @@ class ShapesSource:
                 spec[key] = tuple(spec[key])
         self.spec = ShapesSpec(**spec)
         self.root = Path(root)
+        self.folder = (self.root if is_generated(self.root, self.spec)
+                       else self.root / folder_name(self.spec))  # fmt: skip
         self.format = format
         splits = {s: (s if getattr(self.spec, f"num_{s}") else None) for s in SPLITS}
         if format == "voc":
-            self._reader = VOCSource(self.root / "VOC", class_names=self.spec.classes, **splits)
+            self._reader = VOCSource(self.folder / "VOC", class_names=self.spec.classes, **splits)
         elif format == "coco":
-            self._reader = COCOSource(self.root / "COCO", **splits)
+            self._reader = COCOSource(self.folder / "COCO", **splits)
         else:
-            self._reader = YOLOSource(self.root / "YOLO", class_names=self.spec.classes, **splits)
+            self._reader = YOLOSource(self.folder / "YOLO", class_names=self.spec.classes,
+                                      **splits)  # fmt: skip
 
     def prepare(self) -> None:
-        ensure_shapes(self.root, self.spec)
+        ensure_shapes(self.folder, self.spec)
 
     @property
     def class_names(self) -> list[str]:

@@ -52,3 +52,21 @@ def test_missing_folders_name_the_key_to_set(tmp_path):
         YOLOSource(tmp_path).prepare()
     with pytest.raises(ValueError, match=r"data\.source\.format: expected voc, coco or yolo"):
         ShapesSource(tmp_path, format="kitti")
+
+
+def test_each_shapes_parameter_set_has_its_own_folder_never_rewritten(tmp_path):
+    from tests.conftest import snapshot
+
+    small = {"num_train": 4, "num_val": 2, "image_size": 96, "max_object_size": 48.0}
+    first = ShapesSource(tmp_path / "shapes", **small)
+    first.prepare()
+    before = snapshot(first.folder)
+    assert first.folder.parent == tmp_path / "shapes"
+    assert first.folder.name.startswith("4-2-0-96px-seed0-")
+    other = ShapesSource(tmp_path / "shapes", **{**small, "num_train": 6})  # another run's data
+    other.prepare()
+    assert other.folder != first.folder and other.folder.name.startswith("6-2-0-96px-seed0-")
+    assert len(other.records("train")) == 6 and len(first.records("train")) == 4
+    assert snapshot(first.folder) == before  # not rewritten, byte for byte
+    again = ShapesSource(tmp_path / "shapes", **small)
+    assert again.folder == first.folder  # the same parameters: the same folder, reused
