@@ -15,6 +15,7 @@ from pathlib import Path
 
 from pytorch_lightning.utilities import rank_zero_info
 
+from lightdet import outputs
 from lightdet.data.checks import DataChecker
 from lightdet.data.classes import check_class_names
 from lightdet.data.coco import read_coco, read_coco_categories
@@ -400,6 +401,8 @@ class ShapesSource:
                                       **splits)  # fmt: skip
 
     def prepare(self) -> None:
+        if self.folder != self.root:  # a folder of datasets: new, empty or lightdet's only
+            outputs.claim(self.root, "data.source.root", "shapes")
         ensure_shapes(self.folder, self.spec)
 
     @property
