@@ -139,9 +139,12 @@ class VOCSource:
 
     def made_splits(self) -> dict[str, dict[str, list[str]]]:
         """The seeded splits made for folders without split lists: ``{folder: {split:
-        names}}`` (empty when every folder has its lists)."""
-        for split in ("train", "val"):
-            self._split_files(split)
+        names}}`` (empty when every folder has its lists). Reads no split list."""
+        if self.splits["train"] is not None or self.splits["val"] is not None:
+            for root in self.roots:
+                ann_dir, _, lists = _voc_layout(root)
+                if _without_lists(lists):
+                    self._seeded_split(root, ann_dir)
         return {str(root): splits for root, splits in self._made.items()}
 
     def _split_files(self, split: str) -> list[tuple[Path, Path, Path, list[str]]]:
@@ -154,7 +157,7 @@ class VOCSource:
             ann_dir, images, lists = _voc_layout(root)
             if lists is not None and (lists / f"{name}.txt").is_file():
                 found.append((root, ann_dir, images, read_split_list(lists / f"{name}.txt")))
-            elif lists is None or not any(lists.glob("*.txt")):  # no split lists at all
+            elif _without_lists(lists):
                 seeded = True
                 made = self._seeded_split(root, ann_dir)
                 if made.get(split):  # train and val; a test split needs lists
@@ -203,6 +206,11 @@ def _fraction(val_fraction: float) -> float:
     if not 0.0 <= float(val_fraction) < 1.0:
         raise ValueError(f"data.source.val_fraction: expected 0 <= it < 1, got {val_fraction}")
     return float(val_fraction)
+
+
+def _without_lists(lists: Path | None) -> bool:
+    """A VOC folder without any split list (or laid out flat): its split is made here."""
+    return lists is None or not any(lists.glob("*.txt"))
 
 
 def _is_vocdevkit(root: Path) -> bool:
