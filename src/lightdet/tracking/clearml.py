@@ -53,6 +53,12 @@ def init_task(cfg: DictConfig, bind_hydra: bool = True, continue_task: str | Non
     if offline:
         _go_offline()
     Task.set_random_seed(cfg.get("seed"))  # Task.init seeds every generator: with ours, not 1337
+    # ClearML detects the git repository in a thread that races with Task.connect for the task's
+    # edit lock: both can create one file lock for the same task, and each then waits on the
+    # other forever (seen once in about ten test-suite runs, in `make compare`'s parallel jobs;
+    # sdk.development.vcs_repo_detect_async is ClearML's switch). Detecting before Task.init
+    # returns cost no measurable time here (a tiny run: 8.8-10.0 s either way).
+    Task._Task__detect_repo_async = False
     # ClearML records the command line as the task's entry point: no credential in it. (The
     # config is scrubbed already; Lightning's DDP children, started from sys.argv, agree.)
     sys.argv[:] = scrub(sys.argv)
