@@ -75,12 +75,13 @@ def check_checkpoint_file(path: str | os.PathLike) -> Path:
     return path
 
 
-def load_checkpoint(path: str | os.PathLike) -> dict:
+def load_checkpoint(path: str | os.PathLike, *, mmap: bool = False) -> dict:
     """``torch.load(weights_only=True)``: tensors and plain containers only, never code; the
-    file is checked first (:func:`check_checkpoint_file`)."""
+    file is checked first (:func:`check_checkpoint_file`). ``mmap``: tensors are mapped, not
+    read, for a look at a checkpoint's small entries (config, callback states, keys)."""
     check_checkpoint_file(path)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as err:
         raise UnsafeCheckpointError(
             f"{Path(path)}: refused: the file holds objects other than tensors and plain "

@@ -13,7 +13,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytorch_lightning as pl
-import torch
 import torch.distributed as dist
 from pytorch_lightning.callbacks import Checkpoint
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
@@ -198,14 +197,21 @@ def _checkpoint_dir(trainer: pl.Trainer) -> str:
     return str(Path(trainer.default_root_dir) / "checkpoints")
 
 
-def stored_task_id(path: str | Path) -> str | None:
-    """The ClearML task id a training checkpoint was recorded in (None when it holds none).
-    Memory-mapped: nothing but its index and small entries are read."""
+def _mapped(path: str | Path) -> dict | None:
+    """A checkpoint with its tensors memory-mapped (only its index and small entries are
+    read), or None when it does not load (the callers' own checks name why)."""
+    from lightdet.guard import load_checkpoint
+
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        ckpt = load_checkpoint(path, mmap=True)
     except Exception:
         return None
-    states = ckpt.get("callbacks", {}) if isinstance(ckpt, dict) else {}
+    return ckpt if isinstance(ckpt, dict) else None
+
+
+def stored_task_id(path: str | Path) -> str | None:
+    """The ClearML task id a training checkpoint was recorded in (None when it holds none)."""
+    states = (_mapped(path) or {}).get("callbacks", {})
     found = [s.get("clearml_task_id") for k, s in states.items()
              if k.startswith("ResumeCheckpoint") and isinstance(s, dict)]  # fmt: skip
     return next((str(t) for t in found if t), None)
@@ -213,12 +219,8 @@ def stored_task_id(path: str | Path) -> str | None:
 
 def resumable(path: str | Path) -> bool:
     """Whether a checkpoint holds a training state to resume (optimizer state included), not
-    weights only. Memory-mapped: nothing but its index is read."""
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # unreadable: not resumable (the caller's checks name why)
-        return False
-    return isinstance(ckpt, dict) and "optimizer_states" in ckpt
+    weights only."""
+    return "optimizer_states" in (_mapped(path) or {})
 
 
 def find_last_checkpoint(runs_dir: str | Path, filename: str = "last.ckpt") -> Path:

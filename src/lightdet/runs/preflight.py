@@ -54,7 +54,8 @@ def use_checkpoint_data(cfg: DictConfig, overrides: Sequence[str]) -> None:
     from lightdet.guard import load_checkpoint
     from lightdet.guard.checkpoints import check_stored_config
 
-    stored = load_checkpoint(cfg.ckpt_path).get("hyper_parameters", {}).get("config") or {}
+    stored = (load_checkpoint(cfg.ckpt_path, mmap=True)  # its config only: weights not read
+              .get("hyper_parameters", {}).get("config") or {})  # fmt: skip
     if not stored.get("data"):
         _NOTES.append(f"data: {target} (the checkpoint holds no data config)")
         return
