@@ -318,6 +318,7 @@ class YOLOSource:
                              if class_names is not None else None)  # fmt: skip
         self.val_fraction, self.split_seed = _fraction(val_fraction), int(split_seed)
         self._made: dict[str, list[str]] | None = None
+        self._flat: bool | None = None  # images/ without split folders (see _unsplit)
 
     def __repr__(self) -> str:
         return f"YOLO folder {self.root}"
@@ -354,12 +355,16 @@ class YOLOSource:
                                checker=checker)  # fmt: skip
 
     def _unsplit(self) -> bool:
-        """Images directly in ``images/``, and no split folder there."""
-        images = self.root / "images"
-        entries = list(images.iterdir()) if images.is_dir() else []
-        return not any(p.is_dir() for p in entries) and any(
-            p.suffix.lower() in IMAGE_EXTENSIONS for p in entries
-        )
+        """Images directly in ``images/``, and no split folder there. Looked at once: it is
+        asked at every checkpoint save (through :meth:`made_splits`), and ``images/`` can hold
+        a hundred thousand files."""
+        if self._flat is None:
+            images = self.root / "images"
+            entries = list(images.iterdir()) if images.is_dir() else []
+            self._flat = not any(p.is_dir() for p in entries) and any(
+                p.suffix.lower() in IMAGE_EXTENSIONS for p in entries
+            )
+        return self._flat
 
     def made_splits(self) -> dict[str, dict[str, list[str]]]:
         """The seeded split made when the folder has no split folders: ``{folder: {split:
