@@ -17,22 +17,22 @@ SESSION_NOTE = "clearml_session.txt"  # in a run folder: its offline session's f
 def _size(path: Path) -> int:
     if path.is_file():
         return path.stat().st_size
-    seen, total = set(), 0
+    sizes = {}  # (device, inode) -> bytes: hard links count once
     for p in path.rglob("*"):
         if p.is_file() and not p.is_symlink():
-            key = (p.stat().st_dev, p.stat().st_ino)  # hard links count once
-            if key not in seen:
-                seen.add(key)
-                total += p.stat().st_size
-    return total
+            st = p.stat()
+            sizes[(st.st_dev, st.st_ino)] = st.st_size
+    return sum(sizes.values())
 
 
-def _human(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+def _human(n: float) -> str:
+    if n < 1000:
+        return f"{n:.0f} B"
+    for unit in ("KB", "MB"):
         n /= 1000
-    return f"{n:.1f} GB"
+        if n < 1000:
+            return f"{n:.1f} {unit}"
+    return f"{n / 1000:.1f} GB"
 
 
 def offline_sessions(folders: list[Path]) -> list[Path]:
