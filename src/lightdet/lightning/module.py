@@ -19,6 +19,7 @@ from lightdet.evaluation.metrics import (
     summarize,
 )
 from lightdet.evaluation.predictions import finite_predictions, predict_by_size
+from lightdet.lightning.ema import averaged_state_for_weights_only
 from lightdet.lightning.schedulers import budget_progress
 
 Batch = tuple[list[Tensor], list[dict[str, Tensor]]]
@@ -183,6 +184,9 @@ class DetectionModule(pl.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         self._log_map(self.test_map, self.test_confusion, "test")
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        averaged_state_for_weights_only(self._trainer, self, checkpoint)  # EMA: the best too
 
     def configure_optimizers(self):
         if self.optimizer_factory is None:

@@ -230,8 +230,11 @@ def _callbacks(cfg: DictConfig, ckpt_path: str | None) -> list:
         )
     callbacks = []
     for name, config in configs.items():
-        if config is None:
+        if config is None or config.get("enabled", True) is False:
             continue
+        if "enabled" in config:  # a switch of lightdet's, not an argument of the callback
+            config = OmegaConf.to_container(config, resolve=True)
+            config.pop("enabled")
         callback = instantiate(config)
         dirpath = getattr(callback, "dirpath", None)  # checkpoints: lightdet's folders only
         if dirpath and (folder is None or Path(dirpath) != folder):
