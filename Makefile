@@ -39,7 +39,7 @@ GROUPS = $(if $(MODEL),model=$(MODEL)) $(if $(DATA),data=$(DATA)) $(if $(AUG),au
          $(if $(TRAINER),trainer=$(TRAINER)) $(if $(EXPERIMENT),experiment=$(EXPERIMENT))
 
 .DEFAULT_GOAL := help
-.PHONY: compare study help install train show-augment eval evaluate predict export config doctor benchmark hpo remote docker-build docker-train clearml-server-up clearml-server-down test test-fast lint clearml-import clean
+.PHONY: compare study help install train anchors show-augment eval evaluate predict export config doctor benchmark hpo remote docker-build docker-train clearml-server-up clearml-server-down test test-fast lint clearml-import clean
 
 help: ## show this help
 	@echo "usage: make <target> [MODEL=retinanet|retinanet_v2|ssd|ssd300_vgg16|ssdlite|fcos|faster_rcnn]"
@@ -59,8 +59,11 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 
 install: $(VENV)/.installed ## create .venv and install lightdet with its dev tools
 
-train: install ## train a detector (default: RetinaNet on the built-in shapes data); RESUME=auto|<ckpt>
-	$(PY) -m lightdet.train $(GROUPS) $(if $(RESUME),ckpt_path=$(RESUME)) $(ARGS)
+train: install ## train a detector (default: RetinaNet on the built-in shapes data); RESUME=auto|<ckpt> BUDGET=<minutes>
+	$(PY) -m lightdet.train $(GROUPS) $(if $(RESUME),ckpt_path=$(RESUME)) $(if $(BUDGET),budget_minutes=$(BUDGET)) $(ARGS)
+
+anchors: install ## how the model's anchors cover the training boxes, and anchors fitted to them: [MODEL=...] [DATA=...]
+	$(PY) -m lightdet.anchors $(GROUPS) $(ARGS)
 
 show-augment: install ## write a grid of augmented training samples with boxes: [AUG=plain|zoom|none] [DATA=...]
 	$(PY) -m lightdet.show_augment $(if $(DATA),data=$(DATA)) $(if $(AUG),augmentation=$(AUG)) $(ARGS)

@@ -45,13 +45,15 @@ def check(overrides: list[str]) -> tuple[str, list[str]]:
         sizes = ", ".join(f"{split} {len(d)}" for split, d in datamodule.datasets.items())
         lines.append(f"images: {sizes} (indexed and checked as training will)")
     from lightdet.data.classes import num_classes
+    from lightdet.runs.build import build_net
 
-    net = instantiate(cfg.model.net, num_classes=num_classes(names))
+    net = build_net(cfg.model.net, num_classes(names))  # a weights file is checked too
     params = sum(p.numel() for p in net.parameters())
     lines.append(f"model: {cfg.model.net._target_} ({params / 1e6:.1f} M parameters, "
                  f"{num_classes(names)} labels with background)")  # fmt: skip
-    epochs = cfg.trainer.get("max_epochs")
-    lines.append(f"training: {epochs} epochs, batch {cfg.data.batch_size}, "
+    budget = cfg.get("budget_minutes")
+    epochs = f"{budget} minutes" if budget else f"{cfg.trainer.get('max_epochs')} epochs"
+    lines.append(f"training: {epochs}, batch {cfg.data.batch_size}, "
                  f"precision {cfg.trainer.get('precision')}, "
                  f"accelerator {cfg.trainer.get('accelerator')}")  # fmt: skip
     return text, lines

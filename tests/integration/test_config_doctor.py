@@ -55,3 +55,36 @@ def test_doctor_describes_the_machine(tmp_path):
     assert rows["ClearML server"].startswith("not configured")
     assert rows["CPU bfloat16"].startswith(("yes", "no"))
     assert "GiB free of" in rows["disk logs/"] and "GiB free of" in rows["disk data/"]
+
+
+def _all_boxes_row(out: str, table: str) -> tuple[float, ...]:
+    section = out.split(table, 1)[1]
+    row = next(line for line in section.splitlines() if line.startswith("all boxes"))
+    return tuple(float(x) for x in row.split()[3:])  # after "all boxes <count>"
+
+
+def test_anchors_reports_the_coverage_and_an_override_that_reproduces_its_fit(tmp_path,
+                                                                             tiny_shapes):
+    data = [f"data.source.root={tiny_shapes}", *(f"++data.source.{k}={v}" for k, v in
+            {"num_train": 16, "num_val": 8, "num_test": 4, "image_size": 96,
+             "max_object_size": 48.0}.items()), "model.net.min_size=96",
+            "model.net.max_size=96", f"paths.root_dir={tmp_path / 'root'}"]  # fmt: skip
+    proc = _run(tmp_path, "lightdet.anchors", *data)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    assert "9 anchors per location on 5 levels; matcher: foreground at IoU >= 0.5, " \
+           "background below 0.4" in out
+    count = int(re.search(r"on (\d+) train boxes of (\d+) images", out).group(1))
+    assert count > 16  # the tiny shapes have up to 6 objects per image
+    default = _all_boxes_row(out, "the model's anchors:")  # BPR, share >= 0.4, mean IoU
+    assert 0 <= default[0] <= default[1] <= 1 and 0 < default[2] < 1
+    override = re.search(r'make train ARGS="(.*)"', out).group(1).split()
+    fitted = _all_boxes_row(out, "fitted anchors:")
+    assert (fitted[0], fitted[2]) > (default[0], default[2])  # better BPR, or IoU at equal BPR
+    again = _run(tmp_path, "lightdet.anchors", *data, *override)  # the printed override...
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert _all_boxes_row(again.stdout, "the model's anchors:") == fitted  # ...gives that fit
+    bad = _run(tmp_path, "lightdet.anchors", *data, "anchors.split=test2")
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    assert bad.stderr.strip().splitlines()[-1] == ("anchors: anchors.split=test2: expected "
+                                                   "train, val or test")  # fmt: skip

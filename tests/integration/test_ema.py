@@ -63,27 +63,33 @@ def test_validation_and_the_best_checkpoint_use_the_average(tmp_path, tiny_shape
 
 
 class StopAt(Callback):
-    """A preemption at a step, as SIGTERM makes it: stop after this batch, checkpoint, exit."""
+    """A preemption as SIGTERM makes it (stop after this batch, checkpoint, exit): after a
+    training step, or inside the first validation (where the module holds the average)."""
 
-    def __init__(self, step: int) -> None:
+    def __init__(self, step: int | None) -> None:
         self.step = step
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if trainer.global_step == self.step:
             trainer._signal_connector.received_sigterm = True
 
+    def on_validation_batch_end(self, trainer, pl_module, *args, **kwargs) -> None:
+        if self.step is None and not trainer.sanity_checking:
+            trainer._signal_connector.received_sigterm = True
+
 
 @pytest.mark.slow
-def test_resume_restores_the_average_exactly(tmp_path, tiny_shapes):
+@pytest.mark.parametrize("stop,saved_step", [(3, 3), (None, 2)], ids=["mid-epoch", "in-validation"])
+def test_resume_restores_the_average_exactly(tmp_path, tiny_shapes, stop, saved_step):
     data = f"data.source.root={tiny_shapes}"
     straight = compose_train(tmp_path / "a", data, "trainer.max_epochs=2", *EMA)
     run_training(straight)
     stopped = compose_train(tmp_path / "b", data, "trainer.max_epochs=2", *EMA)
-    with pytest.raises(SystemExit) as stop:  # SIGTERM mid-way through the second epoch
-        run_training(stopped, extra_callbacks=[StopAt(3)])
-    assert stop.value.code == 143
+    with pytest.raises(SystemExit) as stopped_by:
+        run_training(stopped, extra_callbacks=[StopAt(stop)])
+    assert stopped_by.value.code == 143
     last_b = tmp_path / "b/run/checkpoints/last.ckpt"
-    assert torch.load(last_b, weights_only=True)["global_step"] == 3
+    assert torch.load(last_b, weights_only=True)["global_step"] == saved_step
     resumed = compose_train(tmp_path / "c", data, "trainer.max_epochs=2", f"ckpt_path={last_b}",
                             *EMA)  # fmt: skip
     run_training(resumed)

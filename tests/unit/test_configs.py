@@ -9,6 +9,7 @@ from hydra.utils import instantiate
 from lightdet.cli import CONFIG_DIR
 from lightdet.guard import check_targets
 from lightdet.lightning.datamodule import DetectionDataModule
+from lightdet.runs.training import instantiate_callback
 from tests.conftest import compose_train
 
 GROUP_OPTIONS = [
@@ -42,7 +43,8 @@ def test_composes_and_instantiates(tmp_path, group, option):
     assert isinstance(net, torch.nn.Module)
     optimizer = instantiate(cfg.model.optimizer)([torch.nn.Parameter(torch.zeros(1))])
     instantiate(cfg.model.scheduler)(optimizer, total_steps=10)
-    callbacks = [instantiate(c) for c in cfg.callbacks.values()]
+    callbacks = [instantiate_callback(c) for c in cfg.callbacks.values()]
+    callbacks = [c for c in callbacks if c is not None]
     instantiate(cfg.trainer, callbacks=callbacks, logger=False)
     assert cfg.logger.clearml.project
 

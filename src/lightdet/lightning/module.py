@@ -20,6 +20,7 @@ from lightdet.evaluation.metrics import (
 )
 from lightdet.evaluation.predictions import finite_predictions, predict_by_size
 from lightdet.lightning.ema import averaged_state_for_weights_only
+from lightdet.lightning.optimization import parameter_groups, scale_learning_rates
 from lightdet.lightning.schedulers import budget_progress
 
 Batch = tuple[list[Tensor], list[dict[str, Tensor]]]
@@ -43,6 +44,8 @@ class DetectionModule(pl.LightningModule):
             update; counted as ``train/nonfinite_steps``; under DDP every process skips
             together) or ``stop`` with an error naming the step and the batch's image ids.
         max_nonfinite_steps: with ``skip``, stop once more steps than this were skipped.
+        backbone_lr_mult: the backbone trunk's learning rate as a multiple of the others'.
+        lr_scale: every learning rate x this (the effective batch's scaling, set by training).
     """
 
     def __init__(
@@ -56,6 +59,8 @@ class DetectionModule(pl.LightningModule):
         config: dict | None = None,
         nonfinite_loss: str = "skip",
         max_nonfinite_steps: int = 20,
+        backbone_lr_mult: float = 1.0,
+        lr_scale: float = 1.0,
     ) -> None:
         super().__init__()
         # plain containers only, so checkpoints load with torch.load(weights_only=True)
@@ -69,6 +74,8 @@ class DetectionModule(pl.LightningModule):
         self.net = net
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
+        self.backbone_lr_mult = float(backbone_lr_mult)
+        self.lr_scale = float(lr_scale)
         self.class_names = list(class_names)
         self.val_map = build_map_metric()
         self.test_map = build_map_metric()
@@ -191,8 +198,8 @@ class DetectionModule(pl.LightningModule):
     def configure_optimizers(self):
         if self.optimizer_factory is None:
             raise RuntimeError("DetectionModule: no optimizer given, this module only evaluates")
-        params = [p for p in self.net.parameters() if p.requires_grad]
-        optimizer = self.optimizer_factory(params)
+        optimizer = self.optimizer_factory(parameter_groups(self.net, self.backbone_lr_mult))
+        scale_learning_rates(optimizer, self.lr_scale)
         if self.scheduler_factory is None:
             return optimizer
         total = self.trainer.estimated_stepping_batches

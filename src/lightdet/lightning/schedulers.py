@@ -104,3 +104,11 @@ def budget_progress(trainer) -> Callable[[], float]:
                          "(trainer.max_time=DD:HH:MM:SS) or trainer.max_steps")  # fmt: skip
     budget = float(timer._duration)
     return lambda: timer.time_elapsed() / budget
+
+
+def clock(minutes: float) -> str:
+    """Minutes as Lightning's ``max_time`` string, ``DD:HH:MM:SS`` (at least one second)."""
+    seconds = max(1, round(float(minutes) * 60))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    return f"{days:02d}:{hours:02d}:{rest // 60:02d}:{rest % 60:02d}"

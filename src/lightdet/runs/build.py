@@ -10,6 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 from lightdet.lightning.datamodule import DetectionDataModule
 from lightdet.lightning.module import DetectionModule
 from lightdet.models.restore import restore_net
+from lightdet.models.weights_file import is_weights_file, load_weights_file
 
 
 def build_datamodule(cfg: DictConfig) -> DetectionDataModule:
@@ -27,14 +28,28 @@ def build_module(cfg: DictConfig, datamodule: DetectionDataModule) -> DetectionM
     """The Lightning system to train; ``num_classes`` comes from the data, never from the model
     config."""
     return DetectionModule(
-        net=instantiate(cfg.model.net, num_classes=datamodule.num_classes),
+        net=build_net(cfg.model.net, datamodule.num_classes),
         optimizer=instantiate(cfg.model.optimizer),
         scheduler=instantiate(cfg.model.scheduler) if cfg.model.get("scheduler") else None,
         class_names=datamodule.class_names,
         category_map=datamodule.category_map,
         config=OmegaConf.to_container(cfg, resolve=True),
+        backbone_lr_mult=float(OmegaConf.select(cfg, "optimization.backbone_lr_mult",
+                                                default=1.0)),  # fmt: skip
         **_nonfinite_args(cfg),
     )
+
+
+def build_net(net_cfg: DictConfig, num_classes: int):
+    """The detector to train: ``model.net`` built, then, when ``pretrained`` names a file, built
+    from random weights and given what fits of that file (see
+    :mod:`lightdet.models.weights_file`)."""
+    pretrained = net_cfg.get("pretrained")
+    if not is_weights_file(pretrained):
+        return instantiate(net_cfg, num_classes=num_classes)
+    net = instantiate(net_cfg, num_classes=num_classes, pretrained="none")
+    load_weights_file(net, pretrained)
+    return net
 
 
 def module_from_checkpoint(

@@ -9,6 +9,7 @@ applied on top of the checkpoint's).
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 
 from hydra.errors import CompactHydraException
@@ -127,9 +128,34 @@ def check_resumable(cfg: DictConfig) -> None:
         )
 
 
+def check_recipe(cfg: DictConfig) -> None:
+    """The training recipe's own settings: a positive budget, valid batch and lr settings, and
+    a pretrained weights file that exists (whether it fits is said when the model is built)."""
+    if "callbacks" not in cfg:  # not a training config
+        return
+    minutes = cfg.get("budget_minutes")
+    if minutes is not None and not float(minutes) > 0:
+        raise InputError(f"budget_minutes={minutes}: expected minutes > 0, or null for epochs")
+    from lightdet.lightning.optimization import plan_batch
+    from lightdet.models.weights_file import is_weights_file
+
+    options = cfg.get("optimization") or {}
+    try:
+        plan_batch(1, 1, nominal_batch_size=options.get("nominal_batch_size"),
+                   lr_reference_batch_size=options.get("lr_reference_batch_size"),
+                   lr_scaling=options.get("lr_scaling", "linear"))  # fmt: skip
+    except ValueError as err:
+        raise InputError(str(err)) from None
+    pretrained = OmegaConf.select(cfg, "model.net.pretrained", default=None)
+    if is_weights_file(pretrained) and not os.path.isfile(str(pretrained)):
+        raise InputError(f"model.net.pretrained={pretrained}: no such file (give none, imagenet, "
+                         "coco, or the path of a weights file)")  # fmt: skip
+
+
 def check_inputs(cfg: DictConfig, overrides: Sequence[str]) -> None:
     """Every check above, in order, on a composed config about to run."""
     check_resumable(cfg)
+    check_recipe(cfg)
     use_checkpoint_data(cfg, overrides)
     check_split(cfg)
     check_server(cfg)

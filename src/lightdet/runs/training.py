@@ -17,8 +17,10 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 from lightdet import outputs
 from lightdet.guard import check_checkpoint_file, check_checkpoint_fits, secure_config
 from lightdet.lightning.checkpoint_io import AtomicCheckpointIO
+from lightdet.lightning.optimization import plan_batch
 from lightdet.lightning.progress import ProgressBar, ValidationLine
 from lightdet.lightning.resume import ResumeCheckpoint, find_last_checkpoint, stored_task_id
+from lightdet.lightning.schedulers import clock
 from lightdet.runs.build import build_datamodule, build_module
 from lightdet.runs.preflight import check_resumable
 from lightdet.tracking.clearml import ClearMLLogger, record_classes
@@ -186,7 +188,9 @@ def _fit(cfg: DictConfig, task, extra_callbacks: list | None, ckpt_path: str | N
         if isinstance(callback, ResumeCheckpoint) and task is not None:
             callback.task_id = str(task.id)
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=ClearMLLogger(task),
-                                      plugins=[AtomicCheckpointIO()])  # fmt: skip
+                                      plugins=[AtomicCheckpointIO()],
+                                      **budget_arguments(cfg))  # fmt: skip
+    plan_the_batch(cfg, trainer, module, datamodule.batch_size)
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     except SIGTERMException:  # SIGTERM or a first Ctrl+C: checkpoint written, now exit
@@ -213,6 +217,36 @@ def _fit(cfg: DictConfig, task, extra_callbacks: list | None, ckpt_path: str | N
     )
 
 
+def budget_arguments(cfg: DictConfig) -> dict:
+    """``budget_minutes``: train for that wall-clock time (``trainer.max_time``), however many
+    epochs fit; the learning-rate schedule follows the share of the budget used, so it ends
+    with the time (``lightdet.lightning.schedulers.budget_progress``)."""
+    minutes = cfg.get("budget_minutes")
+    if minutes is None:
+        return {}
+    if float(minutes) <= 0:
+        raise ValueError(f"budget_minutes: expected minutes > 0, got {minutes}")
+    return {"max_time": clock(float(minutes)), "max_epochs": -1}
+
+
+def plan_the_batch(cfg: DictConfig, trainer: pl.Trainer, module, batch_size: int) -> None:
+    """Accumulation from the nominal batch, and the learning rate for the effective batch
+    (``optimization.*``; see :mod:`lightdet.lightning.optimization`), said in one line."""
+    options = cfg.get("optimization") or {}
+    plan = plan_batch(
+        batch_size,
+        trainer.world_size,
+        nominal_batch_size=options.get("nominal_batch_size"),
+        lr_reference_batch_size=options.get("lr_reference_batch_size"),
+        lr_scaling=options.get("lr_scaling", "linear"),
+        accumulation=int(trainer.accumulate_grad_batches),
+    )
+    trainer.accumulate_grad_batches = plan.accumulation
+    module.lr_scale = plan.lr_scale
+    if is_global_zero():
+        log.info(plan.describe(OmegaConf.select(cfg, "model.optimizer.lr", default=None)))
+
+
 def scalars(metrics) -> dict[str, float]:
     """Lightning's logged metrics (0-d tensors) as plain floats."""
     return {k: float(v) for k, v in metrics.items()}
@@ -230,12 +264,9 @@ def _callbacks(cfg: DictConfig, ckpt_path: str | None) -> list:
         )
     callbacks = []
     for name, config in configs.items():
-        if config is None or config.get("enabled", True) is False:
+        callback = instantiate_callback(config)
+        if callback is None:
             continue
-        if "enabled" in config:  # a switch of lightdet's, not an argument of the callback
-            config = OmegaConf.to_container(config, resolve=True)
-            config.pop("enabled")
-        callback = instantiate(config)
         dirpath = getattr(callback, "dirpath", None)  # checkpoints: lightdet's folders only
         if dirpath and (folder is None or Path(dirpath) != folder):
             outputs.claim(dirpath, f"callbacks.{name}.dirpath", "checkpoints")
@@ -247,6 +278,17 @@ def _callbacks(cfg: DictConfig, ckpt_path: str | None) -> list:
     if cfg.trainer.get("enable_progress_bar", True) is not False:
         callbacks.append(ProgressBar())  # Lightning's, without v_num
     return callbacks
+
+
+def instantiate_callback(config):
+    """A callback from its config; None for a config that is null or says ``enabled: false``
+    (a switch of lightdet's, not passed to the callback)."""
+    if config is None or config.get("enabled", True) is False:
+        return None
+    if "enabled" in config:
+        config = OmegaConf.to_container(config, resolve=True)
+        config.pop("enabled")
+    return instantiate(config)
 
 
 def _exit_interrupted(trainer: pl.Trainer) -> None:

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from lightdet.lightning.schedulers import clock
+
 # the study's own keys on the command line: not training overrides
 STUDY_KEYS = ("cell", "study")
 
@@ -66,12 +68,7 @@ def budget_overrides(budget: DictConfig) -> list[str]:
         seconds = round(float(minutes) * 60)
         if seconds < 1:
             raise StudyConfigError(f"study.budget.minutes: expected more than 0, got {minutes}")
-        days, rest = divmod(seconds, 86400)
-        hours, rest = divmod(rest, 3600)
-        clock = (
-            f"{days:02d}:{hours:02d}:{rest // 60:02d}:{rest % 60:02d}"  # Lightning's DD:HH:MM:SS
-        )
-        overrides.append(f"++trainer.max_time='{clock}'")
+        overrides.append(f"++trainer.max_time='{clock(float(minutes))}'")
         if epochs is None:
             overrides.append("trainer.max_epochs=-1")
     return overrides

@@ -1,0 +1,53 @@
+"""The effective batch, the learning rate that goes with it, and the backbone's own rate."""
+
+import math
+
+import pytest
+import torch
+
+from lightdet.lightning.optimization import parameter_groups, plan_batch, scale_learning_rates
+from lightdet.models.retinanet import build_retinanet
+
+
+def test_accumulation_comes_nearest_to_the_nominal_batch():
+    assert plan_batch(4, 1, nominal_batch_size=16).accumulation == 4
+    assert plan_batch(4, 2, nominal_batch_size=16).accumulation == 2  # 2 processes
+    assert plan_batch(6, 1, nominal_batch_size=16).accumulation == 3  # 18, nearer than 12
+    assert plan_batch(32, 1, nominal_batch_size=16).accumulation == 1  # never below one
+    assert plan_batch(4, 1, accumulation=3).accumulation == 3  # no nominal: as configured
+    assert plan_batch(4, 2, nominal_batch_size=16).effective == 16
+
+
+def test_the_learning_rate_follows_the_effective_batch():
+    linear = plan_batch(4, 1, nominal_batch_size=16, lr_reference_batch_size=8)
+    assert (linear.effective, linear.lr_scale, linear.rule) == (16, 2.0, "linear")
+    root = plan_batch(4, 1, nominal_batch_size=16, lr_reference_batch_size=64, lr_scaling="sqrt")
+    assert root.lr_scale == pytest.approx(math.sqrt(16 / 64)) == 0.5
+    assert plan_batch(4, 8, lr_reference_batch_size=16).lr_scale == 2.0  # 8 GPUs x 4
+    assert plan_batch(4, 1, nominal_batch_size=16).lr_scale == 1.0  # no reference: as given
+    line = linear.describe(0.002)
+    assert "4 per process x 1 process x 4 accumulated = 16 images per step" in line
+    assert "lr x 2 (linear: effective 16 / reference 8) = 0.004" in line
+
+
+@pytest.mark.parametrize("bad", [{"nominal_batch_size": 0}, {"lr_scaling": "cubic"},
+                                 {"lr_reference_batch_size": -4}])  # fmt: skip
+def test_wrong_settings_are_named(bad):
+    with pytest.raises(ValueError, match=r"optimization\.(nominal_batch_size|lr_scaling|lr_ref)"):
+        plan_batch(4, 1, **bad)
+
+
+def test_the_trunk_gets_its_own_rate():
+    net = build_retinanet(num_classes=4, backbone="resnet18", fpn_channels=32,
+                          trainable_backbone_layers=3)  # fmt: skip
+    groups = parameter_groups(net, backbone_lr_mult=0.1)
+    optimizer = torch.optim.SGD(groups, lr=0.01)
+    scale_learning_rates(optimizer, 2.0)
+    trunk, rest = optimizer.param_groups
+    assert trunk["lr"] == pytest.approx(0.002) and rest["lr"] == pytest.approx(0.02)
+    body = {id(p) for p in net.backbone.body.parameters() if p.requires_grad}
+    assert {id(p) for p in trunk["params"]} == body  # only the trunk's trainable ones
+    frozen = [p for p in net.parameters() if not p.requires_grad]
+    assert frozen and not any(id(p) in {id(q) for g in groups for q in g["params"]}
+                              for p in frozen)  # fmt: skip
+    assert len(parameter_groups(net)) == 1  # multiplier 1: one group, as before
