@@ -39,7 +39,7 @@ GROUPS = $(if $(MODEL),model=$(MODEL)) $(if $(DATA),data=$(DATA)) $(if $(AUG),au
          $(if $(TRAINER),trainer=$(TRAINER)) $(if $(EXPERIMENT),experiment=$(EXPERIMENT))
 
 .DEFAULT_GOAL := help
-.PHONY: compare study help install train anchors show-augment eval evaluate predict export config doctor benchmark hpo remote docker-build docker-train clearml-server-up clearml-server-down test test-fast lint clearml-import clean
+.PHONY: compare study help install train anchors show-augment eval evaluate predict export config doctor bench benchmark hpo remote docker-build docker-train clearml-server-up clearml-server-down test test-fast lint clearml-import clean
 
 help: ## show this help
 	@echo "usage: make <target> [MODEL=retinanet|retinanet_v2|ssd|ssd300_vgg16|ssdlite|fcos|faster_rcnn]"
@@ -109,6 +109,10 @@ config: install ## print and check the training config `make train` would run (s
 
 doctor: install ## versions, CPU and bf16, GPUs, ClearML server, free disk
 	$(PY) -m lightdet.doctor
+
+bench: install ## benchmark reports into benchmarks/results/ (run alone): start-up to the first step, evaluation against pycocotools
+	$(PY) benchmarks/startup.py --out benchmarks/results
+	$(PY) benchmarks/eval_speed.py --out benchmarks/results
 
 benchmark: install ## parameters and CPU seconds per training iteration of each model config
 	$(PY) benchmarks/train_speed.py $(MODEL)
