@@ -98,6 +98,7 @@ def report(overrides: list[str]) -> list[str]:
     best = fit.fit_anchor_settings(
         build, boxes, high, levels=len(default["anchor_sizes"]),
         ratios=len(default["aspect_ratios"]), default=default,
+        stride=fit.first_stride(net, sizes[0]),
     )  # fmt: skip
     if best.settings == default:
         lines += ["", "fitted: the model's own anchors are the best of those scanned; keep them"]

@@ -79,18 +79,29 @@ def _areas(boxes: Tensor) -> Tensor:
     return (boxes[:, 2] - boxes[:, 0]).clamp(min=0) * (boxes[:, 3] - boxes[:, 1]).clamp(min=0)
 
 
-def anchors_for(net: nn.Module, size: tuple[int, int]) -> tuple[Tensor, list[int]]:
-    """The detector's anchors for one input size (after its batching pad): ``[A, 4]`` xyxy and
-    the number of anchors on each feature level, in order."""
+def _features(net: nn.Module, size: tuple[int, int]):
+    """The input batch (padded as the detector pads) and the backbone's feature maps."""
     from torchvision.models.detection.image_list import ImageList
 
-    generator = anchor_generator(net)
     divisible = int(getattr(net.transform, "size_divisible", 32))
     padded = [int(math.ceil(s / divisible) * divisible) for s in size]
     images = ImageList(torch.zeros(1, 3, *padded), [tuple(size)])
     with torch.no_grad():
         features = net.backbone(images.tensors)
-    features = list(features.values()) if isinstance(features, dict) else [features]
+    return images, list(features.values()) if isinstance(features, dict) else [features]
+
+
+def first_stride(net: nn.Module, size: tuple[int, int]) -> int:
+    """The stride of the first feature level, in input pixels."""
+    images, features = _features(net, size)
+    return max(1, round(images.tensors.shape[-1] / features[0].shape[-1]))
+
+
+def anchors_for(net: nn.Module, size: tuple[int, int]) -> tuple[Tensor, list[int]]:
+    """The detector's anchors for one input size (after its batching pad): ``[A, 4]`` xyxy and
+    the number of anchors on each feature level, in order."""
+    generator = anchor_generator(net)
+    images, features = _features(net, size)
     anchors = generator(images, features)[0]
     per_location = generator.num_anchors_per_location()
     per_level = [int(f.shape[-2] * f.shape[-1]) * int(n) for f, n in zip(features, per_location)]
@@ -256,11 +267,17 @@ def fit_anchor_settings(
     levels: int,
     ratios: int,
     default: dict[str, list],
+    stride: int | None = None,
     steps_per_octave: int = 4,
 ) -> Fit:
     """Scan ``anchor_sizes`` (the first level's size x 2 per level; the first from 4 px to the
-    largest box, in ``steps_per_octave`` steps per doubling) with the default and the k-means
-    aspect ratios; keep the best BPR, then mean best IoU.
+    largest box, in ``steps_per_octave`` steps per doubling, and between 1 and 8 times the
+    first level's ``stride`` when given) with the default and the k-means aspect ratios; keep
+    the best BPR, then mean best IoU.
+
+    The stride bound keeps each level at objects of its own scale (torchvision's recipes put
+    2-4 x the stride there): coverage alone would put large anchors on the finest level, where
+    the grid is densest.
 
     Args:
         build: a detector for settings ``{"anchor_sizes": [...], "aspect_ratios": [...]}``.
@@ -268,8 +285,12 @@ def fit_anchor_settings(
     """
     all_boxes = boxes.all()
     top = max(8.0, float(_areas(all_boxes).sqrt().max()) if len(all_boxes) else 512.0)
+    if stride is not None:
+        top = min(top, 8.0 * stride)
     count = max(1, int(math.ceil(math.log2(top / 4.0) * steps_per_octave)) + 1)
     firsts = sorted({max(1, round(4.0 * 2 ** (i / steps_per_octave))) for i in range(count)})
+    if stride is not None:
+        firsts = [f for f in firsts if f >= stride] or [stride]
     ratio_sets = [list(default["aspect_ratios"]), kmeans_ratios(all_boxes, ratios)]
     candidates = [dict(default)]
     candidates += [{"anchor_sizes": [first * 2**i for i in range(levels)], "aspect_ratios": r}
