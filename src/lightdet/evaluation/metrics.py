@@ -1,4 +1,5 @@
-"""COCO-style mAP with torchmetrics (faster_coco_eval backend); predictions reach it cleaned by
+"""COCO box mAP for validation and test, exactly pycocotools' numbers (faster_coco_eval, the
+same path as the evaluation report); predictions reach it cleaned by
 :func:`lightdet.evaluation.predictions.finite_predictions`."""
 
 from __future__ import annotations
@@ -10,8 +11,14 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import Tensor
-from torchmetrics.detection import MeanAveragePrecision
+from torchmetrics import Metric
 
+from lightdet.evaluation.coco import (
+    STAT_NAMES,
+    coco_evaluate,
+    detections_json,
+    ground_truth_json,
+)
 from lightdet.evaluation.coco import pr_curves as coco_pr_curves
 
 # faster_coco_eval prints its whole summary table at INFO on every evaluation
@@ -29,21 +36,66 @@ SUMMARY_KEYS = {
 }
 
 
-def build_map_metric() -> MeanAveragePrecision:
-    """COCO box mAP with per-class AP and the precision array (for PR curves).
+class CocoMeanAP(Metric):
+    """COCO box mAP over the images it was given, with torchmetrics' ``MeanAveragePrecision``
+    interface (``update(preds, targets)``, ``compute()``, its result keys) but scored by
+    :func:`lightdet.evaluation.coco.coco_evaluate`: pycocotools' 12 numbers exactly, and about
+    3 x faster than torchmetrics' own path, which was up to 1.2e-4 off pycocotools (its IoU
+    thresholds come from a float32 ``linspace``); ``benchmarks/eval_speed.py`` measures both.
 
-    faster_coco_eval gives pycocotools' numbers, several times faster.
+    ``compute()`` returns ``map``, ``map_50``, ``map_75``, ``map_small/medium/large``,
+    ``mar_1/10/100``, ``mar_small/medium/large`` (-1 where undefined), ``map_per_class`` and
+    ``mar_100_per_class`` for ``classes`` (the labels seen in predictions or ground truth), and
+    COCO's ``precision`` array ``[T, R, K, A, M]``. Labels are used as COCO category ids.
     """
-    metric = MeanAveragePrecision(
-        box_format="xyxy",
-        iou_type="bbox",
-        class_metrics=True,
-        extended_summary=True,
-        backend="faster_coco_eval",
-        sync_on_compute=False,  # gather_list_states() syncs it: see there
-    )
-    metric.warn_on_many_detections = False  # COCO scoring keeps the top 100 per image by design
-    return metric
+
+    full_state_update = False
+    _STATES = ("detection_boxes", "detection_scores", "detection_labels", "groundtruth_boxes",
+               "groundtruth_labels", "groundtruth_crowds")  # fmt: skip
+
+    def __init__(self) -> None:
+        super().__init__(sync_on_compute=False)  # gather_list_states() syncs it: see there
+        for name in self._STATES:
+            self.add_state(name, default=[], dist_reduce_fx=None)
+
+    def update(self, preds: Sequence[dict], targets: Sequence[dict]) -> None:
+        for pred, target in zip(preds, targets, strict=True):
+            self.detection_boxes.append(pred["boxes"].detach().float().reshape(-1, 4))
+            self.detection_scores.append(pred["scores"].detach().float().reshape(-1))
+            self.detection_labels.append(pred["labels"].detach().long().reshape(-1))
+            self.groundtruth_boxes.append(target["boxes"].detach().float().reshape(-1, 4))
+            self.groundtruth_labels.append(target["labels"].detach().long().reshape(-1))
+            crowd = target.get("iscrowd")
+            crowd = torch.zeros_like(self.groundtruth_labels[-1]) if crowd is None else crowd
+            self.groundtruth_crowds.append(crowd.detach().bool().reshape(-1))
+
+    def compute(self) -> dict[str, Tensor]:
+        labels = sorted({int(v) for ls in (*self.detection_labels, *self.groundtruth_labels)
+                         for v in ls.tolist()})  # fmt: skip
+        n = len(self.groundtruth_boxes)
+        images = [{"id": i + 1, "file_name": str(i + 1), "width": 0, "height": 0}
+                  for i in range(n)]  # fmt: skip
+        targets = [{"boxes": b.cpu().numpy(), "category_ids": lab.cpu().numpy(),
+                    "iscrowd": c.cpu().numpy()} for b, lab, c in
+                   zip(self.groundtruth_boxes, self.groundtruth_labels, self.groundtruth_crowds)]
+        preds = [{"boxes": b.cpu().numpy(), "scores": sc.cpu().numpy(),
+                  "category_ids": lab.cpu().numpy()} for b, sc, lab in
+                 zip(self.detection_boxes, self.detection_scores, self.detection_labels)]
+        ground_truth = ground_truth_json(images, targets, {c: str(c) for c in labels})
+        result = coco_evaluate(ground_truth, detections_json([i["id"] for i in images], preds))
+        out = {name: torch.tensor(v, dtype=torch.float32)
+               for name, v in zip(STAT_NAMES, result.stats)}  # fmt: skip
+        rows = [result.per_class.get(c, {}) for c in labels]
+        out["map_per_class"] = torch.tensor([r.get("AP", -1.0) for r in rows])
+        out["mar_100_per_class"] = torch.tensor([r.get("AR100", -1.0) for r in rows])
+        out["classes"] = torch.tensor(labels, dtype=torch.int32)
+        out["precision"] = torch.as_tensor(result.precision, dtype=torch.float32)
+        return out
+
+
+def build_map_metric() -> CocoMeanAP:
+    """COCO box mAP with per-class AP and the precision array (for PR curves)."""
+    return CocoMeanAP()
 
 
 def gather_list_states(metric) -> None:
