@@ -3,7 +3,8 @@ exactness of the 12 numbers, growth with the number of images, peak memory.
 
     python benchmarks/eval_speed.py [--images 1000 5000] [--rounds 2] [--out benchmarks/results]
 
-The data is synthetic and seeded: 80 classes, 1-15 ground-truth boxes per image (about 7.3, as
+The data is synthetic and seeded (coordinates on a 1/16 px grid and float32 scores, so every
+method sees the same numbers): 80 classes, 1-15 ground-truth boxes per image (about 7.3, as
 COCO val2017), 100 detections per image (jittered copies of the ground truth, with wrong classes
 and random boxes among them, scores drawn so precision falls with rank): 5,000 images give
 about 36,000 boxes and 500,000 detections, COCO val's size. Each measurement runs in a fresh
@@ -53,10 +54,11 @@ def make_data(n_images: int, seed: int = 0) -> tuple[dict, list[dict]]:
             side = float(np.exp(rng.uniform(np.log(6), np.log(min(w, h) * 0.9))))
             bw, bh = side * rng.uniform(0.5, 1.5), side * rng.uniform(0.5, 1.5)
             x, y = rng.uniform(0, max(1.0, w - bw)), rng.uniform(0, max(1.0, h - bh))
-            bw, bh = min(bw, w - x), min(bh, h - y)
+            x, y, bw, bh = _q(x), _q(y), _q(min(bw, w - x)), _q(min(bh, h - y))
             cat = int(rng.integers(1, 81))
+            area = float(np.float32(bw) * np.float32(bh))  # as a float32 pipeline computes it
             annotations.append({"id": ann_id, "image_id": image_id, "category_id": cat,
-                                "bbox": [x, y, bw, bh], "area": bw * bh,
+                                "bbox": [x, y, bw, bh], "area": area,
                                 "iscrowd": int(rng.random() < 0.01)})  # fmt: skip
             boxes.append((x, y, bw, bh, cat))
             ann_id += 1
@@ -74,10 +76,16 @@ def make_data(n_images: int, seed: int = 0) -> tuple[dict, list[dict]]:
                 x, y = float(rng.uniform(0, w - bw)), float(rng.uniform(0, h - bh))
                 cat, score = int(rng.integers(1, 81)), float(rng.beta(1, 5))
             detections.append({"image_id": image_id, "category_id": cat,
-                               "bbox": [float(x), float(y), float(bw), float(bh)],
-                               "score": score})  # fmt: skip
+                               "bbox": [_q(x), _q(y), _q(bw), _q(bh)],
+                               "score": float(np.float32(score))})  # fmt: skip
     gt = {"images": images, "annotations": annotations, "categories": categories}
     return gt, detections
+
+
+def _q(value: float) -> float:
+    """A coordinate on a 1/16 px grid: exact in float32, and so are its sums, so the float32
+    tensors a detector gives and the JSON pycocotools reads hold the same numbers."""
+    return round(float(value) * 16) / 16
 
 
 def run_one(method: str, n_images: int) -> dict:

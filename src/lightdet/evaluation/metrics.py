@@ -83,7 +83,7 @@ class CocoMeanAP(Metric):
                  zip(self.detection_boxes, self.detection_scores, self.detection_labels)]
         ground_truth = ground_truth_json(images, targets, {c: str(c) for c in labels})
         result = coco_evaluate(ground_truth, detections_json([i["id"] for i in images], preds))
-        out = {name: torch.tensor(v, dtype=torch.float32)
+        out = {name: torch.tensor(v, dtype=torch.float64)  # pycocotools' doubles, unrounded
                for name, v in zip(STAT_NAMES, result.stats)}  # fmt: skip
         rows = [result.per_class.get(c, {}) for c in labels]
         out["map_per_class"] = torch.tensor([r.get("AP", -1.0) for r in rows])
