@@ -22,7 +22,7 @@ from lightdet.lightning.progress import ProgressBar, ValidationLine
 from lightdet.lightning.resume import ResumeCheckpoint, find_last_checkpoint, stored_task_id
 from lightdet.lightning.schedulers import clock
 from lightdet.runs.build import build_datamodule, build_module
-from lightdet.runs.preflight import check_resumable
+from lightdet.runs.preflight import check_recipe, check_resumable
 from lightdet.tracking.clearml import ClearMLLogger, record_classes
 from lightdet.tracking.results import RunResults
 from lightdet.tracking.task import clearml_task, is_global_zero
@@ -75,6 +75,7 @@ def run_training(
             another one or none).
     """
     secure_config(cfg)  # before anything is created from it
+    check_recipe(cfg)  # the CLI checked it at composition; the API and search trials here
     ckpt_path = resolve_ckpt_path(cfg)  # a missing or broken checkpoint: one line, nothing made
     claim_output_dir(cfg)
     started = time.monotonic()
@@ -221,11 +222,9 @@ def budget_arguments(cfg: DictConfig) -> dict:
     """``budget_minutes``: train for that wall-clock time (``trainer.max_time``), however many
     epochs fit; the learning-rate schedule follows the share of the budget used, so it ends
     with the time (``lightdet.lightning.schedulers.budget_progress``)."""
-    minutes = cfg.get("budget_minutes")
+    minutes = cfg.get("budget_minutes")  # > 0: checked at composition (runs.preflight)
     if minutes is None:
         return {}
-    if float(minutes) <= 0:
-        raise ValueError(f"budget_minutes: expected minutes > 0, got {minutes}")
     return {"max_time": clock(float(minutes)), "max_epochs": -1}
 
 

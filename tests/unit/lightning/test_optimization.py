@@ -51,3 +51,23 @@ def test_the_trunk_gets_its_own_rate():
     assert frozen and not any(id(p) in {id(q) for g in groups for q in g["params"]}
                               for p in frozen)  # fmt: skip
     assert len(parameter_groups(net)) == 1  # multiplier 1: one group, as before
+
+
+@pytest.mark.parametrize("override,message", [
+    ("budget_minutes=0", "budget_minutes=0: expected minutes > 0"),
+    ("optimization.nominal_batch_size=0", "optimization.nominal_batch_size: expected a number"),
+    ("optimization.lr_scaling=cubic", "optimization.lr_scaling: expected one of"),
+    ("model.net.pretrained=/no/such/weights.pth", "model.net.pretrained=/no/such/weights.pth: no "
+                                                  "such file"),
+])  # fmt: skip
+def test_recipe_settings_are_checked_before_anything_is_made(tmp_path, override, message):
+    """The CLI checks them when Hydra composes (runs.preflight); the Python API, search trials
+    and in-process runs meet the same check first thing in run_training."""
+    from lightdet.runs.preflight import InputError
+    from lightdet.runs.training import run_training
+    from tests.conftest import compose_train
+
+    cfg = compose_train(tmp_path, override)
+    with pytest.raises(InputError, match=message):
+        run_training(cfg)
+    assert not (tmp_path / "run").exists()  # no run folder, so no task either
