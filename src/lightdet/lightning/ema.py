@@ -65,11 +65,6 @@ class EMA(WeightAveraging):
     def should_update(self, step_idx: int | None = None, epoch_idx: int | None = None) -> bool:
         return step_idx is not None and step_idx >= self.start_step
 
-    @property
-    def updates(self) -> int:
-        """How many times the average was updated."""
-        return 0 if self._average_model is None else int(self._average_model.n_averaged)
-
     def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._average_model is not None and not self._swapped:
             self._swap_models(pl_module)
@@ -114,9 +109,6 @@ class EMA(WeightAveraging):
         if self._average_model is None or trainer.state.fn != "fit":
             return  # testing a weights-only best checkpoint after training: nothing to restore
         super().on_load_checkpoint(trainer, pl_module, checkpoint)
-
-    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception) -> None:
-        self._swapped = False  # the process ends; nothing to swap back
 
 
 def averaged_state_for_weights_only(trainer: pl.Trainer | None, pl_module, checkpoint) -> None:
