@@ -24,7 +24,7 @@ from lightdet.evaluation.coco import pr_curves as coco_pr_curves
 # faster_coco_eval prints its whole summary table at INFO on every evaluation
 logging.getLogger("faster_coco_eval").setLevel(logging.WARNING)
 
-# torchmetrics result key -> logged name (``<stage>/<name>``)
+# result key (MeanAveragePrecision's names) -> logged name (``<stage>/<name>``)
 SUMMARY_KEYS = {
     "map": "map",
     "map_50": "map_50",
@@ -119,7 +119,7 @@ def gather_list_states(metric) -> None:
 
 def pr_curves(result: dict[str, Tensor]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     """Per-class precision-recall curves at IoU 0.5, all areas, 100 detections, of a
-    torchmetrics result (see :func:`lightdet.evaluation.coco.pr_curves`).
+    :class:`CocoMeanAP` result (see :func:`lightdet.evaluation.coco.pr_curves`).
 
     Returns:
         ``{label: (recall [R], precision [R])}`` for classes with ground truth.
@@ -133,9 +133,9 @@ def pr_curves(result: dict[str, Tensor]) -> dict[int, tuple[np.ndarray, np.ndarr
 def summarize(
     result: dict[str, Tensor], class_names: Sequence[str], stage: str
 ) -> dict[str, float]:
-    """Flatten a torchmetrics result into ``stage/name`` scalars, per-class AP included.
+    """Flatten a :class:`CocoMeanAP` result into ``stage/name`` scalars, per-class AP included.
 
-    Size-range and per-class values that torchmetrics reports as -1 (no ground truth there) are
+    Size-range and per-class values that COCO reports as -1 (no ground truth there) are
     left out rather than logged as a misleading -1.
     """
     out = {

@@ -175,7 +175,6 @@ class DetectionModule(pl.LightningModule):
     def _log_map(self, metric, confusion, stage: str) -> None:
         gather_list_states(metric)  # every process scores all images (DDP); no-op otherwise
         result = metric.compute()
-        result.pop("ious", None)  # per image and class: large, and not needed after compute
         self.last_evaluation = {"stage": stage, "result": result, "confusion": confusion.compute()}
         metric.reset()
         confusion.reset()
