@@ -125,30 +125,56 @@ def _val_map_per_epoch(root: Path) -> dict[int, float]:
             if r.get("val/map")}  # fmt: skip
 
 
+VAL_RUN = ["trainer.max_epochs=2", "++trainer.limit_val_batches=2"]
+
+
+@pytest.fixture(scope="module")
+def validated_reference(tmp_path_factory, tiny_shapes) -> Path:
+    """The reference for the stops inside a validation: two epochs with two validation batches
+    each, never stopped (its folder: ``logs/full/runs``, its batches ``full.jsonl``)."""
+    folder = tmp_path_factory.mktemp("validated")
+    full = _train(folder, tiny_shapes, "full", folder / "full.jsonl", *VAL_RUN)
+    assert full.returncode == 0, full.stderr[-2000:]
+    return folder
+
+
 @pytest.mark.slow
-def test_a_stop_during_the_last_validation_resumes_into_that_validation(tmp_path, tiny_shapes):
-    """SIGTERM during the last epoch's validation, then RESUME=auto: that validation runs again,
-    and the best checkpoint and metrics are an uninterrupted run's (the resumed run used to end
-    at once, exit 0, without them)."""
+@pytest.mark.parametrize("stopped_epoch", [0, 1])
+def test_a_stop_during_a_validation_resumes_into_that_validation(
+    tmp_path, tiny_shapes, validated_reference, stopped_epoch
+):
+    """SIGTERM during an epoch's validation, then RESUME=auto: that validation runs again, the
+    epochs after it train every batch an uninterrupted run trains, and the best checkpoint and
+    metrics are an uninterrupted run's. (A stop in the last validation used to end the resumed
+    run at once without them; a stop in an earlier one used to skip the next epoch's batches.)"""
     # one loader worker (the default of these tests): a stop in validation used to hang at exit
-    common = ["trainer.max_epochs=2", "++trainer.limit_val_batches=2"]
-    stopped = _train(tmp_path, tiny_shapes, "val", tmp_path / "a.jsonl", *common,
-                     "+callbacks.probe.kill_in_validation_of=1")  # fmt: skip
+    stopped = _train(tmp_path, tiny_shapes, "val", tmp_path / "a.jsonl", *VAL_RUN,
+                     f"+callbacks.probe.kill_in_validation_of={stopped_epoch}")  # fmt: skip
     assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr[-2000:]
     (ckpt_path,) = (tmp_path / "logs/val/runs").glob("*/checkpoints/last.ckpt")
-    states = torch.load(ckpt_path, weights_only=True)["callbacks"]
-    assert any(v.get("pending_validation") for v in states.values() if isinstance(v, dict))
+    ckpt = torch.load(ckpt_path, weights_only=True)
+    assert ckpt["global_step"] == (stopped_epoch + 1) * BATCHES_PER_EPOCH
+    assert any(v.get("pending_validation") for v in ckpt["callbacks"].values()
+               if isinstance(v, dict))  # fmt: skip
 
-    resumed = _train(tmp_path, tiny_shapes, "val", tmp_path / "b.jsonl", *common, "ckpt_path=auto")
+    resumed = _train(tmp_path, tiny_shapes, "val", tmp_path / "b.jsonl", *VAL_RUN,
+                     "ckpt_path=auto")  # fmt: skip
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
     assert "validating it again" in resumed.stdout + resumed.stderr
-    assert not (tmp_path / "b.jsonl").exists()  # no training batch again: only the validation
-    full = _train(tmp_path, tiny_shapes, "full", tmp_path / "full.jsonl", *common)
-    assert full.returncode == 0, full.stderr[-2000:]
 
-    done, reference = (_val_map_per_epoch(tmp_path / "logs" / t / "runs") for t in ("val", "full"))
-    assert set(done) == set(reference) == {0, 1}
-    assert done[1] == pytest.approx(reference[1], abs=1e-6)  # the epoch that was interrupted
-    best = {t: sorted((tmp_path / "logs" / t / "runs").glob("*/checkpoints/best-*.ckpt"))
-            for t in ("val", "full")}  # fmt: skip
-    assert [p.name for p in best["val"]] == [p.name for p in best["full"]]
+    reference = _rows(validated_reference / "full.jsonl")
+    before = _rows(tmp_path / "a.jsonl")
+    after = _rows(tmp_path / "b.jsonl") if (tmp_path / "b.jsonl").exists() else []
+    # no training batch of the stopped epoch again; every batch of the later ones, in order
+    assert [r["epoch"] for r in after] == [r["epoch"] for r in reference
+                                           if r["epoch"] > stopped_epoch]  # fmt: skip
+    assert before + after == reference
+    assert torch.load(ckpt_path, weights_only=True)["global_step"] == 2 * BATCHES_PER_EPOCH
+
+    done = _val_map_per_epoch(tmp_path / "logs/val/runs")
+    expected = _val_map_per_epoch(validated_reference / "logs/full/runs")
+    assert set(done) == set(expected) == {0, 1}
+    assert done == pytest.approx(expected, abs=1e-6)  # the interrupted epoch's included
+    best = {t: sorted(p.name for p in (root / "logs" / t / "runs").glob("*/checkpoints/best-*.ckpt"))
+            for t, root in (("val", tmp_path), ("full", validated_reference))}  # fmt: skip
+    assert best["val"] == best["full"] != []

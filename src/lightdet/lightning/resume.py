@@ -93,6 +93,7 @@ class ResumeCheckpoint(Checkpoint):
         self._previous_sigint = None
         # stopped during an epoch's validation: the resumed run validates that epoch again
         self.pending_validation = False
+        self._revalidated = False  # this (resumed) epoch's validation was run again at its start
         # the run's ClearML task, so that a resumed run reports into it (set by training)
         self.task_id: str | None = None
 
@@ -121,8 +122,15 @@ class ResumeCheckpoint(Checkpoint):
         if self.pending_validation:
             self.pending_validation = False
             self._validate_again(trainer)
+            self._revalidated = True
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._revalidated:
+            # the resumed epoch had no batch left, so Lightning's epoch loop never ran an
+            # iteration, which is where it stops "restarting": the next epoch would then keep
+            # this one's batch count and train nothing. End the restart as an iteration would.
+            self._revalidated = False
+            trainer.fit_loop.epoch_loop.on_iteration_done()
         if not trainer.sanity_checking and not trainer.fast_dev_run:
             self._save(trainer)
 
