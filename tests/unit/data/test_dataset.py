@@ -5,6 +5,7 @@ from lightdet.data.dataset import DetectionDataset, collate_detection
 from lightdet.data.records import DetectionRecord
 from lightdet.data.sources import ShapesSource
 from lightdet.data.transforms import eval_preset, train_preset
+from tests.conftest import TINY
 
 
 def test_items_follow_the_data_contract(tiny_shapes):
@@ -63,3 +64,50 @@ def test_reseeding_makes_augmentations_reproducible_and_distinct(tiny_shapes):
 
     assert torch.equal(draw(1), draw(1))
     assert not torch.equal(draw(1), draw(2))  # e.g. two loader workers
+
+
+def _same_batch(a, b):
+    (images_a, targets_a), (images_b, targets_b) = a, b
+    assert len(images_a) == len(images_b) and len(targets_a) == len(targets_b)
+    for x, y in zip(images_a, images_b):
+        assert x.dtype == y.dtype and x.shape == y.shape and torch.equal(x, y)
+    for x, y in zip(targets_a, targets_b):
+        assert list(x) == list(y)  # the same keys, in the same order
+        for key in x:
+            assert x[key].dtype == y[key].dtype and x[key].shape == y[key].shape
+            assert torch.equal(x[key], y[key])
+
+
+def test_a_batch_crosses_processes_as_one_buffer_per_dtype(tiny_shapes):
+    """A batch from a loader worker arrives equal to the one made in-process (images of two
+    sizes, an image without boxes, 0-d ids), its tensors views of one buffer per dtype."""
+    import pickle
+    from multiprocessing.reduction import ForkingPickler
+
+    import torch.multiprocessing  # noqa: F401  (registers the shared-memory tensor reductions)
+    from torch.utils.data import DataLoader
+
+    records = ShapesSource(tiny_shapes, **TINY).records("train")
+    dataset = DetectionDataset(records[:6], eval_preset())
+    items = [dataset[i] for i in range(6)]
+    empty = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64),
+             "iscrowd": torch.zeros(0, dtype=torch.bool), "image_id": torch.tensor(7)}  # fmt: skip
+    items[1] = (torch.rand(3, 40, 56), empty)
+    made = collate_detection(items)
+    sent = pickle.loads(ForkingPickler.dumps(made))  # what a worker's queue does
+    _same_batch(made, sent)
+    images, targets = sent
+    storages = {t.untyped_storage().data_ptr() for t in images}
+    assert len(storages) == 1  # one float buffer for the six images
+    int64 = {
+        t[k].untyped_storage().data_ptr() for t in targets for k in t if t[k].dtype == torch.int64
+    }
+    assert len(int64) == 1  # labels, ids and counts of every image: one buffer
+    assert isinstance(sent, tuple) and sent[1][1]["image_id"].item() == 7
+
+    loader = DataLoader(dataset, batch_size=3, num_workers=1, collate_fn=collate_detection)
+    in_process = DataLoader(dataset, batch_size=3, num_workers=0, collate_fn=collate_detection)
+    batches = list(loader)
+    assert len(batches) == 2
+    for a, b in zip(batches, in_process):
+        _same_batch(a, b)

@@ -188,6 +188,15 @@ class GradNet(LossNet):
         return {"loss_classifier": loss}
 
 
+def test_a_huge_finite_gradient_is_not_taken_for_a_nan_one():
+    """The check's fast path (the gradients' 2-norm) overflows for |g| > ~1e19 in float32;
+    such a step is finite and is taken."""
+    net = LossNet({2: 1e30})  # batch 1 of 4: gradient 1e30 + 1, its square overflows
+    trainer, module = _fit(net)
+    assert module.nonfinite_steps == 0
+    assert net.weight.item() == pytest.approx(1 - 0.1 * (1e30 + 1) - 2 * 0.1 * 2, rel=1e-6)
+
+
 def test_a_nan_gradient_from_a_finite_loss_is_skipped_and_counted():
     net = GradNet({2: 0.0})  # batch 1 of 4: loss finite, gradient NaN
     trainer, module = _fit(net)

@@ -5,7 +5,12 @@ import math
 import pytest
 import torch
 
-from lightdet.lightning.optimization import parameter_groups, plan_batch, scale_learning_rates
+from lightdet.lightning.optimization import (
+    build_optimizer,
+    parameter_groups,
+    plan_batch,
+    scale_learning_rates,
+)
 from lightdet.models.retinanet import build_retinanet
 
 
@@ -71,3 +76,40 @@ def test_recipe_settings_are_checked_before_anything_is_made(tmp_path, override,
     with pytest.raises(InputError, match=message):
         run_training(cfg)
     assert not (tmp_path / "run").exists()  # no run folder, so no task either
+
+
+def test_the_optimizer_is_fused_unless_the_config_chooses_and_updates_the_same():
+    from functools import partial
+
+    def params():
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.GroupNorm(2, 8))
+        for p in net.parameters():
+            p.grad = torch.randn_like(p)
+        return net
+
+    fused_net, plain_net = params(), params()
+    before = [p.detach().clone() for p in fused_net.parameters()]
+    factory = partial(torch.optim.AdamW, lr=0.01, weight_decay=1e-4)
+    fused = build_optimizer(factory, [{"params": list(fused_net.parameters())}])
+    assert fused.defaults["fused"] is True
+    chosen = build_optimizer(
+        partial(factory, foreach=False), [{"params": list(plain_net.parameters())}]
+    )
+    assert (
+        not chosen.defaults["fused"] and chosen.defaults["foreach"] is False
+    )  # as the config says
+    for _ in range(3):
+        fused.step()
+        chosen.step()
+    for a, b in zip(fused_net.parameters(), plain_net.parameters()):
+        assert torch.allclose(a, b, rtol=1e-6, atol=1e-7)  # the same update rule
+    assert all(not torch.equal(a, b) for a, b in zip(fused_net.parameters(), before))  # moved
+    # an optimizer without a fused kernel is made as it is (LBFGS takes no `fused`)
+    assert build_optimizer(
+        partial(torch.optim.SGD, lr=0.1), [{"params": [torch.nn.Parameter(torch.ones(2))]}]
+    ).defaults["fused"]
+    lbfgs = build_optimizer(
+        partial(torch.optim.LBFGS, lr=0.1), [{"params": [torch.nn.Parameter(torch.ones(2))]}]
+    )
+    assert "fused" not in lbfgs.defaults
