@@ -17,6 +17,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 from lightdet import outputs
 from lightdet.guard import check_checkpoint_file, check_checkpoint_fits, secure_config
 from lightdet.lightning.checkpoint_io import AtomicCheckpointIO
+from lightdet.lightning.host_memory import keep_freed_memory
 from lightdet.lightning.optimization import plan_batch
 from lightdet.lightning.progress import ProgressBar, ValidationLine
 from lightdet.lightning.resume import ResumeCheckpoint, find_last_checkpoint, stored_task_id
@@ -175,6 +176,8 @@ def resolve_ckpt_path(cfg: DictConfig) -> str | None:
 def _fit(cfg: DictConfig, task, extra_callbacks: list | None, ckpt_path: str | None) -> TrainResult:
     """Build, fit (from ``ckpt_path`` when resuming) and test."""
     pl.seed_everything(cfg.seed, workers=True)  # after Task.init, which reseeds every generator
+    if OmegaConf.select(cfg, "keep_freed_memory", default=True):  # before the loader workers fork
+        keep_freed_memory()
     datamodule = build_datamodule(cfg)
     module = build_module(cfg, datamodule)
     made_splits = datamodule.state_dict()["made_splits"]

@@ -1,0 +1,40 @@
+"""The host allocator setting: freed activations serve the next step (no fresh pages)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+# in a fresh process: the setting is process-wide, and in-process training tests make it too
+STEPS = """
+import json, resource, torch
+from lightdet.lightning.host_memory import keep_freed_memory
+
+torch.manual_seed(0)
+net = torch.nn.Sequential(torch.nn.Conv2d(3, 32, 3, padding=1), torch.nn.ReLU(),
+                          torch.nn.Conv2d(32, 32, 3, padding=1))
+x = torch.randn(4, 3, 192, 192)  # activations of 19 MB each
+
+def faults_per_step():
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(3):
+        net(x).square().mean().backward()
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) // 3
+
+default = [faults_per_step() for _ in range(3)]
+done = keep_freed_memory()
+kept = [faults_per_step() for _ in range(3)]
+print(json.dumps({"default": default, "set": done, "kept": kept}))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt: Linux only")
+def test_freed_activations_serve_the_next_step_without_new_pages():
+    done = subprocess.run([sys.executable, "-c", STEPS], capture_output=True, text=True,
+                          check=True)  # fmt: skip
+    faults = json.loads(done.stdout.splitlines()[-1])
+    pages = 4 * 32 * 192 * 192 * 4 // 4096  # one activation: 4608 pages
+    assert min(faults["default"]) > pages  # by default activations come in fresh pages
+    assert faults["set"] is True
+    assert faults["kept"][-1] < pages // 50  # set: the freed ones serve the next step
