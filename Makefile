@@ -110,12 +110,13 @@ config: install ## print and check the training config `make train` would run (s
 doctor: install ## versions, CPU and bf16, GPUs, ClearML server, free disk
 	$(PY) -m lightdet.doctor
 
-bench: install ## benchmark reports into benchmarks/results/ (run alone, ~25 min on 2 cores): start-up, evaluation against pycocotools, training throughput against a plain loop, data pipeline, memory
+bench: install ## benchmark reports into benchmarks/results/ (run alone, ~25 min on 2 cores): start-up, evaluation against pycocotools, training throughput against a plain loop, data pipeline, memory, indexing 100k images
 	$(PY) benchmarks/startup.py --out benchmarks/results
 	$(PY) benchmarks/eval_speed.py --out benchmarks/results
 	$(PY) benchmarks/train_throughput.py --repeats 3 --out benchmarks/results
 	$(PY) benchmarks/data_pipeline.py --out benchmarks/results
 	$(PY) benchmarks/memory.py --out benchmarks/results
+	$(PY) benchmarks/indexing.py --out benchmarks/results
 
 benchmark: install ## parameters and CPU seconds per training iteration of each model config
 	$(PY) benchmarks/train_speed.py $(MODEL)
