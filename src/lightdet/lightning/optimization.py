@@ -155,6 +155,7 @@ def build_optimizer(factory, groups: list[dict]):
     took 26 ms, fused 9 ms."""
     cls = getattr(factory, "func", factory)
     chosen = set(getattr(factory, "keywords", None) or {}) & {"fused", "foreach"}
+    groups = [{**group, "params": list(group["params"])} for group in groups]  # once, if lazy
     params = [p for group in groups for p in group["params"]]
     try:
         takes_fused = "fused" in inspect.signature(cls).parameters

@@ -91,8 +91,9 @@ def test_the_optimizer_is_fused_unless_the_config_chooses_and_updates_the_same()
     fused_net, plain_net = params(), params()
     before = [p.detach().clone() for p in fused_net.parameters()]
     factory = partial(torch.optim.AdamW, lr=0.01, weight_decay=1e-4)
-    fused = build_optimizer(factory, [{"params": list(fused_net.parameters())}])
+    fused = build_optimizer(factory, [{"params": fused_net.parameters()}])  # a generator too
     assert fused.defaults["fused"] is True
+    assert len(fused.param_groups[0]["params"]) == 4  # the generator's parameters, all of them
     chosen = build_optimizer(
         partial(factory, foreach=False), [{"params": list(plain_net.parameters())}]
     )
