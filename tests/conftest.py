@@ -15,6 +15,8 @@ _CLEARML_HOME = Path(tempfile.mkdtemp(prefix="lightdet-clearml-"))
 os.environ["CLEARML_CONFIG_FILE"] = str(_CLEARML_HOME / "clearml.conf")
 os.environ["CLEARML_CACHE_DIR"] = str(_CLEARML_HOME / "cache")
 os.environ["CLEARML_OFFLINE_MODE"] = "1"
+# the index cache of this session's data, not the user's (~/.cache/lightdet)
+os.environ["LIGHTDET_CACHE_DIR"] = str(_CLEARML_HOME / "lightdet-cache")
 for _key in ("CLEARML_API_ACCESS_KEY", "CLEARML_API_SECRET_KEY", "CLEARML_API_HOST"):
     os.environ.pop(_key, None)
 

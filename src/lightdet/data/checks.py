@@ -38,6 +38,8 @@ class DataPolicy:
         decode_images: fully decode every image at index time (catches truncated files);
             False reads headers only.
         max_image_pixels: larger images are skipped with a message naming the limit.
+        cache_index: keep each split's checked index and use it again while its files are
+            unchanged (:mod:`lightdet.data.index_cache`).
     """
 
     strict: bool = False
@@ -49,6 +51,7 @@ class DataPolicy:
     keep_empty: bool = True
     decode_images: bool = True
     max_image_pixels: int = DEFAULT_MAX_PIXELS
+    cache_index: bool = True
 
     def __post_init__(self) -> None:
         for name, allowed in (("unknown_classes", ("error", "skip")),

@@ -75,6 +75,7 @@ class VOCSource:
         )
         self._class_names = (check_class_names(list(class_names), "data.source.class_names")
                              if class_names is not None else None)  # fmt: skip
+        self._given_names = list(self._class_names) if self._class_names is not None else None
         self._classes_from: str | None = None
         self.splits = {"train": train, "val": val, "test": test}
         self.val_fraction, self.split_seed = _fraction(val_fraction), int(split_seed)
@@ -136,6 +137,23 @@ class VOCSource:
                 checker=checker, classes_from=self._classes_from if split != "train" else None,
             )  # fmt: skip
         return records
+
+    def index_settings(self) -> tuple[dict, list[Path]]:
+        """What the index of a split depends on besides the files (for the index cache), and
+        the folders whose files it is made from."""
+        settings = {"source": "voc", "roots": [str(r.resolve()) for r in self.roots],
+                    "class_names": self._given_names, "splits": self.splits,
+                    "val_fraction": self.val_fraction, "split_seed": self.split_seed}  # fmt: skip
+        return settings, list(self.roots)
+
+    def index_state(self) -> dict:
+        """The class names found while indexing (kept with a cached index)."""
+        return {"class_names": self._class_names, "classes_from": self._classes_from}
+
+    def restore_index_state(self, state: dict) -> None:
+        if self._class_names is None and state.get("class_names") is not None:
+            self._class_names = list(state["class_names"])
+            self._classes_from = state.get("classes_from")
 
     def made_splits(self) -> dict[str, dict[str, list[str]]]:
         """The seeded splits made for folders without split lists: ``{folder: {split:
@@ -316,6 +334,7 @@ class YOLOSource:
         self.splits = {"train": train, "val": val, "test": test}
         self._class_names = (check_class_names(list(class_names), "data.source.class_names")
                              if class_names is not None else None)  # fmt: skip
+        self._given_names = list(self._class_names) if self._class_names is not None else None
         self.val_fraction, self.split_seed = _fraction(val_fraction), int(split_seed)
         self._made: dict[str, list[str]] | None = None
         self._flat: bool | None = None  # images/ without split folders (see _unsplit)
@@ -430,6 +449,13 @@ class ShapesSource:
         self, split: str, checker: DataChecker | None = None
     ) -> list[DetectionRecord] | None:
         return self._reader.records(split, checker)
+
+    def __getattr__(self, name: str):
+        """The index cache's hooks, where the format's reader has them (VOC)."""
+        if name in ("index_settings", "index_state", "restore_index_state") and \
+                "_reader" in self.__dict__:  # fmt: skip
+            return getattr(self._reader, name)
+        raise AttributeError(name)
 
 
 __all__ = ["COCOSource", "SHAPE_CLASSES", "ShapesSource", "VOCSource", "YOLOSource"]

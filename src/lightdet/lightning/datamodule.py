@@ -12,9 +12,11 @@ from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
 from pytorch_lightning.utilities import rank_zero_info
 from torch.utils.data import DataLoader
 
+from lightdet.data import index_cache
 from lightdet.data.checks import DataChecker, DataPolicy, check_records, report
 from lightdet.data.classes import num_classes
 from lightdet.data.dataset import DetectionDataset, collate_detection, seed_worker
+from lightdet.data.index_cache import cache_key, fingerprint
 from lightdet.data.records import AnnotationError
 from lightdet.data.transforms import eval_preset
 from lightdet.lightning.resume import EpochSampler, ResumableDataLoader
@@ -93,12 +95,9 @@ class DetectionDataModule(pl.LightningDataModule):
             if split in self.datasets:
                 continue
             checker = DataChecker(self.policy, split)
-            records = self.source.records(split, checker)
+            records = self._index(split, checker)
             if records is None:
                 continue
-            if not records:
-                raise AnnotationError(f"data: the {split!r} split has no images ({self.source})")
-            records = check_records(records, checker)
             transform = self.train_transform if split == "train" else self.eval_transform
             pixels = self.policy.max_image_pixels
             self.datasets[split] = DetectionDataset(records, transform, pixels)
@@ -107,6 +106,32 @@ class DetectionDataModule(pl.LightningDataModule):
         if indexed:
             sizes = ", ".join(f"{c.split} {len(self.datasets[c.split])}" for c in indexed)
             rank_zero_info(f"data: indexed {sizes} images; checks:\n{report(indexed)}")
+
+    def _index(self, split: str, checker: DataChecker) -> list | None:
+        """The split's checked records: from the index cache when the source has one and its
+        files are unchanged (:mod:`lightdet.data.index_cache`), else read and checked (and
+        cached)."""
+        settings = getattr(self.source, "index_settings", None)
+        cached = None
+        if self.policy.cache_index and settings is not None:
+            config, folders = settings()
+            key, (digest, newest) = cache_key(config, split, self.policy), fingerprint(folders)
+            cached = index_cache.load(key, digest, checker)
+        if cached is not None:
+            records, state = cached
+            self.source.restore_index_state(state)
+            rank_zero_info(f"data: {split} index of {len(records)} images from the cache "
+                           "(files unchanged since indexed)")  # fmt: skip
+            return records
+        records = self.source.records(split, checker)
+        if records is None:
+            return None
+        if not records:
+            raise AnnotationError(f"data: the {split!r} split has no images ({self.source})")
+        records = check_records(records, checker)
+        if self.policy.cache_index and settings is not None and _is_global_zero():
+            index_cache.save(key, digest, records, checker, self.source.index_state(), newest)
+        return records
 
     def state_dict(self) -> dict:
         """Kept in every checkpoint: the class names and the seeded splits made for data folders
@@ -204,3 +229,8 @@ def _eval_sampler(dataset):
     if not (dist.is_available() and dist.is_initialized()):
         return None
     return UnrepeatedDistributedSampler(dataset, shuffle=False)
+
+
+def _is_global_zero() -> bool:
+    """One process writes the index cache (every process of a DDP run indexes the same files)."""
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0

@@ -1,0 +1,117 @@
+"""The index cache: a second indexing of unchanged files reads nothing again and gives the same
+records and checks; a changed file means indexing again."""
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lightdet.data.sources import VOCSource
+from lightdet.lightning.datamodule import DetectionDataModule
+
+
+def _settle(folder: Path, age_s: float = 60.0) -> None:
+    """Every file's time a minute back: files written just now are not cached (racily clean)."""
+    past = time.time() - age_s
+    for p in folder.rglob("*"):
+        os.utime(p, (past, past))
+
+
+@pytest.fixture
+def voc(tmp_path, tiny_shapes, monkeypatch) -> Path:
+    monkeypatch.setenv("LIGHTDET_CACHE_DIR", str(tmp_path / "cache"))
+    folder = tmp_path / "VOC"
+    shutil.copytree(tiny_shapes / "VOC", folder)
+    # one box mostly outside the image: skipped and counted, so counts travel with the cache
+    xml = folder / "Annotations" / "000001.xml"
+    text = xml.read_text()
+    start = text.index("<xmax>") + len("<xmax>")
+    xml.write_text(text[:start] + "500" + text[text.index("</xmax>"):])
+    _settle(folder)
+    return folder
+
+
+def _index(folder: Path, class_names=None):
+    source = VOCSource(folder, class_names=class_names, train="train", val="val")
+    datamodule = DetectionDataModule(source, num_workers=0)
+    datamodule.setup("fit")
+    return datamodule
+
+
+def _same(a, b):
+    assert len(a) == len(b) > 0
+    for x, y in zip(a, b):
+        assert (x.image_path, x.image_id, x.width, x.height, x.name, x.source, x.box_refs) == \
+            (y.image_path, y.image_id, y.width, y.height, y.name, y.source, y.box_refs)  # fmt: skip
+        for field in ("boxes", "labels", "iscrowd"):
+            assert getattr(x, field).dtype == getattr(y, field).dtype
+            assert np.array_equal(getattr(x, field), getattr(y, field))
+
+
+def test_a_second_index_of_unchanged_files_comes_from_the_cache(voc, monkeypatch):
+    first = _index(voc)  # class names from the training split's objects
+    assert first.checks["train"].skipped["box_mostly_outside"] == 1
+    assert len(list((voc.parent / "cache" / "index").glob("*.npz"))) == 2  # train and val
+
+    def no_reading(self, split, checker=None):
+        raise AssertionError(f"{split}: read again")
+
+    monkeypatch.setattr(VOCSource, "records", no_reading)
+    second = _index(voc)
+    for split in ("train", "val"):
+        _same(first.datasets[split].records, second.datasets[split].records)
+        for outcome in ("skipped", "fixed", "noted"):
+            assert getattr(first.checks[split], outcome) == getattr(second.checks[split], outcome)
+    assert second.class_names == first.class_names  # restored without reading the objects
+
+
+def test_a_changed_file_or_another_setting_means_indexing_again(voc, monkeypatch):
+    first = _index(voc)
+    xml = voc / "Annotations" / "000002.xml"
+    text = xml.read_text()
+    start = text.index("<xmin>") + len("<xmin>")
+    end = text.index("</xmin>")
+    xml.write_text(text[:start] + "1.50" + text[end:])  # a moved box (1-based: 0.5)
+    os.utime(xml, (time.time() - 30, time.time() - 30))
+    read = []
+    original = VOCSource.records
+
+    def counting(self, split, checker=None):
+        read.append(split)
+        return original(self, split, checker)
+
+    monkeypatch.setattr(VOCSource, "records", counting)
+    second = _index(voc)
+    assert sorted(read) == ["train", "val"]  # every split of the folder indexed again
+    changed = {r.name: r for r in second.datasets["train"].records}.get("000002") or \
+        {r.name: r for r in second.datasets["val"].records}["000002"]  # fmt: skip
+    assert changed.boxes[0, 0] == pytest.approx(0.5)
+    read.clear()
+    _index(voc, class_names=list(first.class_names)[::-1])  # another setting: another key
+    assert sorted(read) == ["train", "val"]
+
+
+def test_fresh_files_and_a_damaged_cache_are_not_used(voc, monkeypatch):
+    _settle(voc, age_s=0.0)  # just written: a change within the clock's tick would go unseen
+    _index(voc)
+    assert not list((voc.parent / "cache").rglob("*.npz"))
+    _settle(voc)
+    _index(voc)
+    for npz in (voc.parent / "cache" / "index").glob("*.npz"):
+        npz.write_bytes(b"not an npz")
+    read = []
+    original = VOCSource.records
+
+    def counting(self, split, checker=None):
+        read.append(split)
+        return original(self, split, checker)
+
+    monkeypatch.setattr(VOCSource, "records", counting)
+    again = _index(voc)  # read again, not failed
+    assert sorted(read) == ["train", "val"] and len(again.datasets["train"]) == 16
+    read.clear()
+    _index(voc)  # and written again whole
+    assert read == []
