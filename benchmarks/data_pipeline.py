@@ -31,7 +31,7 @@ def _datamodule(preset: str, overrides: list[str], workers: int = 0):
     from lightdet.cli import CONFIG_DIR
     from lightdet.runs.build import build_datamodule
 
-    run_dir = Path(tempfile.mkdtemp(prefix="lightdet-data-")) / "run"
+    run_dir = Path(tempfile.gettempdir()) / "lightdet-data-run"  # nothing written there
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose(config_name="train", overrides=[
             f"augmentation={preset}", f"data.num_workers={workers}",

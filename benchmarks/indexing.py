@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -134,6 +135,7 @@ def main() -> None:
                   for i, r in enumerate(rounds)]  # fmt: skip
         lines.append(f"\nMedian start: {statistics.median(r['setup'] for r in rounds):.1f} s.")
         (out / "indexing.md").write_text("\n".join(lines) + "\n")
+    shutil.rmtree(cache, ignore_errors=True)
 
 
 if __name__ == "__main__":

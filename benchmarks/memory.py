@@ -41,7 +41,7 @@ def _one(model: str, steps: int, batch_factor: int, size_factor: int) -> dict:
     def peak_mib() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
-    run_dir = Path(tempfile.mkdtemp()) / "run"
+    run_dir = Path(tempfile.gettempdir()) / "lightdet-memory-run"  # nothing written there
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose(config_name="train", overrides=[
             f"model={model}", "augmentation=none", "data.num_workers=0",

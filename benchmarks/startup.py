@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -54,7 +55,10 @@ def _one(overrides: list[str], launched: float, out: Path) -> None:
         cfg = compose(config_name="train", overrides=[*overrides, f"paths.output_dir={run_dir}",
                                                       "test=false"])  # fmt: skip
     marks["composed"] = time.time() - launched
-    run_training(cfg, extra_callbacks=[Probe()], bind_hydra=False)
+    try:
+        run_training(cfg, extra_callbacks=[Probe()], bind_hydra=False)
+    finally:
+        shutil.rmtree(run_dir.parent, ignore_errors=True)  # its checkpoint: ~180 MB a round
 
 
 def main() -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -11,6 +13,8 @@ from pathlib import Path
 
 # ClearML reads its configuration once per process: set it up before anything imports clearml.
 _CLEARML_HOME = Path(tempfile.mkdtemp(prefix="lightdet-clearml-"))
+# its offline sessions hold the tests' models (1.5-3 GB a suite run): removed at the end
+atexit.register(shutil.rmtree, _CLEARML_HOME, True)
 (_CLEARML_HOME / "clearml.conf").write_text("sdk.development.report_use_subprocess: false\n")
 os.environ["CLEARML_CONFIG_FILE"] = str(_CLEARML_HOME / "clearml.conf")
 os.environ["CLEARML_CACHE_DIR"] = str(_CLEARML_HOME / "cache")
