@@ -51,6 +51,19 @@ def _same(a, b):
             assert np.array_equal(getattr(x, field), getattr(y, field))
 
 
+def _count_reads(monkeypatch) -> list[str]:
+    """The splits VOCSource reads from its files from now on (cache misses), in order."""
+    read: list[str] = []
+    original = VOCSource.records
+
+    def counting(self, split, checker=None):
+        read.append(split)
+        return original(self, split, checker)
+
+    monkeypatch.setattr(VOCSource, "records", counting)
+    return read
+
+
 def test_a_second_index_of_unchanged_files_comes_from_the_cache(voc, monkeypatch):
     first = _index(voc)  # class names from the training split's objects
     assert first.checks["train"].skipped["box_mostly_outside"] == 1
@@ -76,14 +89,7 @@ def test_a_changed_file_or_another_setting_means_indexing_again(voc, monkeypatch
     end = text.index("</xmin>")
     xml.write_text(text[:start] + "1.50" + text[end:])  # a moved box (1-based: 0.5)
     os.utime(xml, (time.time() - 30, time.time() - 30))
-    read = []
-    original = VOCSource.records
-
-    def counting(self, split, checker=None):
-        read.append(split)
-        return original(self, split, checker)
-
-    monkeypatch.setattr(VOCSource, "records", counting)
+    read = _count_reads(monkeypatch)
     second = _index(voc)
     assert sorted(read) == ["train", "val"]  # every split of the folder indexed again
     changed = {r.name: r for r in second.datasets["train"].records}.get("000002") or \
@@ -102,14 +108,7 @@ def test_fresh_files_and_a_damaged_cache_are_not_used(voc, monkeypatch):
     _index(voc)
     for npz in (voc.parent / "cache" / "index").glob("*.npz"):
         npz.write_bytes(b"not an npz")
-    read = []
-    original = VOCSource.records
-
-    def counting(self, split, checker=None):
-        read.append(split)
-        return original(self, split, checker)
-
-    monkeypatch.setattr(VOCSource, "records", counting)
+    read = _count_reads(monkeypatch)
     again = _index(voc)  # read again, not failed
     assert sorted(read) == ["train", "val"] and len(again.datasets["train"]) == 16
     read.clear()
