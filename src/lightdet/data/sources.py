@@ -334,7 +334,6 @@ class YOLOSource:
         self.splits = {"train": train, "val": val, "test": test}
         self._class_names = (check_class_names(list(class_names), "data.source.class_names")
                              if class_names is not None else None)  # fmt: skip
-        self._given_names = list(self._class_names) if self._class_names is not None else None
         self.val_fraction, self.split_seed = _fraction(val_fraction), int(split_seed)
         self._made: dict[str, list[str]] | None = None
         self._flat: bool | None = None  # images/ without split folders (see _unsplit)

@@ -16,10 +16,10 @@ from lightdet.data import index_cache
 from lightdet.data.checks import DataChecker, DataPolicy, check_records, report
 from lightdet.data.classes import num_classes
 from lightdet.data.dataset import DetectionDataset, collate_detection, seed_worker
-from lightdet.data.index_cache import cache_key, fingerprint
 from lightdet.data.records import AnnotationError
 from lightdet.data.transforms import eval_preset
 from lightdet.lightning.resume import EpochSampler, ResumableDataLoader
+from lightdet.tracking.task import is_global_zero
 
 
 class DetectionDataModule(pl.LightningDataModule):
@@ -91,11 +91,12 @@ class DetectionDataModule(pl.LightningDataModule):
             stage or "", ("train", "val", "test")
         )
         indexed = []
+        fingerprints: dict = {}  # the splits of one source share its folders: walked once
         for split in wanted:
             if split in self.datasets:
                 continue
             checker = DataChecker(self.policy, split)
-            records = self._index(split, checker)
+            records = self._index(split, checker, fingerprints)
             if records is None:
                 continue
             transform = self.train_transform if split == "train" else self.eval_transform
@@ -107,7 +108,7 @@ class DetectionDataModule(pl.LightningDataModule):
             sizes = ", ".join(f"{c.split} {len(self.datasets[c.split])}" for c in indexed)
             rank_zero_info(f"data: indexed {sizes} images; checks:\n{report(indexed)}")
 
-    def _index(self, split: str, checker: DataChecker) -> list | None:
+    def _index(self, split: str, checker: DataChecker, fingerprints: dict) -> list | None:
         """The split's checked records: from the index cache when the source has one and its
         files are unchanged (:mod:`lightdet.data.index_cache`), else read and checked (and
         cached)."""
@@ -115,7 +116,11 @@ class DetectionDataModule(pl.LightningDataModule):
         cached = None
         if self.policy.cache_index and settings is not None:
             config, folders = settings()
-            key, (digest, newest) = cache_key(config, split, self.policy), fingerprint(folders)
+            where = tuple(str(f) for f in folders)
+            if where not in fingerprints:
+                fingerprints[where] = index_cache.fingerprint(folders)
+            key = index_cache.cache_key(config, split, self.policy)
+            digest, newest = fingerprints[where]
             cached = index_cache.load(key, digest, checker)
         if cached is not None:
             records, state = cached
@@ -129,7 +134,7 @@ class DetectionDataModule(pl.LightningDataModule):
         if not records:
             raise AnnotationError(f"data: the {split!r} split has no images ({self.source})")
         records = check_records(records, checker)
-        if self.policy.cache_index and settings is not None and _is_global_zero():
+        if self.policy.cache_index and settings is not None and is_global_zero():
             index_cache.save(key, digest, records, checker, self.source.index_state(), newest)
         return records
 
@@ -229,8 +234,3 @@ def _eval_sampler(dataset):
     if not (dist.is_available() and dist.is_initialized()):
         return None
     return UnrepeatedDistributedSampler(dataset, shuffle=False)
-
-
-def _is_global_zero() -> bool:
-    """One process writes the index cache (every process of a DDP run indexes the same files)."""
-    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
