@@ -30,7 +30,14 @@ from omegaconf import DictConfig, OmegaConf
 from lightdet import outputs
 from lightdet.guard.interpolations import check_interpolations, check_value, strings
 from lightdet.guard.secrets import scrub_config
-from lightdet.guard.targets import UnsafeConfigError, check_targets
+from lightdet.guard.targets import (
+    HYDRA_CALLBACK,
+    HYDRA_LAUNCHER,
+    HYDRA_SWEEPER,
+    UnsafeConfigError,
+    check_target,
+    check_targets,
+)
 
 # hydra keys an override may set: folder names, verbosity, run or multirun (Hydra adds
 # hydra.mode itself), nothing that instantiates
@@ -39,23 +46,12 @@ HYDRA_KEYS = ("hydra.run.dir", "hydra.sweep.dir", "hydra.sweep.subdir", "hydra.j
 # presets shipped with Hydra, and the launchers a study may run its jobs with
 HYDRA_GROUPS = ("hydra/job_logging", "hydra/hydra_logging", "hydra/launcher")
 _EMPTY_NODES = ("hydra.job.env_set", "hydra.searchpath")
-_PLUGINS = {
-    "hydra.sweeper._target_": ("hydra._internal.core_plugins.basic_sweeper.BasicSweeper",),
-    "hydra.launcher._target_": (
-        "hydra._internal.core_plugins.basic_launcher.BasicLauncher",
-        "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher",
-        "hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher",
-        "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher",
-    ),
-}
 # launcher settings an override may change: how many jobs and where, never commands to run
 # (Submitit's setup, srun_args and additional_parameters reach a shell)
 LAUNCHER_KEYS = ("n_jobs", "timeout_min", "cpus_per_task", "gpus_per_node", "tasks_per_node",
                  "mem_gb", "nodes", "partition", "qos", "account", "constraint",
                  "array_parallelism")  # fmt: skip
 _LAUNCHER_SHELL = ("setup", "srun_args", "additional_parameters")
-# the only Hydra callback: a study's report (conf/study.yaml)
-_CALLBACKS = ("lightdet.studies.report.StudyReport",)
 
 
 def _is_hydra(name: str | None) -> bool:
@@ -96,22 +92,23 @@ def check_hydra_node(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key)
         if value:
             raise UnsafeConfigError(f"config: {key} must be empty, got {value}")
-    for key, allowed in _PLUGINS.items():
+    for key, place in (("hydra.sweeper._target_", HYDRA_SWEEPER),
+                       ("hydra.launcher._target_", HYDRA_LAUNCHER)):  # fmt: skip
         value = OmegaConf.select(cfg, key)
-        if value not in (None, *allowed):
-            raise UnsafeConfigError(f"config: {key}={value!r}: allowed: {', '.join(allowed)}")
+        if value is not None:
+            check_target(value, key, "config", place)
     for key in _LAUNCHER_SHELL:
         value = OmegaConf.select(cfg, f"hydra.launcher.{key}")
         if value:
             raise UnsafeConfigError(f"config: hydra.launcher.{key} must be empty, got {value}")
     for name, callback in (OmegaConf.select(cfg, "hydra.callbacks") or {}).items():
         node = OmegaConf.to_container(callback) if callback is not None else None
-        if node is not None and (set(node) != {"_target_"} or node["_target_"] not in _CALLBACKS):
-            allowed = ", ".join(_CALLBACKS)
-            raise UnsafeConfigError(
-                f"config: hydra.callbacks.{name}={node}: only {allowed} (no arguments) is allowed"
-            )
-
+        if node is None:
+            continue
+        key = f"hydra.callbacks.{name}"
+        if set(node) != {"_target_"}:
+            raise UnsafeConfigError(f"config: {key}={node}: a Hydra callback takes no arguments")
+        check_target(node["_target_"], f"{key}._target_", "config", HYDRA_CALLBACK)
 
 def check_composed(
     cfg: DictConfig,

@@ -1,21 +1,21 @@
-"""Which callables a config may name as ``_target_``: decided on the object, not the string.
+"""Which callables a config may name: an exact registry of fully qualified names.
 
-Hydra resolves a dotted path by importing its first part and then walking attributes, so
-``lightdet.guard.checkpoints.torch.load`` *is* ``torch.load``. A string prefix check cannot see
-that; here every target is located exactly as Hydra locates it, and the object found must be
+A config reaches code in four places: a ``_target_`` in the config body, the ``path`` of a
+``hydra.utils.get_method`` node (a function passed by name), Hydra's own ``hydra.callbacks``,
+and Hydra's launcher and sweeper. Each place accepts only the names :data:`REGISTRY` lists for
+it, compared as strings before anything is imported: no package is allowed wholesale, so a
+function added to a lightdet module (or one a module imports: ``lightdet.x.torch.load`` *is*
+``torch.load``) is never reachable by accident. Every entry was reviewed for what it can do
+with its arguments; nothing on the list writes except through a key the write policy declares
+(:mod:`lightdet.guard.writes`), reads files other than declared inputs, imports or evaluates.
 
-- a public class or function *defined* in one of lightdet's component modules (models, the
-  Lightning system and datamodule, data sources and transforms, schedulers, callbacks), or
-- one of an explicit list of torch optimizers, Lightning callbacks and the Lightning ``Trainer``.
-
-Nothing that unpickles (``torch.load``, ``pickle.load``...) is on either list. Before anything is
-imported, the path must start with a package lightdet's configs use, so checking a config never
-imports a module a config chose. Extending the set is a code-level decision:
-:func:`allow_targets` in an entry script of your own, never a config or environment variable.
+Adding a name is a code-level decision: :func:`allow_targets` in an entry script of your own,
+never a config or an environment variable.
 """
 
 from __future__ import annotations
 
+import difflib
 import functools
 import inspect
 from collections.abc import Mapping
@@ -34,39 +34,76 @@ class UnsafeConfigError(ValueError, CompactHydraException):
     """
 
 
-# lightdet's modules whose classes and functions are configuration components
-_COMPONENT_MODULES: dict[str, str] = {
-    "lightdet.models": "any",
-    "lightdet.lightning": "any",
-    "lightdet.data.sources": "any",
-    "lightdet.data.transforms": "any",
-    "lightdet.data.checks": "any",
-    "lightdet.data.dataset": "any",
-    "lightdet.tracking.callbacks": "classes",  # not export_weights: it writes a file anywhere
-    "lightdet.tracking.results": "classes",  # its folder is claimed like a checkpoint folder
-}
-# explicit third-party callables, by module and name (looked up, then compared by identity)
-_EXPLICIT: dict[str, tuple[str, ...]] = {
-    "torch.optim": ("SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adadelta", "Adamax", "NAdam",
-                    "RAdam", "ASGD", "Rprop", "LBFGS"),  # fmt: skip
-    "pytorch_lightning": ("Trainer",),
-    "pytorch_lightning.callbacks": (
-        "ModelCheckpoint", "ThroughputMonitor", "LearningRateMonitor", "EarlyStopping",
-        "ModelSummary", "RichModelSummary", "TQDMProgressBar", "RichProgressBar",
-        "StochasticWeightAveraging", "GradientAccumulationScheduler", "Timer",
-        "DeviceStatsMonitor", "EMAWeightAveraging",
-    ),  # fmt: skip
-}
-# returns a function by name (a batch-size function): its ``path`` is checked as a target too
+COMPONENT = "a config _target_"
+METHOD = "a hydra.utils.get_method path"
+HYDRA_CALLBACK = "hydra.callbacks"
+HYDRA_LAUNCHER = "hydra.launcher"
+HYDRA_SWEEPER = "hydra.sweeper"
+
+_OPTIMIZER = "a torch optimizer: parameters and numbers, no I/O"
+_CALLBACK = "a Lightning callback: reads trainer state, no I/O of its own"
+_TORCH_OPTIMIZERS = ("SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adadelta", "Adamax", "NAdam",
+                     "RAdam", "ASGD", "Rprop", "LBFGS")  # fmt: skip
+_LIGHTNING_CALLBACKS = ("LearningRateMonitor", "ModelSummary", "RichModelSummary",
+                        "TQDMProgressBar", "RichProgressBar", "StochasticWeightAveraging",
+                        "GradientAccumulationScheduler", "Timer", "DeviceStatsMonitor",
+                        "EMAWeightAveraging")  # fmt: skip
+
+# name -> (the place it may be named in, what it does with its arguments)
+REGISTRY: dict[str, tuple[str, str]] = {
+    # models: build a stock torchvision detector; read only model.net.pretrained (declared read)
+    **{f"lightdet.models.{module}.build_{name}": (COMPONENT, "builds a detector")
+       for module, name in (("retinanet", "retinanet"), ("ssd", "ssd"), ("ssd", "ssd300_vgg16"),
+                            ("ssd", "ssdlite"), ("fcos", "fcos"),
+                            ("faster_rcnn", "faster_rcnn"))},
+    # data: sources read the declared data roots; only ShapesSource writes, into its root,
+    # which it claims (new, empty or its own generated folder)
+    "lightdet.data.sources.VOCSource": (COMPONENT, "reads a VOC folder"),
+    "lightdet.data.sources.COCOSource": (COMPONENT, "reads COCO JSON and images"),
+    "lightdet.data.sources.YOLOSource": (COMPONENT, "reads a YOLO folder"),
+    "lightdet.data.sources.ShapesSource": (COMPONENT, "generates the shapes data in its root"),
+    "lightdet.data.checks.DataPolicy": (COMPONENT, "settings only"),
+    "lightdet.data.transforms.train_preset": (COMPONENT, "an albumentations pipeline"),
+    "lightdet.data.transforms.eval_preset": (COMPONENT, "an albumentations pipeline"),
+    "lightdet.data.transforms.zoom_preset": (COMPONENT, "an albumentations pipeline"),
+    "lightdet.lightning.datamodule.DetectionDataModule": (COMPONENT, "loaders over a source"),
+    "lightdet.lightning.schedulers.warmup_cosine": (COMPONENT, "an lr schedule (partial)"),
+    "lightdet.lightning.schedulers.warmup_multistep": (COMPONENT, "an lr schedule (partial)"),
+    # callbacks: write only under their dirpath keys (declared writes)
+    "lightdet.lightning.ema.EMA": (COMPONENT, "an average of the weights, in memory"),
+    "lightdet.lightning.resume.ResumeCheckpoint": (COMPONENT, "last.ckpt in the run's folder"),
+    "lightdet.tracking.callbacks.ClearMLReports": (COMPONENT, "reports to the run's task"),
+    "lightdet.tracking.callbacks.ClearMLModelRegistry": (COMPONENT, "registers checkpoints"),
+    "lightdet.tracking.results.RunResults": (COMPONENT, "results/ under its dirpath"),
+    "pytorch_lightning.Trainer": (COMPONENT, "the trainer; default_root_dir is a declared write"),
+    "pytorch_lightning.callbacks.ModelCheckpoint": (COMPONENT, "dirpath/filename: declared"),
+    "pytorch_lightning.callbacks.EarlyStopping": (COMPONENT, _CALLBACK),
+    "pytorch_lightning.callbacks.ThroughputMonitor": (COMPONENT, _CALLBACK),
+    **{f"pytorch_lightning.callbacks.{n}": (COMPONENT, _CALLBACK) for n in _LIGHTNING_CALLBACKS},
+    **{f"torch.optim.{n}": (COMPONENT, _OPTIMIZER) for n in _TORCH_OPTIMIZERS},
+    # a function by name; its `path` must be a METHOD entry
+    "hydra.utils.get_method": (COMPONENT, "returns the function its path names"),
+    "lightdet.data.dataset.batch_size": (METHOD, "counts a batch's images"),
+    # Hydra's own nodes
+    "lightdet.studies.report.StudyReport": (HYDRA_CALLBACK, "a study's table and plots"),
+    "hydra._internal.core_plugins.basic_sweeper.BasicSweeper": (HYDRA_SWEEPER, "Hydra's"),
+    "hydra._internal.core_plugins.basic_launcher.BasicLauncher": (HYDRA_LAUNCHER, "Hydra's"),
+    "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher": (
+        HYDRA_LAUNCHER, "local processes"),
+    "hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher": (
+        HYDRA_LAUNCHER, "local processes; its shell keys are refused"),
+    "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher": (
+        HYDRA_LAUNCHER, "Slurm jobs; its shell keys are refused"),
+}  # fmt: skip
 _METHOD_GETTER = "hydra.utils.get_method"
-# the only packages a path may start with: nothing else is imported to check it
-_ROOTS = ("lightdet.", "torch.optim.", "pytorch_lightning.", _METHOD_GETTER)
-_extra_modules: set[str] = set()
+_extra_names: set[str] = set()  # exact names added by allow_targets
+_extra_modules: set[str] = set()  # whole modules (and their submodules) added by allow_targets
 _MAX_DEPTH = 64
 
 
-def allow_targets(*modules: str) -> None:
-    """Allow the public classes and functions defined in ``modules`` (and their submodules).
+def allow_targets(*names: str) -> None:
+    """Allow your own callables as config targets: exact names (``mypkg.models.build_mine``),
+    or a module's public classes and functions (``mypkg.models``, submodules included).
 
     Call it in an entry script of your own, before the config is checked::
 
@@ -77,40 +114,20 @@ def allow_targets(*modules: str) -> None:
 
     A config can never do this: it is code the machine's operator runs.
     """
-    for module in modules:
-        if not module or module.startswith(".") or module.endswith("."):
-            raise ValueError(f"allow_targets: {module!r} is not a module name")
-        _extra_modules.add(module)
+    for name in names:
+        if not name or name.startswith(".") or name.endswith(".") or ".." in name:
+            raise ValueError(f"allow_targets: {name!r} is not a module or callable name")
+        _extra_modules.add(name)
+        _extra_names.add(name)
+
+
+def registered(place: str = COMPONENT) -> list[str]:
+    """The names that may be used in ``place``, the user's own (:func:`allow_targets`) too."""
+    return sorted([n for n, (p, _) in REGISTRY.items() if p == place] + list(_extra_names))
 
 
 def _in_module(module: str, package: str) -> bool:
     return module == package or module.startswith(package + ".")
-
-
-@functools.cache
-def _explicit_objects() -> tuple[Any, ...]:
-    import importlib
-
-    found = []
-    for module_name, names in _EXPLICIT.items():
-        module = importlib.import_module(module_name)
-        found += [getattr(module, n) for n in names if hasattr(module, n)]
-    return tuple(found)
-
-
-def is_allowed_object(obj: Any) -> bool:
-    """Whether ``obj`` (already located) may be called by ``instantiate``."""
-    if not (inspect.isclass(obj) or inspect.isfunction(obj)):
-        return False  # modules, builtins, bound methods, instances: never
-    if any(obj is allowed for allowed in _explicit_objects()):
-        return True
-    module, qualname = getattr(obj, "__module__", "") or "", getattr(obj, "__qualname__", "")
-    if "<locals>" in qualname or any(part.startswith("_") for part in qualname.split(".")):
-        return False
-    for package, kind in _COMPONENT_MODULES.items():
-        if _in_module(module, package):
-            return kind == "any" or inspect.isclass(obj)
-    return any(_in_module(module, package) for package in _extra_modules)
 
 
 def _locate(path: str) -> Any:
@@ -119,41 +136,60 @@ def _locate(path: str) -> Any:
     return hydra_locate(path)
 
 
-def check_target(path: Any, key: str, where: str) -> None:
-    """Raise naming ``key`` unless ``path`` locates to an allowed object."""
+@functools.cache
+def _registered_object(path: str) -> Any:
+    return _locate(path)
+
+
+def _user_allowed(path: str, obj: Any) -> bool:
+    """A callable :func:`allow_targets` allowed: named exactly, or public and defined in an
+    allowed module (located first, so an imported name's own module decides)."""
+    if not (inspect.isclass(obj) or inspect.isfunction(obj)):
+        return False
+    module, qualname = getattr(obj, "__module__", "") or "", getattr(obj, "__qualname__", "")
+    if path in _extra_names and f"{module}.{qualname}" == path:
+        return True
+    if "<locals>" in qualname or any(part.startswith("_") for part in qualname.split(".")):
+        return False
+    return any(_in_module(module, package) for package in _extra_modules)
+
+
+def check_target(path: Any, key: str, where: str, place: str = COMPONENT) -> None:
+    """Raise naming ``key`` unless ``path`` is registered for ``place`` (or allowed in code)."""
     name = f"{where}: {key}={path!r}"
     if not isinstance(path, str):
         raise UnsafeConfigError(f"{name}: a target must be a dotted path")
     if "${" in path:
         raise UnsafeConfigError(f"{name}: an interpolated target is not allowed")
-    roots = _ROOTS + tuple(m + "." for m in _extra_modules)
-    if not (path == _METHOD_GETTER or path.startswith(roots)):
-        raise UnsafeConfigError(f"{name} is not an allowed target ({_allowed_text()})")
+    entry = REGISTRY.get(path)
+    if entry is not None and entry[0] == place:
+        _located(path, name, registered=True)  # a launcher that is not installed: one line
+        return
+    if entry is None and place in (COMPONENT, METHOD) and _user_root(path):
+        if _user_allowed(path, _located(path, name, registered=False)):
+            return
+    where_else = f" (it is registered for {entry[0]})" if entry is not None else ""
+    raise UnsafeConfigError(f"{name} is not a registered target for {place}{where_else}"
+                            f"{_hint(path, place)}")  # fmt: skip
+
+
+def _located(path: str, name: str, *, registered: bool) -> Any:
     try:
-        obj = _locate(path)
+        return _registered_object(path) if registered else _locate(path)
     except (ImportError, ValueError, AttributeError) as err:
         raise UnsafeConfigError(f"{name}: cannot be located ({str(err).splitlines()[0]})") from err
-    if path == _METHOD_GETTER:
-        return  # its `path` argument is checked by the caller
-    if not is_allowed_object(obj):
-        raise UnsafeConfigError(
-            f"{name} is not an allowed target: it is {_describe(obj)} ({_allowed_text()})"
-        )
 
 
-def _describe(obj: Any) -> str:
-    if inspect.ismodule(obj):
-        return f"the module {obj.__name__}"
-    if hasattr(obj, "__qualname__") and hasattr(obj, "__module__"):
-        return f"{obj.__module__}.{obj.__qualname__}"
-    return f"a {type(obj).__name__} object"
+def _user_root(path: str) -> bool:
+    """Only a path under a module the operator allowed is imported to be checked."""
+    return any(path == p or path.startswith(p + ".") for p in _extra_modules)
 
 
-def _allowed_text() -> str:
-    lists = ", ".join(f"{m}.{{{','.join(n)}}}" for m, n in _EXPLICIT.items())
-    return (f"allowed: classes and functions defined in {', '.join(_COMPONENT_MODULES)}"
-            f"{', ' + ', '.join(sorted(_extra_modules)) if _extra_modules else ''}; and {lists}; "
-            "extend in code with lightdet.guard.allow_targets")  # fmt: skip
+def _hint(path: str, place: str) -> str:
+    close = difflib.get_close_matches(path, registered(place), n=1, cutoff=0.8)
+    guess = f"; did you mean {close[0]}?" if close else ""
+    return (f"{guess} (the registry: lightdet.guard.targets.REGISTRY; add your own in code with "
+            "lightdet.guard.allow_targets)")  # fmt: skip
 
 
 def check_targets(cfg: DictConfig | Mapping, where: str = "config") -> None:
@@ -197,7 +233,7 @@ def _walk(node: Any, key: str, where: str, depth: int) -> None:
             target_key = f"{key}._target_" if key else "_target_"
             check_target(items["_target_"], target_key, where)
             if items["_target_"] == _METHOD_GETTER:
-                check_target(items.get("path"), f"{key}.path" if key else "path", where)
+                check_target(items.get("path"), f"{key}.path" if key else "path", where, METHOD)
         for k, child in items.items():
             _walk(child, f"{key}.{k}" if key else k, where, depth + 1)
     elif isinstance(node, list | tuple | ListConfig):
