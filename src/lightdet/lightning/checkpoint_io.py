@@ -11,12 +11,18 @@ a killed process is removed by the next save into that folder.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+
+from lightdet import outputs
+from lightdet.guard.restored_state import drop_outside_paths
+
+log = logging.getLogger(__name__)
 
 
 def _temporary(path: Path) -> Path:
@@ -50,7 +56,25 @@ def atomic_save(checkpoint: Any, path: str | os.PathLike) -> None:
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning's checkpoint writer, atomic for local paths (remote URLs: Lightning's own)."""
+    """Lightning's checkpoint writer, atomic for local paths (remote URLs: Lightning's own).
+
+    Also the one door for checkpoint state: what a loaded checkpoint's callback and loop
+    state names outside its own folder is dropped (:mod:`lightdet.guard.restored_state`), and
+    a checkpoint is deleted (top-k clean-up) only inside a folder lightdet created.
+    """
+
+    def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict[str, Any]:
+        kwargs = {} if map_location is None else {"map_location": map_location}
+        checkpoint = super().load_checkpoint(path, weights_only=weights_only, **kwargs)
+        if "://" not in str(path):
+            drop_outside_paths(checkpoint, path)
+        return checkpoint
+
+    def remove_checkpoint(self, path) -> None:
+        if "://" not in str(path) and not outputs.is_ours(Path(path).parent):
+            log.warning("checkpoint clean-up: %s is not in a folder lightdet created; kept", path)
+            return
+        super().remove_checkpoint(path)
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
         if storage_options is not None or "://" in str(path):

@@ -143,3 +143,19 @@ def test_resume_auto_never_falls_back_to_a_weights_only_checkpoint(tmp_path):
     with pytest.warns(UserWarning, match=rf"skipped {newer}: truncated or damaged"):
         assert find_last_checkpoint(runs) == older  # not the newer, whole, weights-only best
     assert resumable(older) and not resumable(best) and not resumable(newer)
+
+
+def test_the_top_k_clean_up_deletes_only_inside_a_folder_lightdet_created(tmp_path):
+    from lightdet import outputs
+    from lightdet.lightning.checkpoint_io import AtomicCheckpointIO
+
+    io = AtomicCheckpointIO()
+    user = tmp_path / "user"
+    user.mkdir()
+    (user / "notes.ckpt").write_text("mine")
+    io.remove_checkpoint(user / "notes.ckpt")
+    assert (user / "notes.ckpt").read_text() == "mine"
+    ours = outputs.mark(tmp_path / "run" / "checkpoints", "checkpoints")
+    (ours / "best-epoch000.ckpt").write_text("old best")
+    io.remove_checkpoint(ours / "best-epoch000.ckpt")
+    assert not (ours / "best-epoch000.ckpt").exists()
