@@ -1,10 +1,14 @@
 """Folders and files lightdet may write into: only what it created itself.
 
 Every folder lightdet creates for its outputs (a run folder, a checkpoints folder, a generated
-dataset, a study) carries a marker file, ``.lightdet``. A folder that exists, holds anything and
-has no marker belongs to someone else: writing into it is an error naming it and the config key
-that pointed there, never a silent overwrite. A new file may always be created; an existing file
-is replaced only where lightdet's own marker (or the file's own stamp) says lightdet wrote it.
+dataset, a study, and each parent folder it had to create for them) carries a marker file,
+``.lightdet``, in that folder itself. The marker is never inherited: a folder below a marked
+one is lightdet's only with a marker of its own, so a marker that ends up in a user's folder
+does not hand lightdet every folder below it. A folder that exists, holds anything and has no
+marker belongs to someone else: writing into it is an error naming it and the config key that
+pointed there, never a silent overwrite. An existing file is replaced only where lightdet's own
+marker (or the file's own stamp) says lightdet wrote it. Which config keys name places lightdet
+writes, and the rule for each, is :mod:`lightdet.guard.writes`.
 """
 
 from __future__ import annotations
@@ -23,11 +27,10 @@ class ForeignFolderError(FileExistsError):
     """An output path points at files lightdet did not create."""
 
 
-def is_ours(folder: str | os.PathLike, *, inherited: bool = True) -> bool:
-    """Whether ``folder`` carries the marker, or (``inherited``) lies inside one that does."""
-    folder = Path(folder).absolute()
-    candidates = [folder, *folder.parents] if inherited else [folder]
-    return any((f / MARKER).is_file() for f in candidates)
+def is_ours(folder: str | os.PathLike) -> bool:
+    """Whether ``folder`` carries lightdet's marker in itself (a regular file, not a link)."""
+    marker = Path(folder) / MARKER
+    return marker.is_file() and not marker.is_symlink()
 
 
 def _is_empty(folder: Path) -> bool:
@@ -53,7 +56,7 @@ def new_run_dir(folder: str | os.PathLike, kind: str = "run") -> Path:
     already (another run started in the same second, or the clock went back), ``folder-2``,
     ``folder-3``... Marked as lightdet's."""
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
+    make_folders(folder.parent, kind="runs")
     for n in range(1, 10_000):
         candidate = folder if n == 1 else folder.with_name(f"{folder.name}-{n}")
         try:
@@ -64,15 +67,36 @@ def new_run_dir(folder: str | os.PathLike, kind: str = "run") -> Path:
     raise FileExistsError(f"{folder}: no free run folder name after 10,000 tries")
 
 
-def mark(folder: str | os.PathLike, kind: str, *, inherited: bool = True) -> Path:
-    """Create ``folder`` if needed and write the marker, unless it has one, or (``inherited``)
-    a folder above it has one: a checkpoints folder inside a run folder needs none."""
+def _write_marker(folder: Path, kind: str) -> None:
+    stamp = {"created_by": "lightdet", "kind": kind, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    (folder / MARKER).write_text(json.dumps(stamp) + "\n")
+
+
+def make_folders(folder: str | os.PathLike, kind: str = "folder") -> Path:
+    """``mkdir -p`` that marks each folder it creates itself (and no folder that existed)."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    marker = folder / MARKER
-    if not is_ours(folder, inherited=inherited):
-        stamp = {"created_by": "lightdet", "kind": kind, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
-        marker.write_text(json.dumps(stamp) + "\n")
+    missing = []
+    for candidate in [folder, *folder.parents]:
+        if candidate.exists():
+            break
+        missing.append(candidate)
+    for candidate in reversed(missing):
+        try:
+            candidate.mkdir()
+        except FileExistsError:  # another process made it first: theirs to mark
+            continue
+        _write_marker(candidate, kind)
+    return folder
+
+
+def mark(folder: str | os.PathLike, kind: str) -> Path:
+    """Create ``folder`` (and its missing parents, each marked) if needed and write the marker
+    in it, unless it has one. Only for folders the caller checked (:func:`check_free`)."""
+    folder = Path(folder)
+    make_folders(folder.parent)
+    folder.mkdir(exist_ok=True)
+    if not is_ours(folder):
+        _write_marker(folder, kind)
     return folder
 
 

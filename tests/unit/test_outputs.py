@@ -6,6 +6,7 @@ import optuna
 import pytest
 from PIL import Image
 
+from lightdet.guard import UnsafeConfigError
 from lightdet.outputs import (
     MARKER,
     ForeignFolderError,
@@ -13,6 +14,7 @@ from lightdet.outputs import (
     claim,
     is_optuna_storage,
     is_ours,
+    mark,
 )
 from lightdet.runs.augment_preview import show_augment
 from lightdet.runs.training import run_training
@@ -31,11 +33,26 @@ def test_claim_marks_new_and_empty_folders_and_refuses_foreign_ones(tmp_path):
     assert is_ours(claim(tmp_path / "new", "k"))
     (tmp_path / "empty").mkdir()
     assert is_ours(claim(tmp_path / "empty", "k"))
-    assert is_ours(tmp_path / "new" / "checkpoints")  # inside a marked folder
     before = _user_folder(tmp_path / "user")
     with pytest.raises(ForeignFolderError, match=r"paths.output_dir=.*user: the folder holds"):
         claim(tmp_path / "user", "paths.output_dir")
     assert snapshot(tmp_path / "user") == before and not (tmp_path / "user" / MARKER).exists()
+
+
+def test_the_marker_is_not_inherited_by_the_folders_below(tmp_path):
+    """Round 2: a marker that got into a user's folder handed lightdet every folder below."""
+    marked = claim(tmp_path / "run", "k")
+    (marked / "user_sub").mkdir()
+    (marked / "user_sub" / "f.txt").write_text("mine")
+    assert not is_ours(marked / "user_sub")
+    with pytest.raises(ForeignFolderError, match="user_sub: the folder holds"):
+        claim(marked / "user_sub", "callbacks.model_checkpoint.dirpath")
+    assert is_ours(claim(marked / "checkpoints", "k"))  # one lightdet makes: its own marker
+    deep = mark(tmp_path / "a" / "b" / "c", "k")  # each parent it had to create is marked
+    assert all(is_ours(p) for p in (tmp_path / "a", tmp_path / "a" / "b", deep))
+    (tmp_path / "u").mkdir()
+    (tmp_path / "u" / MARKER).symlink_to(marked / MARKER)  # a link to a marker is none
+    assert not is_ours(tmp_path / "u")
 
 
 def test_an_existing_file_is_replaced_only_where_lightdet_wrote_it(tmp_path):
@@ -61,11 +78,13 @@ def test_an_optuna_study_file_is_recognised_and_other_databases_are_not(tmp_path
 @pytest.mark.parametrize("override", ["paths.output_dir={user}", "data.source.root={user}",
                                       "callbacks.model_checkpoint.dirpath={user}"])  # fmt: skip
 def test_training_pointed_at_user_files_refuses_and_changes_nothing(tmp_path, override):
+    """Output keys are refused at composition (the write policy), the data root when the
+    shapes source claims it."""
     user = tmp_path / "user"
     before = _user_folder(user)
-    cfg = compose_train(tmp_path, override.format(user=user))
-    with pytest.raises(ForeignFolderError, match=override.split("=")[0].replace(".", r"\.")):
-        run_training(cfg)
+    with pytest.raises((ForeignFolderError, UnsafeConfigError),
+                       match=override.split("=")[0].replace(".", r"\.")):  # fmt: skip
+        run_training(compose_train(tmp_path, override.format(user=user)))
     assert snapshot(user) == before
 
 
@@ -84,7 +103,7 @@ def test_show_augment_replaces_its_own_grid_but_not_a_users_file(tmp_path):
     photo = tmp_path / "photo.png"
     Image.new("RGB", (4, 4), "red").save(photo)
     before = photo.read_bytes()
-    with pytest.raises(ForeignFolderError, match=r"output=.*photo.png: the file exists"):
+    with pytest.raises(UnsafeConfigError, match=r"output=.*photo.png: the file exists"):
         show_augment(cfg(photo))
     assert photo.read_bytes() == before
     grid = tmp_path / "grids" / "plain.png"
@@ -101,8 +120,11 @@ def test_a_study_storage_at_a_users_database_is_refused(tmp_path):
     with sqlite3.connect(mine) as db:
         db.execute("CREATE TABLE accounts (id INTEGER)")
     before = mine.read_bytes()
-    with pytest.raises(ForeignFolderError, match=r"hpo.storage=sqlite:///.*mine.db: .* not an Optuna"):
-        _check_storage(f"sqlite:///{mine}")
+    for url in (f"sqlite:///{mine}", f"sqlite+pysqlite:///{mine}", f"SQLite:///{mine}"):
+        with pytest.raises(UnsafeConfigError, match=r"hpo.storage=.*mine.db: .* not an Optuna"):
+            _check_storage(url)
+    with pytest.raises(UnsafeConfigError, match=r"with options \(uri\)"):
+        _check_storage(f"sqlite:///file:{mine}?uri=true")
     assert mine.read_bytes() == before
     _check_storage(f"sqlite:///{tmp_path / 'new' / 'study.db'}")  # new: its folder is made
     assert (tmp_path / "new").is_dir()

@@ -127,7 +127,7 @@ def ensure_shapes(root: str | os.PathLike, spec: ShapesSpec) -> Path:
     tmp = root.with_name(root.name + ".tmp")
     _check_replaceable(tmp, "data.source.root (its temporary sibling)")
     _remove_generated(tmp)
-    outputs.mark(tmp, "shapes", inherited=False)  # first: an interrupted write is ours too
+    outputs.mark(tmp, "shapes")  # first: an interrupted write is ours too
     _write_dataset(tmp, spec)
     (tmp / _STAMP).write_text(json.dumps(_jsonable(spec.to_json()), indent=2))
     _check_replaceable(root, "data.source.root")  # again: generating took a while
@@ -160,7 +160,7 @@ def _check_replaceable(folder: Path, key: str) -> None:
     dataset: the stamp or marker, and nothing but generated files."""
     if not folder.exists() or (folder.is_dir() and not any(folder.iterdir())):
         return
-    ours = (folder / _STAMP).is_file() or outputs.is_ours(folder, inherited=False)
+    ours = (folder / _STAMP).is_file() or outputs.is_ours(folder)
     foreign = foreign_files(folder)
     if ours and not foreign:
         return

@@ -38,11 +38,8 @@ from lightdet.guard.targets import (
     check_target,
     check_targets,
 )
+from lightdet.guard.writes import check_writes, hydra_keys
 
-# hydra keys an override may set: folder names, verbosity, run or multirun (Hydra adds
-# hydra.mode itself), nothing that instantiates
-HYDRA_KEYS = ("hydra.run.dir", "hydra.sweep.dir", "hydra.sweep.subdir", "hydra.job.name",
-              "hydra.job.chdir", "hydra.output_subdir", "hydra.verbose", "hydra.mode")  # fmt: skip
 # presets shipped with Hydra, and the launchers a study may run its jobs with
 HYDRA_GROUPS = ("hydra/job_logging", "hydra/hydra_logging", "hydra/launcher")
 _EMPTY_NODES = ("hydra.job.env_set", "hydra.searchpath")
@@ -71,10 +68,10 @@ def check_overrides(overrides: Iterable[str], where: str = "override") -> None:
                 "Hydra's own nodes"
             )
         launcher_key = key.startswith("hydra.launcher.") and key.split(".", 2)[2] in LAUNCHER_KEYS
-        if _is_hydra(key) and key not in HYDRA_KEYS + HYDRA_GROUPS and not launcher_key:
+        if _is_hydra(key) and key not in hydra_keys() + HYDRA_GROUPS and not launcher_key:
             raise UnsafeConfigError(
                 f"{where} {line!r}: {key}: Hydra's own settings cannot be overridden (they can "
-                f"instantiate code or set the environment); allowed: {', '.join(HYDRA_KEYS)}, "
+                f"instantiate code or set the environment); allowed: {', '.join(hydra_keys())}, "
                 f"{', '.join(HYDRA_GROUPS)}"
             )
         value = None if override.is_delete() else override.value()
@@ -117,6 +114,7 @@ def check_composed(
     quiet: bool = False,
     chosen_dir: bool = True,
     overrides: Sequence[str] = (),
+    multirun: bool = False,
 ) -> None:
     """Steps 2 and 3 above, on a freshly composed config (``run``: Hydra is about to create
     the run folder ``hydra.run.dir``; ``quiet``: a probe whose config is thrown away;
@@ -129,6 +127,7 @@ def check_composed(
     body = {k: cfg._get_node(k) for k in cfg.keys() if k != "hydra"}
     check_interpolations(body)
     check_targets(body)
+    check_writes(cfg, multirun=multirun)  # every place the config names for writing
     run_dir = OmegaConf.select(cfg, "hydra.run.dir") if run else None
     checkpoint = OmegaConf.select(cfg, "ckpt_path", default=None) if run else None
     if checkpoint and checkpoint != "auto":  # missing, empty, truncated: before any folder
@@ -154,6 +153,8 @@ def check_composed(
             raise UnsafeConfigError(str(err)) from err
         if not chosen_dir:
             cfg.hydra.run.dir = str(outputs.new_run_dir(run_dir))
+    if multirun and not quiet:  # checked by check_writes; Hydra's launcher writes into it next
+        outputs.mark(OmegaConf.select(cfg, "hydra.sweep.dir"), "sweep")
     scrub_config(cfg, quiet=quiet)
 
 
@@ -194,7 +195,8 @@ def install() -> None:
         probe = not logs and not bound.arguments.get("validate_sweep_overrides", True)
         chosen = any(o.split("=", 1)[0].lstrip("+~") == "hydra.run.dir"
                      for o in bound.arguments["overrides"] or [])  # fmt: skip
-        check_composed(cfg, run=run, quiet=probe, chosen_dir=chosen,
+        multirun = bound.arguments["run_mode"] == RunMode.MULTIRUN and logs
+        check_composed(cfg, run=run, quiet=probe, chosen_dir=chosen, multirun=multirun,
                        overrides=bound.arguments["overrides"] or [])  # fmt: skip
         return cfg
 

@@ -60,7 +60,7 @@ def show_augment(cfg: DictConfig) -> Path:
             dropped += int(target["dropped_boxes"])
             boxes += len(train.records[index].boxes)
             cells.append(_cell(draw_targets(image, target, datamodule.class_names), cfg.cell_size))
-    path.parent.mkdir(parents=True, exist_ok=True)
+    outputs.make_folders(path.parent, kind="augment")  # marked: the next grid may go there
     stamp = PngImagePlugin.PngInfo()
     stamp.add_text(_STAMP_KEY, _STAMP)  # so that the next run may replace it
     Image.fromarray(grid(cells, columns=cfg.repeats + 1)).save(path, pnginfo=stamp)

@@ -54,17 +54,15 @@ def open_study(hpo: DictConfig) -> optuna.Study:
 
 
 def _check_storage(storage: str) -> None:
-    """An SQLite study file is created new, or must already be an Optuna study: lightdet never
-    adds tables to someone else's database."""
-    if not storage.startswith("sqlite:///"):
-        return  # a database server: the operator's to choose
-    path = Path(storage.removeprefix("sqlite:///"))
-    if path.exists() and not outputs.is_optuna_storage(path):
-        raise outputs.ForeignFolderError(
-            f"hpo.storage={storage}: {path} exists and is not an Optuna study; lightdet never "
-            "changes such files: choose another hpo.storage"
-        )
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """The write policy's rule for a study storage (:func:`lightdet.guard.writes.check_storage`:
+    an SQLite file, however the URL spells it, is new in a folder lightdet may write, or already
+    an Optuna study), checked again where it is opened; its folder is made (and marked)."""
+    from lightdet.guard.writes import check_storage, sqlite_file
+
+    check_storage("hpo.storage", storage, None)
+    path = sqlite_file(storage)
+    if path is not None:
+        outputs.make_folders(path.parent, kind="hpo")
 
 
 def run_study(
