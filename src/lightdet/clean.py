@@ -1,14 +1,23 @@
-"""``make clean [SESSIONS=1]``: remove the run outputs (``logs/``, ``outputs/``, ``multirun/``),
-saying what goes and how much; with ``--sessions``, also the offline ClearML sessions those runs
-recorded (each run folder names its session in ``clearml_session.txt``), which live in
-ClearML's cache, outside the runs. ``data/`` and ``.venv/`` are kept.
+"""``make clean [SESSIONS=1]``: remove the run outputs under ``logs/``, ``outputs/`` and
+``multirun/``, saying what goes and how much; with ``--sessions``, also the offline ClearML
+sessions those runs recorded (each run folder names its session in ``clearml_session.txt``),
+which live in ClearML's cache, outside the runs. ``data/`` and ``.venv/`` are kept.
+
+Only folders that carry lightdet's own marker (:mod:`lightdet.outputs`) are removed, whole;
+anything else under the output folders (a user's notes, a folder without a marker) is kept and
+counted. Links are never followed, except that an output folder that is itself a link (``logs``
+on another disk) is cleaned where it points. A session note is followed only into ClearML's
+own offline folder.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 from pathlib import Path
+
+from lightdet.outputs import is_ours
 
 TARGETS = ("logs", "outputs", "multirun")
 SESSION_NOTE = "clearml_session.txt"  # in a run folder: its offline session's folder
@@ -35,25 +44,67 @@ def _human(n: float) -> str:
     return f"{n / 1000:.1f} GB"
 
 
-def offline_sessions(folders: list[Path]) -> list[Path]:
-    """The offline ClearML sessions (folders and their ``.zip``) the runs under ``folders``
-    recorded. Only paths that look like ClearML's (``.../offline/offline-<id>``) are taken."""
+def offline_dir() -> Path:
+    """ClearML's folder of offline sessions (``CLEARML_CACHE_DIR``, clearml.conf, default)."""
+    from clearml.config import get_offline_dir
+
+    return Path(os.path.realpath(get_offline_dir()))
+
+
+def offline_sessions(folders: list[Path], offline: Path | None = None) -> list[Path]:
+    """The offline ClearML sessions (folders and their ``.zip``) the runs in ``folders``
+    recorded: only those directly in ClearML's offline folder (``offline-<id>``); a note that
+    names anything else is ignored."""
+    offline = offline_dir() if offline is None else offline
     found: list[Path] = []
     for folder in folders:
         for note in folder.rglob(SESSION_NOTE):
-            session = Path(note.read_text().strip())
-            if session.parent.name != "offline" or not session.name.startswith("offline-"):
+            if note.is_symlink() or not note.is_file():
                 continue
-            found += [p for p in (session, session.with_suffix(".zip")) if p.exists()]
+            session = Path(os.path.realpath(note.read_text(errors="replace").strip()))
+            if session.parent != offline or not session.name.startswith("offline-"):
+                continue
+            found += [p for p in (session, session.with_suffix(".zip"))
+                      if p.exists() and not p.is_symlink()]  # fmt: skip
     return sorted(set(found))
 
 
-def clean(root: str | Path = ".", *, sessions: bool = False) -> list[str]:
-    """Remove the run outputs under ``root`` (and their offline sessions); returns the lines
-    that say what was removed."""
-    root = Path(root)
-    folders = [root / name for name in TARGETS if (root / name).exists()]
-    found = offline_sessions(folders)
+def _outputs(root: Path) -> list[Path]:
+    """The output folders to clean: each as the real folder (a link named ``logs`` is
+    followed once; a link inside is never)."""
+    found = []
+    for name in TARGETS:
+        path = root / name
+        if path.is_dir():
+            found.append(Path(os.path.realpath(path)))
+    return found
+
+
+def marked_folders(folder: Path) -> tuple[list[Path], int]:
+    """The topmost folders carrying lightdet's marker under (and including) ``folder``, and
+    how many other entries (files, links, unmarked folders' files) are left as they are."""
+    if is_ours(folder):
+        return [folder], 0
+    marked, kept = [], 0
+    for entry in sorted(folder.iterdir()):
+        if entry.is_dir() and not entry.is_symlink():
+            more, left = marked_folders(entry)
+            marked, kept = marked + more, kept + left
+        else:
+            kept += 1
+    return marked, kept
+
+
+def clean(
+    root: str | Path = ".", *, sessions: bool = False, offline: Path | None = None
+) -> list[str]:
+    """Remove lightdet's run outputs under ``root`` (and their offline sessions); returns the
+    lines that say what was removed and what was kept."""
+    folders, kept = [], 0
+    for output in _outputs(Path(root)):
+        more, left = marked_folders(output)
+        folders, kept = folders + more, kept + left
+    found = offline_sessions(folders, offline) if folders else []
     lines, total = [], 0
     for path in [*folders, *(found if sessions else [])]:
         size = _size(path)
@@ -64,6 +115,8 @@ def clean(root: str | Path = ".", *, sessions: bool = False) -> list[str]:
         lines.append(f"kept {len(found)} offline ClearML session files of these runs "
                      f"({_human(sum(_size(p) for p in found))}, in {found[0].parent}); "
                      "make clean SESSIONS=1 removes them too")  # fmt: skip
+    if kept:
+        lines.append(f"kept {kept} entries without lightdet's marker (not created by lightdet)")
     lines.append(f"removed {_human(total)}" if folders else "nothing to remove")
     return lines
 

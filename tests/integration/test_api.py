@@ -53,7 +53,7 @@ def test_train_returns_metrics_checkpoint_and_a_run_folder_like_the_cli(trained)
     # the registered model's fixed name: the same file (a hard link), no second copy on disk
     assert best.with_name("model_best.ckpt").samefile(best)
     assert sorted(p.name for p in best.parent.iterdir()) == sorted(
-        [best.name, f"{best.name}.eval.json", "last.ckpt", "model_best.ckpt"]
+        [MARKER, best.name, f"{best.name}.eval.json", "last.ckpt", "model_best.ckpt"]
     )
     # results/: the best epoch's report scores the detections val/map scored. torchmetrics
     # passes COCO's thresholds through float32, which can move its value in the 4th decimal

@@ -1,48 +1,91 @@
-"""`make clean`: the run outputs go, saying what and how much; the runs' offline ClearML
-sessions go only when asked; nothing else is touched."""
+"""`make clean`: lightdet's run outputs go (folders with its marker), saying what and how
+much; the runs' offline ClearML sessions go only when asked and only from ClearML's own
+offline folder; nothing else is touched, links are not followed."""
 
+from lightdet import outputs
 from lightdet.clean import SESSION_NOTE, clean
+from tests.conftest import snapshot
 
 
 def _tree(tmp_path):
-    root, cache = tmp_path / "repo", tmp_path / "cache" / "offline"
-    run = root / "logs" / "retinanet" / "runs" / "2026-12-02_10-00-00"
-    (run / "checkpoints").mkdir(parents=True)
+    root, offline = tmp_path / "repo", tmp_path / "cache" / "offline"
+    run = outputs.new_run_dir(root / "logs" / "retinanet" / "runs" / "2026-12-02_10-00-00")
+    outputs.claim(run / "checkpoints", "k", "checkpoints")
     (run / "checkpoints" / "last.ckpt").write_bytes(b"x" * 3000)
-    session = cache / "offline-0123abcd"
+    session = offline / "offline-0123abcd"
     session.mkdir(parents=True)
     (session / "task.json").write_text("{}")
     session.with_suffix(".zip").write_bytes(b"z" * 2000)
     (run / SESSION_NOTE).write_text(f"{session}\n")
-    other = cache / "offline-feedbeef"  # another project's session: never named by a run here
+    other = offline / "offline-feedbeef"  # another project's session: never named by a run here
     other.mkdir()
     (root / "data").mkdir()
-    (root / "multirun").mkdir()
-    bogus = root / "logs" / "x" / SESSION_NOTE  # a note naming something that is no session
-    bogus.parent.mkdir(parents=True)
-    bogus.write_text(f"{root / 'data'}\n")
-    return root, session, other
+    return root, session, other, offline
 
 
 def test_clean_says_what_it_removes_and_keeps_sessions_unless_asked(tmp_path):
-    root, session, other = _tree(tmp_path)
+    root, session, other, offline = _tree(tmp_path)
     logs = sum(p.stat().st_size for p in (root / "logs").rglob("*") if p.is_file())
-    assert 3100 < logs < 3400  # the checkpoint and two notes
-    lines = clean(root)
-    assert lines[0] == f"removing {root / 'logs'} ({logs / 1000:.1f} KB)" and lines[1].startswith(
-        f"removing {root / 'multirun'} (0 B)"
-    )
-    assert lines[2].startswith("kept 2 offline ClearML session files of these runs (2.0 KB")
-    assert "make clean SESSIONS=1" in lines[2] and lines[-1] == f"removed {logs / 1000:.1f} KB"
+    lines = clean(root, offline=offline)
+    assert lines[0] == f"removing {root / 'logs'} ({logs / 1000:.1f} KB)"  # made, so marked
+    assert lines[1].startswith("kept 2 offline ClearML session files of these runs (2.0 KB")
+    assert "make clean SESSIONS=1" in lines[1] and lines[-1] == f"removed {logs / 1000:.1f} KB"
     assert not (root / "logs").exists() and (root / "data").is_dir() and session.is_dir()
-    assert clean(root) == ["nothing to remove"]
+    assert clean(root, offline=offline) == ["nothing to remove"]
 
 
 def test_clean_with_sessions_removes_the_runs_sessions_only(tmp_path):
-    root, session, other = _tree(tmp_path)
-    lines = clean(root, sessions=True)
+    root, session, other, offline = _tree(tmp_path)
+    lines = clean(root, sessions=True, offline=offline)
     assert f"removing {session} (2 B)" in lines and f"removing {session}.zip (2.0 KB)" in lines
     assert not session.exists() and not session.with_suffix(".zip").exists()
     assert other.is_dir() and (root / "data").is_dir()  # not named by a run: kept
-    logs = 3000 + len(f"{session}\n") + len(f"{root / 'data'}\n")
-    assert lines[-1] == f"removed {(logs + 2 + 2000) / 1000:.1f} KB"
+
+
+def test_only_marked_folders_go_and_a_users_files_in_the_output_folders_stay(tmp_path):
+    """Round 2: outputs/ and multirun/ were deleted whole, whatever they held."""
+    root = tmp_path / "repo"
+    (root / "outputs" / "mine").mkdir(parents=True)  # made by the user: no marker
+    (root / "outputs" / "mine" / "notes.txt").write_text("keep me")
+    (root / "multirun").mkdir()
+    (root / "multirun" / "paper.tex").write_text("keep me too")
+    ours = outputs.new_run_dir(root / "outputs" / "run")
+    (ours / "x.txt").write_text("lightdet's")
+    before = {**snapshot(root / "outputs" / "mine"), **snapshot(root / "multirun")}
+    size = sum(len(b) for b in snapshot(ours).values())  # x.txt and the marker
+    lines = clean(root, offline=tmp_path / "offline")
+    assert lines[0] == f"removing {ours} ({size} B)" and not ours.exists() and size > 10
+    assert "kept 2 entries without lightdet's marker" in lines[1]
+    assert {**snapshot(root / "outputs" / "mine"), **snapshot(root / "multirun")} == before
+
+
+def test_a_session_note_never_leads_outside_clearmls_offline_folder(tmp_path):
+    """Round 2: a note naming <anywhere>/offline/offline-x had that folder deleted."""
+    root = tmp_path / "repo"
+    run = outputs.new_run_dir(root / "logs" / "t" / "runs" / "r")
+    elsewhere = tmp_path / "home" / "offline" / "offline-thesis"  # looks like a session
+    elsewhere.mkdir(parents=True)
+    (elsewhere / "chapter1.tex").write_text("years of work")
+    (run / SESSION_NOTE).write_text(f"{elsewhere}\n")
+    link = tmp_path / "cache" / "offline"
+    link.mkdir(parents=True)
+    (link / "offline-linked").symlink_to(elsewhere)  # a link in the offline folder: no either
+    (run / "second").mkdir()
+    (run / "second" / SESSION_NOTE).write_text(f"{link / 'offline-linked'}\n")
+    clean(root, sessions=True, offline=link)
+    assert (elsewhere / "chapter1.tex").read_text() == "years of work"
+
+
+def test_a_symlinked_logs_folder_is_cleaned_where_it_points_and_kept_as_a_link(tmp_path):
+    """Round 2: a symlinked logs/ crashed make clean."""
+    root, disk = tmp_path / "repo", tmp_path / "disk" / "logs"
+    disk.mkdir(parents=True)
+    root.mkdir()
+    (root / "logs").symlink_to(disk)
+    run = outputs.new_run_dir(disk / "t" / "runs" / "r")
+    (disk / "README").write_text("my disk")
+    (run / "loop").symlink_to(tmp_path)  # a link inside a run is removed, never followed
+    lines = clean(root, offline=tmp_path / "offline")
+    assert (root / "logs").is_symlink() and (disk / "README").read_text() == "my disk"
+    assert not (disk / "t").exists() and lines[-1].startswith("removed ")
+    assert (tmp_path / "repo").is_dir()
