@@ -26,17 +26,16 @@ EPOCHS ?=
 CKPTS ?=
 STUDY ?= focal
 
-comma := ,
-empty :=
-space := $(empty) $(empty)
-csv = $(subst $(space),$(comma),$(strip $(1)))
-# a study's budget and data from the make variables
-STUDY_ARGS = $(if $(DATA),data=$(DATA)) $(if $(AUG),augmentation=$(AUG)) $(if $(TRAINER),trainer=$(TRAINER)) \
-             $(if $(BUDGET),study.budget.minutes=$(BUDGET) $(if $(EPOCHS),,study.budget.epochs=null)) \
-             $(if $(EPOCHS),study.budget.epochs=$(EPOCHS))
-
-GROUPS = $(if $(MODEL),model=$(MODEL)) $(if $(DATA),data=$(DATA)) $(if $(AUG),augmentation=$(AUG)) \
-         $(if $(TRAINER),trainer=$(TRAINER)) $(if $(EXPERIMENT),experiment=$(EXPERIMENT))
+# The variables reach the commands as data: exported to the environment, read by
+# src/lightdet/makeargs.py (quoted for Hydra, ARGS split without a shell), never pasted into
+# a recipe's shell text.
+# Each is first redefined as its own unexpanded text ($(value ...)), so Make itself does not
+# expand a $(...) inside a value either.
+USER_VARS := MODEL DATA TRAINER EXPERIMENT ARGS SESSION HPO CKPT FORMAT INPUT OUT RESUME SPLIT \
+             QUEUE AUG MODELS BUDGET EPOCHS CKPTS STUDY
+$(foreach v,$(USER_VARS),$(eval override $(v) := $$(value $(v))))
+export $(USER_VARS)
+RUN = $(PY) -m lightdet.makeargs
 
 .DEFAULT_GOAL := help
 .PHONY: compare study help install train anchors show-augment eval evaluate predict export config doctor bench benchmark hpo remote docker-build docker-train clearml-server-up clearml-server-down test test-fast lint clearml-import clean
@@ -60,52 +59,48 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 install: $(VENV)/.installed ## create .venv and install lightdet with its dev tools
 
 train: install ## train a detector (default: RetinaNet on the built-in shapes data); RESUME=auto|<ckpt> BUDGET=<minutes>
-	$(PY) -m lightdet.train $(GROUPS) $(if $(RESUME),ckpt_path=$(RESUME)) $(if $(BUDGET),budget_minutes=$(BUDGET)) $(ARGS)
+	$(RUN) train
 
 anchors: install ## how the model's anchors cover the training boxes, and anchors fitted to them: [MODEL=...] [DATA=...]
-	$(PY) -m lightdet.anchors $(GROUPS) $(ARGS)
+	$(RUN) anchors
 
 show-augment: install ## write a grid of augmented training samples with boxes: [AUG=plain|zoom|none] [DATA=...]
-	$(PY) -m lightdet.show_augment $(if $(DATA),data=$(DATA)) $(if $(AUG),augmentation=$(AUG)) $(ARGS)
+	$(RUN) show-augment
 
 eval: install ## evaluation report of a checkpoint (COCO, per class, VOC AP, F1 threshold, plots): CKPT=<path> [SPLIT=val|test] [DATA=...]
-	@test -n "$(CKPT)" || (echo "usage: make eval CKPT=<checkpoint> [SPLIT=val|test] [DATA=...]"; exit 2)
-	$(PY) -m lightdet.evaluate ckpt_path=$(CKPT) split=$(SPLIT) $(if $(DATA),data=$(DATA)) $(ARGS)
+	$(RUN) eval
 
 evaluate: eval ## the same as eval
 
 predict: install ## draw and list a checkpoint's detections: CKPT=<path> INPUT=<image|folder|glob> [OUT=<folder>]
-	@test -n "$(CKPT)" -a -n "$(INPUT)" || (echo "usage: make predict CKPT=<checkpoint> INPUT=<image | folder | 'glob'> [OUT=<folder>]"; exit 2)
-	$(PY) -m lightdet.predict ckpt_path=$(CKPT) "input='$(INPUT)'" $(if $(OUT),output_dir=$(OUT)) $(ARGS)
+	$(RUN) predict
 
 export: install ## ONNX or TorchScript file of a checkpoint, verified against PyTorch: CKPT=<path> [FORMAT=onnx|torchscript] [DATA=...]
-	@test -n "$(CKPT)" || (echo "usage: make export CKPT=<checkpoint> [FORMAT=onnx|torchscript] [DATA=...]"; exit 2)
-	$(PY) -m lightdet.export ckpt_path=$(CKPT) format=$(FORMAT) $(if $(DATA),data=$(DATA)) $(ARGS)
+	$(RUN) export
 
 compare: install ## single or two shot? accuracy against latency, equal budget: MODELS="retinanet ssd ..." [BUDGET=<min>|EPOCHS=<n>] [DATA=...] [CKPTS="name=path ..."]
-	$(PY) -m lightdet.study -m study=compare $(STUDY_ARGS) \
-		$(if $(CKPTS),cell=$(call csv,$(foreach c,$(CKPTS),$(firstword $(subst =, ,$(c))))) "study.checkpoints=[$(call csv,$(foreach c,$(CKPTS),'$(c)'))]",model=$(call csv,$(MODELS))) $(ARGS)
+	$(RUN) compare
 
 study: install ## an ablation study of conf/study/*.yaml (focal, anchors, zoom, yours): STUDY=focal [BUDGET=<min>|EPOCHS=<n>] [DATA=...]
-	$(PY) -m lightdet.study -m study=$(STUDY) $(STUDY_ARGS) $(ARGS)
+	$(RUN) study
 
 hpo: install ## hyperparameter search (conf/hpo/*.yaml): HPO=focal_lr; run again to resume
-	$(PY) -m lightdet.hpo $(if $(HPO),hpo=$(HPO)) $(ARGS)
+	$(RUN) hpo
 
 remote: install ## enqueue this training config to a clearml-agent queue: QUEUE=default
-	$(PY) -m lightdet.train $(GROUPS) logger.clearml.remote_queue=$(QUEUE) $(ARGS)
+	$(RUN) remote
 
 test: install ## run the whole test suite (slow tests included)
-	$(PY) -m pytest $(ARGS)
+	set -f; $(PY) -m pytest $$ARGS
 
 test-fast: install ## run the tests not marked slow
-	$(PY) -m pytest -m "not slow" $(ARGS)
+	set -f; $(PY) -m pytest -m "not slow" $$ARGS
 
 lint: install ## ruff over src/, tests/ and benchmarks/
 	$(VENV)/bin/ruff check src tests benchmarks
 
 config: install ## print and check the training config `make train` would run (same MODEL/DATA/ARGS), without training
-	$(PY) -m lightdet.show_config $(GROUPS) $(ARGS)
+	$(RUN) config
 
 doctor: install ## versions, CPU and bf16, GPUs, ClearML server, free disk
 	$(PY) -m lightdet.doctor
@@ -119,18 +114,18 @@ bench: install ## benchmark reports into benchmarks/results/ (run alone, ~25 min
 	$(PY) benchmarks/indexing.py --out benchmarks/results
 
 benchmark: install ## parameters and CPU seconds per training iteration of each model config
-	$(PY) benchmarks/train_speed.py $(MODEL)
+	$(PY) benchmarks/train_speed.py $${MODEL:+"$$MODEL"}
 
 clearml-import: install ## upload an offline ClearML session to the configured server: SESSION=<folder or .zip>
-	@test -n "$(SESSION)" || (echo "usage: make clearml-import SESSION=<offline session folder or .zip>"; exit 2)
-	$(PY) -m lightdet.tracking.server "$(SESSION)"
+	@test -n "$$SESSION" || (echo "usage: make clearml-import SESSION=<offline session folder or .zip>"; exit 2)
+	$(PY) -m lightdet.tracking.server "$$SESSION"
 
 docker-build: ## build the CUDA training image (lightdet:latest)
 	docker build -f docker/Dockerfile -t lightdet:latest .
 
 docker-train: ## train in the image on all GPUs: MODEL=... ARGS=...
-	docker run --rm --gpus all --ipc=host -v $(CURDIR)/data:/lightdet/data -v $(CURDIR)/logs:/lightdet/logs \
-		lightdet:latest make train TRAINER=gpu $(GROUPS) ARGS="$(ARGS)"
+	docker run --rm --gpus all --ipc=host -v "$(CURDIR)/data:/lightdet/data" -v "$(CURDIR)/logs:/lightdet/logs" \
+		-e MODEL -e DATA -e AUG -e EXPERIMENT -e ARGS -e TRAINER=gpu lightdet:latest make train
 
 clearml-server-up: ## start a ClearML server + GPU agent (docker/docker-compose.yml), web UI on :8080
 	docker compose -f docker/docker-compose.yml up -d
