@@ -89,7 +89,9 @@ def report(root: str | os.PathLike = ".") -> list[tuple[str, str]]:
 def main() -> None:
     rows = report(os.environ.get("LIGHTDET_ROOT", "."))
     width = max(len(what) for what, _ in rows)
-    print("\n".join(f"{what:<{width}}  {value}" for what, value in rows))
+    from lightdet.guard.secrets import scrub_line
+
+    print(scrub_line("\n".join(f"{what:<{width}}  {value}" for what, value in rows)))
 
 
 if __name__ == "__main__":

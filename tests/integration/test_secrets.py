@@ -8,7 +8,9 @@ import pytest
 
 from tests.conftest import TINY, clean_env
 
-FAKE = "fake-secret-4b1d8e6a"
+# joined at run time: ClearML records the repository's uncommitted diff, which may hold this
+# file, and the values must appear nowhere but in the environment
+FAKE = "-".join(("fake", "secret", "4b1d8e6a"))
 
 
 def _run(tmp_path, data_root, *overrides):
@@ -46,3 +48,43 @@ def test_an_interpolated_credential_is_refused_and_a_literal_one_scrubbed(tmp_pa
     assert FAKE not in typed.stdout + typed.stderr
     assert _files_holding(tmp_path, FAKE) == []  # checkpoints, logs, .hydra/, session, zips
     assert checkpoint.stat().st_size > 0 and "held a credential's value" in typed.stdout + typed.stderr
+
+
+PASSWORD = "-".join(("hunter2", "0c5e9d71"))
+HOST = f"http://lightdet:{PASSWORD}@127.0.0.1:9"  # the discard port: refused at once
+
+
+def test_make_doctor_never_prints_a_password_in_the_server_url(tmp_path):
+    env = clean_env(CLEARML_API_HOST=HOST, CLEARML_API_ACCESS_KEY="AK-0123456789",
+                    CLEARML_CONFIG_FILE=str(tmp_path / "none.conf"))  # fmt: skip
+    proc = subprocess.run([sys.executable, "-m", "lightdet.doctor"], env=env,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert PASSWORD not in proc.stdout + proc.stderr
+    assert "http://REDACTED@127.0.0.1:9" in proc.stdout
+
+
+@pytest.mark.slow
+def test_a_password_in_the_server_url_and_a_secret_key_reach_no_output(tmp_path, tiny_shapes):
+    """Round 2: the server URL's password was printed to the console and train.log when the
+    server did not answer; a secret used as a config key was kept in every record."""
+    conf = tmp_path / "clearml.conf"
+    conf.write_text("sdk.development.report_use_subprocess: false\n")
+    env = clean_env(CLEARML_CACHE_DIR=str(tmp_path / "clearml"), CLEARML_CONFIG_FILE=str(conf),
+                    CLEARML_API_HOST=HOST, CLEARML_API_ACCESS_KEY="AK-0123456789",
+                    CLEARML_API_SECRET_KEY=FAKE)  # fmt: skip
+    args = [f"paths.root_dir={tmp_path}", f"data.source.root={tiny_shapes}",
+            *(f"++data.source.{k}={v}" for k, v in TINY.items()),
+            "data.num_workers=0", "data.batch_size=4", "model.net.min_size=96",
+            "model.net.max_size=96", "trainer.max_epochs=1", "+trainer.limit_train_batches=2",
+            "+trainer.limit_val_batches=1", "test=false", "logger.clearml.connect_tries=1",
+            "logger.clearml.connect_timeout=1", f"+notes.{FAKE}=1"]  # fmt: skip
+    proc = subprocess.run([sys.executable, "-m", "lightdet.train", *args], env=env,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    shown = proc.stdout + proc.stderr
+    assert "http://REDACTED@127.0.0.1:9 is not reachable" in shown  # the warning was shown
+    assert PASSWORD not in shown and FAKE not in shown
+    (log,) = (tmp_path / "logs").rglob("train.log")
+    assert "REDACTED@127.0.0.1:9" in log.read_text()
+    assert _files_holding(tmp_path, PASSWORD) == [] and _files_holding(tmp_path, FAKE) == []

@@ -6,7 +6,9 @@ catches a secret that reached a config anyway (typed or pasted literally). Secre
 those of environment variables whose names say so (``*SECRET*``, ``*TOKEN*``, ``*PASSWORD*``,
 ``*_KEY``, ``CLEARML_API_*`` but the host), and the credentials in ``clearml.conf``. Values
 shorter than :data:`MIN_LENGTH` are ignored: scrubbing a 3-character string would mangle
-unrelated text, and no real credential is that short.
+unrelated text, and no real credential is that short. A password in a URL's user-info
+(``http://user:password@host``) in the environment is a secret value too, and every log line and
+report has any URL's user-info replaced (:func:`scrub_line`), whatever it holds.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, ListConfig, read_write
+from omegaconf import DictConfig, ListConfig, open_dict, read_write
 
 REDACTED = "REDACTED"
 MIN_LENGTH = 8
@@ -27,6 +29,8 @@ _SECRET_NAME = re.compile(
     r"SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL|PRIVATE|_KEY$|_KEYS$|^CLEARML_API_"
 )
 _NOT_SECRET = re.compile(r"_HOST$|_URL$|_SERVER$|_PATH$|_FILE$|_DIR$")
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^\s/@'\"<>]+@")
+_URL_PASSWORD = re.compile(r"(?i)\b[a-z][a-z0-9+.\-]*://[^\s/@:'\"<>]*:([^\s/@'\"<>]+)@")
 _CONF_CREDENTIAL = re.compile(r"\b(?:access_key|secret_key)\"?\s*[:=]\s*\"?([^\"\s,}]+)")
 log = logging.getLogger(__name__)
 
@@ -40,6 +44,7 @@ def secret_values(environ: dict[str, str] | None = None) -> list[str]:
         if _SECRET_NAME.search(name.upper()) and not _NOT_SECRET.search(name.upper())
     }
     found |= set(_clearml_conf_credentials(env))
+    found |= {m.group(1) for value in env.values() for m in _URL_PASSWORD.finditer(value)}
     return sorted((v for v in found if len(v) >= MIN_LENGTH), key=len, reverse=True)
 
 
@@ -65,6 +70,16 @@ def scrub_text(text: str, secrets: list[str] | None = None) -> str:
         if secret in text:
             text = text.replace(secret, REDACTED)
     return text
+
+
+def strip_userinfo(text: str) -> str:
+    """``text`` with the user-info of every URL (``user:password@``) replaced."""
+    return _USERINFO.sub(rf"\1{REDACTED}@", text)
+
+
+def scrub_line(text: str) -> str:
+    """A log line or report as it may be shown: URL user-info and secret values replaced."""
+    return scrub_text(strip_userinfo(text))
 
 
 def scrub(value: Any, secrets: list[str] | None = None) -> Any:
@@ -98,6 +113,12 @@ def _scrub_node(node, prefix: str, secrets: list[str], changed: list[str]) -> No
     keys = list(node.keys()) if isinstance(node, DictConfig) else range(len(node))
     with read_write(node):
         for k in keys:
+            if isinstance(k, str) and (clean_key := scrub_text(k, secrets)) != k:
+                with open_dict(node):  # a secret used as a key: the key renamed
+                    node[clean_key] = node._get_node(k)
+                    del node[k]
+                changed.append(f"{prefix}.{clean_key} (a key)".lstrip("."))
+                k = clean_key
             child = node._get_node(k)
             key = f"{prefix}.{k}" if isinstance(node, DictConfig) else f"{prefix}[{k}]"
             key = key.lstrip(".")
@@ -115,12 +136,10 @@ class ScrubFilter(logging.Filter):
     """Rewrites log records with secret values replaced (the message is formatted first)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        secrets = secret_values()
-        if secrets:
-            message = record.getMessage()
-            clean = scrub_text(message, secrets)
-            if clean != message:
-                record.msg, record.args = clean, ()
+        message = record.getMessage()
+        clean = scrub_line(message)
+        if clean != message:
+            record.msg, record.args = clean, ()
         return True
 
 

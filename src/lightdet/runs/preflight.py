@@ -97,7 +97,7 @@ def check_server(cfg: DictConfig) -> None:
     queue = opts.get("remote_queue") if opts is not None else None
     if not queue:
         return
-    from lightdet.tracking.server import api_host, server_available, server_configured
+    from lightdet.tracking.server import server_available, server_configured, shown_host
 
     if opts.get("offline") or not server_configured():
         raise InputError(
@@ -106,7 +106,7 @@ def check_server(cfg: DictConfig) -> None:
             "CLEARML_API_SECRET_KEY) first"
         )
     if not server_available(opts):
-        raise InputError(f"logger.clearml.remote_queue={queue}: the ClearML server {api_host()} "
+        raise InputError(f"logger.clearml.remote_queue={queue}: the ClearML server {shown_host()} "
                          "does not answer; nothing was enqueued")  # fmt: skip
 
 

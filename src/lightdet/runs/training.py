@@ -16,6 +16,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from lightdet import outputs
 from lightdet.guard import check_checkpoint_file, check_checkpoint_fits, secure_config
+from lightdet.guard.secrets import scrub_line
 from lightdet.lightning.checkpoint_io import AtomicCheckpointIO
 from lightdet.lightning.host_memory import keep_freed_memory
 from lightdet.lightning.optimization import plan_batch
@@ -90,7 +91,7 @@ def run_training(
     log.info("%s = %.4f; best checkpoint %s", result.metric, result.best or 0.0,
              result.best_checkpoint)  # fmt: skip
     if is_global_zero():
-        print(summary(result, time.monotonic() - started, tracked), flush=True)
+        print(scrub_line(summary(result, time.monotonic() - started, tracked)), flush=True)
     return result
 
 

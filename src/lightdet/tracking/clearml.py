@@ -29,7 +29,7 @@ from lightdet.data.classes import label_enumeration
 from lightdet.guard.secrets import scrub, scrub_text, secret_values
 from lightdet.tracking import bounded
 from lightdet.tracking.overrides import HYDRA_SECTION, hydra_overrides
-from lightdet.tracking.server import api_host, offline_requested, server_available
+from lightdet.tracking.server import offline_requested, server_available, shown_host
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def init_task(cfg: DictConfig, bind_hydra: bool = True, continue_task: str | Non
     if offline and not offline_requested(opts.get("offline")):
         log.warning(
             "ClearML: server %s is not reachable; training goes on and is recorded offline.",
-            api_host(),
+            shown_host(),
         )
     if offline:
         _go_offline()
@@ -71,7 +71,7 @@ def init_task(cfg: DictConfig, bind_hydra: bool = True, continue_task: str | Non
     except bounded.NoAnswer:  # a server that answers its login, then nothing
         log.warning(
             "ClearML: server %s answered its login, but creating the task got no answer within "
-            "%g s; training goes on and is recorded offline.", api_host(), call_timeout,
+            "%g s; training goes on and is recorded offline.", shown_host(), call_timeout,
         )  # fmt: skip
         offline = True
         _go_offline()

@@ -42,6 +42,13 @@ def api_host() -> str:
     return Session.get_api_server_host()
 
 
+def shown_host() -> str:
+    """:func:`api_host` as it may be printed: a URL's user-info (a password) replaced."""
+    from lightdet.guard.secrets import scrub_line
+
+    return scrub_line(api_host())
+
+
 def _login_auth() -> tuple[dict, tuple[str, str] | None]:
     """Headers and basic auth for ``auth.login``, from ClearML's own settings."""
     from clearml.backend_api.session.defs import ENV_ACCESS_KEY, ENV_AUTH_TOKEN, ENV_SECRET_KEY
@@ -115,7 +122,7 @@ def import_session(session: str) -> str:
                          "(or set CLEARML_API_HOST, CLEARML_API_ACCESS_KEY, "
                          "CLEARML_API_SECRET_KEY) first")  # fmt: skip
     if not server_reachable(api_host(), login=True):
-        raise SystemExit(f"clearml-import: the ClearML server {api_host()} does not answer")
+        raise SystemExit(f"clearml-import: the ClearML server {shown_host()} does not answer")
     from clearml import Task
 
     return Task.import_offline_session(str(path))

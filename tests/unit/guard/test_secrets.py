@@ -37,3 +37,27 @@ def test_log_records_are_scrubbed_after_formatting(monkeypatch):
     record = logging.LogRecord("x", logging.INFO, __file__, 1, "key is %s", (FAKE,), None)
     assert ScrubFilter().filter(record)
     assert record.getMessage() == f"key is {REDACTED}"
+
+
+def test_a_password_in_a_url_is_a_secret_and_any_urls_user_info_leaves_log_lines(monkeypatch):
+    """Round 2: ``CLEARML_API_HOST=http://user:pass@host`` was printed as it is."""
+    for name in [n for n in __import__("os").environ if n.startswith("CLEARML_")]:
+        monkeypatch.delenv(name)
+    env = {"CLEARML_API_HOST": "https://bob:hunter2-pass@clearml.example:8008", "HOME": "/x",
+           "CLEARML_CONFIG_FILE": "/nonexistent"}  # fmt: skip
+    assert secret_values(env) == ["hunter2-pass"]
+    record = logging.LogRecord("x", logging.WARNING, __file__, 1, "server %s down",
+                               ("http://alice:s3cr3t-value@h:1/api",), None)  # fmt: skip
+    assert ScrubFilter().filter(record)  # no secret known to the process: user-info still goes
+    assert record.getMessage() == f"server http://{REDACTED}@h:1/api down"
+
+
+def test_a_secret_used_as_a_config_key_is_renamed(monkeypatch):
+    """Round 2: a secret value as a *key* reached checkpoints, .hydra/ and the session."""
+    monkeypatch.setenv("MY_API_TOKEN", FAKE)
+    cfg = OmegaConf.create({"notes": {FAKE: 1, "kept": "x"}, "deep": [{f"k-{FAKE}": {"v": 2}}]})
+    changed = scrub_config(cfg)
+    assert FAKE not in OmegaConf.to_yaml(cfg)
+    assert OmegaConf.to_container(cfg) == {"notes": {"kept": "x", REDACTED: 1},
+                                           "deep": [{f"k-{REDACTED}": {"v": 2}}]}  # fmt: skip
+    assert changed == [f"notes.{REDACTED} (a key)", f"deep[0].k-{REDACTED} (a key)"]
