@@ -121,7 +121,7 @@ class DetectionDataModule(pl.LightningDataModule):
                 fingerprints[where] = index_cache.fingerprint(folders)
             key = index_cache.cache_key(config, split, self.policy)
             digest, newest = fingerprints[where]
-            cached = index_cache.load(key, digest, checker)
+            cached = index_cache.load(key, digest, checker, folders, config.get("class_names"))
         if cached is not None:
             records, state = cached
             self.source.restore_index_state(state)

@@ -114,3 +114,90 @@ def test_fresh_files_and_a_damaged_cache_are_not_used(voc, monkeypatch):
     read.clear()
     _index(voc)  # and written again whole
     assert read == []
+
+
+def _cache_files(voc: Path) -> list[tuple[Path, Path]]:
+    return [(j, j.with_suffix(".npz")) for j in sorted((voc.parent / "cache" / "index").glob("*.json"))]
+
+
+def _tamper_rows(voc: Path, change) -> None:
+    import json
+
+    for meta_path, _ in _cache_files(voc):
+        meta = json.loads(meta_path.read_text())
+        change(meta)
+        meta_path.write_text(json.dumps(meta))
+
+
+def _tamper_arrays(voc: Path, name: str, change) -> None:
+    for _, npz in _cache_files(voc):
+        with np.load(npz) as loaded:
+            arrays = {k: loaded[k] for k in loaded.files}
+        change(arrays[name])
+        np.savez(npz, **arrays)
+
+
+def _rows(meta, field, value):
+    meta["records"][0][field] = value
+
+
+@pytest.mark.parametrize("tamper", [
+    lambda voc: _tamper_rows(voc, lambda m: _rows(m, "image_path", "/etc/passwd")),
+    lambda voc: _tamper_rows(voc, lambda m: _rows(m, "image_path", str(voc / ".." / "x.jpg"))),
+    lambda voc: _tamper_arrays(voc, "boxes", lambda b: b.__setitem__((0, 2), np.nan)),
+    lambda voc: _tamper_arrays(voc, "boxes", lambda b: b.__setitem__((0, 2), 1e6)),
+    lambda voc: _tamper_arrays(voc, "labels", lambda x: x.__setitem__(0, 99)),
+    lambda voc: _tamper_arrays(voc, "labels", lambda x: x.__setitem__(0, 0)),
+    lambda voc: _tamper_rows(voc, lambda m: m["source_state"].update(
+        class_names=["background", "square", "triangle"])),
+    lambda voc: _tamper_rows(voc, lambda m: m.update(checks="x")),  # damaged: crashed
+    lambda voc: _tamper_rows(voc, lambda m: _rows(m, "width", "wide")),
+    lambda voc: _tamper_rows(voc, lambda m: m["records"].pop()),
+], ids=["path-outside", "path-dotdot", "nan-box", "box-outside-image", "label-high",
+        "label-background", "background-class", "damaged-checks", "bad-width", "row-missing"])  # fmt: skip
+def test_a_tampered_cache_is_checked_ignored_with_a_warning_and_indexed_again(voc, monkeypatch,
+                                                                              caplog, tamper):  # fmt: skip
+    """Round 2: cached records were used without the checks they passed when indexed."""
+    first = _index(voc)
+    tamper(voc)
+    read = _count_reads(monkeypatch)
+    with caplog.at_level("WARNING"):
+        again = _index(voc)
+    assert sorted(read) == ["train", "val"]  # not trusted: read and checked again
+    assert "is damaged or not lightdet's" in caplog.text
+    for split in ("train", "val"):
+        _same(first.datasets[split].records, again.datasets[split].records)
+    assert again.class_names == first.class_names
+
+
+def test_a_fifo_in_the_cache_folder_does_not_hang_indexing(voc, monkeypatch, caplog):
+    """Round 2: opening a FIFO named like a cache file blocked for ever."""
+    import threading
+
+    _index(voc)
+    for meta_path, _ in _cache_files(voc):
+        meta_path.unlink()
+        os.mkfifo(meta_path)
+    done: list = []
+    worker = threading.Thread(target=lambda: done.append(_index(voc)), daemon=True)
+    with caplog.at_level("WARNING"):
+        worker.start()
+        worker.join(60)
+    if worker.is_alive():  # release the blocked reader before failing
+        for meta_path, _ in _cache_files(voc):
+            os.close(os.open(meta_path, os.O_WRONLY | os.O_NONBLOCK))
+        worker.join(10)
+    assert done and len(done[0].datasets["train"]) == 16
+    assert "not a regular file" in caplog.text
+
+
+def test_a_symlink_loop_in_the_dataset_is_fingerprinted_once(voc):
+    """Round 2: a folder link back to the dataset (which indexing walks fine) crashed the
+    cache's fingerprint walk."""
+    from lightdet.data.index_cache import fingerprint
+
+    (voc / "JPEGImages" / "loop").symlink_to(voc, target_is_directory=True)
+    digest, newest = fingerprint([voc])
+    assert digest == fingerprint([voc])[0] and newest > 0
+    first = _index(voc)
+    assert len(first.datasets["train"]) == 16
