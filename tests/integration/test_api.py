@@ -72,7 +72,7 @@ def test_evaluate_scores_the_checkpoint_as_training_did(trained, tiny_shapes, cl
     assert metrics["val/map"] == result.metrics["val/map"]
     assert metrics["val/map_50"] == result.metrics["val/map_50"]
     # the report in the evaluation's run folder: the same detections training's report saw
-    (run,) = (root / "logs" / "evaluate" / "runs").iterdir()
+    (run,) = [p for p in (root / "logs" / "evaluate" / "runs").iterdir() if p.is_dir()]
     report = json.loads((run / "metrics.json").read_text())
     trained_report = json.loads((Path(result.results_dir) / "metrics.json").read_text())
     assert report["coco"] == trained_report["coco"]

@@ -103,7 +103,7 @@ def test_compare_trains_each_model_then_reuses_it(tmp_path, tiny_shapes):
     again = json.loads((study / "results.json").read_text())["cells"]
     assert {c["label"]: c["finished_at"] for c in again} == first  # nothing retrained
     assert _table(study) == table  # nor re-measured
-    assert len(list((study / "cells").iterdir())) == 2
+    assert len([p for p in (study / "cells").iterdir() if p.is_dir()]) == 2
 
     # an existing checkpoint, scored on the validation split instead of trained
     ckpt = results[0]["checkpoint"]

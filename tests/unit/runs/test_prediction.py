@@ -55,7 +55,7 @@ def test_predict_draws_on_the_upright_objects_and_counts_the_corrupt_file(
     assert summary["images"] == 3 and summary["detections"] == 3
     assert summary["unreadable"] == [str(inputs / "a_corrupt.jpg")]
     out = tmp_path / "logs" / "predict" / "runs"
-    (run,) = [p for p in out.iterdir()]
+    (run,) = [p for p in out.iterdir() if p.is_dir()]
     assert run == __import__("pathlib").Path(summary["output_dir"])
     result = json.loads((run / "predictions.json").read_text())
     assert result["score_threshold"] == 0.5 and result["score_threshold_source"] == "score_thresh"
