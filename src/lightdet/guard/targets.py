@@ -234,6 +234,10 @@ def _walk(node: Any, key: str, where: str, depth: int) -> None:
             check_target(items["_target_"], target_key, where)
             if items["_target_"] == _METHOD_GETTER:
                 check_target(items.get("path"), f"{key}.path" if key else "path", where, METHOD)
+            if "_args_" in items:  # named arguments only: the write policy checks them by name
+                where_args = f"{where}: {key + '.' if key else ''}_args_"
+                raise UnsafeConfigError(f"{where_args}: positional arguments are not accepted; "
+                                        "name each argument")  # fmt: skip
         for k, child in items.items():
             _walk(child, f"{key}.{k}" if key else k, where, depth + 1)
     elif isinstance(node, list | tuple | ListConfig):

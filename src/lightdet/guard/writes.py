@@ -70,6 +70,13 @@ BASES: tuple[str, ...] = ("paths.root_dir", "paths.data_dir", "paths.log_dir")
 # Hydra settings an override may set that name no place
 HYDRA_SETTINGS: tuple[str, ...] = ("hydra.job.chdir", "hydra.verbose", "hydra.mode")
 _SUBDIR_INTERPOLATIONS = ("${hydra.job.num}", "${hydra.job.id}")
+# arguments that name a place a registered target writes, checked on every node with a
+# ``_target_`` wherever it sits in the config (not only under the keys above)
+WRITE_ARGUMENTS: dict[str, str] = {"dirpath": FOLDER, "filename": NAME,
+                                   "default_root_dir": FOLDER}  # fmt: skip
+# a format field of a checkpoint file name: a metric name and at most a numeric spec (a fill
+# character would let str.format make '/' at run time: '{epoch:/>3}' is '//0', an absolute path)
+_FIELD = re.compile(r"\{[\w/.\-]+(:0?\d*(\.\d+)?[dfeg%]?)?\}")
 
 
 def hydra_keys() -> tuple[str, ...]:
@@ -141,7 +148,12 @@ def value_of(cfg: DictConfig, key: str) -> Any:
         value = OmegaConf.select(cfg, key, throw_on_resolution_failure=True)
     except OmegaConfBaseException:
         return OmegaConf.select(cfg, key, throw_on_resolution_failure=False)
-    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+    if not OmegaConf.is_config(value):
+        return value
+    try:
+        return OmegaConf.to_container(value, resolve=True)
+    except OmegaConfBaseException:  # a part that does not resolve here: as written
+        return OmegaConf.to_container(value, resolve=False)
 
 
 def check_writes(cfg: DictConfig, *, multirun: bool = False) -> None:
@@ -161,6 +173,21 @@ def check_writes(cfg: DictConfig, *, multirun: bool = False) -> None:
                 value = value_of(work, key)
                 if value is not None:
                     _check(kind, key, value, run_folder)
+        body = {k: value_of(work, k) for k in work if k != "hydra"}
+        _check_target_arguments(body, "", run_folder)
+
+
+def _check_target_arguments(node: Any, key: str, run_folder: Path | None) -> None:
+    if isinstance(node, dict):
+        if "_target_" in node:
+            for name, kind in WRITE_ARGUMENTS.items():
+                if node.get(name) is not None:
+                    _check(kind, f"{key}.{name}".lstrip("."), node[name], run_folder)
+        for k, child in node.items():
+            _check_target_arguments(child, f"{key}.{k}".lstrip("."), run_folder)
+    elif isinstance(node, list):
+        for i, child in enumerate(node):
+            _check_target_arguments(child, f"{key}[{i}]", run_folder)
 
 
 def _check(kind: str, key: str, value: Any, run_folder: Path | None) -> None:
@@ -177,8 +204,13 @@ def _check(kind: str, key: str, value: Any, run_folder: Path | None) -> None:
 
 
 def check_name(key: str, value: str) -> None:
-    """A plain name: no separator, not ``.`` or ``..``, no NUL."""
-    if value in ("", ".", "..") or re.search(r"[/\\\x00]", value):
+    """A plain name: no separator, not ``.`` or ``..``, no NUL; format fields (a checkpoint's
+    ``{epoch:03d}``) only with a numeric spec."""
+    plain = _FIELD.sub("0", value)
+    if "{" in plain or "}" in plain:
+        raise UnsafeConfigError(f"config: {key}={value!r}: a format field may hold a name and a "
+                                "numeric spec only ('{epoch:03d}', '{val/map:.3f}')")  # fmt: skip
+    if value in ("", ".", "..") or plain in (".", "..") or re.search(r"[/\\\x00]", plain):
         raise UnsafeConfigError(f"config: {key}={value!r}: must be a plain name (no '/', not "
                                 "'..'): it is joined to a folder lightdet checked")  # fmt: skip
 

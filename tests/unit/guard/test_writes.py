@@ -156,3 +156,30 @@ def test_every_path_in_every_entry_points_config_is_declared_written_or_read(tmp
             "study.dir", "output", "hydra.output_subdir"} <= seen_written  # fmt: skip
     assert {"ckpt_path", "input", "data.source.root", "data.source.roots[0]"} <= seen_read
     assert set(seen_read) <= {k for k in seen_read if declared(k) == "read"} and READS
+
+
+@pytest.mark.parametrize("override,message", [
+    # str.format makes '//0' of '{epoch:/>3}', and os.path.join then drops the folder: an
+    # absolute path at the file system's root
+    ("callbacks.model_checkpoint.filename='{epoch:/>3}etc{epoch:/^3}x'", "numeric spec only"),
+    ("callbacks.model_checkpoint.filename='..'", "plain name"),
+    # positional arguments hide a folder from the policy's named keys
+    ("+callbacks.x={_target_:pytorch_lightning.callbacks.ModelCheckpoint,_args_:[{victim}]}",
+     r"callbacks\.x\._args_: positional arguments are not accepted"),
+    # a registered writer placed under another key is checked where it is
+    ("+model.net.extra={_target_:pytorch_lightning.callbacks.ModelCheckpoint,dirpath:{victim}}",
+     r"model\.net\.extra\.dirpath=.*victim"),
+    ("+data.x={_target_:lightdet.tracking.results.RunResults,dirpath:{victim}}",
+     r"data\.x\.dirpath=.*victim"),
+])  # fmt: skip
+def test_my_round_two_variants_are_refused(tmp_path, override, message):
+    """Variants found after the issue's list (this session's own attacker round)."""
+    victim = tmp_path / "victim"
+    before = _user_folder(victim)
+    with pytest.raises(UnsafeConfigError, match=message):
+        compose_train(tmp_path, override.replace("{victim}", f"'{victim}'"))
+    assert snapshot(victim) == before
+
+
+def test_a_checkpoint_name_with_numeric_format_fields_is_accepted(tmp_path):
+    compose_train(tmp_path, "callbacks.model_checkpoint.filename='best-{epoch:03d}-{val/map:.3f}'")
