@@ -30,8 +30,15 @@ class UnsafeConfigError(ValueError, CompactHydraException):
     """A config names a callable the project does not expect, or builds one at resolution.
 
     A ``CompactHydraException`` too, so a refusal during Hydra's composition prints as one
-    line naming the key, not as a traceback through Hydra's internals.
+    line naming the key, not as a traceback through Hydra's internals. Its message is scrubbed
+    (credential values, URL user-info): it repeats the refused value, and is printed before
+    any log filter exists.
     """
+
+    def __init__(self, message: str = "") -> None:
+        from lightdet.guard.secrets import scrub_line
+
+        super().__init__(scrub_line(str(message)))
 
 
 COMPONENT = "a config _target_"

@@ -61,3 +61,17 @@ def test_a_secret_used_as_a_config_key_is_renamed(monkeypatch):
     assert OmegaConf.to_container(cfg) == {"notes": {"kept": "x", REDACTED: 1},
                                            "deep": [{f"k-{REDACTED}": {"v": 2}}]}  # fmt: skip
     assert changed == [f"notes.{REDACTED} (a key)", f"deep[0].k-{REDACTED} (a key)"]
+
+
+def test_a_refusal_that_repeats_a_value_never_repeats_a_secret(monkeypatch, tmp_path):
+    """A refused value is printed by Hydra before any log filter exists."""
+    import pytest
+
+    from lightdet.guard import UnsafeConfigError
+    from tests.conftest import compose_train
+
+    monkeypatch.setenv("MY_API_TOKEN", FAKE)
+    with pytest.raises(UnsafeConfigError) as refused:
+        compose_train(tmp_path, f"hydra.job.name=../{FAKE}")
+    assert "hydra.job.name" in str(refused.value) and FAKE not in str(refused.value)
+    assert REDACTED in str(refused.value)
