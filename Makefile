@@ -133,5 +133,5 @@ clearml-server-up: ## start a ClearML server + GPU agent (docker/docker-compose.
 clearml-server-down: ## stop the ClearML server and agent (data stays in CLEARML_DATA, default /opt/clearml)
 	docker compose -f docker/docker-compose.yml down
 
-clean: ## remove run outputs (logs/, outputs/, multirun/), saying what and how much; SESSIONS=1 also their offline ClearML sessions; keeps data/ and .venv
+clean: ## remove lightdet's run outputs (marked folders in logs/, outputs/, multirun/), saying what and how much; SESSIONS=1 also their offline ClearML sessions; keeps data/, .venv and anything lightdet did not make
 	@if [ -x $(PY) ]; then $(PY) -m lightdet.clean $(if $(SESSIONS),--sessions); else rm -rf logs outputs multirun; fi
