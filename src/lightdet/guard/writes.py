@@ -160,9 +160,9 @@ def check_writes(cfg: DictConfig, *, multirun: bool = False) -> None:
     """Every declared write key of ``cfg`` against the policy above; the error names the key,
     its value and the rule. Hydra's run folder itself is checked by the composition guard
     (new, empty or lightdet's), and the sweep folder here."""
-    raw = {k: OmegaConf.select(cfg, k, throw_on_resolution_failure=False)
-           for k in ("hydra.sweep.subdir",)}  # fmt: skip
-    _check_subdir(raw["hydra.sweep.subdir"])
+    sweep = OmegaConf.select(cfg, "hydra.sweep")
+    if isinstance(sweep, DictConfig) and "subdir" in sweep:  # as written: ${hydra.job.num}
+        _check_subdir(sweep._get_node("subdir")._value())  # does not resolve before the job
     with resolving(cfg, multirun) as (work, run_folder):
         if multirun and run_folder is not None:  # the sweep folder itself: new, empty or ours
             check_folder("hydra.sweep.dir", str(run_folder), None)

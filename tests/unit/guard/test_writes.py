@@ -56,6 +56,7 @@ def _multirun_cfg(tmp_path: Path, *overrides: str) -> DictConfig:
     "hydra.sweep.dir={victim}",  # multirun.yaml and the job folders into a user's folder
     "hydra.sweep.subdir=../../victim",  # each job's folder
     "hydra.sweep.subdir=${{hydra.job.override_dirname}}",  # a name made of override values
+    "hydra.sweep.subdir=${{hydra.job.num}}/../../victim",  # does not resolve at composition
     "study.dir={victim}",  # the study's table.md and results.csv
 ])  # fmt: skip
 def test_a_multirun_key_that_writes_outside_is_refused(tmp_path, override):
