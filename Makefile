@@ -134,4 +134,4 @@ clearml-server-down: ## stop the ClearML server and agent (data stays in CLEARML
 	docker compose -f docker/docker-compose.yml down
 
 clean: ## remove lightdet's run outputs (marked folders in logs/, outputs/, multirun/), saying what and how much; SESSIONS=1 also their offline ClearML sessions; keeps data/, .venv and anything lightdet did not make
-	@if [ -x $(PY) ]; then $(PY) -m lightdet.clean $(if $(SESSIONS),--sessions); else rm -rf logs outputs multirun; fi
+	@if [ -x $(PY) ]; then $(PY) -m lightdet.clean $(if $(SESSIONS),--sessions); else echo "make clean: no $(VENV) (make install first): it tells lightdet's folders from yours; nothing removed"; exit 2; fi

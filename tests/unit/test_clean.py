@@ -89,3 +89,17 @@ def test_a_symlinked_logs_folder_is_cleaned_where_it_points_and_kept_as_a_link(t
     assert (root / "logs").is_symlink() and (disk / "README").read_text() == "my disk"
     assert not (disk / "t").exists() and lines[-1].startswith("removed ")
     assert (tmp_path / "repo").is_dir()
+
+
+def test_make_clean_without_lightdet_installed_removes_nothing(tmp_path):
+    """Its fallback was ``rm -rf logs outputs multirun``, whatever they held."""
+    import subprocess
+    from pathlib import Path
+
+    makefile = Path(__file__).resolve().parents[2] / "Makefile"
+    (tmp_path / "outputs").mkdir()
+    (tmp_path / "outputs" / "notes.txt").write_text("mine")
+    proc = subprocess.run(["make", "-s", "-f", str(makefile), "clean", f"VENV={tmp_path}/none"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert proc.returncode == 2 and "nothing removed" in proc.stdout
+    assert (tmp_path / "outputs" / "notes.txt").read_text() == "mine"
