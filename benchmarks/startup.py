@@ -36,7 +36,7 @@ def _one(overrides: list[str], launched: float, out: Path) -> None:
 
     import lightdet.train  # noqa: F401  the entry module, as `python -m lightdet.train` loads it
     from lightdet.cli import CONFIG_DIR
-    from lightdet.runs.training import run_training
+    from lightdet.runs.train import run_training
 
     marks["imports"] = time.time() - launched
 

@@ -69,7 +69,7 @@ def _compose(model: str, overrides: list[str], run_dir: Path):
 def _lightdet(model: str, args, overrides: list[str], out: Path) -> None:
     import pytorch_lightning as pl
 
-    from lightdet.runs.training import run_training
+    from lightdet.runs.train import run_training
 
     steps = args.warmup + args.batches
     ends: list[float] = []

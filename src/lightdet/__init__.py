@@ -25,7 +25,7 @@ _API = {
     "Detections": "lightdet.detector",
     "train": "lightdet.runs.compose",
     "evaluate": "lightdet.runs.compose",
-    "TrainResult": "lightdet.runs.training",
+    "TrainResult": "lightdet.runs.train",
 }
 __all__ = [*_API, "__version__"]
 

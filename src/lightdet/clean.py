@@ -17,10 +17,9 @@ import os
 import shutil
 from pathlib import Path
 
-from lightdet.outputs import is_ours
+from lightdet.outputs import SESSION_NOTE, is_ours
 
 TARGETS = ("logs", "outputs", "multirun")
-SESSION_NOTE = "clearml_session.txt"  # in a run folder: its offline session's folder
 
 
 def _size(path: Path) -> int:

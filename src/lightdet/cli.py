@@ -29,8 +29,12 @@ hydra_guard.install()
 quiet.install()  # messages that need no action, filtered at their source
 
 
-def hydra_entry(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Callable[[], Any]]:
-    """``@hydra.main`` on ``conf/<config_name>.yaml``, guarded (see :mod:`lightdet.guard`)."""
+def hydra_entry(
+    config_name: str, preflight: hydra_guard.Preflight | None = None
+) -> Callable[[Callable[[DictConfig], Any]], Callable[[], Any]]:
+    """``@hydra.main`` on ``conf/<config_name>.yaml``, guarded (see :mod:`lightdet.guard`);
+    ``preflight(cfg, overrides)``: the command's own checks of its inputs, run by the guard on
+    the composed config before any folder exists (:mod:`lightdet.runs.preflight`)."""
 
     def decorate(task_function: Callable[[DictConfig], Any]) -> Callable[[], Any]:
         @functools.wraps(task_function)
@@ -40,7 +44,14 @@ def hydra_entry(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Cal
             outputs.mark(HydraConfig.get().runtime.output_dir, "run")
             return task_function(cfg)
 
-        return hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name=config_name)(run)
+        main = hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name=config_name)(run)
+
+        @functools.wraps(main)
+        def entry(*args: Any, **kwargs: Any) -> Any:
+            hydra_guard.use_preflight(preflight)
+            return main(*args, **kwargs)
+
+        return entry
 
     return decorate
 

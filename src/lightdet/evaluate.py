@@ -1,7 +1,7 @@
 """Evaluate a checkpoint: ``python -m lightdet.evaluate ckpt_path=<path> [split=test]``.
 
 Returns the metrics (``val/map``, ``val/map_50``, ...) of one pass over the split. The run
-itself is :func:`lightdet.runs.evaluation.run_evaluation`; from Python, call
+itself is :func:`lightdet.runs.evaluate.run_evaluation`; from Python, call
 ``lightdet.evaluate(ckpt_path, overrides=[...])``.
 """
 
@@ -10,10 +10,11 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from lightdet.cli import callable_module, hydra_entry
-from lightdet.runs.evaluation import run_evaluation
+from lightdet.runs.evaluate import run_evaluation
+from lightdet.runs.preflight import evaluation
 
 
-@hydra_entry("evaluate")
+@hydra_entry("evaluate", preflight=evaluation)
 def main(cfg: DictConfig) -> dict[str, float]:
     return run_evaluation(cfg)
 

@@ -1,7 +1,7 @@
 """Export a checkpoint: ``python -m lightdet.export ckpt_path=<path> [format=torchscript]``.
 
 Writes the ONNX or TorchScript file and verifies it against PyTorch on the validation split;
-the run itself is :func:`lightdet.runs.exporting.run_export`.
+the run itself is :func:`lightdet.runs.export.run_export`.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from lightdet.cli import hydra_entry
-from lightdet.runs.exporting import run_export
+from lightdet.runs.export import run_export
 
 
 @hydra_entry("export")

@@ -3,7 +3,7 @@
 With a reachable ClearML server (``backend=auto`` or ``clearml``): ClearML's optimizer with
 Optuna clones a base training task. Otherwise (``local``): an Optuna study in a file, each trial a
 training run in this process. Both write the best configuration, a trials table and plots. The
-run itself is :func:`lightdet.runs.search.run_search`.
+run itself is :func:`lightdet.runs.hpo.run_search`.
 """
 
 from __future__ import annotations
@@ -11,10 +11,11 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from lightdet.cli import hydra_entry
-from lightdet.runs.search import run_search
+from lightdet.runs.hpo import run_search
+from lightdet.runs.preflight import tracked
 
 
-@hydra_entry("hpo")
+@hydra_entry("hpo", preflight=tracked)
 def main(cfg: DictConfig) -> dict:
     return run_search(cfg)
 

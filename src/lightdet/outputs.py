@@ -21,6 +21,7 @@ from contextlib import closing
 from pathlib import Path
 
 MARKER = ".lightdet"
+SESSION_NOTE = "clearml_session.txt"  # in a run folder: its offline session's folder
 
 
 class ForeignFolderError(FileExistsError):

@@ -1,7 +1,7 @@
 """Predict with a checkpoint: ``python -m lightdet.predict ckpt_path=<path> input=<images>``.
 
 Writes each image with its boxes drawn and ``predictions.json`` into the run folder; the run
-itself is :func:`lightdet.runs.prediction.run_prediction`. From Python, use
+itself is :func:`lightdet.runs.predict.run_prediction`. From Python, use
 :class:`lightdet.Detector`.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from lightdet.cli import hydra_entry
-from lightdet.runs.prediction import run_prediction
+from lightdet.runs.predict import run_prediction
 
 
 @hydra_entry("predict")

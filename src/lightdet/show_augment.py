@@ -2,7 +2,7 @@
 
 Writes a grid image: one row per training image, the original (as evaluated) first, then
 ``repeats`` augmented draws with their boxes, exactly as the model receives them. The run
-itself is :func:`lightdet.runs.augment_preview.show_augment`.
+itself is :func:`lightdet.runs.show_augment.show_augment`.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from lightdet.cli import hydra_entry
-from lightdet.runs.augment_preview import show_augment
+from lightdet.runs.show_augment import show_augment
 
 
 @hydra_entry("show_augment")

@@ -11,10 +11,11 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from lightdet.cli import hydra_entry
+from lightdet.runs.preflight import training
 from lightdet.runs.study import run_cell
 
 
-@hydra_entry("study")
+@hydra_entry("study", preflight=training)
 def main(cfg: DictConfig) -> dict:
     return run_cell(cfg)
 

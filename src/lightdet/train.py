@@ -1,7 +1,7 @@
 """Train a detector: ``python -m lightdet.train model=retinanet [overrides]`` (or ``make train``).
 
 Returns the ``optimized_metric`` (default ``val/map``, best over the run) for hyperparameter
-search. The run itself is :func:`lightdet.runs.training.run_training`; from Python, call
+search. The run itself is :func:`lightdet.runs.train.run_training`; from Python, call
 ``lightdet.train(overrides=[...])``.
 """
 
@@ -10,10 +10,11 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from lightdet.cli import callable_module, hydra_entry
-from lightdet.runs.training import run_training
+from lightdet.runs.preflight import training
+from lightdet.runs.train import run_training
 
 
-@hydra_entry("train")
+@hydra_entry("train", preflight=training)
 def main(cfg: DictConfig) -> float | None:
     return run_training(cfg).best
 

@@ -143,7 +143,7 @@ def test_predict_returns_the_validation_loops_detections(trained, tiny_shapes):
 def test_export_verifies_the_file_on_the_validation_split(trained, tiny_shapes, fmt, capsys):
     root, result = trained
     from lightdet.deploy.export import read_metadata
-    from lightdet.runs.exporting import run_export
+    from lightdet.runs.export import run_export
 
     cfg = compose_config("export", [f"ckpt_path={result.best_checkpoint}", f"format={fmt}",
                                     *_data_overrides(root, tiny_shapes),
@@ -165,7 +165,7 @@ def test_predict_command_on_the_trained_checkpoint(trained, tiny_shapes):
     """``make predict`` over the validation images: the JSON holds what Detector.predict
     returns at the same threshold, one drawn image per input."""
     root, result = trained
-    from lightdet.runs.prediction import run_prediction
+    from lightdet.runs.predict import run_prediction
 
     images = tiny_shapes / "VOC" / "JPEGImages"
     cfg = compose_config("predict", [f"paths.root_dir={root}", f"ckpt_path={result.best_checkpoint}",

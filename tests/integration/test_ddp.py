@@ -7,7 +7,7 @@ from hydra import compose, initialize_config_dir
 
 from lightdet.cli import CONFIG_DIR
 from lightdet.data.shapes import ShapesSpec, ensure_shapes
-from lightdet.runs.evaluation import run_evaluation
+from lightdet.runs.evaluate import run_evaluation
 from tests.conftest import TINY, offline_scalars, run_train_cli
 
 

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from lightdet.runs.training import run_training
+from lightdet.runs.train import run_training
 from tests.conftest import compose_train, offline_events
 from tests.messy import (
     EXPECTED_FIXED,

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from lightdet.cli import CONFIG_DIR
-from lightdet.runs.training import run_training
+from lightdet.runs.train import run_training
 from tests.conftest import compose_train
 
 MODELS = sorted(p.stem for p in (Path(CONFIG_DIR) / "model").glob("*.yaml"))

@@ -7,7 +7,7 @@ import pytest
 import torch
 from pytorch_lightning.callbacks import Callback
 
-from lightdet.runs.training import run_training
+from lightdet.runs.train import run_training
 from tests.conftest import compose_train
 
 

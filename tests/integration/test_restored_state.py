@@ -8,7 +8,7 @@ import logging
 
 import torch
 
-from lightdet.runs.training import run_training
+from lightdet.runs.train import run_training
 from tests.conftest import compose_train
 
 

@@ -2,7 +2,7 @@ from hydra import compose, initialize_config_dir
 from PIL import Image
 
 from lightdet.cli import CONFIG_DIR
-from lightdet.runs.augment_preview import show_augment
+from lightdet.runs.show_augment import show_augment
 from tests.conftest import TINY
 
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from lightdet.runs.training import run_training
+from lightdet.runs.train import run_training
 from tests.conftest import compose_train, offline_scalars
 
 

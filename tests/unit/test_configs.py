@@ -9,7 +9,7 @@ from hydra.utils import instantiate
 from lightdet.cli import CONFIG_DIR
 from lightdet.guard import check_targets
 from lightdet.lightning.datamodule import DetectionDataModule
-from lightdet.runs.training import instantiate_callback
+from lightdet.runs.train import instantiate_callback
 from tests.conftest import compose_train
 
 GROUP_OPTIONS = [

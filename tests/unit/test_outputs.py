@@ -16,8 +16,8 @@ from lightdet.outputs import (
     is_ours,
     mark,
 )
-from lightdet.runs.augment_preview import show_augment
-from lightdet.runs.training import run_training
+from lightdet.runs.show_augment import show_augment
+from lightdet.runs.train import run_training
 from tests.conftest import compose_train, snapshot
 
 

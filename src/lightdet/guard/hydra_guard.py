@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -49,6 +49,8 @@ LAUNCHER_KEYS = ("n_jobs", "timeout_min", "cpus_per_task", "gpus_per_node", "tas
                  "mem_gb", "nodes", "partition", "qos", "account", "constraint",
                  "array_parallelism")  # fmt: skip
 _LAUNCHER_SHELL = ("setup", "srun_args", "additional_parameters")
+Preflight = Callable[[DictConfig, Sequence[str]], None]
+_PREFLIGHT: list[Preflight] = []  # the running command's checks (cli.hydra_entry sets them)
 
 
 def _is_hydra(name: str | None) -> bool:
@@ -120,9 +122,9 @@ def check_composed(
     the run folder ``hydra.run.dir``; ``quiet``: a probe whose config is thrown away;
     ``chosen_dir``: the run folder was given as an override, as Lightning's DDP launcher gives
     its children the parent's; otherwise the folder the pattern names is made unique here, so
-    two runs started in the same second never share one). A run's inputs are checked too
-    (:mod:`lightdet.runs.preflight`, given the command line's ``overrides``), before any
-    folder exists."""
+    two runs started in the same second never share one). A run's inputs are checked too, by
+    the preflight its entry point declared (:func:`use_preflight`, given the command line's
+    ``overrides``), before any folder exists."""
     check_hydra_node(cfg)
     body = {k: cfg._get_node(k) for k in cfg.keys() if k != "hydra"}
     check_interpolations(body)
@@ -142,10 +144,8 @@ def check_composed(
             check_checkpoint_file(checkpoint)
         except BadCheckpointFileError as err:
             raise CheckpointArgumentError(f"ckpt_path: {err}") from None
-    if run:
-        from lightdet.runs.preflight import check_inputs
-
-        check_inputs(cfg, overrides)
+    if run and _PREFLIGHT:
+        _PREFLIGHT[-1](cfg, overrides)
     if run_dir:
         try:
             outputs.check_free(run_dir, "hydra.run.dir")
@@ -156,6 +156,12 @@ def check_composed(
     if multirun and not quiet:  # checked by check_writes; Hydra's launcher writes into it next
         outputs.mark(OmegaConf.select(cfg, "hydra.sweep.dir"), "sweep")
     scrub_config(cfg, quiet=quiet)
+
+
+def use_preflight(check: Preflight | None) -> None:
+    """The checks of the command about to run (``check(cfg, overrides)``, raising on a fault),
+    declared by its entry point: run on the config of every run it composes from now on."""
+    _PREFLIGHT[:] = [check] if check is not None else []
 
 
 def install() -> None:
@@ -177,7 +183,7 @@ def install() -> None:
         try:
             cfg = original(*bound.args, **bound.kwargs)
         except ConfigCompositionException as err:  # a mistyped key: the closest keys
-            from lightdet.runs.suggest import did_you_mean
+            from lightdet.guard.suggest import did_you_mean
 
             def without(overrides: list[str]) -> DictConfig:
                 again = signature.bind(*args, **kwargs)

@@ -81,7 +81,7 @@ REGISTRY: dict[str, tuple[str, str]] = {
     "lightdet.lightning.resume.ResumeCheckpoint": (COMPONENT, "last.ckpt in the run's folder"),
     "lightdet.tracking.callbacks.ClearMLReports": (COMPONENT, "reports to the run's task"),
     "lightdet.tracking.callbacks.ClearMLModelRegistry": (COMPONENT, "registers checkpoints"),
-    "lightdet.tracking.results.RunResults": (COMPONENT, "results/ under its dirpath"),
+    "lightdet.lightning.results.RunResults": (COMPONENT, "results/ under its dirpath"),
     "pytorch_lightning.Trainer": (COMPONENT, "the trainer; default_root_dir is a declared write"),
     "pytorch_lightning.callbacks.ModelCheckpoint": (COMPONENT, "dirpath/filename: declared"),
     "pytorch_lightning.callbacks.EarlyStopping": (COMPONENT, _CALLBACK),

@@ -18,8 +18,8 @@ from lightdet.data.classes import num_classes
 from lightdet.data.dataset import DetectionDataset, collate_detection, seed_worker
 from lightdet.data.records import AnnotationError
 from lightdet.data.transforms import eval_preset
+from lightdet.lightning.ranks import is_global_zero
 from lightdet.lightning.resume import EpochSampler, ResumableDataLoader
-from lightdet.tracking.task import is_global_zero
 
 
 class DetectionDataModule(pl.LightningDataModule):

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # imported on use: ``lightdet.train`` itself costs nothing
     from omegaconf import DictConfig
 
-    from lightdet.runs.training import TrainResult
+    from lightdet.runs.train import TrainResult
 
 _HYDRA_OUTPUT_DIR = "${hydra:runtime.output_dir}"
 
@@ -54,7 +54,7 @@ def train(overrides: Sequence[str] = ()) -> TrainResult:
     Args:
         overrides: Hydra overrides, as on the command line.
     """
-    from lightdet.runs.training import run_training
+    from lightdet.runs.train import run_training
 
     return run_training(compose_config("train", overrides), bind_hydra=False)
 
@@ -72,11 +72,11 @@ def evaluate(
     Returns:
         ``{"val/map": ..., "val/map_50": ..., ...}`` (``test/...`` for the test split).
     """
-    from lightdet.runs.evaluation import run_evaluation
+    from lightdet.runs.evaluate import run_evaluation
 
     if split not in ("val", "test"):
         raise ValueError(f"split: expected 'val' or 'test', got {split!r}")
-    from lightdet.tracking.overrides import override_value
+    from lightdet.overrides import override_value
 
     path = override_value(str(ckpt_path))  # quoted as the grammar needs
     cfg = compose_config("evaluate", [f"ckpt_path={path}", f"split={split}", *overrides])

@@ -1,5 +1,7 @@
 """What a command needs, checked when its config is composed: before a run folder, a ClearML
 task or an offline session exists. A failed check is one line naming the problem and the fix.
+Each entry point declares its checks (``hydra_entry(name, preflight=training)``); the guard
+runs them on the composed config without knowing the commands.
 
 Also where ``evaluate`` takes its data from: the data config the checkpoint was trained with,
 unless the command line chooses other data (``data=...``) or changes it (``data.<key>=...``,
@@ -152,10 +154,20 @@ def check_recipe(cfg: DictConfig) -> None:
                          "coco, or the path of a weights file)")  # fmt: skip
 
 
-def check_inputs(cfg: DictConfig, overrides: Sequence[str]) -> None:
-    """Every check above, in order, on a composed config about to run."""
+def training(cfg: DictConfig, overrides: Sequence[str]) -> None:
+    """``train`` and ``study``'s preflight: a resumable checkpoint, the recipe, the server."""
     check_resumable(cfg)
     check_recipe(cfg)
+    check_server(cfg)
+
+
+def evaluation(cfg: DictConfig, overrides: Sequence[str]) -> None:
+    """``evaluate``'s preflight: which data (the checkpoint's), its split, the server."""
     use_checkpoint_data(cfg, overrides)
     check_split(cfg)
+    check_server(cfg)
+
+
+def tracked(cfg: DictConfig, overrides: Sequence[str]) -> None:
+    """A command that only records into ClearML (``hpo``): the server, where one is needed."""
     check_server(cfg)

@@ -22,6 +22,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from lightdet.overrides import override_value
 from lightdet.studies.spec import (
     budget_overrides,
     cell_overrides,
@@ -32,7 +33,6 @@ from lightdet.studies.spec import (
     training_overrides,
     write_json,
 )
-from lightdet.tracking.overrides import override_value
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def run_cell(cfg: DictConfig) -> dict:
 
 
 def _trained_cell(study: DictConfig, cell: str | None, overrides: list[str]) -> dict:
-    from lightdet.runs.training import run_training
+    from lightdet.runs.train import run_training
 
     overrides = [*overrides, *budget_overrides(study.budget), f"test={bool(study.get('test'))}"]
     probe = hydra.compose(config_name="train", overrides=overrides)
@@ -100,7 +100,7 @@ def _trained_cell(study: DictConfig, cell: str | None, overrides: list[str]) -> 
 
 
 def _checkpoint_cell(study: DictConfig, cell: str, checkpoint: str, user: list[str]) -> dict:
-    from lightdet.runs.evaluation import run_evaluation
+    from lightdet.runs.evaluate import run_evaluation
     from lightdet.studies.spec import StudyConfigError
 
     path = Path(checkpoint).expanduser().resolve()

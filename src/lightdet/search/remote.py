@@ -12,8 +12,8 @@ from typing import Any
 import optuna
 from omegaconf import DictConfig
 
+from lightdet.overrides import HYDRA_SECTION
 from lightdet.search.space import check_space, clearml_parameters, distribution, trial_overrides
-from lightdet.tracking.overrides import HYDRA_SECTION
 
 log = logging.getLogger(__name__)
 

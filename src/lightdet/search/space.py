@@ -13,7 +13,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from lightdet.tracking.overrides import HYDRA_SECTION, override_value
+from lightdet.overrides import HYDRA_SECTION, override_value
 
 TYPES = ("float", "int", "categorical")
 

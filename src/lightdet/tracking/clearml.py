@@ -27,8 +27,8 @@ from pytorch_lightning.utilities import rank_zero_only
 from lightdet import quiet
 from lightdet.data.classes import label_enumeration
 from lightdet.guard.secrets import scrub, scrub_text, secret_values
+from lightdet.overrides import HYDRA_SECTION, hydra_overrides
 from lightdet.tracking import bounded
-from lightdet.tracking.overrides import HYDRA_SECTION, hydra_overrides
 from lightdet.tracking.server import offline_requested, server_available, shown_host
 
 log = logging.getLogger(__name__)

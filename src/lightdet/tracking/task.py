@@ -7,31 +7,24 @@ in a ``finally``, so its record (scalars so far, the status) is kept when a run 
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from lightdet.lightning.ranks import is_global_zero
+from lightdet.outputs import SESSION_NOTE
+
 
 def _note_session(cfg: DictConfig, task) -> None:
     """An offline task's session folder, named in the run folder (``clearml_session.txt``), so
     that ``make clean SESSIONS=1`` can remove the sessions of the runs it removes."""
-    from lightdet.clean import SESSION_NOTE
-
     try:
         folder = OmegaConf.select(cfg, "paths.output_dir", default=None)
     except Exception:  # composed outside a Hydra app: no run folder to note it in
         return
     if folder and Path(folder).is_dir() and task.is_offline():
         (Path(folder) / SESSION_NOTE).write_text(f"{task.get_offline_mode_folder()}\n")
-
-
-def is_global_zero() -> bool:
-    """Global rank 0, before the Trainer exists. torchrun and SLURM set RANK / SLURM_PROCID;
-    Lightning's own launcher sets only LOCAL_RANK and NODE_RANK for the processes it starts."""
-    ranks = ("RANK", "SLURM_PROCID", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK")
-    return all(int(os.environ.get(key, 0)) == 0 for key in ranks)
 
 
 @contextlib.contextmanager

@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 
 from lightdet.guard import UnsafeConfigError
 from lightdet.runs.build import module_from_checkpoint
-from lightdet.runs.training import run_training
+from lightdet.runs.train import run_training
 from tests.conftest import CLASSES, compose_train, snapshot
 from tests.unit.guard.payloads import (
     crafted_pickle,
@@ -235,9 +235,9 @@ def _entry_config(name, tmp_path):
 
 @pytest.mark.parametrize("name", ["evaluate", "show_augment", "hpo"])
 def test_every_entry_point_checks_the_config_it_is_handed(tmp_path, bait, name):
-    from lightdet.runs.augment_preview import show_augment
-    from lightdet.runs.evaluation import run_evaluation
-    from lightdet.runs.search import run_search
+    from lightdet.runs.evaluate import run_evaluation
+    from lightdet.runs.hpo import run_search
+    from lightdet.runs.show_augment import show_augment
 
     entry = {"evaluate": run_evaluation, "show_augment": show_augment, "hpo": run_search}[name]
     cfg = OmegaConf.merge(_entry_config(name, tmp_path), {"extra": _nodes(bait)["copy"]})

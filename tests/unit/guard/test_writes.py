@@ -170,7 +170,7 @@ def test_every_path_in_every_entry_points_config_is_declared_written_or_read(tmp
     # a registered writer placed under another key is checked where it is
     ("+model.net.extra={_target_:pytorch_lightning.callbacks.ModelCheckpoint,dirpath:{victim}}",
      r"model\.net\.extra\.dirpath=.*victim"),
-    ("+data.x={_target_:lightdet.tracking.results.RunResults,dirpath:{victim}}",
+    ("+data.x={_target_:lightdet.lightning.results.RunResults,dirpath:{victim}}",
      r"data\.x\.dirpath=.*victim"),
 ])  # fmt: skip
 def test_my_round_two_variants_are_refused(tmp_path, override, message):

@@ -69,7 +69,7 @@ def test_recipe_settings_are_checked_before_anything_is_made(tmp_path, override,
     """The CLI checks them when Hydra composes (runs.preflight); the Python API, search trials
     and in-process runs meet the same check first thing in run_training."""
     from lightdet.runs.preflight import InputError
-    from lightdet.runs.training import run_training
+    from lightdet.runs.train import run_training
     from tests.conftest import compose_train
 
     cfg = compose_train(tmp_path, override)

@@ -6,7 +6,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 from lightdet.cli import CONFIG_DIR
-from lightdet.tracking.overrides import hydra_overrides, override_value
+from lightdet.overrides import hydra_overrides, override_value
 from lightdet.tracking.server import offline_requested
 
 

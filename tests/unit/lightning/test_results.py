@@ -2,7 +2,7 @@
 
 import torch
 
-from lightdet.tracking.results import RunResults
+from lightdet.lightning.results import RunResults
 
 
 def test_state_round_trips_through_a_weights_only_checkpoint(tmp_path):

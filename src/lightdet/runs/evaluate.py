@@ -17,12 +17,14 @@ from lightdet.evaluation.report import format_report
 from lightdet.evaluation.thresholds import save_threshold
 from lightdet.guard import check_checkpoint_file, secure_config
 from lightdet.lightning.recorder import EvaluationRecorder
+from lightdet.lightning.results import write_pass_report
 from lightdet.runs.build import build_datamodule, module_from_checkpoint
 from lightdet.runs.preflight import say_notes
-from lightdet.runs.training import claim_output_dir, scalars
+from lightdet.runs.train import claim_output_dir, scalars
+from lightdet.tracking import bounded
 from lightdet.tracking.callbacks import ClearMLReports
 from lightdet.tracking.clearml import ClearMLLogger
-from lightdet.tracking.results import publish_report
+from lightdet.tracking.reports import report_evaluation
 from lightdet.tracking.task import clearml_task
 
 log = logging.getLogger(__name__)
@@ -52,8 +54,11 @@ def run_evaluation(cfg: DictConfig, bind_hydra: bool = True) -> dict[str, float]
 
 def _report(cfg: DictConfig, recorder: EvaluationRecorder, datamodule, task) -> None:
     folder = Path(cfg.paths.output_dir)
-    report, files = publish_report(recorder, datamodule.class_names, datamodule.category_map,
-                                   folder, task)  # fmt: skip
+    report, files = write_pass_report(recorder, datamodule.class_names, datamodule.category_map,
+                                      folder)  # fmt: skip
+    if task is not None:
+        bounded.send(task, "reporting the evaluation", report_evaluation, task.get_logger(),
+                     report, 0)  # fmt: skip
     per_class = {n: best for n, best in report.threshold.items() if n != "all"}
     kept = save_threshold(cfg.ckpt_path, report.threshold["all"], per_class,
                           f"{cfg.split} split of {cfg.data.source.get('_target_', 'the data')}")

@@ -21,13 +21,14 @@ from lightdet.lightning.checkpoint_io import AtomicCheckpointIO
 from lightdet.lightning.host_memory import keep_freed_memory
 from lightdet.lightning.optimization import plan_batch
 from lightdet.lightning.progress import ProgressBar, ValidationLine
+from lightdet.lightning.ranks import is_global_zero
+from lightdet.lightning.results import RunResults
 from lightdet.lightning.resume import ResumeCheckpoint, find_last_checkpoint, stored_task_id
 from lightdet.lightning.schedulers import clock
 from lightdet.runs.build import build_datamodule, build_module
 from lightdet.runs.preflight import check_recipe, check_resumable
 from lightdet.tracking.clearml import ClearMLLogger, record_classes
-from lightdet.tracking.results import RunResults
-from lightdet.tracking.task import clearml_task, is_global_zero
+from lightdet.tracking.task import clearml_task
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from lightdet.guard import secure_config
-from lightdet.runs.training import run_training
+from lightdet.runs.train import run_training
 from lightdet.search.local import run_study, trials_table, write_results
 from lightdet.tracking.server import server_available
 from lightdet.tracking.task import clearml_task

@@ -17,7 +17,7 @@ from lightdet import Detector
 from lightdet.evaluation.thresholds import save_threshold
 from lightdet.outputs import mark
 from lightdet.runs.compose import compose_config
-from lightdet.runs.prediction import run_prediction
+from lightdet.runs.predict import run_prediction
 from lightdet.viz import class_colour
 from tests.unit.test_detector import BOX, CLASSES, BlobNet, H, W, _upright
 

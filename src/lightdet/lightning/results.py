@@ -29,20 +29,13 @@ _TRAIN_CURVES = ("train/loss", "train/lr")  # and every train/loss_* part
 _VAL_CURVES = ("val/map", "val/map_50", "val/map_75", "val/map_small")
 
 
-def publish_report(recorder: EvaluationRecorder, class_names: Sequence[str],
-                   category_map: Mapping, folder: Path, task=None,
-                   iteration: int = 0) -> tuple[EvaluationReport, list[Path]]:  # fmt: skip
-    """Build the report of the recorder's last pass, write its files into ``folder`` and, when
-    ``task`` is given, report it to ClearML. Returns the report and the files."""
+def write_pass_report(
+    recorder: EvaluationRecorder, class_names: Sequence[str], category_map: Mapping, folder: Path
+) -> tuple[EvaluationReport, list[Path]]:
+    """Build the report of the recorder's last pass and write its files into ``folder``.
+    Returns the report and the files (a command reports it to ClearML itself)."""
     report = build_report(recorder.images, class_names, category_map, recorder.split or "val")
-    files = write_report(report, folder, recorder.samples)
-    if task is not None:
-        from lightdet.tracking import bounded
-        from lightdet.tracking.reports import report_evaluation
-
-        bounded.send(task, "reporting the evaluation", report_evaluation, task.get_logger(),
-                     report, iteration)  # fmt: skip
-    return report, files
+    return report, write_report(report, folder, recorder.samples)
 
 
 class RunResults(Callback):
@@ -112,7 +105,7 @@ class RunResults(Callback):
 
     def _write_best_report(self, pl_module) -> None:
         folder = outputs.mark(self.dirpath, "results")
-        report, _ = publish_report(self.recorder, pl_module.class_names,
+        report, _ = write_pass_report(self.recorder, pl_module.class_names,
                                    pl_module.hparams.get("category_map", {}), folder)  # fmt: skip
         self.best["threshold"] = report.threshold["all"]
         self.best["per_class_threshold"] = {n: t for n, t in report.threshold.items()

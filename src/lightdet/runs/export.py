@@ -24,7 +24,7 @@ from lightdet.deploy.verify import BOX_RTOL, MAP_ATOL, SCORE_ATOL, Verification,
 from lightdet.guard import secure_config
 from lightdet.models.restore import restore_net
 from lightdet.runs.build import build_datamodule
-from lightdet.runs.prediction import score_threshold
+from lightdet.runs.predict import score_threshold
 
 _NEEDS = {"onnx": ("onnx", "onnxruntime"), "torchscript": ()}
 
