@@ -38,7 +38,7 @@ export $(USER_VARS)
 RUN = $(PY) -m lightdet.makeargs
 
 .DEFAULT_GOAL := help
-.PHONY: compare study help install train anchors show-augment eval evaluate predict export config doctor bench benchmark hpo remote docker-build docker-train clearml-server-up clearml-server-down test test-fast lint clearml-import clean
+.PHONY: compare study help install train anchors show-augment eval evaluate predict export config doctor bench benchmark hpo remote docker-build docker-train clearml-server-up clearml-server-down test test-fast lint format clearml-import clean
 
 help: ## show this help
 	@echo "usage: make <target> [MODEL=retinanet|retinanet_v2|ssd|ssd300_vgg16|ssdlite|fcos|faster_rcnn]"
@@ -96,8 +96,13 @@ test: install ## run the whole test suite (slow tests included)
 test-fast: install ## run the tests not marked slow
 	set -f; $(PY) -m pytest -m "not slow" $$ARGS
 
-lint: install ## ruff over src/, tests/ and benchmarks/
+lint: install ## ruff's checks and its format check over src/, tests/ and benchmarks/ (CI runs it)
 	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+
+format: install ## format src/, tests/ and benchmarks/ with ruff format (and sort imports)
+	$(VENV)/bin/ruff check --select I --fix src tests benchmarks
+	$(VENV)/bin/ruff format src tests benchmarks
 
 config: install ## print and check the training config `make train` would run (same MODEL/DATA/ARGS), without training
 	$(RUN) config

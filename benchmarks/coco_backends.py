@@ -31,11 +31,19 @@ from eval_speed import NAMES, make_data  # noqa: E402
 
 BACKENDS = {  # name: (distribution, module of COCO, module of the evaluator, evaluator class)
     "pycocotools": ("pycocotools", "pycocotools.coco", "pycocotools.cocoeval", "COCOeval"),
-    "faster-coco-eval": ("faster-coco-eval", "faster_coco_eval", "faster_coco_eval",
-                         "COCOeval_faster"),  # fmt: skip
+    "faster-coco-eval": (
+        "faster-coco-eval",
+        "faster_coco_eval",
+        "faster_coco_eval",
+        "COCOeval_faster",
+    ),
     "hotcoco": ("hotcoco", "hotcoco", "hotcoco", "COCOeval"),
-    "ultrafast-pycocotools": ("ultrafast-pycocotools", "ultrafast_pycocotools.coco",
-                              "ultrafast_pycocotools.cocoeval", "COCOeval"),  # fmt: skip
+    "ultrafast-pycocotools": (
+        "ultrafast-pycocotools",
+        "ultrafast_pycocotools.coco",
+        "ultrafast_pycocotools.cocoeval",
+        "COCOeval",
+    ),
 }
 
 
@@ -54,8 +62,11 @@ def _one(backend: str, gt_path: str, dt_path: str) -> dict:
         evaluator.accumulate()
         evaluator.summarize()
     seconds = time.perf_counter() - start
-    return {"seconds": seconds, "stats": [float(s) for s in list(evaluator.stats)[:12]],
-            "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}  # fmt: skip
+    return {
+        "seconds": seconds,
+        "stats": [float(s) for s in list(evaluator.stats)[:12]],
+        "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
 
 
 def _installed(backend: str) -> str | None:
@@ -77,8 +88,12 @@ def main() -> None:
         return
     versions = {b: _installed(b) for b in BACKENDS}
     present = [b for b, v in versions.items() if v]
-    print("installed: " + ", ".join(f"{b} {versions[b]}" for b in present)
-          + "; missing: " + (", ".join(b for b in BACKENDS if not versions[b]) or "none"))
+    print(
+        "installed: "
+        + ", ".join(f"{b} {versions[b]}" for b in present)
+        + "; missing: "
+        + (", ".join(b for b in BACKENDS if not versions[b]) or "none")
+    )
     runs: dict[str, list[dict]] = {b: [] for b in present}
     with tempfile.TemporaryDirectory() as tmp:
         gt, dets = make_data(args.images)
@@ -87,9 +102,11 @@ def main() -> None:
         dt_path.write_text(json.dumps(dets))
         for repeat in range(args.repeats):
             for backend in present:
-                done = subprocess.run([sys.executable, __file__, "--one", backend,
-                                       str(gt_path), str(dt_path)], capture_output=True,
-                                      text=True)  # fmt: skip
+                done = subprocess.run(
+                    [sys.executable, __file__, "--one", backend, str(gt_path), str(dt_path)],
+                    capture_output=True,
+                    text=True,
+                )
                 if done.returncode:
                     print(f"{backend} failed: {done.stderr.strip().splitlines()[-1]}")
                     continue
@@ -102,31 +119,54 @@ def main() -> None:
         if not results:
             continue
         seconds = statistics.median(r["seconds"] for r in results)
-        diff = (max(abs(a - b) for a, b in zip(results[0]["stats"], reference))
-                if reference else None)  # fmt: skip
-        worst = (NAMES[max(range(12), key=lambda i: abs(results[0]["stats"][i] - reference[i]))]
-                 if reference else "")  # fmt: skip
-        rows.append({"backend": backend, "version": versions[backend], "seconds": seconds,
-                     "x_pycocotools": base / seconds if base else None, "max_diff": diff,
-                     "worst_metric": worst, "peak_mib": max(r["peak_mib"] for r in results),
-                     "runs": [r["seconds"] for r in results]})  # fmt: skip
-        print(f"{backend}: {seconds:.2f} s, x{rows[-1]['x_pycocotools'] or 0:.1f}, largest "
-              f"difference {diff:.2g} ({worst})", flush=True)
+        diff = (
+            max(abs(a - b) for a, b in zip(results[0]["stats"], reference)) if reference else None
+        )
+        worst = (
+            NAMES[max(range(12), key=lambda i: abs(results[0]["stats"][i] - reference[i]))]
+            if reference
+            else ""
+        )
+        rows.append(
+            {
+                "backend": backend,
+                "version": versions[backend],
+                "seconds": seconds,
+                "x_pycocotools": base / seconds if base else None,
+                "max_diff": diff,
+                "worst_metric": worst,
+                "peak_mib": max(r["peak_mib"] for r in results),
+                "runs": [r["seconds"] for r in results],
+            }
+        )
+        print(
+            f"{backend}: {seconds:.2f} s, x{rows[-1]['x_pycocotools'] or 0:.1f}, largest "
+            f"difference {diff:.2g} ({worst})",
+            flush=True,
+        )
     if args.out:
         out = Path(args.out)
-        (out / "coco_backends.json").write_text(json.dumps({"images": args.images,
-                                                            "rows": rows}, indent=1))  # fmt: skip
-        lines = ["# COCO evaluation backends against pycocotools", "",
-                 f"{args.images:,} images, 80 classes, 100 detections an image "
-                 "(`eval_speed.make_data`), from JSON files to the 12 numbers, fresh process "
-                 f"each, {args.repeats} rounds in turn, medians.", "",
-                 "| backend | version | seconds (runs) | x pycocotools | largest difference "
-                 "(metric) | peak MiB |", "|---|---|---|---|---|---|"]  # fmt: skip
+        (out / "coco_backends.json").write_text(
+            json.dumps({"images": args.images, "rows": rows}, indent=1)
+        )
+        lines = [
+            "# COCO evaluation backends against pycocotools",
+            "",
+            f"{args.images:,} images, 80 classes, 100 detections an image "
+            "(`eval_speed.make_data`), from JSON files to the 12 numbers, fresh process "
+            f"each, {args.repeats} rounds in turn, medians.",
+            "",
+            "| backend | version | seconds (runs) | x pycocotools | largest difference "
+            "(metric) | peak MiB |",
+            "|---|---|---|---|---|---|",
+        ]
         for r in rows:
             each = ", ".join(f"{s:.2f}" for s in r["runs"])
-            lines.append(f"| {r['backend']} | {r['version']} | {r['seconds']:.2f} ({each}) | "
-                         f"{r['x_pycocotools']:.1f} | {r['max_diff']:.2g} ({r['worst_metric']}) "
-                         f"| {r['peak_mib']:.0f} |")  # fmt: skip
+            lines.append(
+                f"| {r['backend']} | {r['version']} | {r['seconds']:.2f} ({each}) | "
+                f"{r['x_pycocotools']:.1f} | {r['max_diff']:.2g} ({r['worst_metric']}) "
+                f"| {r['peak_mib']:.0f} |"
+            )
         (out / "coco_backends.md").write_text("\n".join(lines) + "\n")
 
 

@@ -33,9 +33,15 @@ def _datamodule(preset: str, overrides: list[str], workers: int = 0):
 
     run_dir = Path(tempfile.gettempdir()) / "lightdet-data-run"  # nothing written there
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose(config_name="train", overrides=[
-            f"augmentation={preset}", f"data.num_workers={workers}",
-            f"paths.output_dir={run_dir}", *overrides])  # fmt: skip
+        cfg = compose(
+            config_name="train",
+            overrides=[
+                f"augmentation={preset}",
+                f"data.num_workers={workers}",
+                f"paths.output_dir={run_dir}",
+                *overrides,
+            ],
+        )
     datamodule = build_datamodule(cfg)
     datamodule.setup("fit")
     return datamodule
@@ -79,8 +85,7 @@ def main() -> None:
     for repeat in range(args.repeats):
         for preset, dataset in datasets.items():
             rates[preset].append(per_worker(dataset, args.images, 20 + repeat * args.images))
-            print(f"{preset} {repeat + 1}: {rates[preset][-1]:.0f} images/s per worker",
-                  flush=True)  # fmt: skip
+            print(f"{preset} {repeat + 1}: {rates[preset][-1]:.0f} images/s per worker", flush=True)
     torch.set_num_threads(torch.get_num_threads())
     loaders: dict[str, dict[int, float]] = {}
     for preset in PRESETS:
@@ -88,8 +93,9 @@ def main() -> None:
         for workers in (1, 2):
             datamodule = _datamodule(preset, overrides, workers)
             loaders[preset][workers] = loader_rate(datamodule, args.images // 8)
-            print(f"{preset}, {workers} workers: {loaders[preset][workers]:.0f} images/s",
-                  flush=True)  # fmt: skip
+            print(
+                f"{preset}, {workers} workers: {loaders[preset][workers]:.0f} images/s", flush=True
+            )
     medians = {p: statistics.median(v) for p, v in rates.items()}
     training = {}
     found = Path(args.out or "benchmarks/results") / "train_throughput.json"
@@ -104,10 +110,22 @@ def _write(out: Path, medians, rates, loaders, training, args, overrides) -> Non
     import os
 
     out.mkdir(parents=True, exist_ok=True)
-    (out / "data_pipeline.json").write_text(json.dumps({
-        "per_worker": rates, "loader": loaders, "training": training,
-        "settings": {"images": args.images, "repeats": args.repeats, "overrides": overrides,
-                     "cores": os.cpu_count()}}, indent=1))  # fmt: skip
+    (out / "data_pipeline.json").write_text(
+        json.dumps(
+            {
+                "per_worker": rates,
+                "loader": loaders,
+                "training": training,
+                "settings": {
+                    "images": args.images,
+                    "repeats": args.repeats,
+                    "overrides": overrides,
+                    "cores": os.cpu_count(),
+                },
+            },
+            indent=1,
+        )
+    )
     lines = [
         "# Data pipeline: images/s per loader worker against training",
         "",
@@ -124,10 +142,14 @@ def _write(out: Path, medians, rates, loaders, training, args, overrides) -> Non
         each = ", ".join(f"{v:.0f}" for v in rates[p])
         lines.append(f"| {p} | {m:.0f} ({each}) | {loaders[p][1]:.0f} | {loaders[p][2]:.0f} |")
     if training:
-        lines += ["", "Workers each model needs so that data never waits (its training images/s "
-                  "from `train_throughput.md`, divided by one worker's rate, rounded up):", "",
-                  "| model | training images/s | " + " | ".join(medians) + " |",
-                  "|---|---" + "|---" * len(medians) + "|"]  # fmt: skip
+        lines += [
+            "",
+            "Workers each model needs so that data never waits (its training images/s "
+            "from `train_throughput.md`, divided by one worker's rate, rounded up):",
+            "",
+            "| model | training images/s | " + " | ".join(medians) + " |",
+            "|---|---" + "|---" * len(medians) + "|",
+        ]
         for model, rate in training.items():
             need = " | ".join(f"{math.ceil(rate / m)} ({rate / m:.2f})" for m in medians.values())
             lines.append(f"| {model} | {rate:.1f} | {need} |")

@@ -57,17 +57,28 @@ def make_data(n_images: int, seed: int = 0) -> tuple[dict, list[dict]]:
             x, y, bw, bh = _q(x), _q(y), _q(min(bw, w - x)), _q(min(bh, h - y))
             cat = int(rng.integers(1, 81))
             area = float(np.float32(bw) * np.float32(bh))  # as a float32 pipeline computes it
-            annotations.append({"id": ann_id, "image_id": image_id, "category_id": cat,
-                                "bbox": [x, y, bw, bh], "area": area,
-                                "iscrowd": int(rng.random() < 0.01)})  # fmt: skip
+            annotations.append(
+                {
+                    "id": ann_id,
+                    "image_id": image_id,
+                    "category_id": cat,
+                    "bbox": [x, y, bw, bh],
+                    "area": area,
+                    "iscrowd": int(rng.random() < 0.01),
+                }
+            )
             boxes.append((x, y, bw, bh, cat))
             ann_id += 1
         for k in range(100):
             if k < 3 * len(boxes):  # near a ground-truth box, sometimes of the wrong class
                 x, y, bw, bh, cat = boxes[k % len(boxes)]
                 jitter = rng.normal(0, 0.1, 4) * [bw, bh, bw, bh]
-                x, y, bw, bh = x + jitter[0], y + jitter[1], max(1.0, bw + jitter[2]), max(
-                    1.0, bh + jitter[3])  # fmt: skip
+                x, y, bw, bh = (
+                    x + jitter[0],
+                    y + jitter[1],
+                    max(1.0, bw + jitter[2]),
+                    max(1.0, bh + jitter[3]),
+                )
                 if rng.random() < 0.2:
                     cat = int(rng.integers(1, 81))
                 score = float(rng.beta(5, 2))
@@ -75,9 +86,14 @@ def make_data(n_images: int, seed: int = 0) -> tuple[dict, list[dict]]:
                 bw, bh = float(rng.uniform(4, w / 2)), float(rng.uniform(4, h / 2))
                 x, y = float(rng.uniform(0, w - bw)), float(rng.uniform(0, h - bh))
                 cat, score = int(rng.integers(1, 81)), float(rng.beta(1, 5))
-            detections.append({"image_id": image_id, "category_id": cat,
-                               "bbox": [_q(x), _q(y), _q(bw), _q(bh)],
-                               "score": float(np.float32(score))})  # fmt: skip
+            detections.append(
+                {
+                    "image_id": image_id,
+                    "category_id": cat,
+                    "bbox": [_q(x), _q(y), _q(bw), _q(bh)],
+                    "score": float(np.float32(score)),
+                }
+            )
     gt = {"images": images, "annotations": annotations, "categories": categories}
     return gt, detections
 
@@ -143,10 +159,20 @@ def _training_metric(gt: dict, dets: list[dict]) -> tuple[list[float], float]:
     batches, preds, targets = [], [], []
     for image in gt["images"]:
         g, d = by_image_gt[image["id"]], by_image_dt[image["id"]]
-        preds.append({"boxes": xyxy(d), "scores": torch.tensor([r["score"] for r in d]),
-                      "labels": torch.tensor([r["category_id"] for r in d])})  # fmt: skip
-        targets.append({"boxes": xyxy(g), "labels": torch.tensor([r["category_id"] for r in g]),
-                        "iscrowd": torch.tensor([r["iscrowd"] for r in g])})  # fmt: skip
+        preds.append(
+            {
+                "boxes": xyxy(d),
+                "scores": torch.tensor([r["score"] for r in d]),
+                "labels": torch.tensor([r["category_id"] for r in d]),
+            }
+        )
+        targets.append(
+            {
+                "boxes": xyxy(g),
+                "labels": torch.tensor([r["category_id"] for r in g]),
+                "iscrowd": torch.tensor([r["iscrowd"] for r in g]),
+            }
+        )
         if len(preds) == 8:
             batches.append((preds, targets))
             preds, targets = [], []
@@ -157,8 +183,20 @@ def _training_metric(gt: dict, dets: list[dict]) -> tuple[list[float], float]:
     for p, t in batches:
         metric.update(p, t)
     result = metric.compute()
-    keys = ["map", "map_50", "map_75", "map_small", "map_medium", "map_large", "mar_1", "mar_10",
-            "mar_100", "mar_small", "mar_medium", "mar_large"]  # fmt: skip
+    keys = [
+        "map",
+        "map_50",
+        "map_75",
+        "map_small",
+        "map_medium",
+        "map_large",
+        "mar_1",
+        "mar_10",
+        "mar_100",
+        "mar_small",
+        "mar_medium",
+        "mar_large",
+    ]
     return [float(result[k]) for k in keys], start
 
 
@@ -177,12 +215,19 @@ def main() -> None:
     for n in args.images:
         for round_ in range(args.rounds):
             for method in args.methods:
-                proc = subprocess.run([sys.executable, __file__, "--one", method, str(n)],
-                                      capture_output=True, text=True, check=True)  # fmt: skip
+                proc = subprocess.run(
+                    [sys.executable, __file__, "--one", method, str(n)],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
                 one = json.loads(proc.stdout.strip().splitlines()[-1])
                 results.setdefault(str(n), {}).setdefault(method, []).append(one)
-                print(f"{n} images, round {round_ + 1}, {method}: {one['seconds']:.2f} s, "
-                      f"peak {one['peak_mib']:.0f} MiB", flush=True)  # fmt: skip
+                print(
+                    f"{n} images, round {round_ + 1}, {method}: {one['seconds']:.2f} s, "
+                    f"peak {one['peak_mib']:.0f} MiB",
+                    flush=True,
+                )
     lines = _report(results)
     print("\n".join(lines))
     if args.out:
@@ -193,11 +238,14 @@ def main() -> None:
 
 
 def _report(results: dict) -> list[str]:
-    lines = [f"# Evaluation: lightdet against pycocotools ({platform.processor() or 'cpu'}, "
-             f"Python {platform.python_version()})", "",
-             "| images | method | seconds (median; runs) | x faster than pycocotools | "
-             "largest difference of the 12 numbers | peak MiB |",
-             "|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        f"# Evaluation: lightdet against pycocotools ({platform.processor() or 'cpu'}, "
+        f"Python {platform.python_version()})",
+        "",
+        "| images | method | seconds (median; runs) | x faster than pycocotools | "
+        "largest difference of the 12 numbers | peak MiB |",
+        "|---|---|---|---|---|---|",
+    ]
     for n, methods in results.items():
         reference = methods.get("pycocotools")
         ref_time = statistics.median(r["seconds"] for r in reference) if reference else None
@@ -210,8 +258,9 @@ def _report(results: dict) -> list[str]:
                 pairs = zip(runs[0]["stats"], reference[0]["stats"], strict=True)
                 diff = f"{max(abs(a - b) for a, b in pairs):.1e}"
             peak = statistics.median(r["peak_mib"] for r in runs)
-            lines.append(f"| {n} | {method} | {seconds:.2f} ({shown}) | {speed} | {diff} | "
-                         f"{peak:.0f} |")  # fmt: skip
+            lines.append(
+                f"| {n} | {method} | {seconds:.2f} ({shown}) | {speed} | {diff} | {peak:.0f} |"
+            )
     return lines
 
 

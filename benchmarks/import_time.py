@@ -15,8 +15,11 @@ import statistics
 import subprocess
 import sys
 
-STATEMENTS = ("import lightdet", "from lightdet import Detector",
-              "from lightdet import Detector; import torchvision")  # fmt: skip
+STATEMENTS = (
+    "import lightdet",
+    "from lightdet import Detector",
+    "from lightdet import Detector; import torchvision",
+)
 HEAVY = ("clearml", "hydra", "pytorch_lightning", "lightning", "albumentations", "torchmetrics")
 _PROBE = """
 import json, sys, time
@@ -32,11 +35,15 @@ def measure(statement: str, repeats: int) -> tuple[float, float, list[str]]:
     runs = []
     for _ in range(repeats):
         code = _PROBE.format(statement=statement, heavy=HEAVY)
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                             check=True)  # fmt: skip
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        )
         runs.append(json.loads(out.stdout))
-    return (statistics.median(r["torch"] for r in runs),
-            statistics.median(r["after"] for r in runs), runs[-1]["heavy"])  # fmt: skip
+    return (
+        statistics.median(r["torch"] for r in runs),
+        statistics.median(r["after"] for r in runs),
+        runs[-1]["heavy"],
+    )
 
 
 def main() -> None:

@@ -54,12 +54,15 @@ def make_folder(folder: Path, images: int) -> None:
         objects = []
         for _ in range(rng.randint(1, 6)):
             x, y, s = rng.uniform(0, 150), rng.uniform(0, 150), rng.uniform(8, 40)
-            objects.append(f"<object><name>{rng.choice(CLASSES)}</name><difficult>0</difficult>"
-                           f"<bndbox><xmin>{x:.1f}</xmin><ymin>{y:.1f}</ymin><xmax>{x + s:.1f}"
-                           f"</xmax><ymax>{y + s:.1f}</ymax></bndbox></object>")  # fmt: skip
+            objects.append(
+                f"<object><name>{rng.choice(CLASSES)}</name><difficult>0</difficult>"
+                f"<bndbox><xmin>{x:.1f}</xmin><ymin>{y:.1f}</ymin><xmax>{x + s:.1f}"
+                f"</xmax><ymax>{y + s:.1f}</ymax></bndbox></object>"
+            )
         (folder / "Annotations" / f"{name}.xml").write_text(
             f"<annotation><filename>{name}.jpg</filename><size><width>192</width><height>192"
-            f"</height><depth>3</depth></size>{''.join(objects)}</annotation>")  # fmt: skip
+            f"</height><depth>3</depth></size>{''.join(objects)}</annotation>"
+        )
     (folder / "ImageSets/Main/train.txt").write_text("\n".join(names) + "\n")
     (folder / "ImageSets/Main/val.txt").write_text("\n".join(names[:100]) + "\n")
     done.write_text(str(images))
@@ -114,25 +117,40 @@ def main() -> None:
     rounds = []
     for i in range(args.rounds):
         out = folder.parent / f"{folder.name}-round{i}.json"
-        subprocess.run([sys.executable, __file__, "--one", str(folder), str(out)], env=env,
-                       check=True, capture_output=True)  # fmt: skip
+        subprocess.run(
+            [sys.executable, __file__, "--one", str(folder), str(out)],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
         rounds.append(json.loads(out.read_text()))
         r = rounds[-1]
-        print(f"start {i + 1}: setup {r['setup']:.1f} s (annotations read {r['read']:.1f} s, "
-              f"checks {r['check']:.1f} s) for {r['images']} training images", flush=True)
+        print(
+            f"start {i + 1}: setup {r['setup']:.1f} s (annotations read {r['read']:.1f} s, "
+            f"checks {r['check']:.1f} s) for {r['images']} training images",
+            flush=True,
+        )
     if args.out:
         out = Path(args.out)
-        (out / "indexing.json").write_text(json.dumps({"images": args.images, "rounds": rounds},
-                                                      indent=1))  # fmt: skip
-        lines = ["# Indexing at scale", "", f"A VOC folder of {args.images:,} training images "
-                 "(192 px JPEGs hard-linked under every name, 1-6 boxes each) and 100 "
-                 "validation images; each start a fresh process, `DetectionDataModule.setup"
-                 "(\"fit\")` with the default checks and the index cache (empty at the first "
-                 "start).", "",
-                 "| start | setup s | annotations read s | checks s |",
-                 "|---|---|---|---|"]  # fmt: skip
-        lines += [f"| {i + 1} | {r['setup']:.1f} | {r['read']:.1f} | {r['check']:.1f} |"
-                  for i, r in enumerate(rounds)]  # fmt: skip
+        (out / "indexing.json").write_text(
+            json.dumps({"images": args.images, "rounds": rounds}, indent=1)
+        )
+        lines = [
+            "# Indexing at scale",
+            "",
+            f"A VOC folder of {args.images:,} training images "
+            "(192 px JPEGs hard-linked under every name, 1-6 boxes each) and 100 "
+            "validation images; each start a fresh process, `DetectionDataModule.setup"
+            '("fit")` with the default checks and the index cache (empty at the first '
+            "start).",
+            "",
+            "| start | setup s | annotations read s | checks s |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {i + 1} | {r['setup']:.1f} | {r['read']:.1f} | {r['check']:.1f} |"
+            for i, r in enumerate(rounds)
+        ]
         lines.append(f"\nMedian start: {statistics.median(r['setup'] for r in rounds):.1f} s.")
         (out / "indexing.md").write_text("\n".join(lines) + "\n")
     shutil.rmtree(cache, ignore_errors=True)

@@ -20,8 +20,14 @@ from pathlib import Path
 from lightdet.data.inputs import image_inputs
 from lightdet.studies.latency import measure_in_subprocess
 
-SETTINGS = {"batch_sizes": [1, 8], "warmup": 3, "repeats": 15, "blocks": 5, "threads": None,
-            "device": None}  # fmt: skip
+SETTINGS = {
+    "batch_sizes": [1, 8],
+    "warmup": 3,
+    "repeats": 15,
+    "blocks": 5,
+    "threads": None,
+    "device": None,
+}
 
 
 def main() -> None:
@@ -42,10 +48,12 @@ def main() -> None:
                 for bs, timing in speed["latency"].items():
                     medians.setdefault((ckpt, bs), []).append(timing["median_ms"])
                     blocks = ", ".join(f"{m:.1f}" for m in timing.get("block_medians_ms", []))
-                    print(f"round {round_ + 1}  {speed['model']:<12} batch {bs}: "
-                          f"{timing['median_ms']:.2f} ms/img (p10 {timing['p10_ms']:.2f}, "
-                          f"p90 {timing['p90_ms']:.2f}; block medians {blocks})",
-                          flush=True)  # fmt: skip
+                    print(
+                        f"round {round_ + 1}  {speed['model']:<12} batch {bs}: "
+                        f"{timing['median_ms']:.2f} ms/img (p10 {timing['p10_ms']:.2f}, "
+                        f"p90 {timing['p90_ms']:.2f}; block medians {blocks})",
+                        flush=True,
+                    )
     print("\nlargest ratio between rounds (medians):")
     for (ckpt, bs), values in medians.items():
         shown = ", ".join(f"{v:.2f}" for v in values)

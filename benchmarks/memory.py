@@ -43,12 +43,21 @@ def _one(model: str, steps: int, batch_factor: int, size_factor: int) -> dict:
 
     run_dir = Path(tempfile.gettempdir()) / "lightdet-memory-run"  # nothing written there
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose(config_name="train", overrides=[
-            f"model={model}", "augmentation=none", "data.num_workers=0",
-            f"paths.output_dir={run_dir}"])  # fmt: skip
+        cfg = compose(
+            config_name="train",
+            overrides=[
+                f"model={model}",
+                "augmentation=none",
+                "data.num_workers=0",
+                f"paths.output_dir={run_dir}",
+            ],
+        )
     net_cfg = cfg.model.net
-    sizes = {k: int(net_cfg[k]) * size_factor for k in ("min_size", "max_size", "size")
-             if net_cfg.get(k) is not None}  # fmt: skip
+    sizes = {
+        k: int(net_cfg[k]) * size_factor
+        for k in ("min_size", "max_size", "size")
+        if net_cfg.get(k) is not None
+    }
     keep_freed_memory()
     cfg.data.batch_size = int(cfg.data.batch_size) * batch_factor
     datamodule = build_datamodule(cfg)
@@ -67,9 +76,14 @@ def _one(model: str, steps: int, batch_factor: int, size_factor: int) -> dict:
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-    return {"model": model, "batch": int(cfg.data.batch_size), "input": sizes,
-            "precision": "bf16-mixed" if bf16 else "32", "before_mib": before,
-            "peak_mib": peak_mib()}  # fmt: skip
+    return {
+        "model": model,
+        "batch": int(cfg.data.batch_size),
+        "input": sizes,
+        "precision": "bf16-mixed" if bf16 else "32",
+        "before_mib": before,
+        "peak_mib": peak_mib(),
+    }
 
 
 def main() -> None:
@@ -86,36 +100,58 @@ def main() -> None:
     env = {**os.environ, "CLEARML_OFFLINE_MODE": "1", "PYTHONPATH": str(REPO / "src")}
     rows = []
     for model in args.models:
-        for label, batch_factor, size_factor in (("default", 1, 1), ("batch x2", 2, 1),
-                                                 ("input side x2", 1, 2)):  # fmt: skip
-            done = subprocess.run([sys.executable, __file__, "--one", model, str(batch_factor),
-                                   str(size_factor), f"--steps={args.steps}"], env=env,
-                                  capture_output=True, text=True)  # fmt: skip
+        for label, batch_factor, size_factor in (
+            ("default", 1, 1),
+            ("batch x2", 2, 1),
+            ("input side x2", 1, 2),
+        ):
+            done = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--one",
+                    model,
+                    str(batch_factor),
+                    str(size_factor),
+                    f"--steps={args.steps}",
+                ],
+                env=env,
+                capture_output=True,
+                text=True,
+            )
             if done.returncode:
                 sys.exit(f"{model} {label} failed:\n{done.stderr[-3000:]}")
             row = {"case": label, **json.loads(done.stdout.splitlines()[-1])}
             if size_factor > 1 and not row["input"]:
                 continue  # no input size in the model config to double
             rows.append(row)
-            print(f"{model} {label}: batch {row['batch']}, input {row['input']}: peak "
-                  f"{row['peak_mib']:.0f} MiB ({row['before_mib']:.0f} before the first step)",
-                  flush=True)  # fmt: skip
+            print(
+                f"{model} {label}: batch {row['batch']}, input {row['input']}: peak "
+                f"{row['peak_mib']:.0f} MiB ({row['before_mib']:.0f} before the first step)",
+                flush=True,
+            )
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "memory.json").write_text(json.dumps({"steps": args.steps, "rows": rows},
-                                                    indent=1))  # fmt: skip
-        lines = ["# Peak resident memory of training (CPU)", "",
-                 f"{os.cpu_count()} CPU cores; each row a fresh process: the model config's "
-                 f"precision, fused AdamW, {args.steps} training steps on the shapes data, no "
-                 "loader workers (one process holds everything); `ru_maxrss`.", "",
-                 "| model | case | batch | input | precision | peak MiB | before the first "
-                 "step MiB | training adds MiB |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        (out / "memory.json").write_text(json.dumps({"steps": args.steps, "rows": rows}, indent=1))
+        lines = [
+            "# Peak resident memory of training (CPU)",
+            "",
+            f"{os.cpu_count()} CPU cores; each row a fresh process: the model config's "
+            f"precision, fused AdamW, {args.steps} training steps on the shapes data, no "
+            "loader workers (one process holds everything); `ru_maxrss`.",
+            "",
+            "| model | case | batch | input | precision | peak MiB | before the first "
+            "step MiB | training adds MiB |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for r in rows:
             size = "/".join(str(v) for v in r["input"].values()) or "default"
-            lines.append(f"| {r['model']} | {r['case']} | {r['batch']} | {size} | "
-                         f"{r['precision']} | {r['peak_mib']:.0f} | {r['before_mib']:.0f} | "
-                         f"{r['peak_mib'] - r['before_mib']:.0f} |")  # fmt: skip
+            lines.append(
+                f"| {r['model']} | {r['case']} | {r['batch']} | {size} | "
+                f"{r['precision']} | {r['peak_mib']:.0f} | {r['before_mib']:.0f} | "
+                f"{r['peak_mib'] - r['before_mib']:.0f} |"
+            )
         (out / "memory.md").write_text("\n".join(lines) + "\n")
 
 

@@ -52,8 +52,9 @@ def _one(overrides: list[str], launched: float, out: Path) -> None:
 
     run_dir = Path(tempfile.mkdtemp(prefix="lightdet-startup-")) / "run"
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose(config_name="train", overrides=[*overrides, f"paths.output_dir={run_dir}",
-                                                      "test=false"])  # fmt: skip
+        cfg = compose(
+            config_name="train", overrides=[*overrides, f"paths.output_dir={run_dir}", "test=false"]
+        )
     marks["composed"] = time.time() - launched
     try:
         run_training(cfg, extra_callbacks=[Probe()], bind_hydra=False)
@@ -72,30 +73,49 @@ def main() -> None:
         return
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        env = {**os.environ, "CLEARML_OFFLINE_MODE": "1", "CLEARML_CACHE_DIR": f"{tmp}/clearml",
-               "PYTHONPATH": str(REPO / "src")}  # fmt: skip
+        env = {
+            **os.environ,
+            "CLEARML_OFFLINE_MODE": "1",
+            "CLEARML_CACHE_DIR": f"{tmp}/clearml",
+            "PYTHONPATH": str(REPO / "src"),
+        }
         for round_ in range(args.rounds):
             out = Path(tmp) / f"{round_}.json"
             launched = time.time()
-            subprocess.run([sys.executable, __file__, "--one", repr(launched), str(out),
-                            *overrides], env=env, check=True, capture_output=True)  # fmt: skip
+            subprocess.run(
+                [sys.executable, __file__, "--one", repr(launched), str(out), *overrides],
+                env=env,
+                check=True,
+                capture_output=True,
+            )
             marks = json.loads(out.read_text())
             rows.append(marks)
-            print(f"round {round_ + 1}: " + ", ".join(f"{k} {marks[k]:.1f} s" for k in STAGES),
-                  flush=True)  # fmt: skip
+            print(
+                f"round {round_ + 1}: " + ", ".join(f"{k} {marks[k]:.1f} s" for k in STAGES),
+                flush=True,
+            )
     medians = {k: statistics.median(r[k] for r in rows) for k in STAGES}
     print("medians: " + ", ".join(f"{k} {v:.1f} s" for k, v in medians.items()))
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "startup.json").write_text(json.dumps({"overrides": overrides, "rounds": rows},
-                                                     indent=1))  # fmt: skip
-        lines = ["# Start-up: seconds from the command to the first training step",
-                 "", f"Overrides: `{' '.join(overrides) or '(the default configuration)'}`; "
-                 f"{len(rows)} fresh processes, medians (each round's figure in brackets); "
-                 "seconds since the launch.", "", "| reached | seconds |", "|---|---|"]
-        lines += [f"| {k} | {v:.1f} ({', '.join(f'{r[k]:.1f}' for r in rows)}) |"
-                  for k, v in medians.items()]  # fmt: skip
+        (out / "startup.json").write_text(
+            json.dumps({"overrides": overrides, "rounds": rows}, indent=1)
+        )
+        lines = [
+            "# Start-up: seconds from the command to the first training step",
+            "",
+            f"Overrides: `{' '.join(overrides) or '(the default configuration)'}`; "
+            f"{len(rows)} fresh processes, medians (each round's figure in brackets); "
+            "seconds since the launch.",
+            "",
+            "| reached | seconds |",
+            "|---|---|",
+        ]
+        lines += [
+            f"| {k} | {v:.1f} ({', '.join(f'{r[k]:.1f}' for r in rows)}) |"
+            for k, v in medians.items()
+        ]
         (out / "startup.md").write_text("\n".join(lines) + "\n")
 
 

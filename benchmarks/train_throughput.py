@@ -43,15 +43,20 @@ MODELS = ("retinanet", "ssd", "ssdlite", "fcos", "faster_rcnn")
 # SimpleProfiler actions grouped into the breakdown's parts (Lightning 2.x names)
 PARTS = {
     "data wait": lambda a: a == "[_TrainingEpochLoop].train_dataloader_next",
-    "forward/backward/step": lambda a: a.startswith("[LightningModule]")
-    and a.endswith(".optimizer_step"),
-    "per-step hooks and logging": lambda a: ("on_train_batch_" in a or "on_before_" in a
-                                             or "on_after_backward" in a)  # fmt: skip
-    and not a.startswith("[Strategy]"),
-    "validation": lambda a: a == "[_EvaluationLoop].val_next"
-    or ("validation" in a and not a.startswith("[Callback]ModelCheckpoint")),
-    "checkpoint writing": lambda a: a.startswith("[Callback]ModelCheckpoint")
-    or a.startswith("[Callback]ResumeCheckpoint"),
+    "forward/backward/step": lambda a: (
+        a.startswith("[LightningModule]") and a.endswith(".optimizer_step")
+    ),
+    "per-step hooks and logging": lambda a: (
+        ("on_train_batch_" in a or "on_before_" in a or "on_after_backward" in a)
+        and not a.startswith("[Strategy]")
+    ),
+    "validation": lambda a: (
+        a == "[_EvaluationLoop].val_next"
+        or ("validation" in a and not a.startswith("[Callback]ModelCheckpoint"))
+    ),
+    "checkpoint writing": lambda a: (
+        a.startswith("[Callback]ModelCheckpoint") or a.startswith("[Callback]ResumeCheckpoint")
+    ),
 }
 
 
@@ -61,9 +66,16 @@ def _compose(model: str, overrides: list[str], run_dir: Path):
     from lightdet.cli import CONFIG_DIR
 
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return compose(config_name="train", overrides=[
-            f"model={model}", "augmentation=none", "test=false", f"paths.output_dir={run_dir}",
-            *overrides])  # fmt: skip
+        return compose(
+            config_name="train",
+            overrides=[
+                f"model={model}",
+                "augmentation=none",
+                "test=false",
+                f"paths.output_dir={run_dir}",
+                *overrides,
+            ],
+        )
 
 
 def _lightdet(model: str, args, overrides: list[str], out: Path) -> None:
@@ -87,10 +99,17 @@ def _lightdet(model: str, args, overrides: list[str], out: Path) -> None:
             found["precision"] = str(trainer.precision)
 
     run_dir = Path(tempfile.mkdtemp(prefix="lightdet-throughput-")) / "run"
-    cfg = _compose(model, [*overrides, "trainer.max_epochs=1",
-                           f"++trainer.limit_train_batches={steps}",
-                           f"++trainer.limit_val_batches={args.val_batches}",
-                           "++trainer.profiler=simple"], run_dir)  # fmt: skip
+    cfg = _compose(
+        model,
+        [
+            *overrides,
+            "trainer.max_epochs=1",
+            f"++trainer.limit_train_batches={steps}",
+            f"++trainer.limit_val_batches={args.val_batches}",
+            "++trainer.profiler=simple",
+        ],
+        run_dir,
+    )
     started = time.perf_counter()
     try:
         run_training(cfg, extra_callbacks=[Clock()], bind_hydra=False)
@@ -134,8 +153,10 @@ class _PlainDataset:
         with Image.open(path) as img:
             pixels = np.asarray(img.convert("RGB"))
         image = torch.from_numpy(pixels).permute(2, 0, 1).float().div_(255)
-        target = {"boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
-                  "labels": torch.tensor(labels, dtype=torch.int64)}  # fmt: skip
+        target = {
+            "boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+            "labels": torch.tensor(labels, dtype=torch.int64),
+        }
         return image, target
 
 
@@ -158,9 +179,15 @@ def _plain(model: str, args, overrides: list[str], out: Path) -> None:
     folder = Path(datamodule.source.folder) / "VOC"
     items = _voc_items(folder, "train", datamodule.class_names)
     workers = datamodule.num_workers
-    loader = DataLoader(_PlainDataset(items), batch_size=datamodule.batch_size, shuffle=True,
-                        num_workers=workers, persistent_workers=workers > 0,
-                        collate_fn=_collate, drop_last=True)  # fmt: skip
+    loader = DataLoader(
+        _PlainDataset(items),
+        batch_size=datamodule.batch_size,
+        shuffle=True,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        collate_fn=_collate,
+        drop_last=True,
+    )
     net = instantiate(cfg.model.net, num_classes=datamodule.num_classes)
     optimizer = instantiate(cfg.model.optimizer)(net.parameters())
     bf16 = str(cfg.trainer.precision).startswith("bf16")
@@ -177,9 +204,17 @@ def _plain(model: str, args, overrides: list[str], out: Path) -> None:
         ends.append(time.perf_counter())
         if len(ends) == steps:
             break
-    out.write_text(json.dumps({"ends": ends, "batch_size": datamodule.batch_size,
-                               "workers": workers, "precision": "bf16-mixed" if bf16 else "32",
-                               "threads": torch.get_num_threads()}))  # fmt: skip
+    out.write_text(
+        json.dumps(
+            {
+                "ends": ends,
+                "batch_size": datamodule.batch_size,
+                "workers": workers,
+                "precision": "bf16-mixed" if bf16 else "32",
+                "threads": torch.get_num_threads(),
+            }
+        )
+    )
 
 
 def images_per_s(run: dict, warmup: int) -> float:
@@ -212,36 +247,55 @@ def main() -> None:
     models = [m for m in args.models if not m.startswith("-")]
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        env = {**os.environ, "CLEARML_OFFLINE_MODE": "1", "CLEARML_CACHE_DIR": f"{tmp}/clearml",
-               "PYTHONPATH": str(REPO / "src")}  # fmt: skip
+        env = {
+            **os.environ,
+            "CLEARML_OFFLINE_MODE": "1",
+            "CLEARML_CACHE_DIR": f"{tmp}/clearml",
+            "PYTHONPATH": str(REPO / "src"),
+        }
         for model in models:
             runs: dict[str, list] = {"lightdet": [], "plain": []}
             for repeat in range(args.repeats):
                 for kind in ("lightdet", "plain"):
                     out = Path(tmp) / f"{model}-{kind}-{repeat}.json"
-                    command = [sys.executable, __file__, "--one", kind, model, str(out),
-                               f"--batches={args.batches}", f"--warmup={args.warmup}",
-                               f"--val-batches={args.val_batches}", *overrides]  # fmt: skip
+                    command = [
+                        sys.executable,
+                        __file__,
+                        "--one",
+                        kind,
+                        model,
+                        str(out),
+                        f"--batches={args.batches}",
+                        f"--warmup={args.warmup}",
+                        f"--val-batches={args.val_batches}",
+                        *overrides,
+                    ]
                     done = subprocess.run(command, env=env, capture_output=True, text=True)
                     if done.returncode:
                         sys.exit(f"{model} {kind} failed:\n{done.stderr[-3000:]}")
                     run = json.loads(out.read_text())
                     run["images_per_s"] = images_per_s(run, args.warmup)
                     runs[kind].append(run)
-                    print(f"{model} {kind} {repeat + 1}: {run['images_per_s']:.2f} images/s",
-                          flush=True)  # fmt: skip
+                    print(
+                        f"{model} {kind} {repeat + 1}: {run['images_per_s']:.2f} images/s",
+                        flush=True,
+                    )
             results[model] = _summary(runs)
             r = results[model]
-            print(f"{model}: lightdet {r['lightdet']:.2f}, plain {r['plain']:.2f} images/s, "
-                  f"ratio {r['ratio']:.3f}", flush=True)  # fmt: skip
+            print(
+                f"{model}: lightdet {r['lightdet']:.2f}, plain {r['plain']:.2f} images/s, "
+                f"ratio {r['ratio']:.3f}",
+                flush=True,
+            )
     if args.out:
         _write(Path(args.out), results, args, overrides)
 
 
 def _summary(runs: dict[str, list]) -> dict:
     med = {k: statistics.median(r["images_per_s"] for r in v) for k, v in runs.items()}
-    ratios = [a["images_per_s"] / b["images_per_s"] for a, b in zip(runs["lightdet"],
-                                                                   runs["plain"])]  # fmt: skip
+    ratios = [
+        a["images_per_s"] / b["images_per_s"] for a, b in zip(runs["lightdet"], runs["plain"])
+    ]
     parts = [breakdown(r["actions"]) for r in runs["lightdet"]]
     first = runs["lightdet"][0]
     return {
@@ -263,11 +317,18 @@ def _write(out: Path, results: dict, args, overrides: list[str]) -> None:
     import platform
 
     out.mkdir(parents=True, exist_ok=True)
-    meta = {"batches": args.batches, "warmup": args.warmup, "val_batches": args.val_batches,
-            "repeats": args.repeats, "overrides": overrides, "cpu": platform.processor()
-            or platform.machine(), "cores": os.cpu_count()}  # fmt: skip
-    (out / "train_throughput.json").write_text(json.dumps({"settings": meta, "models": results},
-                                                          indent=1))  # fmt: skip
+    meta = {
+        "batches": args.batches,
+        "warmup": args.warmup,
+        "val_batches": args.val_batches,
+        "repeats": args.repeats,
+        "overrides": overrides,
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+    }
+    (out / "train_throughput.json").write_text(
+        json.dumps({"settings": meta, "models": results}, indent=1)
+    )
     lines = [
         "# Training throughput: lightdet against a plain PyTorch loop",
         "",
@@ -288,10 +349,14 @@ def _write(out: Path, results: dict, args, overrides: list[str]) -> None:
             f"| {r['lightdet']:.2f} ({runs['lightdet']}) | {r['plain']:.2f} ({runs['plain']}) "
             f"| **{r['ratio']:.3f}** |"
         )
-    lines += ["", "## Where lightdet's epoch goes (SimpleProfiler, seconds, median of the runs)",
-              "", f"One epoch of {args.warmup + args.batches} training batches and "
-              f"{args.val_batches} validation batches, checkpoints and results written.",
-              ""]  # fmt: skip
+    lines += [
+        "",
+        "## Where lightdet's epoch goes (SimpleProfiler, seconds, median of the runs)",
+        "",
+        f"One epoch of {args.warmup + args.batches} training batches and "
+        f"{args.val_batches} validation batches, checkpoints and results written.",
+        "",
+    ]
     names = list(next(iter(results.values()))["breakdown"])
     lines += ["| model | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     for model, r in results.items():

@@ -118,10 +118,18 @@ def run_train_cli(tmp_path: Path, data_root: Path, *overrides: str, env: dict | 
         f"paths.root_dir={tmp_path}",
         f"data.source.root={data_root}",
         *(f"++data.source.{k}={v}" for k, v in TINY.items()),
-        "data.num_workers=0", "data.batch_size=4", "model.net.min_size=96", "model.net.max_size=96",
-        "trainer.max_epochs=2", "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1",
-        "trainer.log_every_n_steps=1", "test=false", "callbacks.throughput.window_size=2", *overrides,
-    ]  # fmt: skip
+        "data.num_workers=0",
+        "data.batch_size=4",
+        "model.net.min_size=96",
+        "model.net.max_size=96",
+        "trainer.max_epochs=2",
+        "+trainer.limit_train_batches=2",
+        "+trainer.limit_val_batches=1",
+        "trainer.log_every_n_steps=1",
+        "test=false",
+        "callbacks.throughput.window_size=2",
+        *overrides,
+    ]
     command = [sys.executable, "-m", "lightdet.train", *args]
     proc = subprocess.run(command, env=clean, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

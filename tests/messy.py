@@ -49,7 +49,7 @@ def default_items() -> list[Item]:
             boxes=[[8, 8, 30, 30], [34, 34, 60, 60]],
             classes=["square", "triangle"],
             difficult=[0, 1],
-        ),  # fmt: skip
+        ),
         Item("missing_tags"),  # no <difficult>/<truncated>
         Item("missing_image", image="missing"),
         Item("truncated", image="truncated"),
@@ -64,9 +64,7 @@ def default_items() -> list[Item]:
         Item("huge", image="huge", annotated_size=(400, 400)),
     ]
     clean = [
-        Item(
-            f"clean_{i:02d}", boxes=[[4 + i % 10, 6, 30 + i % 20, 40]], classes=[CLASSES[i % 3]]
-        )  # fmt: skip
+        Item(f"clean_{i:02d}", boxes=[[4 + i % 10, 6, 30 + i % 20, 40]], classes=[CLASSES[i % 3]])
         for i in range(NUM_CLEAN)
     ]
     return rows + clean
@@ -203,8 +201,9 @@ def _voc_error(root: Path, row: str) -> str:
     elif row == "unknown_class":
         xml = xml.replace("<name>square</name>", "<name>dog</name>")
     elif row == "size_mismatch":
-        xml = xml.replace("<width>64</width><height>64</height>",
-                          "<width>100</width><height>80</height>")  # fmt: skip
+        xml = xml.replace(
+            "<width>64</width><height>64</height>", "<width>100</width><height>80</height>"
+        )
     elif row == "empty_xml":
         xml = ""
     elif row == "malformed_xml":
@@ -266,9 +265,16 @@ def _coco_json(folder: Path, items: list[Item]) -> dict:
         for k, (box, cls) in enumerate(zip(item.boxes, item.classes)):
             x1, y1, x2, y2 = (float(v) for v in box)
             crowd = item.difficult[k] if item.difficult else 0
-            annotations.append({"id": len(annotations) + 1, "image_id": image_id,
-                                "category_id": label_to_id[cls], "bbox": [x1, y1, x2 - x1, y2 - y1],
-                                "area": abs((x2 - x1) * (y2 - y1)), "iscrowd": crowd})  # fmt: skip
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": label_to_id[cls],
+                    "bbox": [x1, y1, x2 - x1, y2 - y1],
+                    "area": abs((x2 - x1) * (y2 - y1)),
+                    "iscrowd": crowd,
+                }
+            )
     categories = [{"id": cid, "name": n} for n, cid in zip(CLASSES, COCO_IDS)]
     return {"images": images, "annotations": annotations, "categories": categories}
 

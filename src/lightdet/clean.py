@@ -63,8 +63,11 @@ def offline_sessions(folders: list[Path], offline: Path | None = None) -> list[P
             session = Path(os.path.realpath(note.read_text(errors="replace").strip()))
             if session.parent != offline or not session.name.startswith("offline-"):
                 continue
-            found += [p for p in (session, session.with_suffix(".zip"))
-                      if p.exists() and not p.is_symlink()]  # fmt: skip
+            found += [
+                p
+                for p in (session, session.with_suffix(".zip"))
+                if p.exists() and not p.is_symlink()
+            ]
     return sorted(set(found))
 
 
@@ -111,9 +114,11 @@ def clean(
         lines.append(f"removing {path} ({_human(size)})")
         shutil.rmtree(path) if path.is_dir() else path.unlink()
     if found and not sessions:
-        lines.append(f"kept {len(found)} offline ClearML session files of these runs "
-                     f"({_human(sum(_size(p) for p in found))}, in {found[0].parent}); "
-                     "make clean SESSIONS=1 removes them too")  # fmt: skip
+        lines.append(
+            f"kept {len(found)} offline ClearML session files of these runs "
+            f"({_human(sum(_size(p) for p in found))}, in {found[0].parent}); "
+            "make clean SESSIONS=1 removes them too"
+        )
     if kept:
         lines.append(f"kept {kept} entries without lightdet's marker (not created by lightdet)")
     lines.append(f"removed {_human(total)}" if folders else "nothing to remove")
@@ -122,8 +127,9 @@ def clean(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sessions", action="store_true",
-                        help="also remove the runs' offline ClearML sessions")  # fmt: skip
+    parser.add_argument(
+        "--sessions", action="store_true", help="also remove the runs' offline ClearML sessions"
+    )
     args = parser.parse_args()
     print("\n".join(clean(".", sessions=args.sessions)))
 

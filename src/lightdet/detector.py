@@ -20,8 +20,12 @@ from lightdet.evaluation.predictions import finite_predictions, predict_by_size
 
 _EVAL_PRESET = "lightdet.data.transforms.eval_preset"
 # Lightning precision -> the autocast dtype its validation loop runs the model under
-_AUTOCAST = {"bf16-mixed": torch.bfloat16, "bf16": torch.bfloat16, "16-mixed": torch.float16,
-             "16": torch.float16}  # fmt: skip
+_AUTOCAST = {
+    "bf16-mixed": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "16-mixed": torch.float16,
+    "16": torch.float16,
+}
 
 
 @dataclass
@@ -126,12 +130,21 @@ class Detector:
         if eval_target != _EVAL_PRESET:
             import warnings
 
-            warnings.warn(f"{path}: evaluated with {eval_target}; predict converts images "
-                          f"only ({_EVAL_PRESET})", stacklevel=2)  # fmt: skip
+            warnings.warn(
+                f"{path}: evaluated with {eval_target}; predict converts images "
+                f"only ({_EVAL_PRESET})",
+                stacklevel=2,
+            )
         if precision is None:
             precision = (trained.config.get("trainer") or {}).get("precision") or "32-true"
-        return cls(trained.net, trained.class_names, category_map=trained.category_map,
-                   config=trained.config, device=device, precision=precision)  # fmt: skip
+        return cls(
+            trained.net,
+            trained.class_names,
+            category_map=trained.category_map,
+            config=trained.config,
+            device=device,
+            precision=precision,
+        )
 
     def to(self, device: str | torch.device) -> Detector:
         """Move the detector to ``device``; returns itself."""
@@ -140,8 +153,10 @@ class Detector:
         return self
 
     def __repr__(self) -> str:
-        return (f"Detector({type(self.net).__name__}, classes={self.class_names}, "
-                f"device={self.device}, precision={self.precision})")  # fmt: skip
+        return (
+            f"Detector({type(self.net).__name__}, classes={self.class_names}, "
+            f"device={self.device}, precision={self.precision})"
+        )
 
     def predict(
         self,
@@ -168,8 +183,13 @@ class Detector:
             errors: ``raise`` on an unreadable image file, or ``skip`` it (its result has
                 ``error`` set and no detections).
         """
-        kwargs = {"score_thresh": score_thresh, "classes": classes, "batch_size": batch_size,
-                  "max_detections": max_detections, "errors": errors}  # fmt: skip
+        kwargs = {
+            "score_thresh": score_thresh,
+            "classes": classes,
+            "batch_size": batch_size,
+            "max_detections": max_detections,
+            "errors": errors,
+        }
         return [found for found, _ in self.stream(inputs, **kwargs)]
 
     @torch.inference_mode()
@@ -251,12 +271,20 @@ class Detector:
             elif isinstance(c, int) and 1 <= c <= len(self.class_names):
                 labels.add(c)
             else:
-                raise ValueError(f"predict: classes: {c!r} is not one of {self.class_names} "
-                                 f"(or a label 1..{len(self.class_names)})")  # fmt: skip
+                raise ValueError(
+                    f"predict: classes: {c!r} is not one of {self.class_names} "
+                    f"(or a label 1..{len(self.class_names)})"
+                )
         return labels
 
-    def _detections(self, item: ImageInput, image: Tensor, out: dict, score_thresh: float,
-                    wanted: set[int] | None) -> Detections:  # fmt: skip
+    def _detections(
+        self,
+        item: ImageInput,
+        image: Tensor,
+        out: dict,
+        score_thresh: float,
+        wanted: set[int] | None,
+    ) -> Detections:
         (clean,), _ = finite_predictions([out])  # what evaluation drops, dropped here too
         boxes, scores, labels = (clean[k].detach().cpu() for k in ("boxes", "scores", "labels"))
         keep = scores >= score_thresh
@@ -274,9 +302,15 @@ class Detector:
 
 
 def _unreadable(item: ImageInput, why: str) -> Detections:
-    return Detections(boxes=torch.zeros((0, 4)), scores=torch.zeros(0),
-                      labels=torch.zeros(0, dtype=torch.int64), names=[], image_size=(0, 0),
-                      source=item.source, error=why)  # fmt: skip
+    return Detections(
+        boxes=torch.zeros((0, 4)),
+        scores=torch.zeros(0),
+        labels=torch.zeros(0, dtype=torch.int64),
+        names=[],
+        image_size=(0, 0),
+        source=item.source,
+        error=why,
+    )
 
 
 def _top(found: Detections, max_detections: int | None) -> Detections:
@@ -284,9 +318,14 @@ def _top(found: Detections, max_detections: int | None) -> Detections:
     order = torch.argsort(found.scores, descending=True, stable=True)
     if max_detections is not None:
         order = order[: max(int(max_detections), 0)]
-    return Detections(found.boxes[order], found.scores[order], found.labels[order],
-                      [found.names[i] for i in order.tolist()], found.image_size,
-                      found.source)  # fmt: skip
+    return Detections(
+        found.boxes[order],
+        found.scores[order],
+        found.labels[order],
+        [found.names[i] for i in order.tolist()],
+        found.image_size,
+        found.source,
+    )
 
 
 def _tensor(item: ImageInput, convert) -> Tensor:

@@ -15,8 +15,17 @@ import sys
 import time
 from pathlib import Path
 
-PACKAGES = ("torch", "torchvision", "pytorch-lightning", "torchmetrics", "clearml", "hydra-core",
-            "albumentations", "onnxruntime", "optuna")  # fmt: skip
+PACKAGES = (
+    "torch",
+    "torchvision",
+    "pytorch-lightning",
+    "torchmetrics",
+    "clearml",
+    "hydra-core",
+    "albumentations",
+    "onnxruntime",
+    "optuna",
+)
 
 
 def _version(package: str) -> str:
@@ -43,8 +52,10 @@ def _bf16_cpu() -> str:
     except RuntimeError as err:
         return f"no ({str(err).splitlines()[0]})"
     ratio = timings[torch.float32] / timings[torch.bfloat16]
-    return f"yes (a 256x256 matmul {ratio:.1f}x float32's speed; CPU capability " \
-           f"{torch.backends.cpu.get_cpu_capability()})"  # fmt: skip
+    return (
+        f"yes (a 256x256 matmul {ratio:.1f}x float32's speed; CPU capability "
+        f"{torch.backends.cpu.get_cpu_capability()})"
+    )
 
 
 def _free(path: Path) -> str:
@@ -64,19 +75,30 @@ def report(root: str | os.PathLike = ".") -> list[tuple[str, str]]:
     built = f"CUDA {torch.version.cuda}" if torch.version.cuda else "CPU only"
     rows[1] = ("torch", f"{torch.__version__} ({built} build)")
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    rows += [("CPU cores", f"{cores} usable by this process ({os.cpu_count()} on the machine)"),
-             ("torch threads", str(torch.get_num_threads())),
-             ("CPU bfloat16", _bf16_cpu())]  # fmt: skip
+    rows += [
+        ("CPU cores", f"{cores} usable by this process ({os.cpu_count()} on the machine)"),
+        ("torch threads", str(torch.get_num_threads())),
+        ("CPU bfloat16", _bf16_cpu()),
+    ]
     if torch.cuda.is_available():
         for i in range(torch.cuda.device_count()):
             props = torch.cuda.get_device_properties(i)
-            rows.append((f"GPU {i}", f"{props.name}, {props.total_memory / 2**30:.0f} GiB, "
-                                     f"bf16 {'yes' if torch.cuda.is_bf16_supported() else 'no'}"))
+            rows.append(
+                (
+                    f"GPU {i}",
+                    f"{props.name}, {props.total_memory / 2**30:.0f} GiB, "
+                    f"bf16 {'yes' if torch.cuda.is_bf16_supported() else 'no'}",
+                )
+            )
     else:
         rows.append(("GPUs", "none visible (training runs on the CPU)"))
     if not server_configured():
-        rows.append(("ClearML server", "not configured: runs are recorded offline "
-                                       "(`clearml-init` to set one up)"))  # fmt: skip
+        rows.append(
+            (
+                "ClearML server",
+                "not configured: runs are recorded offline (`clearml-init` to set one up)",
+            )
+        )
     else:
         host = api_host()
         answers = server_reachable(host, tries=1, timeout=5.0, login=True)

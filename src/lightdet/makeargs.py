@@ -40,8 +40,9 @@ def literal(name: str, text: str) -> str:
 
 def _name(variable: str, value: str) -> str:
     if not _NAME.fullmatch(value):
-        raise MakeArgumentError(f"{variable}={value!r}: expected a config name (letters, digits, "
-                                "'_', '-', '.')")  # fmt: skip
+        raise MakeArgumentError(
+            f"{variable}={value!r}: expected a config name (letters, digits, '_', '-', '.')"
+        )
     return value
 
 
@@ -59,8 +60,13 @@ class _Vars:
         return self.env.get(name, "").strip()
 
     def groups(self, *names: str) -> list[str]:
-        keys = {"MODEL": "model", "DATA": "data", "AUG": "augmentation", "TRAINER": "trainer",
-                "EXPERIMENT": "experiment"}  # fmt: skip
+        keys = {
+            "MODEL": "model",
+            "DATA": "data",
+            "AUG": "augmentation",
+            "TRAINER": "trainer",
+            "EXPERIMENT": "experiment",
+        }
         return [f"{keys[n]}={_name(n, self[n])}" for n in names if self[n]]
 
     def value(self, variable: str, key: str) -> list[str]:
@@ -118,10 +124,16 @@ def _evaluate(v: _Vars) -> list[str]:
 
 
 def _predict(v: _Vars) -> list[str]:
-    v.need("make predict CKPT=<checkpoint> INPUT=<image | folder | 'glob'> [OUT=<folder>]",
-           "CKPT", "INPUT")  # fmt: skip
-    return [*v.value("CKPT", "ckpt_path"), *v.value("INPUT", "input"),
-            *v.value("OUT", "output_dir")]  # fmt: skip
+    v.need(
+        "make predict CKPT=<checkpoint> INPUT=<image | folder | 'glob'> [OUT=<folder>]",
+        "CKPT",
+        "INPUT",
+    )
+    return [
+        *v.value("CKPT", "ckpt_path"),
+        *v.value("INPUT", "input"),
+        *v.value("OUT", "output_dir"),
+    ]
 
 
 def _export(v: _Vars) -> list[str]:
@@ -139,13 +151,17 @@ TARGETS: dict[str, tuple[str, Callable[[_Vars], list[str]]]] = {
     "predict": ("predict", _predict),
     "export": ("export", _export),
     "compare": ("study", _compare),
-    "study": ("study", lambda v: ["-m", f"study={_name('STUDY', v['STUDY'] or 'focal')}",
-                                  *_study_budget(v)]),
+    "study": (
+        "study",
+        lambda v: ["-m", f"study={_name('STUDY', v['STUDY'] or 'focal')}", *_study_budget(v)],
+    ),
     "hpo": ("hpo", lambda v: [f"hpo={_name('HPO', v['HPO'])}"] if v["HPO"] else []),
-    "remote": ("train", lambda v: [*v.groups(*_ALL),
-                                   *v.value("QUEUE", "logger.clearml.remote_queue")]),
+    "remote": (
+        "train",
+        lambda v: [*v.groups(*_ALL), *v.value("QUEUE", "logger.clearml.remote_queue")],
+    ),
     "config": ("show_config", lambda v: v.groups(*_ALL)),
-}  # fmt: skip
+}
 
 
 def command(target: str, env: Mapping[str, str]) -> list[str]:

@@ -33,9 +33,11 @@ def install() -> None:
     """Install the filters (idempotent): Python warnings and two loggers' records."""
     for category, message in _WARNINGS:
         warnings.filterwarnings("ignore", message=message, category=category)
-    for name, kind in (("pytorch_lightning.utilities.rank_zero", _NoTips),
-                       ("lightning.pytorch.utilities.rank_zero", _NoTips),
-                       ("clearml.Repository Detection", _OnlyErrors)):  # fmt: skip
+    for name, kind in (
+        ("pytorch_lightning.utilities.rank_zero", _NoTips),
+        ("lightning.pytorch.utilities.rank_zero", _NoTips),
+        ("clearml.Repository Detection", _OnlyErrors),
+    ):
         logger = logging.getLogger(name)
         if not any(isinstance(f, kind) for f in logger.filters):
             logger.addFilter(kind())

@@ -14,8 +14,14 @@ import pytorch_lightning as pl
 
 
 class StepProbe(pl.Callback):
-    def __init__(self, path: str, kill_at_step: int = -1, signal_name: str = "SIGTERM",
-                 whole_group: bool = False, kill_in_validation_of: int = -1) -> None:  # fmt: skip
+    def __init__(
+        self,
+        path: str,
+        kill_at_step: int = -1,
+        signal_name: str = "SIGTERM",
+        whole_group: bool = False,
+        kill_in_validation_of: int = -1,
+    ) -> None:
         self.path = path
         self.kill_at_step = kill_at_step
         self.kill_in_validation_of = kill_in_validation_of  # an epoch: after its first val batch
@@ -34,8 +40,12 @@ class StepProbe(pl.Callback):
             else:
                 os.kill(os.getpid(), self.signum)  # a real signal, delivered to this process
 
-    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx,
-                                dataloader_idx=0) -> None:  # fmt: skip
-        if (not trainer.sanity_checking and batch_idx == 0
-                and trainer.current_epoch == self.kill_in_validation_of):  # fmt: skip
+    def on_validation_batch_end(
+        self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
+    ) -> None:
+        if (
+            not trainer.sanity_checking
+            and batch_idx == 0
+            and trainer.current_epoch == self.kill_in_validation_of
+        ):
             os.kill(os.getpid(), self.signum)

@@ -30,8 +30,11 @@ def trained(tmp_path_factory, tiny_shapes):
     """One epoch of the tiny RetinaNet through ``lightdet.train``; every detection is kept
     (``score_thresh=0``) so that the comparisons below compare hundreds of boxes."""
     root = tmp_path_factory.mktemp("api")
-    overrides = [*tiny_overrides(root), f"data.source.root={tiny_shapes}",
-                 "+model.net.score_thresh=0.0"]  # fmt: skip
+    overrides = [
+        *tiny_overrides(root),
+        f"data.source.root={tiny_shapes}",
+        "+model.net.score_thresh=0.0",
+    ]
     return root, lightdet.train(overrides)
 
 
@@ -66,8 +69,11 @@ def test_train_returns_metrics_checkpoint_and_a_run_folder_like_the_cli(trained)
 
 def test_evaluate_scores_the_checkpoint_as_training_did(trained, tiny_shapes, clearml_cache):
     root, result = trained
-    overrides = [*_data_overrides(root, tiny_shapes), "+trainer.limit_val_batches=2",
-                 "+trainer.enable_progress_bar=false"]  # fmt: skip
+    overrides = [
+        *_data_overrides(root, tiny_shapes),
+        "+trainer.limit_val_batches=2",
+        "+trainer.enable_progress_bar=false",
+    ]
     metrics = lightdet.evaluate(result.best_checkpoint, overrides)
     assert metrics["val/map"] == result.metrics["val/map"]
     assert metrics["val/map_50"] == result.metrics["val/map_50"]
@@ -81,7 +87,9 @@ def test_evaluate_scores_the_checkpoint_as_training_did(trained, tiny_shapes, cl
     assert len(detections) > 100 and {d["category_id"] for d in detections} <= {1, 2, 3}
     assert load_threshold(result.best_checkpoint)["evaluated_on"].startswith("val split")
     # and the same report in the evaluation's ClearML task, as ClearML's own plots
-    session = max((p for p in clearml_cache.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
+    session = max(
+        (p for p in clearml_cache.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime
+    )
     plots = {(e["metric"], e["variant"]) for e in offline_events(session, "plot")}
     assert ("val evaluation", "per class") in plots
     assert {("val F1 against confidence", n) for n in ("all classes", *CLASSES)} <= plots
@@ -95,22 +103,30 @@ def test_evaluate_takes_the_checkpoints_own_data_by_default(trained, caplog):
     folder, other sizes), not evaluate.yaml's default data; the log says which."""
     root, result = trained
     caplog.set_level("INFO", logger="lightdet.runs.preflight")
-    metrics = lightdet.evaluate(result.best_checkpoint, [f"paths.root_dir={root}",
-                                "+trainer.limit_val_batches=2"])  # fmt: skip
+    metrics = lightdet.evaluate(
+        result.best_checkpoint, [f"paths.root_dir={root}", "+trainer.limit_val_batches=2"]
+    )
     assert metrics["val/map"] == result.metrics["val/map"]
     assert "data: the checkpoint's (lightdet.data.sources.ShapesSource)" in caplog.text
-    with pytest.raises(ValueError, match=r"split=test: the data \(ShapesSource\) has no test "
-                       r"split; use split=val, or set data.source.num_test=<images>"):  # fmt: skip
-        lightdet.evaluate(result.best_checkpoint, [f"paths.root_dir={root}",
-                          "++data.source.num_test=0"], split="test")  # fmt: skip
+    with pytest.raises(
+        ValueError,
+        match=r"split=test: the data \(ShapesSource\) has no test "
+        r"split; use split=val, or set data.source.num_test=<images>",
+    ):
+        lightdet.evaluate(
+            result.best_checkpoint,
+            [f"paths.root_dir={root}", "++data.source.num_test=0"],
+            split="test",
+        )
 
 
 def test_predict_returns_the_validation_loops_detections(trained, tiny_shapes):
     """The same image gives the same boxes, scores and labels through Detector.predict as
     through Lightning's validation loop (same precision, same conversion, same weights)."""
     root, result = trained
-    cfg = compose_config("evaluate", [f"ckpt_path={result.best_checkpoint}",
-                                      *_data_overrides(root, tiny_shapes)])  # fmt: skip
+    cfg = compose_config(
+        "evaluate", [f"ckpt_path={result.best_checkpoint}", *_data_overrides(root, tiny_shapes)]
+    )
     datamodule = build_datamodule(cfg)
     datamodule.setup("validate")
     paths = {r.image_id: str(r.image_path) for r in datamodule.datasets["val"].records}
@@ -122,8 +138,13 @@ def test_predict_returns_the_validation_loops_detections(trained, tiny_shapes):
                 loop[paths[int(target["image_id"])]] = pred
 
     module = module_from_checkpoint(result.best_checkpoint, list(CLASSES))
-    trainer = pl.Trainer(accelerator="cpu", precision=cfg.trainer.precision, logger=False,
-                         callbacks=[Record()], enable_progress_bar=False)  # fmt: skip
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        precision=cfg.trainer.precision,
+        logger=False,
+        callbacks=[Record()],
+        enable_progress_bar=False,
+    )
     trainer.validate(module, datamodule=datamodule)
     assert len(loop) == TINY["num_val"]
 
@@ -145,9 +166,15 @@ def test_export_verifies_the_file_on_the_validation_split(trained, tiny_shapes, 
     from lightdet.deploy.export import read_metadata
     from lightdet.runs.export import run_export
 
-    cfg = compose_config("export", [f"ckpt_path={result.best_checkpoint}", f"format={fmt}",
-                                    *_data_overrides(root, tiny_shapes),
-                                    f"output_dir={root}/export_{fmt}"])  # fmt: skip
+    cfg = compose_config(
+        "export",
+        [
+            f"ckpt_path={result.best_checkpoint}",
+            f"format={fmt}",
+            *_data_overrides(root, tiny_shapes),
+            f"output_dir={root}/export_{fmt}",
+        ],
+    )
     report = run_export(cfg)
     assert report["passed"] and report["images"] == TINY["num_val"] + 1  # and a blank image
     assert report["images_matching"] == report["images"]  # trained: detection by detection
@@ -157,7 +184,8 @@ def test_export_verifies_the_file_on_the_validation_split(trained, tiny_shapes, 
     meta = read_metadata(report["file"])
     assert json.loads(meta["class_names"]) == list(CLASSES)
     assert float(meta["score_threshold"]) == pytest.approx(
-        load_threshold(result.best_checkpoint)["threshold"], rel=1e-5)
+        load_threshold(result.best_checkpoint)["threshold"], rel=1e-5
+    )
     assert "PASSED" in capsys.readouterr().out
 
 
@@ -168,15 +196,24 @@ def test_predict_command_on_the_trained_checkpoint(trained, tiny_shapes):
     from lightdet.runs.predict import run_prediction
 
     images = tiny_shapes / "VOC" / "JPEGImages"
-    cfg = compose_config("predict", [f"paths.root_dir={root}", f"ckpt_path={result.best_checkpoint}",
-                                     f"input={images}", "score_thresh=0.0",
-                                     f"output_dir={root}/predict"])  # fmt: skip
+    cfg = compose_config(
+        "predict",
+        [
+            f"paths.root_dir={root}",
+            f"ckpt_path={result.best_checkpoint}",
+            f"input={images}",
+            "score_thresh=0.0",
+            f"output_dir={root}/predict",
+        ],
+    )
     summary = run_prediction(cfg)
     written = json.loads((root / "predict" / "predictions.json").read_text())
     expected = Detector.from_checkpoint(result.best_checkpoint).predict(images, score_thresh=0.0)
     assert len(written["images"]) == len(expected) == summary["images"] > 20
     for entry, found in zip(written["images"], expected):
         assert entry["file"] == found.source and len(entry["detections"]) == len(found)
-        assert [d["score"] for d in entry["detections"]] == [round(s, 4) for s in found.scores.tolist()]
+        assert [d["score"] for d in entry["detections"]] == [
+            round(s, 4) for s in found.scores.tolist()
+        ]
     assert summary["detections"] == sum(len(f) for f in expected) > 100
     assert len(list((root / "predict" / "images").glob("*.jpg"))) == len(expected)

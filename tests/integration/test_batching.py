@@ -34,9 +34,15 @@ def _mixed_voc(root):
             boxes.append([x, y, x + 32, y + 32])
         name = f"{i:04d}"
         Image.fromarray(pixels).save(root / "JPEGImages" / f"{name}.jpg", quality=95)
-        record = DetectionRecord(root / "JPEGImages" / f"{name}.jpg", i + 1, w, h,
-                                 np.asarray(boxes, np.float32), np.asarray([1, 2], np.int64),
-                                 name=name)  # fmt: skip
+        record = DetectionRecord(
+            root / "JPEGImages" / f"{name}.jpg",
+            i + 1,
+            w,
+            h,
+            np.asarray(boxes, np.float32),
+            np.asarray([1, 2], np.int64),
+            name=name,
+        )
         write_voc_annotation(root / "Annotations" / f"{name}.xml", record, CLASSES)
         names.append(name)
     (root / "ImageSets/Main/val.txt").write_text("\n".join(names) + "\n")
@@ -47,15 +53,27 @@ def _mixed_voc(root):
 def test_val_map_at_batch_4_equals_batch_1_on_mixed_sizes(tmp_path):
     root = _mixed_voc(tmp_path / "VOC")
     torch.manual_seed(0)
-    net = build_retinanet(num_classes=3, backbone="resnet18", fpn_channels=64, head_norm="group",
-                          min_size=128, max_size=192, score_thresh=0.0)  # fmt: skip
+    net = build_retinanet(
+        num_classes=3,
+        backbone="resnet18",
+        fpn_channels=64,
+        head_norm="group",
+        min_size=128,
+        max_size=192,
+        score_thresh=0.0,
+    )
     results = {}
     for batch_size in (4, 1):
         source = VOCSource(root, class_names=CLASSES, train=None, val="val")
         dm = DetectionDataModule(source, batch_size=batch_size, num_workers=0)
         module = DetectionModule(net, class_names=CLASSES)
-        trainer = pl.Trainer(accelerator="cpu", precision="bf16-mixed", logger=False,
-                             enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+        trainer = pl.Trainer(
+            accelerator="cpu",
+            precision="bf16-mixed",
+            logger=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+        )
         (metrics,) = trainer.validate(module, datamodule=dm)
         results[batch_size] = metrics
     assert results[1]["val/map_50"] > 0  # random weights, but something to compare

@@ -20,14 +20,22 @@ def test_unreachable_server_falls_back_to_offline_and_never_leaks_credentials(
     silent.listen(64)
     host = f"http://127.0.0.1:{silent.getsockname()[1]}"
     access, secret = f"ACCESS{uuid.uuid4().hex}", f"SECRET{uuid.uuid4().hex}"
-    env = {"CLEARML_API_HOST": host, "CLEARML_WEB_HOST": host, "CLEARML_FILES_HOST": host,
-           "CLEARML_API_ACCESS_KEY": access, "CLEARML_API_SECRET_KEY": secret}  # fmt: skip
+    env = {
+        "CLEARML_API_HOST": host,
+        "CLEARML_WEB_HOST": host,
+        "CLEARML_FILES_HOST": host,
+        "CLEARML_API_ACCESS_KEY": access,
+        "CLEARML_API_SECRET_KEY": secret,
+    }
     start = datetime.now()
     began = time.monotonic()
     try:
         proc, session = run_train_cli(
-            tmp_path, tiny_shapes, "logger.clearml.connect_timeout=1",
-            "logger.clearml.connect_tries=2", env=env,
+            tmp_path,
+            tiny_shapes,
+            "logger.clearml.connect_timeout=1",
+            "logger.clearml.connect_tries=2",
+            env=env,
         )
     finally:
         silent.close()
@@ -93,9 +101,13 @@ class _HalfAlive:
         self.server.daemon_threads = True
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         self.host = f"http://127.0.0.1:{self.server.server_port}"
-        self.env = {"CLEARML_API_HOST": self.host, "CLEARML_WEB_HOST": self.host,
-                    "CLEARML_FILES_HOST": self.host, "CLEARML_API_ACCESS_KEY": "A" * 20,
-                    "CLEARML_API_SECRET_KEY": "S" * 40}  # fmt: skip
+        self.env = {
+            "CLEARML_API_HOST": self.host,
+            "CLEARML_WEB_HOST": self.host,
+            "CLEARML_FILES_HOST": self.host,
+            "CLEARML_API_ACCESS_KEY": "A" * 20,
+            "CLEARML_API_SECRET_KEY": "S" * 40,
+        }
 
     def close(self) -> None:
         self.release.set()
@@ -109,9 +121,12 @@ def test_a_server_that_answers_ping_but_never_login_does_not_hang_training(tmp_p
     began = time.monotonic()
     try:
         proc, session = run_train_cli(
-            tmp_path, tiny_shapes, "logger.clearml.connect_timeout=1",
-            "logger.clearml.connect_tries=2", env=server.env,
-        )  # fmt: skip
+            tmp_path,
+            tiny_shapes,
+            "logger.clearml.connect_timeout=1",
+            "logger.clearml.connect_tries=2",
+            env=server.env,
+        )
     finally:
         server.close()
     assert time.monotonic() - began < 90  # ClearML's own login retries: 170 s and more

@@ -53,8 +53,14 @@ def test_plain_cross_entropy_run_is_recorded_offline(tmp_path, tiny_shapes):
     (run,) = [p for p in (tmp_path / "logs" / "retinanet" / "runs").iterdir() if p.is_dir()]
     assert lines["checkpoint"].split()[1].startswith(str(run / "checkpoints" / "best-epoch"))
     assert f"{run / 'results'}/ (" in lines["pictures"]
-    pictures = {"curves.png", "pr_curves.png", "f1_curve.png", "confusion_matrix.png",
-                "confusion_matrix_normalized.png", "predictions.jpg"}  # fmt: skip
+    pictures = {
+        "curves.png",
+        "pr_curves.png",
+        "f1_curve.png",
+        "confusion_matrix.png",
+        "confusion_matrix_normalized.png",
+        "predictions.jpg",
+    }
     assert pictures <= {p.name for p in (run / "results").iterdir()}
     assert all(name in lines["pictures"] for name in pictures)
     assert f"offline session {session}.zip" in lines["ClearML"]

@@ -17,14 +17,21 @@ def _run(tmp_path, module: str, *args: str):
     conf = tmp_path / "clearml.conf"
     conf.write_text("sdk.development.report_use_subprocess: false\n")
     env = clean_env(CLEARML_CACHE_DIR=str(tmp_path / "clearml"), CLEARML_CONFIG_FILE=str(conf))
-    return subprocess.run([sys.executable, "-m", module, *args], env=env, capture_output=True,
-                          text=True, timeout=120)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_config_prints_and_checks_the_run_and_makes_nothing(tmp_path):
     root = write_own_voc(tmp_path / "cells", n=6)
-    proc = _run(tmp_path, "lightdet.show_config", "model=ssd", "data=voc",
-                f"data.source.roots=[{root}]", f"paths.root_dir={tmp_path / 'root'}")  # fmt: skip
+    proc = _run(
+        tmp_path,
+        "lightdet.show_config",
+        "model=ssd",
+        "data=voc",
+        f"data.source.roots=[{root}]",
+        f"paths.root_dir={tmp_path / 'root'}",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
     assert "_target_: lightdet.models.ssd.build_ssd" in out  # the composed config, printed
@@ -36,10 +43,13 @@ def test_config_prints_and_checks_the_run_and_makes_nothing(tmp_path):
 
 def test_a_mistyped_key_gets_the_closest_keys(tmp_path):
     for command, key, hint in (
-        ("lightdet.show_config", "model.net.focal_alhpa",
-         "Did you mean model.net.focal_alpha or model.net.focal_gamma?"),
+        (
+            "lightdet.show_config",
+            "model.net.focal_alhpa",
+            "Did you mean model.net.focal_alpha or model.net.focal_gamma?",
+        ),
         ("lightdet.train", "trainer.max_epoch", "Did you mean trainer.max_epochs?"),
-    ):  # fmt: skip
+    ):
         proc = _run(tmp_path, command, f"{key}=2", f"paths.root_dir={tmp_path / 'root'}")
         assert proc.returncode == 1 and "Traceback" not in proc.stderr
         assert f"Could not override '{key}'" in proc.stderr and hint in proc.stderr
@@ -63,17 +73,32 @@ def _all_boxes_row(out: str, table: str) -> tuple[float, ...]:
     return tuple(float(x) for x in row.split()[3:])  # after "all boxes <count>"
 
 
-def test_anchors_reports_the_coverage_and_an_override_that_reproduces_its_fit(tmp_path,
-                                                                             tiny_shapes):
-    data = [f"data.source.root={tiny_shapes}", *(f"++data.source.{k}={v}" for k, v in
-            {"num_train": 16, "num_val": 8, "num_test": 4, "image_size": 96,
-             "max_object_size": 48.0}.items()), "model.net.min_size=96",
-            "model.net.max_size=96", f"paths.root_dir={tmp_path / 'root'}"]  # fmt: skip
+def test_anchors_reports_the_coverage_and_an_override_that_reproduces_its_fit(
+    tmp_path, tiny_shapes
+):
+    data = [
+        f"data.source.root={tiny_shapes}",
+        *(
+            f"++data.source.{k}={v}"
+            for k, v in {
+                "num_train": 16,
+                "num_val": 8,
+                "num_test": 4,
+                "image_size": 96,
+                "max_object_size": 48.0,
+            }.items()
+        ),
+        "model.net.min_size=96",
+        "model.net.max_size=96",
+        f"paths.root_dir={tmp_path / 'root'}",
+    ]
     proc = _run(tmp_path, "lightdet.anchors", *data)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
-    assert "9 anchors per location on 5 levels; matcher: foreground at IoU >= 0.5, " \
-           "background below 0.4" in out
+    assert (
+        "9 anchors per location on 5 levels; matcher: foreground at IoU >= 0.5, "
+        "background below 0.4" in out
+    )
     count = int(re.search(r"on (\d+) train boxes of (\d+) images", out).group(1))
     assert count > 16  # the tiny shapes have up to 6 objects per image
     default = _all_boxes_row(out, "the model's anchors:")  # BPR, share >= 0.4, mean IoU
@@ -86,5 +111,6 @@ def test_anchors_reports_the_coverage_and_an_override_that_reproduces_its_fit(tm
     assert _all_boxes_row(again.stdout, "the model's anchors:") == fitted  # ...gives that fit
     bad = _run(tmp_path, "lightdet.anchors", *data, "anchors.split=test2")
     assert bad.returncode == 1 and "Traceback" not in bad.stderr
-    assert bad.stderr.strip().splitlines()[-1] == ("anchors: anchors.split=test2: expected "
-                                                   "train, val or test")  # fmt: skip
+    assert bad.stderr.strip().splitlines()[-1] == (
+        "anchors: anchors.split=test2: expected train, val or test"
+    )

@@ -10,8 +10,14 @@ from pytorch_lightning.callbacks import Callback
 from lightdet.runs.train import run_training
 from tests.conftest import compose_train
 
-EMA = ["callbacks.ema.enabled=true", "callbacks.ema.decay=0.9", "callbacks.ema.tau=2",
-       "augmentation=none", "test=false", "trainer.limit_val_batches=1"]  # fmt: skip
+EMA = [
+    "callbacks.ema.enabled=true",
+    "callbacks.ema.decay=0.9",
+    "callbacks.ema.tau=2",
+    "augmentation=none",
+    "test=false",
+    "trainer.limit_val_batches=1",
+]
 PROBE = "net.head.classification_head.cls_logits.weight"
 
 
@@ -43,8 +49,7 @@ def _ema(raws: list[torch.Tensor], decay: float, tau: float) -> torch.Tensor:
 @pytest.mark.slow
 def test_validation_and_the_best_checkpoint_use_the_average(tmp_path, tiny_shapes):
     probe = WeightProbe()
-    cfg = compose_train(tmp_path, f"data.source.root={tiny_shapes}", "trainer.max_epochs=2",
-                        *EMA)  # fmt: skip
+    cfg = compose_train(tmp_path, f"data.source.root={tiny_shapes}", "trainer.max_epochs=2", *EMA)
     result = run_training(cfg, extra_callbacks=[probe])
     assert len(probe.raw) == 4 and len(probe.validated) == 2  # 2 steps per epoch, 2 validations
     for step, validated in probe.validated:
@@ -52,8 +57,9 @@ def test_validation_and_the_best_checkpoint_use_the_average(tmp_path, tiny_shape
         torch.testing.assert_close(validated, expected, rtol=1e-5, atol=1e-6)
         assert not torch.allclose(validated, probe.raw[step - 1])  # not the raw weights
     last = torch.load(tmp_path / "run/checkpoints/last.ckpt", weights_only=True)
-    torch.testing.assert_close(last["state_dict"][PROBE], _ema(probe.raw, 0.9, 2),
-                               rtol=1e-5, atol=1e-6)  # fmt: skip
+    torch.testing.assert_close(
+        last["state_dict"][PROBE], _ema(probe.raw, 0.9, 2), rtol=1e-5, atol=1e-6
+    )
     assert torch.equal(last["current_model_state"][PROBE], probe.raw[-1])  # raw kept to resume
     assert int(last["averaging_state"]["n_averaged"]) == 4
     best = torch.load(result.best_checkpoint, weights_only=True)
@@ -73,36 +79,49 @@ class StopAt(Callback):
         if trainer.global_step == self.step:
             trainer._signal_connector.received_sigterm = True
 
-    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx,
-                                dataloader_idx=0) -> None:  # fmt: skip
+    def on_validation_batch_end(
+        self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
+    ) -> None:
         # after the first of two batches: Lightning stops a validation only before its last
         if self.step is None and not trainer.sanity_checking and batch_idx == 0:
             trainer._signal_connector.received_sigterm = True
 
 
 @pytest.mark.slow
-def test_a_stop_inside_a_validation_saves_the_raw_weights_and_the_average_apart(tmp_path,
-                                                                                tiny_shapes):
+def test_a_stop_inside_a_validation_saves_the_raw_weights_and_the_average_apart(
+    tmp_path, tiny_shapes
+):
     """Inside a validation the module holds the average (the raw weights are parked in the
     averaged model): the checkpoint written there must still put each in its place."""
     probe = WeightProbe()
-    cfg = compose_train(tmp_path, f"data.source.root={tiny_shapes}", "trainer.max_epochs=2",
-                        *EMA, "trainer.limit_val_batches=2")  # fmt: skip
+    cfg = compose_train(
+        tmp_path,
+        f"data.source.root={tiny_shapes}",
+        "trainer.max_epochs=2",
+        *EMA,
+        "trainer.limit_val_batches=2",
+    )
     with pytest.raises(SystemExit) as stopped_by:
         run_training(cfg, extra_callbacks=[probe, StopAt(None)])
     assert stopped_by.value.code == 143
     saved = torch.load(tmp_path / "run/checkpoints/last.ckpt", weights_only=True)
-    assert saved["global_step"] == 2 and saved["callbacks"]["ResumeCheckpoint"][
-        "pending_validation"]  # fmt: skip
+    assert (
+        saved["global_step"] == 2 and saved["callbacks"]["ResumeCheckpoint"]["pending_validation"]
+    )
     assert torch.equal(saved["current_model_state"][PROBE], probe.raw[-1])
-    torch.testing.assert_close(saved["state_dict"][PROBE], _ema(probe.raw, 0.9, 2),
-                               rtol=1e-5, atol=1e-6)  # fmt: skip
+    torch.testing.assert_close(
+        saved["state_dict"][PROBE], _ema(probe.raw, 0.9, 2), rtol=1e-5, atol=1e-6
+    )
 
 
 @pytest.mark.slow
 def test_resume_restores_the_average_exactly(tmp_path, tiny_shapes):
-    data = [f"data.source.root={tiny_shapes}", "trainer.max_epochs=2", *EMA,
-            "trainer.limit_val_batches=2"]  # fmt: skip
+    data = [
+        f"data.source.root={tiny_shapes}",
+        "trainer.max_epochs=2",
+        *EMA,
+        "trainer.limit_val_batches=2",
+    ]
     straight = compose_train(tmp_path / "a", *data)
     run_training(straight)
     stopped = compose_train(tmp_path / "b", *data)

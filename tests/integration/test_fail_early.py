@@ -16,8 +16,9 @@ def _run(tmp_path, *args: str):
     conf = tmp_path / "clearml.conf"
     conf.write_text("sdk.development.report_use_subprocess: false\n")
     env = clean_env(CLEARML_CACHE_DIR=str(tmp_path / "clearml"), CLEARML_CONFIG_FILE=str(conf))
-    return subprocess.run([sys.executable, "-m", *args], env=env, capture_output=True, text=True,
-                          timeout=120)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", *args], env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def _one_line(proc) -> str:
@@ -32,22 +33,32 @@ def _one_line(proc) -> str:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["lightdet.evaluate", "split=test"],
-         "split=test: the data (ShapesSource) has no test split; use split=val, or set "
-         "data.source.num_test=<images>"),
-        (["lightdet.evaluate", "split=test", "data=voc"],
-         "split=test: the data (VOCSource) has no test split; use split=val, or set "
-         "data.source.test=<its split name>"),
-        (["lightdet.train", "logger.clearml.remote_queue=gpu"],
-         "logger.clearml.remote_queue=gpu: no ClearML server is configured; run `clearml-init`"),
+        (
+            ["lightdet.evaluate", "split=test"],
+            "split=test: the data (ShapesSource) has no test split; use split=val, or set "
+            "data.source.num_test=<images>",
+        ),
+        (
+            ["lightdet.evaluate", "split=test", "data=voc"],
+            "split=test: the data (VOCSource) has no test split; use split=val, or set "
+            "data.source.test=<its split name>",
+        ),
+        (
+            ["lightdet.train", "logger.clearml.remote_queue=gpu"],
+            "logger.clearml.remote_queue=gpu: no ClearML server is configured; run `clearml-init`",
+        ),
     ],
     ids=["evaluate-test-split-shapes", "evaluate-test-split-voc", "remote-without-server"],
-)  # fmt: skip
+)
 def test_a_command_that_cannot_work_is_one_line_and_leaves_nothing(tmp_path, args, message):
     ckpt = tmp_path / "given.ckpt"  # a readable checkpoint without a data config of its own
     torch.save({"state_dict": {}, "hyper_parameters": {"config": {}}}, ckpt)
-    proc = _run(tmp_path, *args, f"ckpt_path={ckpt}" if "evaluate" in args[0] else "seed=1",
-                f"paths.root_dir={tmp_path / 'root'}")  # fmt: skip
+    proc = _run(
+        tmp_path,
+        *args,
+        f"ckpt_path={ckpt}" if "evaluate" in args[0] else "seed=1",
+        f"paths.root_dir={tmp_path / 'root'}",
+    )
     assert message in _one_line(proc)
     assert not (tmp_path / "root").exists() and not (tmp_path / "clearml").exists()
 

@@ -13,18 +13,35 @@ from tests.conftest import TINY, clean_env
 
 def _run_hpo(tmp_path, data_root, n_trials: int):
     train = [
-        f"data.source.root={data_root}", *(f"++data.source.{k}={v}" for k, v in TINY.items()),
-        "data.num_workers=0", "data.batch_size=4", "model.net.min_size=96", "model.net.max_size=96",
-        "+model.net.score_thresh=0.001", "trainer.max_epochs=2", "+trainer.limit_train_batches=2",
-        "+trainer.limit_val_batches=2", "trainer.log_every_n_steps=1", "test=false",
-        "callbacks.throughput.window_size=2", "+trainer.enable_progress_bar=false",
-    ]  # fmt: skip
+        f"data.source.root={data_root}",
+        *(f"++data.source.{k}={v}" for k, v in TINY.items()),
+        "data.num_workers=0",
+        "data.batch_size=4",
+        "model.net.min_size=96",
+        "model.net.max_size=96",
+        "+model.net.score_thresh=0.001",
+        "trainer.max_epochs=2",
+        "+trainer.limit_train_batches=2",
+        "+trainer.limit_val_batches=2",
+        "trainer.log_every_n_steps=1",
+        "test=false",
+        "callbacks.throughput.window_size=2",
+        "+trainer.enable_progress_bar=false",
+    ]
     conf = tmp_path / "clearml.conf"
     conf.write_text("sdk.development.report_use_subprocess: false\n")
     env = clean_env(CLEARML_CACHE_DIR=str(tmp_path / "clearml"), CLEARML_CONFIG_FILE=str(conf))
-    command = [sys.executable, "-m", "lightdet.hpo", "backend=local", f"paths.root_dir={tmp_path}",
-               f"hpo.n_trials={n_trials}", "hpo.study_name=tiny", "hpo.pruner.n_startup_trials=1",
-               "hpo.train_overrides=" + json.dumps(train)]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "lightdet.hpo",
+        "backend=local",
+        f"paths.root_dir={tmp_path}",
+        f"hpo.n_trials={n_trials}",
+        "hpo.study_name=tiny",
+        "hpo.pruner.n_startup_trials=1",
+        "hpo.train_overrides=" + json.dumps(train),
+    ]
     proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=400)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     (run,) = sorted((tmp_path / "logs" / "hpo" / "tiny").glob("20*"))[-1:]

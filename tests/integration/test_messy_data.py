@@ -18,8 +18,11 @@ from tests.messy import (
 
 
 def _table(session, title):
-    (event,) = [e for e in offline_events(session, "plot") if (e["metric"], e["variant"]) ==
-                ("dataset", title)]  # fmt: skip
+    (event,) = [
+        e
+        for e in offline_events(session, "plot")
+        if (e["metric"], e["variant"]) == ("dataset", title)
+    ]
     columns = json.loads(event["plot_str"])["data"][0]["cells"]["values"]
     return [list(row) for row in zip(*columns)]
 
@@ -31,14 +34,24 @@ def test_training_on_messy_data_completes_and_reports_every_count(
 ):
     if layout == "voc":
         root = write_messy_voc(tmp_path / "VOC")
-        data = ["data=voc", f"data.source.roots=[{root}]", "data.source.train=train",
-                "data.source.val=val", "+data.source.class_names=[circle,square,triangle]"]  # fmt: skip
+        data = [
+            "data=voc",
+            f"data.source.roots=[{root}]",
+            "data.source.train=train",
+            "data.source.val=val",
+            "+data.source.class_names=[circle,square,triangle]",
+        ]
     else:
         root = write_messy_coco(tmp_path / "COCO")
-        data = ["data=coco", f"data.source.root={root}", "data.source.train=train",
-                "data.source.val=val"]  # fmt: skip
-    cfg = compose_train(tmp_path, *data, f"data.policy.max_image_pixels={HUGE_LIMIT}",
-                        "test=false", tiny_data=False)  # fmt: skip
+        data = [
+            "data=coco",
+            f"data.source.root={root}",
+            "data.source.train=train",
+            "data.source.val=val",
+        ]
+    cfg = compose_train(
+        tmp_path, *data, f"data.policy.max_image_pixels={HUGE_LIMIT}", "test=false", tiny_data=False
+    )
     with caplog.at_level("INFO"):
         score = run_training(cfg).best
     assert score is not None and 0 <= score <= 1

@@ -20,10 +20,20 @@ def test_own_voc_folder_trains_with_only_its_roots(tmp_path):
     conf = tmp_path / "clearml.conf"
     conf.write_text("sdk.development.report_use_subprocess: false\n")
     env = clean_env(CLEARML_CACHE_DIR=str(tmp_path / "clearml"), CLEARML_CONFIG_FILE=str(conf))
-    command = [sys.executable, "-m", "lightdet.train", "data=voc", f"data.source.roots=[{root}]",
-               # size and length of the run only: nothing about the data
-               f"paths.root_dir={tmp_path}", "model.net.min_size=96", "model.net.max_size=96",
-               "trainer.max_epochs=1", "+trainer.limit_train_batches=2", "test=false"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "lightdet.train",
+        "data=voc",
+        f"data.source.roots=[{root}]",
+        # size and length of the run only: nothing about the data
+        f"paths.root_dir={tmp_path}",
+        "model.net.min_size=96",
+        "model.net.max_size=96",
+        "trainer.max_epochs=1",
+        "+trainer.limit_train_batches=2",
+        "test=false",
+    ]
     proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-3000:]

@@ -20,19 +20,32 @@ BATCHES_PER_EPOCH = TINY["num_train"] // 4  # 16 images, batch 4
 def _train(tmp_path, data_root, task, probe, *overrides):
     conf = tmp_path / "clearml.conf"
     conf.write_text("sdk.development.report_use_subprocess: false\n")
-    env = clean_env(CLEARML_CACHE_DIR=str(tmp_path / "clearml"), CLEARML_CONFIG_FILE=str(conf),
-                    CLEARML_OFFLINE_MODE="1",
-                    PYTHONPATH=str(REPO))  # fmt: skip
+    env = clean_env(
+        CLEARML_CACHE_DIR=str(tmp_path / "clearml"),
+        CLEARML_CONFIG_FILE=str(conf),
+        CLEARML_OFFLINE_MODE="1",
+        PYTHONPATH=str(REPO),
+    )
     args = [
-        f"paths.root_dir={tmp_path}", f"data.source.root={data_root}", f"task_name={task}",
+        f"paths.root_dir={tmp_path}",
+        f"data.source.root={data_root}",
+        f"task_name={task}",
         *(f"++data.source.{k}={v}" for k, v in TINY.items()),
-        "data.num_workers=1", "data.batch_size=4", "model.net.min_size=96",
-        "model.net.max_size=96", "trainer.max_epochs=3", "+trainer.limit_val_batches=1",
-        "trainer.log_every_n_steps=1", "test=false", "+trainer.enable_progress_bar=false",
-        "callbacks.clearml_reports=null", "callbacks.clearml_models=null",
+        "data.num_workers=1",
+        "data.batch_size=4",
+        "model.net.min_size=96",
+        "model.net.max_size=96",
+        "trainer.max_epochs=3",
+        "+trainer.limit_val_batches=1",
+        "trainer.log_every_n_steps=1",
+        "test=false",
+        "+trainer.enable_progress_bar=false",
+        "callbacks.clearml_reports=null",
+        "callbacks.clearml_models=null",
         "+callbacks.probe._target_=tests.integration.probe.StepProbe",
-        f"+callbacks.probe.path={probe}", *overrides,
-    ]  # fmt: skip
+        f"+callbacks.probe.path={probe}",
+        *overrides,
+    ]
     command = [sys.executable, "-m", "tests.integration.train_with_probe", *args]
     return subprocess.run(
         command,
@@ -75,10 +88,15 @@ def uninterrupted(tmp_path_factory, tiny_shapes) -> list[dict]:
 def test_interrupted_run_resumes_to_the_same_end_without_replaying_batches(
     tmp_path, tiny_shapes, uninterrupted, signal_name, kill_at, whole_group
 ):
-    stopped = _train(tmp_path, tiny_shapes, "resume", tmp_path / "a.jsonl",
-                     f"+callbacks.probe.kill_at_step={kill_at}",
-                     f"+callbacks.probe.signal_name={signal_name}",
-                     f"+callbacks.probe.whole_group={whole_group}")  # fmt: skip
+    stopped = _train(
+        tmp_path,
+        tiny_shapes,
+        "resume",
+        tmp_path / "a.jsonl",
+        f"+callbacks.probe.kill_at_step={kill_at}",
+        f"+callbacks.probe.signal_name={signal_name}",
+        f"+callbacks.probe.whole_group={whole_group}",
+    )
     signum = getattr(signal, signal_name)
     assert stopped.returncode == 128 + signum, stopped.stdout[-2000:] + stopped.stderr[-2000:]
     (ckpt_path,) = (tmp_path / "logs/resume/runs").glob("*/checkpoints/last.ckpt")
@@ -110,8 +128,11 @@ def test_interrupted_run_resumes_to_the_same_end_without_replaying_batches(
     # one ClearML task for the stopped and the resumed run: its curves continue, no step twice
     (session,) = [p for p in (tmp_path / "clearml" / "offline").iterdir() if p.is_dir()]
     assert stored_task_id(ckpt_path) == session.name
-    steps = sorted(e["iter"] for e in offline_scalars(session)
-                   if (e["metric"], e["variant"]) == ("train", "loss"))  # fmt: skip
+    steps = sorted(
+        e["iter"]
+        for e in offline_scalars(session)
+        if (e["metric"], e["variant"]) == ("train", "loss")
+    )
     assert min(steps) < kill_at < max(steps) and max(steps) >= 3 * BATCHES_PER_EPOCH - 1
     assert steps == list(range(min(steps), max(steps) + 1))  # continuous, each step once
     assert "continuing task" in resumed.stdout + resumed.stderr
@@ -121,8 +142,11 @@ def _val_map_per_epoch(root: Path) -> dict[int, float]:
     import csv
 
     (results,) = root.glob("*/results/results.csv")
-    return {int(r["epoch"]): float(r["val/map"]) for r in csv.DictReader(results.open())
-            if r.get("val/map")}  # fmt: skip
+    return {
+        int(r["epoch"]): float(r["val/map"])
+        for r in csv.DictReader(results.open())
+        if r.get("val/map")
+    }
 
 
 VAL_RUN = ["trainer.max_epochs=2", "++trainer.limit_val_batches=2"]
@@ -148,17 +172,23 @@ def test_a_stop_during_a_validation_resumes_into_that_validation(
     metrics are an uninterrupted run's. (A stop in the last validation used to end the resumed
     run at once without them; a stop in an earlier one used to skip the next epoch's batches.)"""
     # one loader worker (the default of these tests): a stop in validation used to hang at exit
-    stopped = _train(tmp_path, tiny_shapes, "val", tmp_path / "a.jsonl", *VAL_RUN,
-                     f"+callbacks.probe.kill_in_validation_of={stopped_epoch}")  # fmt: skip
+    stopped = _train(
+        tmp_path,
+        tiny_shapes,
+        "val",
+        tmp_path / "a.jsonl",
+        *VAL_RUN,
+        f"+callbacks.probe.kill_in_validation_of={stopped_epoch}",
+    )
     assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr[-2000:]
     (ckpt_path,) = (tmp_path / "logs/val/runs").glob("*/checkpoints/last.ckpt")
     ckpt = torch.load(ckpt_path, weights_only=True)
     assert ckpt["global_step"] == (stopped_epoch + 1) * BATCHES_PER_EPOCH
-    assert any(v.get("pending_validation") for v in ckpt["callbacks"].values()
-               if isinstance(v, dict))  # fmt: skip
+    assert any(
+        v.get("pending_validation") for v in ckpt["callbacks"].values() if isinstance(v, dict)
+    )
 
-    resumed = _train(tmp_path, tiny_shapes, "val", tmp_path / "b.jsonl", *VAL_RUN,
-                     "ckpt_path=auto")  # fmt: skip
+    resumed = _train(tmp_path, tiny_shapes, "val", tmp_path / "b.jsonl", *VAL_RUN, "ckpt_path=auto")
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
     assert "validating it again" in resumed.stdout + resumed.stderr
 
@@ -166,8 +196,9 @@ def test_a_stop_during_a_validation_resumes_into_that_validation(
     before = _rows(tmp_path / "a.jsonl")
     after = _rows(tmp_path / "b.jsonl") if (tmp_path / "b.jsonl").exists() else []
     # no training batch of the stopped epoch again; every batch of the later ones, in order
-    assert [r["epoch"] for r in after] == [r["epoch"] for r in reference
-                                           if r["epoch"] > stopped_epoch]  # fmt: skip
+    assert [r["epoch"] for r in after] == [
+        r["epoch"] for r in reference if r["epoch"] > stopped_epoch
+    ]
     assert before + after == reference
     assert torch.load(ckpt_path, weights_only=True)["global_step"] == 2 * BATCHES_PER_EPOCH
 
@@ -175,6 +206,8 @@ def test_a_stop_during_a_validation_resumes_into_that_validation(
     expected = _val_map_per_epoch(validated_reference / "logs/full/runs")
     assert set(done) == set(expected) == {0, 1}
     assert done == pytest.approx(expected, abs=1e-6)  # the interrupted epoch's included
-    best = {t: sorted(p.name for p in (root / "logs" / t / "runs").glob("*/checkpoints/best-*.ckpt"))
-            for t, root in (("val", tmp_path), ("full", validated_reference))}  # fmt: skip
+    best = {
+        t: sorted(p.name for p in (root / "logs" / t / "runs").glob("*/checkpoints/best-*.ckpt"))
+        for t, root in (("val", tmp_path), ("full", validated_reference))
+    }
     assert best["val"] == best["full"] != []

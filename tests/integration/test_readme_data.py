@@ -32,17 +32,22 @@ def _datasets(tmp_path: Path, tiny_shapes: Path) -> Path:
     coco = root / "coco"
     (coco / "annotations").mkdir(parents=True)
     for split in ("train", "val"):
-        shutil.copy(tiny_shapes / "COCO" / "annotations" / f"instances_{split}.json",
-                    coco / "annotations" / f"instances_{split}2017.json")  # fmt: skip
+        shutil.copy(
+            tiny_shapes / "COCO" / "annotations" / f"instances_{split}.json",
+            coco / "annotations" / f"instances_{split}2017.json",
+        )
         shutil.copytree(tiny_shapes / "COCO" / split, coco / f"{split}2017")
     return root
 
 
-@pytest.mark.parametrize(("folder", "expected"), [
-    ("my_cells", ["classes: 3: Platelets, RBC, WBC", "images: train 8, val 2"]),
-    ("mydata", ["classes: 3: circle, square, triangle", "images: train 16, val 8"]),
-    ("coco", ["classes: 3: circle, square, triangle", "images: train 16, val 8"]),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("folder", "expected"),
+    [
+        ("my_cells", ["classes: 3: Platelets, RBC, WBC", "images: train 8, val 2"]),
+        ("mydata", ["classes: 3: circle, square, triangle", "images: train 16, val 8"]),
+        ("coco", ["classes: 3: circle, square, triangle", "images: train 16, val 8"]),
+    ],
+)
 def test_the_readmes_own_data_examples_work_as_written(tmp_path, tiny_shapes, folder, expected):
     line = re.search(EXAMPLES[folder], README.read_text())
     assert line, f"the README no longer shows {EXAMPLES[folder]}"
@@ -51,10 +56,19 @@ def test_the_readmes_own_data_examples_work_as_written(tmp_path, tiny_shapes, fo
     args = [a.replace("/datasets", str(datasets)) for a in shlex.split(line.group(1))]
     env = clean_env(CLEARML_CACHE_DIR=str(tmp_path / "clearml"))
     proc = subprocess.run(
-        [sys.executable, "-m", "lightdet.show_config", f"data={data}", *args,
-         f"paths.root_dir={tmp_path / 'root'}"],
-        env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "lightdet.show_config",
+            f"data={data}",
+            *args,
+            f"paths.root_dir={tmp_path / 'root'}",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     for text in expected:
         assert text in proc.stdout, proc.stdout[-2000:]

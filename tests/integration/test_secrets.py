@@ -16,15 +16,34 @@ FAKE = "-".join(("fake", "secret", "4b1d8e6a"))
 def _run(tmp_path, data_root, *overrides):
     conf = tmp_path / "clearml.conf"
     conf.write_text("sdk.development.report_use_subprocess: false\n")
-    env = clean_env(CLEARML_CACHE_DIR=str(tmp_path / "clearml"), CLEARML_CONFIG_FILE=str(conf),
-                    CLEARML_OFFLINE_MODE="1", CLEARML_API_SECRET_KEY=FAKE, MY_SERVICE_TOKEN=FAKE)
-    args = [f"paths.root_dir={tmp_path}", f"data.source.root={data_root}",
-            *(f"++data.source.{k}={v}" for k, v in TINY.items()),
-            "data.num_workers=0", "data.batch_size=4", "model.net.min_size=96",
-            "model.net.max_size=96", "trainer.max_epochs=1", "+trainer.limit_train_batches=2",
-            "+trainer.limit_val_batches=1", "test=false", *overrides]  # fmt: skip
-    return subprocess.run([sys.executable, "-m", "lightdet.train", *args], env=env,
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    env = clean_env(
+        CLEARML_CACHE_DIR=str(tmp_path / "clearml"),
+        CLEARML_CONFIG_FILE=str(conf),
+        CLEARML_OFFLINE_MODE="1",
+        CLEARML_API_SECRET_KEY=FAKE,
+        MY_SERVICE_TOKEN=FAKE,
+    )
+    args = [
+        f"paths.root_dir={tmp_path}",
+        f"data.source.root={data_root}",
+        *(f"++data.source.{k}={v}" for k, v in TINY.items()),
+        "data.num_workers=0",
+        "data.batch_size=4",
+        "model.net.min_size=96",
+        "model.net.max_size=96",
+        "trainer.max_epochs=1",
+        "+trainer.limit_train_batches=2",
+        "+trainer.limit_val_batches=1",
+        "test=false",
+        *overrides,
+    ]
+    return subprocess.run(
+        [sys.executable, "-m", "lightdet.train", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def _files_holding(root, text):
@@ -34,8 +53,12 @@ def _files_holding(root, text):
 
 @pytest.mark.slow
 def test_an_interpolated_credential_is_refused_and_a_literal_one_scrubbed(tmp_path, tiny_shapes):
-    refused = _run(tmp_path, tiny_shapes, "task_name=${oc.env:CLEARML_API_SECRET_KEY}",
-                   "logger.clearml.tags=[${oc.env:MY_SERVICE_TOKEN}]")
+    refused = _run(
+        tmp_path,
+        tiny_shapes,
+        "task_name=${oc.env:CLEARML_API_SECRET_KEY}",
+        "logger.clearml.tags=[${oc.env:MY_SERVICE_TOKEN}]",
+    )
     assert refused.returncode == 1
     assert "the resolver 'oc.env:CLEARML_API_SECRET_KEY' is not allowed" in refused.stderr
     assert not (tmp_path / "logs").exists()
@@ -47,7 +70,9 @@ def test_an_interpolated_credential_is_refused_and_a_literal_one_scrubbed(tmp_pa
     assert session.read_text().count("REDACTED") >= 2  # the task name and tag were recorded
     assert FAKE not in typed.stdout + typed.stderr
     assert _files_holding(tmp_path, FAKE) == []  # checkpoints, logs, .hydra/, session, zips
-    assert checkpoint.stat().st_size > 0 and "held a credential's value" in typed.stdout + typed.stderr
+    assert (
+        checkpoint.stat().st_size > 0 and "held a credential's value" in typed.stdout + typed.stderr
+    )
 
 
 PASSWORD = "-".join(("hunter2", "0c5e9d71"))
@@ -55,10 +80,18 @@ HOST = f"http://lightdet:{PASSWORD}@127.0.0.1:9"  # the discard port: refused at
 
 
 def test_make_doctor_never_prints_a_password_in_the_server_url(tmp_path):
-    env = clean_env(CLEARML_API_HOST=HOST, CLEARML_API_ACCESS_KEY="AK-0123456789",
-                    CLEARML_CONFIG_FILE=str(tmp_path / "none.conf"))  # fmt: skip
-    proc = subprocess.run([sys.executable, "-m", "lightdet.doctor"], env=env,
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    env = clean_env(
+        CLEARML_API_HOST=HOST,
+        CLEARML_API_ACCESS_KEY="AK-0123456789",
+        CLEARML_CONFIG_FILE=str(tmp_path / "none.conf"),
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "lightdet.doctor"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert PASSWORD not in proc.stdout + proc.stderr
     assert "http://REDACTED@127.0.0.1:9" in proc.stdout
@@ -70,17 +103,36 @@ def test_a_password_in_the_server_url_and_a_secret_key_reach_no_output(tmp_path,
     server did not answer; a secret used as a config key was kept in every record."""
     conf = tmp_path / "clearml.conf"
     conf.write_text("sdk.development.report_use_subprocess: false\n")
-    env = clean_env(CLEARML_CACHE_DIR=str(tmp_path / "clearml"), CLEARML_CONFIG_FILE=str(conf),
-                    CLEARML_API_HOST=HOST, CLEARML_API_ACCESS_KEY="AK-0123456789",
-                    CLEARML_API_SECRET_KEY=FAKE)  # fmt: skip
-    args = [f"paths.root_dir={tmp_path}", f"data.source.root={tiny_shapes}",
-            *(f"++data.source.{k}={v}" for k, v in TINY.items()),
-            "data.num_workers=0", "data.batch_size=4", "model.net.min_size=96",
-            "model.net.max_size=96", "trainer.max_epochs=1", "+trainer.limit_train_batches=2",
-            "+trainer.limit_val_batches=1", "test=false", "logger.clearml.connect_tries=1",
-            "logger.clearml.connect_timeout=1", f"+notes.{FAKE}=1"]  # fmt: skip
-    proc = subprocess.run([sys.executable, "-m", "lightdet.train", *args], env=env,
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    env = clean_env(
+        CLEARML_CACHE_DIR=str(tmp_path / "clearml"),
+        CLEARML_CONFIG_FILE=str(conf),
+        CLEARML_API_HOST=HOST,
+        CLEARML_API_ACCESS_KEY="AK-0123456789",
+        CLEARML_API_SECRET_KEY=FAKE,
+    )
+    args = [
+        f"paths.root_dir={tmp_path}",
+        f"data.source.root={tiny_shapes}",
+        *(f"++data.source.{k}={v}" for k, v in TINY.items()),
+        "data.num_workers=0",
+        "data.batch_size=4",
+        "model.net.min_size=96",
+        "model.net.max_size=96",
+        "trainer.max_epochs=1",
+        "+trainer.limit_train_batches=2",
+        "+trainer.limit_val_batches=1",
+        "test=false",
+        "logger.clearml.connect_tries=1",
+        "logger.clearml.connect_timeout=1",
+        f"+notes.{FAKE}=1",
+    ]
+    proc = subprocess.run(
+        [sys.executable, "-m", "lightdet.train", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     shown = proc.stdout + proc.stderr
     assert "http://REDACTED@127.0.0.1:9 is not reachable" in shown  # the warning was shown

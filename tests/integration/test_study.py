@@ -19,14 +19,22 @@ def _run_study(tmp_path: Path, data_root: Path, *overrides: str) -> subprocess.C
     conf.write_text("sdk.development.report_use_subprocess: false\n")
     env = clean_env(CLEARML_CACHE_DIR=str(tmp_path / "clearml"), CLEARML_CONFIG_FILE=str(conf))
     args = [
-        f"paths.root_dir={tmp_path}", f"data.source.root={data_root}",
+        f"paths.root_dir={tmp_path}",
+        f"data.source.root={data_root}",
         *(f"++data.source.{k}={v}" for k, v in TINY.items()),
-        "data.num_workers=0", "data.batch_size=4", "trainer.log_every_n_steps=1",
-        "+trainer.enable_progress_bar=false", "+trainer.limit_val_batches=2",
-        "callbacks.throughput.window_size=2", "model.scheduler.warmup_steps=2",
-        "study.latency.repeats=3", "study.latency.warmup=1", "study.latency.images=2",
-        "study.latency.batch_sizes=[1,2]", *overrides,
-    ]  # fmt: skip
+        "data.num_workers=0",
+        "data.batch_size=4",
+        "trainer.log_every_n_steps=1",
+        "+trainer.enable_progress_bar=false",
+        "+trainer.limit_val_batches=2",
+        "callbacks.throughput.window_size=2",
+        "model.scheduler.warmup_steps=2",
+        "study.latency.repeats=3",
+        "study.latency.warmup=1",
+        "study.latency.images=2",
+        "study.latency.batch_sizes=[1,2]",
+        *overrides,
+    ]
     command = [sys.executable, "-m", "lightdet.study", "-m", *args]
     proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
@@ -46,8 +54,13 @@ def _sessions(tmp_path: Path) -> list[Path]:
 def test_compare_trains_each_model_then_reuses_it(tmp_path, tiny_shapes):
     """Two models under one wall-clock budget, side by side (joblib launcher), then the same
     command again: nothing retrained, the same table; then an existing checkpoint scored."""
-    budget = ["study=compare", "model=retinanet,ssd", "study.budget.minutes=0.15",
-              "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]  # fmt: skip
+    budget = [
+        "study=compare",
+        "model=retinanet,ssd",
+        "study.budget.minutes=0.15",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+    ]
     proc = _run_study(tmp_path, tiny_shapes, *budget)
     study = tmp_path / "logs" / "studies" / "compare"
     results = json.loads((study / "results.json").read_text())["cells"]
@@ -68,15 +81,23 @@ def test_compare_trains_each_model_then_reuses_it(tmp_path, tiny_shapes):
             assert row[f"ms/img b{bs} (p10-p90)"].startswith(f"{timing['median_ms']:.1f} (")
         assert cell["task_id"] and row["ClearML task"] == cell["task_id"]
         # the wall-clock budget: training stopped by time, and the schedule finished in it
-        lrs = [float(r["train/lr"]) for r in csv.DictReader(
-            (Path(cell["folder"]) / "run" / "results" / "results.csv").open())]  # fmt: skip
+        lrs = [
+            float(r["train/lr"])
+            for r in csv.DictReader(
+                (Path(cell["folder"]) / "run" / "results" / "results.csv").open()
+            )
+        ]
         assert lrs[-1] < 0.3 * max(lrs)
     # the Pareto front: exactly the cells no other cell beats on both axes
-    points = {c["label"]: (c["speed"]["latency"]["1"]["median_ms"], c["metrics"]["val/map"])
-              for c in results}  # fmt: skip
+    points = {
+        c["label"]: (c["speed"]["latency"]["1"]["median_ms"], c["metrics"]["val/map"])
+        for c in results
+    }
     (a, pa), (b, pb) = points.items()
-    dominated = {a: pb[0] <= pa[0] and pb[1] >= pa[1] and pb != pa,
-                 b: pa[0] <= pb[0] and pa[1] >= pb[1] and pa != pb}  # fmt: skip
+    dominated = {
+        a: pb[0] <= pa[0] and pb[1] >= pa[1] and pb != pa,
+        b: pa[0] <= pb[0] and pa[1] >= pb[1] and pa != pb,
+    }
     assert {k: table[k]["Pareto"] == "yes" for k in points} == {
         k: not v for k, v in dominated.items()
     }
@@ -119,9 +140,17 @@ def test_compare_trains_each_model_then_reuses_it(tmp_path, tiny_shapes):
 def test_focal_study_two_cells(tmp_path, tiny_shapes):
     """Two cells of the focal study at one epoch: the paper's numbers beside ours, the verdict,
     the heat map."""
-    _run_study(tmp_path, tiny_shapes, "study=focal", "cell=ce,g2_a25", "study.budget.epochs=1",
-               "study.budget.minutes=null", "+trainer.limit_train_batches=3",
-               "model.net.min_size=96", "model.net.max_size=96")  # fmt: skip
+    _run_study(
+        tmp_path,
+        tiny_shapes,
+        "study=focal",
+        "cell=ce,g2_a25",
+        "study.budget.epochs=1",
+        "study.budget.minutes=null",
+        "+trainer.limit_train_batches=3",
+        "model.net.min_size=96",
+        "model.net.max_size=96",
+    )
     study = tmp_path / "logs" / "studies" / "focal"
     cells = {c["label"]: c for c in json.loads((study / "results.json").read_text())["cells"]}
     assert set(cells) == {"ce", "g2_a25"}
@@ -129,8 +158,10 @@ def test_focal_study_two_cells(tmp_path, tiny_shapes):
         "model.net.focal_gamma": "0.0",
         "model.net.focal_alpha": "-1.0",
     }
-    assert cells["g2_a25"]["settings"] == {"model.net.focal_gamma": "2.0",
-                                           "model.net.focal_alpha": "0.25"}  # fmt: skip
+    assert cells["g2_a25"]["settings"] == {
+        "model.net.focal_gamma": "2.0",
+        "model.net.focal_alpha": "0.25",
+    }
     assert all(c["epochs"] == 1 for c in cells.values())
     table = _table(study)
     assert table["ce"]["paper mAP"] == "30.2" and table["g2_a25"]["paper mAP"] == "34.0"

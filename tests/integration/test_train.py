@@ -25,8 +25,9 @@ def test_train_on_voc_and_coco_layouts_by_data_config_only(
     hp = ckpt["hyper_parameters"]
     assert hp["class_names"] == ["circle", "square", "triangle"]
     assert hp["config"]["data"]["source"]["format"] == ("coco" if data == "shapes_coco" else "voc")
-    assert hp["category_map"] == ({1: 1, 2: 2, 3: 3} if data == "shapes_coco" else
-                                  {"circle": 1, "square": 2, "triangle": 3})  # fmt: skip
+    assert hp["category_map"] == (
+        {1: 1, 2: 2, 3: 3} if data == "shapes_coco" else {"circle": 1, "square": 2, "triangle": 3}
+    )
     session = _newest_session(clearml_cache)
     series = {(e["metric"], e["variant"]) for e in offline_scalars(session)}
     assert ("test", "map") in series  # the test split was evaluated with the best checkpoint
@@ -81,8 +82,13 @@ def test_resuming_from_the_last_checkpoint_loads_weights_only(tmp_path, tiny_sha
     run_training(first)
     last = tmp_path / "a" / "run" / "checkpoints" / "last.ckpt"
     assert torch.load(last, weights_only=True)["global_step"] == 2
-    resumed = compose_train(tmp_path / "b", f"data.source.root={tiny_shapes}", "test=false",
-                            "trainer.max_epochs=2", f"ckpt_path={last}")  # fmt: skip
+    resumed = compose_train(
+        tmp_path / "b",
+        f"data.source.root={tiny_shapes}",
+        "test=false",
+        "trainer.max_epochs=2",
+        f"ckpt_path={last}",
+    )
     run_training(resumed)
     state = torch.load(last, weights_only=True)  # a resumed run keeps its checkpoint folder
     assert (state["epoch"], state["global_step"]) == (1, 4)  # continued, not restarted

@@ -99,7 +99,12 @@ def test_make_clean_without_lightdet_installed_removes_nothing(tmp_path):
     makefile = Path(__file__).resolve().parents[2] / "Makefile"
     (tmp_path / "outputs").mkdir()
     (tmp_path / "outputs" / "notes.txt").write_text("mine")
-    proc = subprocess.run(["make", "-s", "-f", str(makefile), "clean", f"VENV={tmp_path}/none"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=60)  # fmt: skip
+    proc = subprocess.run(
+        ["make", "-s", "-f", str(makefile), "clean", f"VENV={tmp_path}/none"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2 and "nothing removed" in proc.stdout
     assert (tmp_path / "outputs" / "notes.txt").read_text() == "mine"

@@ -23,8 +23,18 @@ GROUP_OPTIONS = [
 
 def test_the_groups_the_readme_promises_exist():
     groups = {g for g, _ in GROUP_OPTIONS}
-    assert {"model", "data", "augmentation", "optimizer", "scheduler", "trainer", "logger",
-            "callbacks", "paths", "experiment"} <= groups  # fmt: skip
+    assert {
+        "model",
+        "data",
+        "augmentation",
+        "optimizer",
+        "scheduler",
+        "trainer",
+        "logger",
+        "callbacks",
+        "paths",
+        "experiment",
+    } <= groups
 
 
 @pytest.mark.parametrize("group,option", GROUP_OPTIONS, ids=[f"{g}={o}" for g, o in GROUP_OPTIONS])
@@ -32,12 +42,19 @@ def test_composes_and_instantiates(tmp_path, group, option):
     # pretrained=none: no downloads here. Without CUDA, a GPU trainer is built on the CPU.
     overrides = [f"{group}={option}", "model.net.pretrained=none"]
     if not torch.cuda.is_available():
-        overrides += ["trainer.accelerator=cpu", "trainer.precision=32-true", "trainer.devices=1",
-                      "++trainer.num_nodes=1"]  # fmt: skip
+        overrides += [
+            "trainer.accelerator=cpu",
+            "trainer.precision=32-true",
+            "trainer.devices=1",
+            "++trainer.num_nodes=1",
+        ]
     cfg = compose_train(tmp_path, *overrides, tiny_data=False, resize=False)
     check_targets(cfg)  # every shipped option passes the instantiate allow-list
-    datamodule = instantiate(cfg.data, train_transform=instantiate(cfg.augmentation.train),
-                             eval_transform=instantiate(cfg.augmentation.eval))  # fmt: skip
+    datamodule = instantiate(
+        cfg.data,
+        train_transform=instantiate(cfg.augmentation.train),
+        eval_transform=instantiate(cfg.augmentation.eval),
+    )
     assert isinstance(datamodule, DetectionDataModule)
     net = instantiate(cfg.model.net, num_classes=4)
     assert isinstance(net, torch.nn.Module)
@@ -54,8 +71,12 @@ def test_the_other_entry_points_compose(tmp_path, name):
     from hydra import compose, initialize_config_dir
 
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose(config_name=name, overrides=[f"paths.root_dir={tmp_path}", "ckpt_path=x.ckpt"]
-                      if name == "evaluate" else [f"paths.root_dir={tmp_path}"])  # fmt: skip
+        cfg = compose(
+            config_name=name,
+            overrides=[f"paths.root_dir={tmp_path}", "ckpt_path=x.ckpt"]
+            if name == "evaluate"
+            else [f"paths.root_dir={tmp_path}"],
+        )
     assert cfg.logger.clearml.project == "lightdet"
     if name == "hpo":
         for option in sorted((Path(CONFIG_DIR) / "hpo").glob("*.yaml")):

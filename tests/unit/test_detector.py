@@ -37,11 +37,13 @@ class BlobNet(nn.Module):
             ys, xs = torch.nonzero(image.mean(0) > 0.5, as_tuple=True)
             box = [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
             whole = [0, 0, image.shape[2], image.shape[1]]
-            outs.append({
-                "boxes": torch.tensor([[float(v) for v in box], whole], dtype=torch.float32),
-                "scores": torch.tensor([0.9, 0.1]),
-                "labels": torch.tensor([2, 1]),
-            })  # fmt: skip
+            outs.append(
+                {
+                    "boxes": torch.tensor([[float(v) for v in box], whole], dtype=torch.float32),
+                    "scores": torch.tensor([0.9, 0.1]),
+                    "labels": torch.tensor([2, 1]),
+                }
+            )
         return outs
 
 
@@ -75,8 +77,9 @@ def test_every_input_kind_finds_the_square_at_its_place(detector, tmp_path):
         assert found.image_size == (H, W)
     assert [r.source for r in results[:2]] == [str(tmp_path / "a.png")] * 2
     assert results[3].source is None
-    assert results[0].to_list() == [{"box": BOX, "score": pytest.approx(0.9), "label": 2,
-                                     "name": "square"}]  # fmt: skip
+    assert results[0].to_list() == [
+        {"box": BOX, "score": pytest.approx(0.9), "label": 2, "name": "square"}
+    ]
 
 
 def test_an_exif_rotated_copy_gives_the_box_in_the_upright_image(detector, tmp_path):
@@ -129,13 +132,20 @@ def test_a_folder_is_read_in_name_order_and_batches_keep_the_order(detector, tmp
 def test_a_checkpoint_is_rebuilt_as_trained(tmp_path):
     """Architecture, input size, classes and weights come from the checkpoint itself; the
     rebuilt detector gives exactly the trained module's detections."""
-    net_cfg = {"_target_": "lightdet.models.retinanet.build_retinanet", "backbone": "resnet18",
-               "fpn_channels": 32, "min_size": 96, "max_size": 128, "score_thresh": 0.0,
-               "pretrained": "none"}  # fmt: skip
+    net_cfg = {
+        "_target_": "lightdet.models.retinanet.build_retinanet",
+        "backbone": "resnet18",
+        "fpn_channels": 32,
+        "min_size": 96,
+        "max_size": 128,
+        "score_thresh": 0.0,
+        "pretrained": "none",
+    }
     torch.manual_seed(0)
     net = build_retinanet(num_classes=4, **{k: v for k, v in net_cfg.items() if k != "_target_"})
-    module = DetectionModule(net, class_names=CLASSES, category_map={"circle": 1},
-                             config={"model": {"net": net_cfg}})  # fmt: skip
+    module = DetectionModule(
+        net, class_names=CLASSES, category_map={"circle": 1}, config={"model": {"net": net_cfg}}
+    )
     path = tmp_path / "best.ckpt"
     torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}, path)
 
@@ -148,7 +158,9 @@ def test_a_checkpoint_is_rebuilt_as_trained(tmp_path):
     with torch.no_grad():
         (expected,) = net.eval()([image])
     assert len(found) > 0
-    assert torch.equal(found.boxes, expected["boxes"]) and torch.equal(found.scores, expected["scores"])
+    assert torch.equal(found.boxes, expected["boxes"]) and torch.equal(
+        found.scores, expected["scores"]
+    )
     assert found.image_size == (90, 110)
 
 
@@ -157,8 +169,11 @@ def test_checkpoints_that_are_missing_foreign_or_tampered_are_refused(tmp_path):
         Detector.from_checkpoint(tmp_path / "nothing.ckpt")
     foreign = tmp_path / "foreign.ckpt"
     torch.save({"model": {"weight": torch.zeros(1)}}, foreign)  # someone else's file
-    with pytest.raises(NotACheckpointError, match=r"foreign\.ckpt: not a lightdet training "
-                                                  r"checkpoint \(missing hyper_parameters"):  # fmt: skip
+    with pytest.raises(
+        NotACheckpointError,
+        match=r"foreign\.ckpt: not a lightdet training "
+        r"checkpoint \(missing hyper_parameters",
+    ):
         Detector.from_checkpoint(foreign)
     pickled = tmp_path / "pickled.ckpt"
     torch.save({"state_dict": {}, "hyper_parameters": {"x": Image.new("RGB", (1, 1))}}, pickled)
@@ -173,12 +188,20 @@ def test_checkpoints_that_are_missing_foreign_or_tampered_are_refused(tmp_path):
 
 
 def test_weights_that_do_not_fit_the_stored_architecture_are_named(tmp_path):
-    net_cfg = {"_target_": "lightdet.models.retinanet.build_retinanet", "backbone": "resnet18",
-               "fpn_channels": 32, "min_size": 96, "max_size": 96}  # fmt: skip
+    net_cfg = {
+        "_target_": "lightdet.models.retinanet.build_retinanet",
+        "backbone": "resnet18",
+        "fpn_channels": 32,
+        "min_size": 96,
+        "max_size": 96,
+    }
     net = build_retinanet(num_classes=4, backbone="resnet18", fpn_channels=16)  # not 32
     hp = {"class_names": CLASSES, "config": {"model": {"net": net_cfg}}}
     state = {f"net.{k}": v for k, v in net.state_dict().items()}
     torch.save({"state_dict": state, "hyper_parameters": hp}, tmp_path / "odd.ckpt")
-    with pytest.raises(CheckpointMismatchError, match=r"odd\.ckpt: the weights do not fit .* "
-                                                      r"shape checkpoint vs model \(\d+\): "):  # fmt: skip
+    with pytest.raises(
+        CheckpointMismatchError,
+        match=r"odd\.ckpt: the weights do not fit .* "
+        r"shape checkpoint vs model \(\d+\): ",
+    ):
         Detector.from_checkpoint(tmp_path / "odd.ckpt")

@@ -12,8 +12,16 @@ DOCKERFILE = (ROOT / "docker" / "Dockerfile").read_text()
 
 def test_compose_brings_up_the_documented_clearml_services_and_an_agent():
     services = COMPOSE["services"]
-    assert {"apiserver", "webserver", "fileserver", "async_delete", "elasticsearch", "mongo", "redis",
-            "agent"} <= set(services)  # fmt: skip
+    assert {
+        "apiserver",
+        "webserver",
+        "fileserver",
+        "async_delete",
+        "elasticsearch",
+        "mongo",
+        "redis",
+        "agent",
+    } <= set(services)
     ports = {name: s.get("ports", []) for name, s in services.items()}
     assert ports["apiserver"] == ["8008:8008"] and ports["webserver"] == ["8080:80"]
     assert ports["fileserver"] == ["8081:8081"]

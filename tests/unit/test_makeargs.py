@@ -33,10 +33,20 @@ def _fake_venv(tmp_path: Path) -> Path:
 def _make(tmp_path: Path, target: str, **variables: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS")}
     return subprocess.run(
-        ["make", "--no-print-directory", "-C", str(REPO), target, f"VENV={_fake_venv(tmp_path)}",
-         *(f"{k}={v}" for k, v in variables.items())],
-        env=env, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        [
+            "make",
+            "--no-print-directory",
+            "-C",
+            str(REPO),
+            target,
+            f"VENV={_fake_venv(tmp_path)}",
+            *(f"{k}={v}" for k, v in variables.items()),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def _values(arguments: list[str]) -> dict[str, object]:
@@ -49,8 +59,14 @@ def test_hostile_make_variables_arrive_as_one_value_each_and_run_nothing(tmp_pat
     ckpt = f"/tmp/a b/it's;touch {marks['X']}.ckpt $(shell touch {marks['M']})"  # Make's $()
     given = f"`touch {marks['Y']}`/$(touch {marks['Z']})/*.jpg"
     out = f"out dir; touch {marks['W']} \\"
-    proc = _make(tmp_path, "predict", CKPT=ckpt, INPUT=given, OUT=out,
-                 ARGS=f"score_thresh=0.5 'draw=false' \"device='$(touch {marks['Q']})'\"")  # fmt: skip
+    proc = _make(
+        tmp_path,
+        "predict",
+        CKPT=ckpt,
+        INPUT=given,
+        OUT=out,
+        ARGS=f"score_thresh=0.5 'draw=false' \"device='$(touch {marks['Q']})'\"",
+    )
     assert proc.returncode == 0, proc.stderr
     module, *arguments = json.loads(proc.stdout.strip().splitlines()[-1])
     assert module == "lightdet.predict"
@@ -61,30 +77,62 @@ def test_hostile_make_variables_arrive_as_one_value_each_and_run_nothing(tmp_pat
     assert not any(m.exists() for m in marks.values())
 
 
-@pytest.mark.parametrize("target,variables,expected", [
-    ("train", {"MODEL": "ssd", "RESUME": "auto", "BUDGET": "12"},
-     ["lightdet.train", "model=ssd", "ckpt_path=auto", "budget_minutes=12"]),
-    ("remote", {"QUEUE": "gpu queue;reboot"},
-     ["lightdet.train", "logger.clearml.remote_queue='gpu queue;reboot'"]),
-    ("compare", {"MODELS": "ssd fcos", "BUDGET": "2"},
-     ["lightdet.study", "-m", "study=compare", "study.budget.minutes=2",
-      "study.budget.epochs=null", "model=ssd,fcos"]),
-    ("compare", {"CKPTS": "mine='/a b/x.ckpt'"},
-     ["lightdet.study", "-m", "study=compare", "cell=mine",
-      "study.checkpoints=['mine=/a b/x.ckpt']"]),
-    ("eval", {"CKPT": "x.ckpt", "SPLIT": "test"},
-     ["lightdet.evaluate", "ckpt_path=x.ckpt", "split=test"]),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "target,variables,expected",
+    [
+        (
+            "train",
+            {"MODEL": "ssd", "RESUME": "auto", "BUDGET": "12"},
+            ["lightdet.train", "model=ssd", "ckpt_path=auto", "budget_minutes=12"],
+        ),
+        (
+            "remote",
+            {"QUEUE": "gpu queue;reboot"},
+            ["lightdet.train", "logger.clearml.remote_queue='gpu queue;reboot'"],
+        ),
+        (
+            "compare",
+            {"MODELS": "ssd fcos", "BUDGET": "2"},
+            [
+                "lightdet.study",
+                "-m",
+                "study=compare",
+                "study.budget.minutes=2",
+                "study.budget.epochs=null",
+                "model=ssd,fcos",
+            ],
+        ),
+        (
+            "compare",
+            {"CKPTS": "mine='/a b/x.ckpt'"},
+            [
+                "lightdet.study",
+                "-m",
+                "study=compare",
+                "cell=mine",
+                "study.checkpoints=['mine=/a b/x.ckpt']",
+            ],
+        ),
+        (
+            "eval",
+            {"CKPT": "x.ckpt", "SPLIT": "test"},
+            ["lightdet.evaluate", "ckpt_path=x.ckpt", "split=test"],
+        ),
+    ],
+)
 def test_each_target_builds_its_command(target, variables, expected):
     assert command(target, variables) == expected
 
 
-@pytest.mark.parametrize("variables,message", [
-    ({"MODEL": "retinanet;touch x"}, "MODEL='retinanet;touch x': expected a config name"),
-    ({"BUDGET": "$(reboot)"}, "BUDGET='$(reboot)': expected a number"),
-    ({"RESUME": "${oc.env:HOME}"}, "RESUME='${oc.env:HOME}': '${' and NUL are not accepted"),
-    ({"ARGS": "'unbalanced"}, "ARGS=\"'unbalanced\": No closing quotation"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "variables,message",
+    [
+        ({"MODEL": "retinanet;touch x"}, "MODEL='retinanet;touch x': expected a config name"),
+        ({"BUDGET": "$(reboot)"}, "BUDGET='$(reboot)': expected a number"),
+        ({"RESUME": "${oc.env:HOME}"}, "RESUME='${oc.env:HOME}': '${' and NUL are not accepted"),
+        ({"ARGS": "'unbalanced"}, 'ARGS="\'unbalanced": No closing quotation'),
+    ],
+)
 def test_a_variable_that_cannot_be_passed_on_is_one_line_and_exit_2(tmp_path, variables, message):
     with pytest.raises(MakeArgumentError, match=__import__("re").escape(message)):
         command("train", variables)
@@ -97,8 +145,23 @@ def test_a_missing_variable_prints_the_usage(tmp_path):
     assert proc.returncode == 2 and "usage: make predict CKPT=<checkpoint> INPUT=" in proc.stderr
 
 
-@pytest.mark.parametrize("text", ["plain", "a b", "it's", "back\\slash", "end\\", "q\\'x",
-                                  "true", "1.5", "[x]", "a,b", "=", "~/x"])  # fmt: skip
+@pytest.mark.parametrize(
+    "text",
+    [
+        "plain",
+        "a b",
+        "it's",
+        "back\\slash",
+        "end\\",
+        "q\\'x",
+        "true",
+        "1.5",
+        "[x]",
+        "a,b",
+        "=",
+        "~/x",
+    ],
+)
 def test_literal_reads_back_unchanged_through_hydras_grammar(text):
     (override,) = OverridesParser.create().parse_overrides([f"k={literal('K', text)}"])
     assert override.value() == text

@@ -72,18 +72,27 @@ def test_an_optuna_study_file_is_recognised_and_other_databases_are_not(tmp_path
     with sqlite3.connect(tmp_path / "mine.db") as db:
         db.execute("CREATE TABLE accounts (id INTEGER)")
     (tmp_path / "notes.txt").write_text("not a database")
-    assert not is_optuna_storage(tmp_path / "mine.db") and not is_optuna_storage(tmp_path / "notes.txt")
+    assert not is_optuna_storage(tmp_path / "mine.db") and not is_optuna_storage(
+        tmp_path / "notes.txt"
+    )
 
 
-@pytest.mark.parametrize("override", ["paths.output_dir={user}", "data.source.root={user}",
-                                      "callbacks.model_checkpoint.dirpath={user}"])  # fmt: skip
+@pytest.mark.parametrize(
+    "override",
+    [
+        "paths.output_dir={user}",
+        "data.source.root={user}",
+        "callbacks.model_checkpoint.dirpath={user}",
+    ],
+)
 def test_training_pointed_at_user_files_refuses_and_changes_nothing(tmp_path, override):
     """Output keys are refused at composition (the write policy), the data root when the
     shapes source claims it."""
     user = tmp_path / "user"
     before = _user_folder(user)
-    with pytest.raises((ForeignFolderError, UnsafeConfigError),
-                       match=override.split("=")[0].replace(".", r"\.")):  # fmt: skip
+    with pytest.raises(
+        (ForeignFolderError, UnsafeConfigError), match=override.split("=")[0].replace(".", r"\.")
+    ):
         run_training(compose_train(tmp_path, override.format(user=user)))
     assert snapshot(user) == before
 
@@ -96,9 +105,16 @@ def test_show_augment_replaces_its_own_grid_but_not_a_users_file(tmp_path):
 
     def cfg(output):
         with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-            return compose(config_name="show_augment", overrides=[
-                f"paths.root_dir={tmp_path}", f"output={output}", "num_images=1", "repeats=1",
-                *(f"++data.source.{k}={v}" for k, v in TINY.items())])  # fmt: skip
+            return compose(
+                config_name="show_augment",
+                overrides=[
+                    f"paths.root_dir={tmp_path}",
+                    f"output={output}",
+                    "num_images=1",
+                    "repeats=1",
+                    *(f"++data.source.{k}={v}" for k, v in TINY.items()),
+                ],
+            )
 
     photo = tmp_path / "photo.png"
     Image.new("RGB", (4, 4), "red").save(photo)

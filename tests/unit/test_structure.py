@@ -14,8 +14,17 @@ import lightdet
 
 SRC = Path(lightdet.__file__).parent
 # the commands that compose a config: python -m lightdet.<name>, body in lightdet.runs.<name>
-COMMANDS = ("train", "evaluate", "predict", "export", "hpo", "study", "show_augment", "anchors",
-            "show_config")  # fmt: skip
+COMMANDS = (
+    "train",
+    "evaluate",
+    "predict",
+    "export",
+    "hpo",
+    "study",
+    "show_augment",
+    "anchors",
+    "show_config",
+)
 # the tools around them (no config): make doctor, make clean, the Make adapter
 TOOLS = ("doctor", "clean", "makeargs")
 ENTRY_POINTS = {f"lightdet.{name}" for name in (*COMMANDS, *TOOLS)}
@@ -27,8 +36,15 @@ FLOORS = {
     "lightning": ("runs", "tracking"),
     "search": ("runs", "tracking"),
 }
-HEAVY = ("clearml", "pytorch_lightning", "lightning", "hydra", "omegaconf", "albumentations",
-         "torchmetrics")  # fmt: skip
+HEAVY = (
+    "clearml",
+    "pytorch_lightning",
+    "lightning",
+    "hydra",
+    "omegaconf",
+    "albumentations",
+    "torchmetrics",
+)
 
 
 def _module(path: Path) -> str:
@@ -65,8 +81,11 @@ def test_every_entry_point_is_listed_and_every_command_has_its_body_under_runs()
     bodies = {p.stem for p in (SRC / "runs").glob("*.py")}
     assert [name for name in COMMANDS if name not in bodies] == []
     for name in COMMANDS:  # the entry imports its body, and no other command's
-        runs = {".".join(m.split(".")[:3]) for m in _imports(SRC / f"{name}.py")
-                if m.startswith("lightdet.runs.")}  # fmt: skip
+        runs = {
+            ".".join(m.split(".")[:3])
+            for m in _imports(SRC / f"{name}.py")
+            if m.startswith("lightdet.runs.")
+        }
         assert f"lightdet.runs.{name}" in runs, name
         assert runs <= {f"lightdet.runs.{name}", "lightdet.runs.preflight"}, name
 
@@ -79,9 +98,11 @@ def test_imports_only_go_down():
         module = _module(path)
         floor = module.split(".")[1] if "." in module else ""
         above = tuple(f"lightdet.{name}" for name in FLOORS.get(floor, ()))
-        offenders += [f"{module} imports {name}" for name in sorted(_imports(path))
-                      if above and name.startswith(above)
-                      and name.split(".")[1] in FLOORS[floor]]  # fmt: skip
+        offenders += [
+            f"{module} imports {name}"
+            for name in sorted(_imports(path))
+            if above and name.startswith(above) and name.split(".")[1] in FLOORS[floor]
+        ]
     assert offenders == []
 
 
@@ -89,8 +110,10 @@ def test_the_import_graph_has_no_cycle():
     """Between lightdet's own modules, functions' own imports included (a package importing
     its own submodules is no cycle)."""
     graph = {_module(p): _imports(p) for p in SRC.rglob("*.py")}
-    graph = {m: {n for n in names if n in graph and n != m and not n.startswith(m + ".")}
-             for m, names in graph.items()}  # fmt: skip
+    graph = {
+        m: {n for n in names if n in graph and n != m and not n.startswith(m + ".")}
+        for m, names in graph.items()
+    }
     state: dict[str, int] = {}
     cycles = []
 
@@ -98,7 +121,7 @@ def test_the_import_graph_has_no_cycle():
         state[module] = 1
         for name in sorted(graph[module]):
             if state.get(name) == 1:
-                cycles.append(" -> ".join([*path[path.index(name):], name]))
+                cycles.append(" -> ".join([*path[path.index(name) :], name]))
             elif name not in state:
                 visit(name, [*path, name])
         state[module] = 2
@@ -119,8 +142,10 @@ def _run(code: str) -> str:
 def test_the_api_imports_nothing_heavy():
     """Every public name, loaded: a superset of what ``import lightdet`` and
     ``from lightdet import Detector`` load."""
-    code = ("import sys, json; from lightdet import Detector, Detections, train, evaluate; "
-            "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))")  # fmt: skip
+    code = (
+        "import sys, json; from lightdet import Detector, Detections, train, evaluate; "
+        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))"
+    )
     loaded = json.loads(_run(code))
     assert "lightdet" in loaded and "torch" in loaded
     assert [m for m in HEAVY if m in loaded] == []
@@ -152,5 +177,8 @@ def test_lightdet_train_is_the_api_function_whichever_was_imported_first():
     """``import lightdet.train`` (the CLI module) rebinds ``lightdet.train``; the module then
     answers calls as the function does. A refused override shows both reach the same code."""
     out = _run(_BOTH_SPELLINGS).splitlines()
-    assert out == ["refused: True", "refused: True",
-                   "evaluate: split: expected 'val' or 'test', got 'train'"]  # fmt: skip
+    assert out == [
+        "refused: True",
+        "refused: True",
+        "evaluate: split: expected 'val' or 'test', got 'train'",
+    ]

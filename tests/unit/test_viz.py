@@ -7,8 +7,11 @@ from lightdet.viz import GT_COLOUR, class_colour, draw_boxes, draw_targets, grid
 def test_ground_truth_and_predictions_are_drawn_at_the_right_place():
     image = torch.zeros(3, 96, 128)
     target = {"boxes": torch.tensor([[10.0, 20.0, 50.0, 60.0]]), "labels": torch.tensor([1])}
-    pred = {"boxes": torch.tensor([[60.0, 10.0, 100.0, 80.0], [0.0, 0.0, 5.0, 5.0]]),
-            "labels": torch.tensor([2, 1]), "scores": torch.tensor([0.9, 0.1])}  # fmt: skip
+    pred = {
+        "boxes": torch.tensor([[60.0, 10.0, 100.0, 80.0], [0.0, 0.0, 5.0, 5.0]]),
+        "labels": torch.tensor([2, 1]),
+        "scores": torch.tensor([0.9, 0.1]),
+    }
     out = draw_boxes(image, ["a", "b"], target, pred, score_threshold=0.3)
     scale = 320 / 96  # upscaled so the shorter side is 320 px
     assert out.shape == (320, round(128 * scale), 3) and out.dtype == np.uint8

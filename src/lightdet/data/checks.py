@@ -54,11 +54,14 @@ class DataPolicy:
     cache_index: bool = True
 
     def __post_init__(self) -> None:
-        for name, allowed in (("unknown_classes", ("error", "skip")),
-                              ("size_mismatch", ("error", "fix"))):  # fmt: skip
+        for name, allowed in (
+            ("unknown_classes", ("error", "skip")),
+            ("size_mismatch", ("error", "fix")),
+        ):
             if getattr(self, name) not in allowed:
-                raise ValueError(f"data.policy.{name}: expected one of {allowed}, "
-                                 f"got {getattr(self, name)!r}")  # fmt: skip
+                raise ValueError(
+                    f"data.policy.{name}: expected one of {allowed}, got {getattr(self, name)!r}"
+                )
 
 
 class DataChecker:
@@ -135,8 +138,13 @@ def _probe_images(records: list[DetectionRecord], checker: DataChecker) -> list:
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         results = pool.map(probe, records)
-        bar = tqdm(results, total=len(records), desc=f"checking {checker.split} images",
-                   disable=len(records) < 500, leave=False)  # fmt: skip
+        bar = tqdm(
+            results,
+            total=len(records),
+            desc=f"checking {checker.split} images",
+            disable=len(records) < 500,
+            leave=False,
+        )
         return list(bar)
 
 
@@ -178,8 +186,7 @@ def _check_boxes(record: DetectionRecord, checker: DataChecker) -> tuple[Detecti
             checker.skip("box_outside_image", f"{where}: entirely outside the image")
             keep[i] = False
         elif inside < checker.policy.min_visibility * area:
-            checker.skip("box_mostly_outside",
-                         f"{where}: {inside / area:.0%} inside the image")  # fmt: skip
+            checker.skip("box_mostly_outside", f"{where}: {inside / area:.0%} inside the image")
             keep[i] = False
         elif inside < area:
             checker.fix("box_clipped", f"{where}: clipped to the image")
@@ -189,8 +196,13 @@ def _check_boxes(record: DetectionRecord, checker: DataChecker) -> tuple[Detecti
             if not checker.policy.train_difficult and checker.split == "train":
                 keep[i] = False
     refs = [r for r, k in zip(record.box_refs, keep) if k]
-    cleaned = replace(record, boxes=boxes[keep], labels=record.labels[keep],
-                      iscrowd=record.iscrowd[keep], box_refs=refs)  # fmt: skip
+    cleaned = replace(
+        record,
+        boxes=boxes[keep],
+        labels=record.labels[keep],
+        iscrowd=record.iscrowd[keep],
+        box_refs=refs,
+    )
     return cleaned, int((~keep).sum())
 
 

@@ -58,10 +58,13 @@ def check_class_names(names: Sequence, where: str) -> list[str]:
         if not isinstance(name, str) or not name.strip():
             raise AnnotationError(f"{where}[{i}]: expected a non-empty class name, found {name!r}")
         if name.strip().casefold() == BACKGROUND:
-            raise AnnotationError(f"{where}[{i}]: {name!r} is the name of label 0 (no object); "
-                                  "rename the class")  # fmt: skip
+            raise AnnotationError(
+                f"{where}[{i}]: {name!r} is the name of label 0 (no object); rename the class"
+            )
         if name in seen:
-            raise AnnotationError(f"{where}[{i}]: class name {name!r} again (first at "
-                                  f"[{seen[name]}]); two classes cannot share a name")  # fmt: skip
+            raise AnnotationError(
+                f"{where}[{i}]: class name {name!r} again (first at "
+                f"[{seen[name]}]); two classes cannot share a name"
+            )
         seen[name] = i
     return list(names)

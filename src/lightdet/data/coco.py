@@ -111,8 +111,9 @@ def _categories(data: dict, path: Path) -> tuple[list[str], dict[int, int]]:
     cats.sort()
     for (a, _, i), (b, _, j) in zip(cats, cats[1:]):
         if a == b:
-            raise AnnotationError(f"{path}: categories[{j}].id: duplicate category id {b} "
-                                  f"(also categories[{i}])")  # fmt: skip
+            raise AnnotationError(
+                f"{path}: categories[{j}].id: duplicate category id {b} (also categories[{i}])"
+            )
     names = check_class_names([n for _, n, _ in cats], f"{path}: categories (by id), name")
     return names, {cat_id: k + 1 for k, (cat_id, _, _) in enumerate(cats)}
 
@@ -125,8 +126,9 @@ def _images(data: dict, path: Path) -> dict[int, dict]:
         img = fields.mapping(img, where)
         image_id = fields.read(img, "id", where, fields.integer_id)
         if image_id in images:
-            raise AnnotationError(f"{where}.id: duplicate image id {image_id!r} "
-                                  f"(first at images[{first[image_id]}])")  # fmt: skip
+            raise AnnotationError(
+                f"{where}.id: duplicate image id {image_id!r} (first at images[{first[image_id]}])"
+            )
         images[image_id], first[image_id] = img, i
     return images
 

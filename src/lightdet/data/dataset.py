@@ -100,8 +100,9 @@ class Batch(tuple):
 
     def __reduce__(self):
         images, targets = self
-        if not all(isinstance(t, torch.Tensor) and t.device.type == "cpu" for t in images) or \
-                not all(isinstance(t, dict) for t in targets):  # fmt: skip
+        if not all(
+            isinstance(t, torch.Tensor) and t.device.type == "cpu" for t in images
+        ) or not all(isinstance(t, dict) for t in targets):
             return tuple, (tuple(self),)
         tensors, layout = [], []
         for item in [*images, *targets]:
@@ -132,9 +133,12 @@ def _unpack_batch(num_images: int, layout: list, shapes: list, buffers: list) ->
         tensors.append(buffers[buffer_index][start : start + numel].view(shape))
         offsets[buffer_index] = start + numel
     it = iter(tensors)
-    items = [next(it) if entry is None else
-             {k: next(it) if v is None else v[1] for k, v in entry.items()}
-             for entry in layout]  # fmt: skip
+    items = [
+        next(it)
+        if entry is None
+        else {k: next(it) if v is None else v[1] for k, v in entry.items()}
+        for entry in layout
+    ]
     return Batch((items[:num_images], items[num_images:]))
 
 

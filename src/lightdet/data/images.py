@@ -65,8 +65,15 @@ def _check_regular(path: str | os.PathLike) -> None:
     except OSError as err:
         raise ImageProblem("image_unreadable", f"{path}: cannot stat ({err})") from err
     if not stat.S_ISREG(mode):
-        kind = ("a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else
-                "a socket" if stat.S_ISSOCK(mode) else "a device or special file")  # fmt: skip
+        kind = (
+            "a folder"
+            if stat.S_ISDIR(mode)
+            else "a FIFO"
+            if stat.S_ISFIFO(mode)
+            else "a socket"
+            if stat.S_ISSOCK(mode)
+            else "a device or special file"
+        )
         raise ImageProblem("image_unreadable", f"{path}: not a regular file ({kind})")
 
 

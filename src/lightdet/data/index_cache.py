@@ -157,8 +157,9 @@ def load(
 
 def _damaged(path: Path, err: Exception) -> None:
     why = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
-    log.warning("data: the index cache %s is damaged or not lightdet's (%s); indexing again",
-                path, why)  # fmt: skip
+    log.warning(
+        "data: the index cache %s is damaged or not lightdet's (%s); indexing again", path, why
+    )
     return None
 
 
@@ -166,9 +167,15 @@ def _records(rows, arrays: dict, folders: list[Path] | None, names) -> list[Dete
     """The records, each checked as the index checks it."""
     boxes, labels = arrays["boxes"], arrays["labels"]
     iscrowd, counts = arrays["iscrowd"], arrays["counts"]
-    if (boxes.dtype != np.float32 or boxes.ndim != 2 or boxes.shape[1:] != (4,)
-            or labels.dtype != np.int64 or iscrowd.dtype != bool or counts.dtype != np.int64):
-        raise ValueError("arrays of unexpected types or shapes")  # fmt: skip
+    if (
+        boxes.dtype != np.float32
+        or boxes.ndim != 2
+        or boxes.shape[1:] != (4,)
+        or labels.dtype != np.int64
+        or iscrowd.dtype != bool
+        or counts.dtype != np.int64
+    ):
+        raise ValueError("arrays of unexpected types or shapes")
     if not isinstance(rows, list) or len(rows) != len(counts) or (counts < 0).any():
         raise ValueError("records and counts disagree")
     if not int(counts.sum()) == len(boxes) == len(labels) == len(iscrowd):
@@ -181,10 +188,17 @@ def _records(rows, arrays: dict, folders: list[Path] | None, names) -> list[Dete
     for row, n in zip(rows, counts.tolist()):
         end = start + n
         record = DetectionRecord(
-            image_path=Path(row["image_path"]), image_id=row["image_id"], width=row["width"],
-            height=row["height"], boxes=boxes[start:end].copy(), labels=labels[start:end].copy(),
-            iscrowd=iscrowd[start:end].copy(), name=row["name"], source=row["source"],
-            box_refs=list(row["box_refs"]))  # fmt: skip
+            image_path=Path(row["image_path"]),
+            image_id=row["image_id"],
+            width=row["width"],
+            height=row["height"],
+            boxes=boxes[start:end].copy(),
+            labels=labels[start:end].copy(),
+            iscrowd=iscrowd[start:end].copy(),
+            name=row["name"],
+            source=row["source"],
+            box_refs=list(row["box_refs"]),
+        )
         _check_record(record, roots, bound, ids)
         records.append(record)
         start = end
@@ -193,9 +207,11 @@ def _records(rows, arrays: dict, folders: list[Path] | None, names) -> list[Dete
 
 def _check_record(record: DetectionRecord, roots: list[str], bound: int | None, ids: set) -> None:
     path = str(record.image_path)
-    if roots and (os.path.normpath(path) != path or not any(
-            path.startswith(r.rstrip(os.sep) + os.sep) for r in roots)):
-        raise ValueError(f"{path}: not under the source's folders")  # fmt: skip
+    if roots and (
+        os.path.normpath(path) != path
+        or not any(path.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
+    ):
+        raise ValueError(f"{path}: not under the source's folders")
     for name in ("image_id", "width", "height"):
         if type(getattr(record, name)) is not int:
             raise ValueError(f"{path}: {name} is not an integer")
@@ -203,8 +219,14 @@ def _check_record(record: DetectionRecord, roots: list[str], bound: int | None, 
         raise ValueError(f"{path}: bad size or repeated image id")
     ids.add(record.image_id)
     b = record.boxes  # [N, 4]
-    inside = ((b[:, 0] >= 0) & (b[:, 1] >= 0) & (b[:, 2] <= record.width)
-              & (b[:, 3] <= record.height) & (b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1]))  # fmt: skip
+    inside = (
+        (b[:, 0] >= 0)
+        & (b[:, 1] >= 0)
+        & (b[:, 2] <= record.width)
+        & (b[:, 3] <= record.height)
+        & (b[:, 2] > b[:, 0])
+        & (b[:, 3] > b[:, 1])
+    )
     if not (np.isfinite(b).all() and inside.all()):
         raise ValueError(f"{path}: a box not finite or not inside the image")
     if (record.labels < 1).any() or (bound is not None and (record.labels > bound).any()):
@@ -227,8 +249,14 @@ def _counts(checks: dict) -> dict:
     return out
 
 
-def save(key: str, digest: str, records: list[DetectionRecord], checker: DataChecker,
-         source_state: dict, newest_ns: int = 0) -> None:  # fmt: skip
+def save(
+    key: str,
+    digest: str,
+    records: list[DetectionRecord],
+    checker: DataChecker,
+    source_state: dict,
+    newest_ns: int = 0,
+) -> None:
     """Write the cache (a failure is only logged: the cache is an optimisation); not when a
     file changed in the last 2 seconds."""
     if time.time_ns() - newest_ns < SETTLED_NS:
@@ -238,21 +266,43 @@ def save(key: str, digest: str, records: list[DetectionRecord], checker: DataChe
         folder.mkdir(parents=True, exist_ok=True)
         counts = np.array([len(r.boxes) for r in records], dtype=np.int64)
         arrays = {
-            "boxes": np.concatenate([np.asarray(r.boxes, np.float32).reshape(-1, 4)
-                                     for r in records] or [np.zeros((0, 4), np.float32)]),
-            "labels": np.concatenate([np.asarray(r.labels, np.int64).reshape(-1)
-                                      for r in records] or [np.zeros(0, np.int64)]),
-            "iscrowd": np.concatenate([np.asarray(r.iscrowd, bool).reshape(-1)
-                                       for r in records] or [np.zeros(0, bool)]),
+            "boxes": np.concatenate(
+                [np.asarray(r.boxes, np.float32).reshape(-1, 4) for r in records]
+                or [np.zeros((0, 4), np.float32)]
+            ),
+            "labels": np.concatenate(
+                [np.asarray(r.labels, np.int64).reshape(-1) for r in records]
+                or [np.zeros(0, np.int64)]
+            ),
+            "iscrowd": np.concatenate(
+                [np.asarray(r.iscrowd, bool).reshape(-1) for r in records] or [np.zeros(0, bool)]
+            ),
             "counts": counts,
-        }  # fmt: skip
-        rows = [{"image_path": str(r.image_path), "image_id": int(r.image_id),
-                 "width": int(r.width), "height": int(r.height), "name": r.name,
-                 "source": r.source, "box_refs": list(r.box_refs)} for r in records]  # fmt: skip
-        meta = {"version": VERSION, "fingerprint": digest, "records": rows,
-                "source_state": source_state,
-                "checks": {"skipped": dict(checker.skipped), "fixed": dict(checker.fixed),
-                           "noted": dict(checker.noted), "examples": checker.examples}}  # fmt: skip
+        }
+        rows = [
+            {
+                "image_path": str(r.image_path),
+                "image_id": int(r.image_id),
+                "width": int(r.width),
+                "height": int(r.height),
+                "name": r.name,
+                "source": r.source,
+                "box_refs": list(r.box_refs),
+            }
+            for r in records
+        ]
+        meta = {
+            "version": VERSION,
+            "fingerprint": digest,
+            "records": rows,
+            "source_state": source_state,
+            "checks": {
+                "skipped": dict(checker.skipped),
+                "fixed": dict(checker.fixed),
+                "noted": dict(checker.noted),
+                "examples": checker.examples,
+            },
+        }
         # fresh temporary files (never an existing name, which could be a link elsewhere)
         fd, tmp_arrays = tempfile.mkstemp(dir=folder, prefix=f".{key}.", suffix=".npz")
         with os.fdopen(fd, "wb") as f:

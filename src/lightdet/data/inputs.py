@@ -70,8 +70,10 @@ def _expand(item, where: str) -> list[ImageInput]:
     if isinstance(item, torch.Tensor):
         tensor = _check_tensor(item, where)
         return [ImageInput(None, lambda: tensor)]
-    raise TypeError(f"predict: {where}: expected a path, PIL image, numpy array or tensor, "
-                    f"got {type(item).__name__}")  # fmt: skip
+    raise TypeError(
+        f"predict: {where}: expected a path, PIL image, numpy array or tensor, "
+        f"got {type(item).__name__}"
+    )
 
 
 def _file(path: Path) -> ImageInput:
@@ -80,8 +82,10 @@ def _file(path: Path) -> ImageInput:
 
 def _check_array(array: np.ndarray, where: str) -> np.ndarray:
     if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
-        raise ValueError(f"predict: {where}: expected a uint8 RGB array [H, W, 3], got "
-                         f"{array.dtype} {list(array.shape)}")  # fmt: skip
+        raise ValueError(
+            f"predict: {where}: expected a uint8 RGB array [H, W, 3], got "
+            f"{array.dtype} {list(array.shape)}"
+        )
     return np.ascontiguousarray(array)
 
 
@@ -94,6 +98,8 @@ def _check_tensor(tensor: torch.Tensor, where: str) -> np.ndarray | torch.Tensor
         raise ValueError(f"predict: {where}: expected a float or uint8 tensor, got {tensor.dtype}")
     low, high = float(tensor.min()), float(tensor.max())
     if low < 0.0 or high > 1.0:
-        raise ValueError(f"predict: {where}: a float tensor must hold values in [0, 1] (the data "
-                         f"contract), got [{low:.3g}, {high:.3g}]")  # fmt: skip
+        raise ValueError(
+            f"predict: {where}: a float tensor must hold values in [0, 1] (the data "
+            f"contract), got [{low:.3g}, {high:.3g}]"
+        )
     return tensor.float()

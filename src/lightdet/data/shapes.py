@@ -42,14 +42,21 @@ _STAMP = "lightdet_shapes.json"
 _GENERATOR_VERSION = 2  # bump when the drawing changes, so cached datasets are regenerated
 _SPLIT = r"(train|val|test)"
 _LAYOUT = re.compile(
-    "|".join((
-        re.escape(_STAMP), re.escape(outputs.MARKER),
-        r"VOC/JPEGImages/\d+\.jpg", r"VOC/Annotations/\d+\.xml",
-        rf"VOC/ImageSets/Main/{_SPLIT}\.txt",
-        rf"COCO/annotations/instances_{_SPLIT}\.json", rf"COCO/{_SPLIT}/\d+\.jpg",
-        r"YOLO/classes\.txt", rf"YOLO/images/{_SPLIT}/\d+\.jpg", rf"YOLO/labels/{_SPLIT}/\d+\.txt",
-    ))
-)  # fmt: skip
+    "|".join(
+        (
+            re.escape(_STAMP),
+            re.escape(outputs.MARKER),
+            r"VOC/JPEGImages/\d+\.jpg",
+            r"VOC/Annotations/\d+\.xml",
+            rf"VOC/ImageSets/Main/{_SPLIT}\.txt",
+            rf"COCO/annotations/instances_{_SPLIT}\.json",
+            rf"COCO/{_SPLIT}/\d+\.jpg",
+            r"YOLO/classes\.txt",
+            rf"YOLO/images/{_SPLIT}/\d+\.jpg",
+            rf"YOLO/labels/{_SPLIT}/\d+\.txt",
+        )
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -82,19 +89,23 @@ class ShapesSpec:
     def _check_sizes(self) -> None:
         """Objects must fit in the image: refused here, naming the keys, rather than failing
         inside the generator (``high - low < 0`` from numpy)."""
-        sizes = [("min_object_size", self.min_object_size),
-                 ("small_object_size", self.small_object_size),
-                 ("max_object_size", self.max_object_size), ("image_size", self.image_size)]
+        sizes = [
+            ("min_object_size", self.min_object_size),
+            ("small_object_size", self.small_object_size),
+            ("max_object_size", self.max_object_size),
+            ("image_size", self.image_size),
+        ]
         if not 0 < self.min_object_size:
-            raise ValueError(f"shapes: data.source.min_object_size={self.min_object_size} must "
-                             "be positive")  # fmt: skip
+            raise ValueError(
+                f"shapes: data.source.min_object_size={self.min_object_size} must be positive"
+            )
         for (a, x), (b, y) in zip(sizes, sizes[1:]):
             if x > y:
                 raise ValueError(
                     f"shapes: data.source.{a}={x} exceeds data.source.{b}={y}; they must grow "
                     f"in this order: {', '.join(k for k, _ in sizes)} (so image_size >= "
                     f"{self.max_object_size:g} here, or lower data.source.max_object_size)"
-                )  # fmt: skip
+                )
 
     def to_json(self) -> dict:
         return {"version": _GENERATOR_VERSION, **asdict(self)}
@@ -104,8 +115,10 @@ def folder_name(spec: ShapesSpec) -> str:
     """The folder of one parameter set: the main parameters, readable, and a hash of them all
     (``2000-200-0-192px-seed0-1a2b3c4d``)."""
     digest = hashlib.sha1(json.dumps(_jsonable(spec.to_json()), sort_keys=True).encode())
-    return (f"{spec.num_train}-{spec.num_val}-{spec.num_test}-{spec.image_size}px-"
-            f"seed{spec.seed}-{digest.hexdigest()[:8]}")  # fmt: skip
+    return (
+        f"{spec.num_train}-{spec.num_val}-{spec.num_test}-{spec.image_size}px-"
+        f"seed{spec.seed}-{digest.hexdigest()[:8]}"
+    )
 
 
 def is_generated(root: str | os.PathLike, spec: ShapesSpec) -> bool:

@@ -73,8 +73,11 @@ class VOCSource:
         self.roots = (
             [Path(roots)] if isinstance(roots, str | os.PathLike) else [Path(r) for r in roots]
         )
-        self._class_names = (check_class_names(list(class_names), "data.source.class_names")
-                             if class_names is not None else None)  # fmt: skip
+        self._class_names = (
+            check_class_names(list(class_names), "data.source.class_names")
+            if class_names is not None
+            else None
+        )
         self._given_names = list(self._class_names) if self._class_names is not None else None
         self._classes_from: str | None = None
         self.splits = {"train": train, "val": val, "test": test}
@@ -133,17 +136,27 @@ class VOCSource:
         records: list[DetectionRecord] = []
         for _, ann_dir, images, names in files:  # ids stay unique across roots
             records += read_voc_files(
-                ann_dir, images, names, class_names, first_image_id=len(records) + 1,
-                checker=checker, classes_from=self._classes_from if split != "train" else None,
-            )  # fmt: skip
+                ann_dir,
+                images,
+                names,
+                class_names,
+                first_image_id=len(records) + 1,
+                checker=checker,
+                classes_from=self._classes_from if split != "train" else None,
+            )
         return records
 
     def index_settings(self) -> tuple[dict, list[Path]]:
         """What the index of a split depends on besides the files (for the index cache), and
         the folders whose files it is made from."""
-        settings = {"source": "voc", "roots": [str(r.resolve()) for r in self.roots],
-                    "class_names": self._given_names, "splits": self.splits,
-                    "val_fraction": self.val_fraction, "split_seed": self.split_seed}  # fmt: skip
+        settings = {
+            "source": "voc",
+            "roots": [str(r.resolve()) for r in self.roots],
+            "class_names": self._given_names,
+            "splits": self.splits,
+            "val_fraction": self.val_fraction,
+            "split_seed": self.split_seed,
+        }
         return settings, list(self.roots)
 
     def index_state(self) -> dict:
@@ -194,8 +207,9 @@ class VOCSource:
     def _seeded_split(self, root: Path, ann_dir: Path) -> dict[str, list[str]]:
         if root not in self._made:
             names = sorted(p.stem for p in ann_dir.glob("*.xml") if p.is_file())
-            self._made[root] = seeded_split(names, self.val_fraction, self.split_seed, root,
-                                            "ImageSets/Main/<split>.txt")  # fmt: skip
+            self._made[root] = seeded_split(
+                names, self.val_fraction, self.split_seed, root, "ImageSets/Main/<split>.txt"
+            )
         return self._made[root]
 
 
@@ -332,8 +346,11 @@ class YOLOSource:
     ) -> None:
         self.root = Path(root)
         self.splits = {"train": train, "val": val, "test": test}
-        self._class_names = (check_class_names(list(class_names), "data.source.class_names")
-                             if class_names is not None else None)  # fmt: skip
+        self._class_names = (
+            check_class_names(list(class_names), "data.source.class_names")
+            if class_names is not None
+            else None
+        )
         self.val_fraction, self.split_seed = _fraction(val_fraction), int(split_seed)
         self._made: dict[str, list[str]] | None = None
         self._flat: bool | None = None  # images/ without split folders (see _unsplit)
@@ -368,9 +385,13 @@ class YOLOSource:
             return read_yolo(self.root, name, self.class_names, checker=checker)
         if split == "test":  # a test split needs its own folder
             return None
-        return read_yolo_files(self.root / "images", self.root / "labels", self.class_names,
-                               stems=self.made_splits()[str(self.root)][split],
-                               checker=checker)  # fmt: skip
+        return read_yolo_files(
+            self.root / "images",
+            self.root / "labels",
+            self.class_names,
+            stems=self.made_splits()[str(self.root)][split],
+            checker=checker,
+        )
 
     def _unsplit(self) -> bool:
         """Images directly in ``images/``, and no split folder there. Looked at once: it is
@@ -391,8 +412,9 @@ class YOLOSource:
             return {}
         if self._made is None:
             stems = [p.stem for p in yolo_images(self.root / "images")]
-            self._made = seeded_split(stems, self.val_fraction, self.split_seed, self.root,
-                                      "images/<split>/")  # fmt: skip
+            self._made = seeded_split(
+                stems, self.val_fraction, self.split_seed, self.root, "images/<split>/"
+            )
         return {str(self.root): self._made}
 
 
@@ -419,8 +441,9 @@ class ShapesSource:
                 spec[key] = tuple(spec[key])
         self.spec = ShapesSpec(**spec)
         self.root = Path(root)
-        self.folder = (self.root if is_generated(self.root, self.spec)
-                       else self.root / folder_name(self.spec))  # fmt: skip
+        self.folder = (
+            self.root if is_generated(self.root, self.spec) else self.root / folder_name(self.spec)
+        )
         self.format = format
         splits = {s: (s if getattr(self.spec, f"num_{s}") else None) for s in SPLITS}
         if format == "voc":
@@ -428,8 +451,7 @@ class ShapesSource:
         elif format == "coco":
             self._reader = COCOSource(self.folder / "COCO", **splits)
         else:
-            self._reader = YOLOSource(self.folder / "YOLO", class_names=self.spec.classes,
-                                      **splits)  # fmt: skip
+            self._reader = YOLOSource(self.folder / "YOLO", class_names=self.spec.classes, **splits)
 
     def prepare(self) -> None:
         if self.folder != self.root:  # a folder of datasets: new, empty or lightdet's only
@@ -451,8 +473,10 @@ class ShapesSource:
 
     def __getattr__(self, name: str):
         """The index cache's hooks, where the format's reader has them (VOC)."""
-        if name in ("index_settings", "index_state", "restore_index_state") and \
-                "_reader" in self.__dict__:  # fmt: skip
+        if (
+            name in ("index_settings", "index_state", "restore_index_state")
+            and "_reader" in self.__dict__
+        ):
             return getattr(self._reader, name)
         raise AttributeError(name)
 

@@ -115,8 +115,13 @@ class ZoomIn(BaseCrop):
         p: probability of applying it.
     """
 
-    def __init__(self, min_ious: Sequence[float | None] = (None, 0.1, 0.3, 0.5, 0.7, 0.9),
-                 min_scale: float = 0.3, max_trials: int = 50, p: float = 0.5) -> None:  # fmt: skip
+    def __init__(
+        self,
+        min_ious: Sequence[float | None] = (None, 0.1, 0.3, 0.5, 0.7, 0.9),
+        min_scale: float = 0.3,
+        max_trials: int = 50,
+        p: float = 0.5,
+    ) -> None:
         super().__init__(p=p)
         self.min_ious = tuple(min_ious)
         self.min_scale = min_scale

@@ -18,10 +18,27 @@ from lightdet.data.checks import DataChecker
 from lightdet.data.records import AnnotationError, DetectionRecord, resolve_inside
 
 VOC_CLASSES = (
-    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
-    "train", "tvmonitor",
-)  # fmt: skip
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
+)
 
 
 def read_voc(
@@ -49,8 +66,14 @@ def read_voc(
     list_file = root / "ImageSets" / "Main" / f"{split}.txt"
     if not list_file.is_file():
         raise FileNotFoundError(f"{list_file}: VOC split list not found (check data.source.root)")
-    return read_voc_files(root / "Annotations", root / "JPEGImages", read_split_list(list_file),
-                          class_names, first_image_id=first_image_id, checker=checker)  # fmt: skip
+    return read_voc_files(
+        root / "Annotations",
+        root / "JPEGImages",
+        read_split_list(list_file),
+        class_names,
+        first_image_id=first_image_id,
+        checker=checker,
+    )
 
 
 def read_split_list(list_file: Path) -> list[str]:

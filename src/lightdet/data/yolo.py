@@ -38,8 +38,10 @@ def read_text(path: Path) -> str:
             return data.decode("utf-16")
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
-        raise AnnotationError(f"{path}: not UTF-8 or UTF-16 text (byte {err.start}: "
-                              f"{data[err.start:err.start + 4]!r})") from err  # fmt: skip
+        raise AnnotationError(
+            f"{path}: not UTF-8 or UTF-16 text (byte {err.start}: "
+            f"{data[err.start : err.start + 4]!r})"
+        ) from err
 
 
 def read_yolo_classes(root: str | os.PathLike) -> list[str]:
@@ -73,8 +75,13 @@ def read_yolo(
     image_dir = root / "images" / split
     if not image_dir.is_dir():
         raise FileNotFoundError(f"{image_dir}: YOLO image folder not found")
-    return read_yolo_files(image_dir, root / "labels" / split, class_names,
-                           first_image_id=first_image_id, checker=checker)  # fmt: skip
+    return read_yolo_files(
+        image_dir,
+        root / "labels" / split,
+        class_names,
+        first_image_id=first_image_id,
+        checker=checker,
+    )
 
 
 def yolo_images(image_dir: Path) -> list[Path]:
@@ -110,9 +117,19 @@ def read_yolo_files(
             checker.skip(problem.reason, f"{label_file}: {problem}")
             continue
         boxes, labels, refs = _read_labels(label_file, width, height, len(class_names), checker)
-        records.append(DetectionRecord(image, first_image_id + i, width, height, boxes, labels,
-                                       name=image.stem, source=str(label_file),
-                                       box_refs=refs))  # fmt: skip
+        records.append(
+            DetectionRecord(
+                image,
+                first_image_id + i,
+                width,
+                height,
+                boxes,
+                labels,
+                name=image.stem,
+                source=str(label_file),
+                box_refs=refs,
+            )
+        )
     return records
 
 
@@ -166,10 +183,14 @@ def _read_labels(path: Path, width: int, height: int, num_classes: int, checker)
         labels.append(cls + 1)
         refs.append(f"line {lineno}")
     if coordinates and min(coordinates) > 1.0:
-        log.warning("%s: every coordinate is above 1 (%g to %g): this looks like pixel "
-                    "coordinates; YOLO wants values normalised to 0..1 (x and width divided by "
-                    "the image width, y and height by its height)", path, min(coordinates),
-                    max(coordinates))  # fmt: skip
+        log.warning(
+            "%s: every coordinate is above 1 (%g to %g): this looks like pixel "
+            "coordinates; YOLO wants values normalised to 0..1 (x and width divided by "
+            "the image width, y and height by its height)",
+            path,
+            min(coordinates),
+            max(coordinates),
+        )
     return np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(labels, np.int64), refs
 
 

@@ -46,8 +46,9 @@ class SingleImageDetector(nn.Module):
         return out["boxes"], out["scores"], out["labels"]
 
 
-def export_file(net: nn.Module, fmt: str, path: Path, sample: Tensor,
-                metadata: Mapping[str, str]) -> Path:  # fmt: skip
+def export_file(
+    net: nn.Module, fmt: str, path: Path, sample: Tensor, metadata: Mapping[str, str]
+) -> Path:
     """Trace ``net`` on ``sample`` (float ``[3, H, W]``) into ``path`` as ``fmt``, with
     ``metadata`` (ONNX: ``metadata_props``; TorchScript: the extra file ``lightdet.json``).
 
@@ -81,11 +82,20 @@ def _onnx(wrapper: nn.Module, path: Path, sample: Tensor, metadata: Mapping[str,
     import onnx
 
     torch.onnx.export(
-        wrapper, (sample,), str(path), opset_version=OPSET, dynamo=False,
-        input_names=["image"], output_names=list(OUTPUTS),
-        dynamic_axes={"image": {1: "height", 2: "width"}, "boxes": {0: "detections"},
-                      "scores": {0: "detections"}, "labels": {0: "detections"}},
-    )  # fmt: skip
+        wrapper,
+        (sample,),
+        str(path),
+        opset_version=OPSET,
+        dynamo=False,
+        input_names=["image"],
+        output_names=list(OUTPUTS),
+        dynamic_axes={
+            "image": {1: "height", 2: "width"},
+            "boxes": {0: "detections"},
+            "scores": {0: "detections"},
+            "labels": {0: "detections"},
+        },
+    )
     model = onnx.load(str(path))
     for key, value in metadata.items():
         model.metadata_props.add(key=key, value=str(value))

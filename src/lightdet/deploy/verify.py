@@ -77,17 +77,26 @@ def compare(
         return "", box_error, score_error
     if all(_tied(rs, i) for i in lost) and all(_tied(es, j) for j in extra):
         return "ties", box_error, score_error
-    return (f"{len(rs)} detections in PyTorch, {len(es)} exported; {len(lost)} PyTorch "
-            f"detections without an exported match (labels, boxes within {BOX_RTOL:g} "
-            f"relative, scores within {SCORE_ATOL:g})", box_error, score_error)  # fmt: skip
+    return (
+        f"{len(rs)} detections in PyTorch, {len(es)} exported; {len(lost)} PyTorch "
+        f"detections without an exported match (labels, boxes within {BOX_RTOL:g} "
+        f"relative, scores within {SCORE_ATOL:g})",
+        box_error,
+        score_error,
+    )
 
 
 def _tied(scores: np.ndarray, i: int) -> bool:
     return int((np.abs(scores - scores[i]) <= TIE).sum()) > 1
 
 
-def verify(net: nn.Module, runner: Runner, items: Iterable[tuple[Tensor, Mapping, int, str]],
-           class_names: Sequence[str], progress: Callable = iter) -> Verification:  # fmt: skip
+def verify(
+    net: nn.Module,
+    runner: Runner,
+    items: Iterable[tuple[Tensor, Mapping, int, str]],
+    class_names: Sequence[str],
+    progress: Callable = iter,
+) -> Verification:
     """Run both on every ``(image, target, image id, name)``; compare per image and, where
     targets are given (not None), score both as the evaluation report does."""
     result = Verification()
@@ -114,12 +123,21 @@ def verify(net: nn.Module, runner: Runner, items: Iterable[tuple[Tensor, Mapping
             result.score_error = max(result.score_error, score)
         if target is not None:
             for key, (b, s, lab) in (("pytorch", reference), ("exported", exported)):
-                evaluated[key].append(EvaluatedImage(
-                    image_id, name, int(image.shape[2]), int(image.shape[1]), target,
-                    {"boxes": b, "scores": s, "labels": lab}))  # fmt: skip
+                evaluated[key].append(
+                    EvaluatedImage(
+                        image_id,
+                        name,
+                        int(image.shape[2]),
+                        int(image.shape[1]),
+                        target,
+                        {"boxes": b, "scores": s, "labels": lab},
+                    )
+                )
     if evaluated["pytorch"]:
         reports = {k: build_report(v, class_names, {}, "val") for k, v in evaluated.items()}
         for i, metric in ((0, "map"), (1, "map_50")):
-            result.coco[metric] = (reports["pytorch"].coco.stats[i],
-                                   reports["exported"].coco.stats[i])  # fmt: skip
+            result.coco[metric] = (
+                reports["pytorch"].coco.stats[i],
+                reports["exported"].coco.stats[i],
+            )
     return result

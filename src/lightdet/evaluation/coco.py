@@ -19,16 +19,34 @@ from faster_coco_eval import COCO, COCOeval_faster
 
 # pycocotools' summary lines: (AP or AR, IoU range, area, max detections), in ``stats`` order
 STAT_LINES = [
-    ("AP", "0.50:0.95", "all", 100), ("AP", "0.50", "all", 100), ("AP", "0.75", "all", 100),
-    ("AP", "0.50:0.95", "small", 100), ("AP", "0.50:0.95", "medium", 100),
-    ("AP", "0.50:0.95", "large", 100), ("AR", "0.50:0.95", "all", 1),
-    ("AR", "0.50:0.95", "all", 10), ("AR", "0.50:0.95", "all", 100),
-    ("AR", "0.50:0.95", "small", 100), ("AR", "0.50:0.95", "medium", 100),
+    ("AP", "0.50:0.95", "all", 100),
+    ("AP", "0.50", "all", 100),
+    ("AP", "0.75", "all", 100),
+    ("AP", "0.50:0.95", "small", 100),
+    ("AP", "0.50:0.95", "medium", 100),
+    ("AP", "0.50:0.95", "large", 100),
+    ("AR", "0.50:0.95", "all", 1),
+    ("AR", "0.50:0.95", "all", 10),
+    ("AR", "0.50:0.95", "all", 100),
+    ("AR", "0.50:0.95", "small", 100),
+    ("AR", "0.50:0.95", "medium", 100),
     ("AR", "0.50:0.95", "large", 100),
-]  # fmt: skip
+]
 # ``stats`` index -> the metric name lightdet logs (``val/<name>``)
-STAT_NAMES = ["map", "map_50", "map_75", "map_small", "map_medium", "map_large",
-              "mar_1", "mar_10", "mar_100", "mar_small", "mar_medium", "mar_large"]  # fmt: skip
+STAT_NAMES = [
+    "map",
+    "map_50",
+    "map_75",
+    "map_small",
+    "map_medium",
+    "map_large",
+    "mar_1",
+    "mar_10",
+    "mar_100",
+    "mar_small",
+    "mar_medium",
+    "mar_large",
+]
 PER_CLASS_COLUMNS = ["AP", "AP50", "AP75", "APs", "APm", "APl", "AR100"]
 
 
@@ -84,11 +102,19 @@ def ground_truth_json(
     for image, target in zip(images, targets):
         xywh = _boxes(target["boxes"])
         areas = (xywh[:, 2] * xywh[:, 3]).tolist()  # in float32, as torchmetrics computes it
-        for box, area, cat, crowd in zip(xywh.tolist(), areas, np.asarray(target["category_ids"]),
-                                         np.asarray(target["iscrowd"])):  # fmt: skip
-            annotations.append({"id": len(annotations) + 1, "image_id": int(image["id"]),
-                                "category_id": int(cat), "bbox": box, "area": area,
-                                "iscrowd": int(bool(crowd))})  # fmt: skip
+        for box, area, cat, crowd in zip(
+            xywh.tolist(), areas, np.asarray(target["category_ids"]), np.asarray(target["iscrowd"])
+        ):
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": int(image["id"]),
+                    "category_id": int(cat),
+                    "bbox": box,
+                    "area": area,
+                    "iscrowd": int(bool(crowd)),
+                }
+            )
     return {
         "info": {"description": "lightdet evaluation ground truth (box areas)"},
         "images": [dict(i) for i in images],
@@ -109,8 +135,9 @@ def detections_json(image_ids: Sequence[int], preds: Sequence[Mapping]) -> list[
         scores = np.asarray(pred["scores"], np.float64).tolist()
         cats = np.asarray(pred["category_ids"]).tolist()
         for box, cat, score in zip(_boxes(pred["boxes"]).tolist(), cats, scores):
-            out.append({"image_id": int(image_id), "category_id": int(cat), "bbox": box,
-                        "score": score})  # fmt: skip
+            out.append(
+                {"image_id": int(image_id), "category_id": int(cat), "bbox": box, "score": score}
+            )
     return out
 
 
@@ -124,8 +151,11 @@ def _boxes(boxes) -> np.ndarray:
 def coco_evaluate(ground_truth: dict, detections: list[dict]) -> CocoResult:
     """Score COCO-format detections against a COCO ground-truth dict (neither is modified)."""
     # the loaders add keys to the annotation dicts they are given: copies of those dicts
-    gt_copy = {**ground_truth, "images": [dict(i) for i in ground_truth["images"]],
-               "annotations": [dict(a) for a in ground_truth["annotations"]]}  # fmt: skip
+    gt_copy = {
+        **ground_truth,
+        "images": [dict(i) for i in ground_truth["images"]],
+        "annotations": [dict(a) for a in ground_truth["annotations"]],
+    }
     with contextlib.redirect_stdout(io.StringIO()):  # the loaders print their progress
         gt = COCO(gt_copy)
         dt = gt.loadRes([dict(d) for d in detections]) if detections else COCO()
@@ -145,8 +175,11 @@ def _class_row(precision: np.ndarray, recall: np.ndarray, k: int) -> dict[str, f
         valid = values[values > -1]
         return float(valid.mean()) if valid.size else -1.0
 
-    ap = {"AP": mean(precision[:, :, k, 0, -1]), "AP50": mean(precision[0, :, k, 0, -1]),
-          "AP75": mean(precision[5, :, k, 0, -1])}  # fmt: skip
+    ap = {
+        "AP": mean(precision[:, :, k, 0, -1]),
+        "AP50": mean(precision[0, :, k, 0, -1]),
+        "AP75": mean(precision[5, :, k, 0, -1]),
+    }
     for a, name in ((1, "APs"), (2, "APm"), (3, "APl")):
         ap[name] = mean(precision[:, :, k, a, -1])
     ap["AR100"] = mean(recall[:, k, 0, -1])
@@ -158,8 +191,10 @@ def format_stats(stats: Sequence[float]) -> str:
     lines = []
     for (kind, iou, area, dets), value in zip(STAT_LINES, stats):
         title = "Average Precision" if kind == "AP" else "Average Recall"
-        lines.append(f" {title:<18} ({kind}) @[ IoU={iou:<9} | area={area:>6s} | "
-                     f"maxDets={dets:>3d} ] = {value:0.3f}")  # fmt: skip
+        lines.append(
+            f" {title:<18} ({kind}) @[ IoU={iou:<9} | area={area:>6s} | "
+            f"maxDets={dets:>3d} ] = {value:0.3f}"
+        )
     return "\n".join(lines)
 
 

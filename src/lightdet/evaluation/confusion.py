@@ -30,8 +30,9 @@ class DetectionConfusionMatrix(Metric):
 
     full_state_update = False
 
-    def __init__(self, num_classes: int, iou_threshold: float = 0.5, score_threshold: float = 0.3,
-                 **kwargs) -> None:  # fmt: skip
+    def __init__(
+        self, num_classes: int, iou_threshold: float = 0.5, score_threshold: float = 0.3, **kwargs
+    ) -> None:
         super().__init__(**kwargs)
         self.num_classes = num_classes
         self.iou_threshold = iou_threshold

@@ -50,8 +50,14 @@ class CocoMeanAP(Metric):
     """
 
     full_state_update = False
-    _STATES = ("detection_boxes", "detection_scores", "detection_labels", "groundtruth_boxes",
-               "groundtruth_labels", "groundtruth_crowds")  # fmt: skip
+    _STATES = (
+        "detection_boxes",
+        "detection_scores",
+        "detection_labels",
+        "groundtruth_boxes",
+        "groundtruth_labels",
+        "groundtruth_crowds",
+    )
 
     def __init__(self) -> None:
         super().__init__(sync_on_compute=False)  # gather_list_states() syncs it: see there
@@ -70,21 +76,41 @@ class CocoMeanAP(Metric):
             self.groundtruth_crowds.append(crowd.detach().bool().reshape(-1))
 
     def compute(self) -> dict[str, Tensor]:
-        labels = sorted({int(v) for ls in (*self.detection_labels, *self.groundtruth_labels)
-                         for v in ls.tolist()})  # fmt: skip
+        labels = sorted(
+            {
+                int(v)
+                for ls in (*self.detection_labels, *self.groundtruth_labels)
+                for v in ls.tolist()
+            }
+        )
         n = len(self.groundtruth_boxes)
-        images = [{"id": i + 1, "file_name": str(i + 1), "width": 0, "height": 0}
-                  for i in range(n)]  # fmt: skip
-        targets = [{"boxes": b.cpu().numpy(), "category_ids": lab.cpu().numpy(),
-                    "iscrowd": c.cpu().numpy()} for b, lab, c in
-                   zip(self.groundtruth_boxes, self.groundtruth_labels, self.groundtruth_crowds)]
-        preds = [{"boxes": b.cpu().numpy(), "scores": sc.cpu().numpy(),
-                  "category_ids": lab.cpu().numpy()} for b, sc, lab in
-                 zip(self.detection_boxes, self.detection_scores, self.detection_labels)]
+        images = [{"id": i + 1, "file_name": str(i + 1), "width": 0, "height": 0} for i in range(n)]
+        targets = [
+            {
+                "boxes": b.cpu().numpy(),
+                "category_ids": lab.cpu().numpy(),
+                "iscrowd": c.cpu().numpy(),
+            }
+            for b, lab, c in zip(
+                self.groundtruth_boxes, self.groundtruth_labels, self.groundtruth_crowds
+            )
+        ]
+        preds = [
+            {
+                "boxes": b.cpu().numpy(),
+                "scores": sc.cpu().numpy(),
+                "category_ids": lab.cpu().numpy(),
+            }
+            for b, sc, lab in zip(
+                self.detection_boxes, self.detection_scores, self.detection_labels
+            )
+        ]
         ground_truth = ground_truth_json(images, targets, {c: str(c) for c in labels})
         result = coco_evaluate(ground_truth, detections_json([i["id"] for i in images], preds))
-        out = {name: torch.tensor(v, dtype=torch.float64)  # pycocotools' doubles, unrounded
-               for name, v in zip(STAT_NAMES, result.stats)}  # fmt: skip
+        out = {
+            name: torch.tensor(v, dtype=torch.float64)  # pycocotools' doubles, unrounded
+            for name, v in zip(STAT_NAMES, result.stats)
+        }
         rows = [result.per_class.get(c, {}) for c in labels]
         out["map_per_class"] = torch.tensor([r.get("AP", -1.0) for r in rows])
         out["mar_100_per_class"] = torch.tensor([r.get("AR100", -1.0) for r in rows])

@@ -20,8 +20,9 @@ def _pyplot():
     return plt
 
 
-def plot_pr_curves(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], path: Path,
-                   title: str) -> Path:  # fmt: skip
+def plot_pr_curves(
+    curves: Mapping[str, tuple[np.ndarray, np.ndarray]], path: Path, title: str
+) -> Path:
     """Precision against recall, one line per class (name -> (recall, precision))."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 5))
@@ -31,8 +32,9 @@ def plot_pr_curves(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], path: Pa
     return _save(plt, fig, path)
 
 
-def plot_f1_curves(thresholds: np.ndarray, curves: Mapping[str, np.ndarray], best: Mapping,
-                   path: Path) -> Path:  # fmt: skip
+def plot_f1_curves(
+    thresholds: np.ndarray, curves: Mapping[str, np.ndarray], best: Mapping, path: Path
+) -> Path:
     """F1 against the score threshold, per class and for all classes (thick), the best marked."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 5))
@@ -40,14 +42,19 @@ def plot_f1_curves(thresholds: np.ndarray, curves: Mapping[str, np.ndarray], bes
         ax.plot(thresholds, f1, label=name, linewidth=3 if name == "all classes" else 1)
     if best.get("threshold") is not None:
         ax.axvline(best["threshold"], color="grey", linestyle="--")
-        ax.annotate(f"F1 {best['f1']:.3f} at {best['threshold']:.3f}",
-                    (best["threshold"], best["f1"]), textcoords="offset points", xytext=(5, 5))
+        ax.annotate(
+            f"F1 {best['f1']:.3f} at {best['threshold']:.3f}",
+            (best["threshold"], best["f1"]),
+            textcoords="offset points",
+            xytext=(5, 5),
+        )
     _finish(ax, "score threshold", "F1 (IoU 0.5)", "F1 against confidence", bool(curves))
     return _save(plt, fig, path)
 
 
-def plot_confusion(matrix: np.ndarray, labels: Sequence[str], path: Path, normalize: bool,
-                   title: str) -> Path:  # fmt: skip
+def plot_confusion(
+    matrix: np.ndarray, labels: Sequence[str], path: Path, normalize: bool, title: str
+) -> Path:
     """Rows: true class, columns: predicted class; ``normalize``: each row sums to 1."""
     plt = _pyplot()
     values = matrix.astype(np.float64)
@@ -60,8 +67,15 @@ def plot_confusion(matrix: np.ndarray, labels: Sequence[str], path: Path, normal
     ax.set_yticks(range(len(labels)), labels)
     for (i, j), v in np.ndenumerate(values):
         text = f"{v:.2f}" if normalize else str(int(v))
-        ax.text(j, i, text, ha="center", va="center",
-                color="white" if v > values.max() / 2 else "black", fontsize=8)  # fmt: skip
+        ax.text(
+            j,
+            i,
+            text,
+            ha="center",
+            va="center",
+            color="white" if v > values.max() / 2 else "black",
+            fontsize=8,
+        )
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title)
@@ -72,8 +86,10 @@ def plot_confusion(matrix: np.ndarray, labels: Sequence[str], path: Path, normal
 def plot_training_curves(history: Mapping[str, Sequence[tuple[int, float]]], path: Path) -> Path:
     """One panel per metric: ``{name: [(epoch, value), ...]}`` (losses, lr, val mAP...)."""
     plt = _pyplot()
-    names = sorted((n for n, points in history.items() if points),
-                   key=lambda n: (not n.startswith("train/"), n))  # losses first, then val
+    names = sorted(
+        (n for n, points in history.items() if points),
+        key=lambda n: (not n.startswith("train/"), n),
+    )  # losses first, then val
     columns = min(4, max(len(names), 1))
     rows = -(-max(len(names), 1) // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 2.9 * rows), squeeze=False)
@@ -84,7 +100,7 @@ def plot_training_curves(history: Mapping[str, Sequence[tuple[int, float]]], pat
         ax.set_xlabel("epoch")
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(names):]:
+    for ax in list(axes.flat)[len(names) :]:
         ax.axis("off")
     return _save(plt, fig, path)
 

@@ -22,8 +22,13 @@ def finite_predictions(preds: Sequence[dict[str, Tensor]]) -> tuple[list[dict[st
     for p in preds:
         keep = torch.isfinite(p["boxes"]).all(dim=1) & torch.isfinite(p["scores"])  # [N]
         dropped += int((~keep).sum())
-        clean.append({"boxes": p["boxes"][keep].float(), "scores": p["scores"][keep].float(),
-                      "labels": p["labels"][keep]})  # fmt: skip
+        clean.append(
+            {
+                "boxes": p["boxes"][keep].float(),
+                "scores": p["scores"][keep].float(),
+                "labels": p["labels"][keep],
+            }
+        )
     return clean, dropped
 
 

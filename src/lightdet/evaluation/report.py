@@ -75,19 +75,26 @@ def operating_threshold(best: Mapping) -> float:
     return DEFAULT_SCORE_THRESHOLD if best["threshold"] is None else float(best["threshold"])
 
 
-def build_report(images: Sequence[EvaluatedImage], class_names: Sequence[str],
-                 category_map: Mapping, split: str) -> EvaluationReport:  # fmt: skip
+def build_report(
+    images: Sequence[EvaluatedImage], class_names: Sequence[str], category_map: Mapping, split: str
+) -> EvaluationReport:
     """Score one evaluation pass every way the report shows it."""
     names = list(class_names)
     ids = category_ids(names, category_map)  # label -> dataset category id
     to_ids = np.vectorize(lambda label: ids.get(int(label), int(label)), otypes=[np.int64])
-    infos = [{"id": i.image_id, "file_name": i.file_name, "width": i.width, "height": i.height}
-             for i in images]  # fmt: skip
-    gt = ground_truth_json(infos, [{**i.target, "category_ids": to_ids(i.target["labels"])}
-                                   for i in images],
-                           {ids[k]: class_name(names, k) for k in ids})  # fmt: skip
-    dets = detections_json([i.image_id for i in images],
-                           [{**i.pred, "category_ids": to_ids(i.pred["labels"])} for i in images])
+    infos = [
+        {"id": i.image_id, "file_name": i.file_name, "width": i.width, "height": i.height}
+        for i in images
+    ]
+    gt = ground_truth_json(
+        infos,
+        [{**i.target, "category_ids": to_ids(i.target["labels"])} for i in images],
+        {ids[k]: class_name(names, k) for k in ids},
+    )
+    dets = detections_json(
+        [i.image_id for i in images],
+        [{**i.pred, "category_ids": to_ids(i.pred["labels"])} for i in images],
+    )
     matches = match_detections([i.pred for i in images], [i.target for i in images], list(ids))
     overall = pooled(list(matches.values()))
     threshold = {"all": best_f1(overall)}
@@ -97,18 +104,26 @@ def build_report(images: Sequence[EvaluatedImage], class_names: Sequence[str],
         curves[class_name(names, label)] = f1_curve(m, F1_GRID)
     confusion = _confusion(images, len(names), operating_threshold(threshold["all"]))
     return EvaluationReport(
-        split=split, class_names=names, category_ids=ids, coco=coco_evaluate(gt, dets),
-        voc=voc_results(matches), threshold=threshold, confusion=confusion, f1_curves=curves,
+        split=split,
+        class_names=names,
+        category_ids=ids,
+        coco=coco_evaluate(gt, dets),
+        voc=voc_results(matches),
+        threshold=threshold,
+        confusion=confusion,
+        f1_curves=curves,
         positives={class_name(names, k): m.positives for k, m in matches.items()},
-        ground_truth=gt, detections=dets,
-    )  # fmt: skip
+        ground_truth=gt,
+        detections=dets,
+    )
 
 
 def _confusion(images: Sequence[EvaluatedImage], k: int, score_threshold: float) -> np.ndarray:
     # the images are all here already (gathered): no collective, which one process would hang in
-    matrix = DetectionConfusionMatrix(k + 1, iou_threshold=0.5, score_threshold=score_threshold,
-                                      sync_on_compute=False)  # fmt: skip
-    as_torch = (lambda d: {key: torch.as_tensor(v) for key, v in d.items()})  # noqa: E731
+    matrix = DetectionConfusionMatrix(
+        k + 1, iou_threshold=0.5, score_threshold=score_threshold, sync_on_compute=False
+    )
+    as_torch = lambda d: {key: torch.as_tensor(v) for key, v in d.items()}  # noqa: E731
     matrix.update([as_torch(i.pred) for i in images], [as_torch(i.target) for i in images])
     return matrix.compute().numpy()
 
@@ -116,8 +131,10 @@ def _confusion(images: Sequence[EvaluatedImage], k: int, score_threshold: float)
 def metrics(report: EvaluationReport) -> dict:
     """``metrics.json``: the COCO numbers by lightdet's names, VOC means, the threshold, and
     per class everything of the table (None where undefined)."""
-    per_class = {class_name(report.class_names, label): _class_entry(report, label)
-                 for label in report.category_ids}  # fmt: skip
+    per_class = {
+        class_name(report.class_names, label): _class_entry(report, label)
+        for label in report.category_ids
+    }
     return {
         "split": report.split,
         "coco": {n: finite_or_none(v) for n, v in zip(STAT_NAMES, report.coco.stats)},
@@ -134,13 +151,17 @@ def _class_entry(report: EvaluationReport, label: int) -> dict:
     voc = report.voc["per_class"].get(label, {})
     best = report.threshold[name]
     return {
-        "label": label, "category_id": cat,
+        "label": label,
+        "category_id": cat,
         "gt_boxes": report.positives.get(name, 0),
         **{column: finite_or_none(coco.get(column, -1)) for column in PER_CLASS_COLUMNS},
-        "voc_ap": voc.get("ap"), "voc_ap_07": voc.get("ap_07"),
-        "f1": best["f1"], "f1_threshold": best["threshold"],
-        "precision": best["precision"], "recall": best["recall"],
-    }  # fmt: skip
+        "voc_ap": voc.get("ap"),
+        "voc_ap_07": voc.get("ap_07"),
+        "f1": best["f1"],
+        "f1_threshold": best["threshold"],
+        "precision": best["precision"],
+        "recall": best["recall"],
+    }
 
 
 def write_report(report: EvaluationReport, folder: Path, samples: Sequence = ()) -> list[Path]:
@@ -154,8 +175,12 @@ def write_report(report: EvaluationReport, folder: Path, samples: Sequence = ())
     from lightdet.evaluation.plots import plot_confusion, plot_f1_curves, plot_pr_curves
 
     folder.mkdir(parents=True, exist_ok=True)
-    files = [folder / "metrics.json", folder / "per_class.csv", folder / "detections.json",
-             folder / "ground_truth.json"]  # fmt: skip
+    files = [
+        folder / "metrics.json",
+        folder / "per_class.csv",
+        folder / "detections.json",
+        folder / "ground_truth.json",
+    ]
     files[0].write_text(json.dumps(metrics(report), indent=2) + "\n")
     with files[1].open("w", newline="") as f:
         csv.writer(f).writerows(per_class_rows(report))
@@ -163,17 +188,32 @@ def write_report(report: EvaluationReport, folder: Path, samples: Sequence = ())
     files[3].write_text(json.dumps(report.ground_truth))
     names = {c["id"]: c["name"] for c in report.ground_truth["categories"]}
     curves = {names[c]: rp for c, rp in report.coco.pr_curves().items()}
-    files.append(plot_pr_curves(curves, folder / "pr_curves.png",
-                                f"PR curves, IoU 0.5 ({report.split})"))  # fmt: skip
-    files.append(plot_f1_curves(F1_GRID, report.f1_curves, report.threshold["all"],
-                                folder / "f1_curve.png"))  # fmt: skip
+    files.append(
+        plot_pr_curves(curves, folder / "pr_curves.png", f"PR curves, IoU 0.5 ({report.split})")
+    )
+    files.append(
+        plot_f1_curves(F1_GRID, report.f1_curves, report.threshold["all"], folder / "f1_curve.png")
+    )
     labels = with_background(report.class_names)
     at = f"IoU 0.5, score >= {report.score_threshold:.3f}"
-    files.append(plot_confusion(report.confusion, labels, folder / "confusion_matrix.png",
-                                False, f"confusion matrix\n({at})"))  # fmt: skip
-    files.append(plot_confusion(report.confusion, labels,
-                                folder / "confusion_matrix_normalized.png", True,
-                                f"confusion matrix, rows sum to 1\n({at})"))  # fmt: skip
+    files.append(
+        plot_confusion(
+            report.confusion,
+            labels,
+            folder / "confusion_matrix.png",
+            False,
+            f"confusion matrix\n({at})",
+        )
+    )
+    files.append(
+        plot_confusion(
+            report.confusion,
+            labels,
+            folder / "confusion_matrix_normalized.png",
+            True,
+            f"confusion matrix, rows sum to 1\n({at})",
+        )
+    )
     if samples:
         files.append(_mosaic(report, samples, folder / "predictions.jpg"))
     return files
@@ -184,27 +224,66 @@ def _mosaic(report: EvaluationReport, samples: Sequence, path: Path) -> Path:
 
     from lightdet.viz import draw_boxes, grid
 
-    drawn = [draw_boxes(image, report.class_names, target, pred, report.score_threshold)
-             for image, target, pred in samples]  # fmt: skip
+    drawn = [
+        draw_boxes(image, report.class_names, target, pred, report.score_threshold)
+        for image, target, pred in samples
+    ]
     Image.fromarray(grid(drawn)).save(path, quality=90)
     return path
 
 
 def per_class_rows(report: EvaluationReport) -> list[list]:
     """The per-class table: header, one row per class, and ``all``."""
-    header = ["class", "id", "gt boxes", *PER_CLASS_COLUMNS, "VOC AP", "VOC07 AP",
-              "F1", "threshold", "precision", "recall"]  # fmt: skip
+    header = [
+        "class",
+        "id",
+        "gt boxes",
+        *PER_CLASS_COLUMNS,
+        "VOC AP",
+        "VOC07 AP",
+        "F1",
+        "threshold",
+        "precision",
+        "recall",
+    ]
     rows = [header]
     table = metrics(report)
     for name, e in table["per_class"].items():
-        rows.append([name, e["category_id"], e["gt_boxes"], *(e[c] for c in PER_CLASS_COLUMNS),
-                     e["voc_ap"], e["voc_ap_07"], e["f1"], e["f1_threshold"], e["precision"],
-                     e["recall"]])  # fmt: skip
+        rows.append(
+            [
+                name,
+                e["category_id"],
+                e["gt_boxes"],
+                *(e[c] for c in PER_CLASS_COLUMNS),
+                e["voc_ap"],
+                e["voc_ap_07"],
+                e["f1"],
+                e["f1_threshold"],
+                e["precision"],
+                e["recall"],
+            ]
+        )
     coco, best = table["coco"], table["score_threshold"]
-    rows.append(["all", "", sum(report.positives.values()), coco["map"], coco["map_50"],
-                 coco["map_75"], coco["map_small"], coco["map_medium"], coco["map_large"],
-                 coco["mar_100"], table["voc"]["map"], table["voc"]["map_07"], best["f1"],
-                 best["threshold"], best["precision"], best["recall"]])  # fmt: skip
+    rows.append(
+        [
+            "all",
+            "",
+            sum(report.positives.values()),
+            coco["map"],
+            coco["map_50"],
+            coco["map_75"],
+            coco["map_small"],
+            coco["map_medium"],
+            coco["map_large"],
+            coco["mar_100"],
+            table["voc"]["map"],
+            table["voc"]["map_07"],
+            best["f1"],
+            best["threshold"],
+            best["precision"],
+            best["recall"],
+        ]
+    )
     return rows
 
 
@@ -213,21 +292,26 @@ def format_report(report: EvaluationReport) -> str:
     rows = per_class_rows(report)
     cells = [[_cell(v) for v in row] for row in rows]
     widths = [max(len(r[c]) for r in cells) for c in range(len(cells[0]))]
-    table = ["  ".join(v.rjust(w) if c else v.ljust(w) for c, (v, w) in enumerate(zip(r, widths)))
-             for r in cells]  # fmt: skip
+    table = [
+        "  ".join(v.rjust(w) if c else v.ljust(w) for c, (v, w) in enumerate(zip(r, widths)))
+        for r in cells
+    ]
     best = report.threshold["all"]
     voc = report.voc
     lines = [
         f"COCO bbox evaluation, {report.split} split ({len(report.ground_truth['images'])} "
         f"images, {len(report.detections)} detections):",
-        format_stats(report.coco.stats), "", "per class (AP: IoU 0.50:0.95; F1 at IoU 0.5):",
-        *table, "",
+        format_stats(report.coco.stats),
+        "",
+        "per class (AP: IoU 0.50:0.95; F1 at IoU 0.5):",
+        *table,
+        "",
         f"Pascal VOC AP@0.5: {_cell(voc['map'])} (area, VOC2010+), {_cell(voc['map_07'])} "
         "(11-point, VOC2007); difficult/crowd boxes ignored",
         f"best F1 {_cell(best['f1'])} at score >= {_cell(best['threshold'])} (precision "
         f"{_cell(best['precision'])}, recall {_cell(best['recall'])}): the threshold predict "
         "uses by default",
-    ]  # fmt: skip
+    ]
     return "\n".join(lines)
 
 

@@ -26,8 +26,9 @@ def _stamp(checkpoint: Path) -> dict:
     return {"checkpoint": checkpoint.name, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
-def save_threshold(checkpoint: str | os.PathLike, best: dict, per_class: dict,
-                   evaluated_on: str) -> Path | None:  # fmt: skip
+def save_threshold(
+    checkpoint: str | os.PathLike, best: dict, per_class: dict, evaluated_on: str
+) -> Path | None:
     """Write the F1-optimal threshold (``best``: threshold, f1, precision, recall) beside
     ``checkpoint``. Only into lightdet's own folders: returns None where the folder is not
     lightdet's (a user's folder is never written into)."""
@@ -35,8 +36,12 @@ def save_threshold(checkpoint: str | os.PathLike, best: dict, per_class: dict,
     path = sidecar(checkpoint)
     if not outputs.is_ours(checkpoint.parent) or best.get("threshold") is None:
         return None
-    content = {**_stamp(checkpoint), "evaluated_on": evaluated_on, "score_threshold": best,
-               "per_class": per_class}  # fmt: skip
+    content = {
+        **_stamp(checkpoint),
+        "evaluated_on": evaluated_on,
+        "score_threshold": best,
+        "per_class": per_class,
+    }
     path.write_text(json.dumps(content, indent=2) + "\n")
     return path
 

@@ -35,9 +35,11 @@ class ClassMatches:
 
 
 def match_detections(
-    preds: Sequence[Mapping], targets: Sequence[Mapping], labels: Sequence[int],
+    preds: Sequence[Mapping],
+    targets: Sequence[Mapping],
+    labels: Sequence[int],
     iou_threshold: float = 0.5,
-) -> dict[int, ClassMatches]:  # fmt: skip
+) -> dict[int, ClassMatches]:
     """Match each class's detections over all images, as the VOC devkit does.
 
     Args:
@@ -111,8 +113,10 @@ def voc_ap(recall: np.ndarray, precision: np.ndarray, eleven_point: bool = False
     Otherwise (VOC2010+): the area under the curve made monotonically decreasing.
     """
     if eleven_point:
-        points = [precision[recall >= t].max() if (recall >= t).any() else 0.0
-                  for t in np.linspace(0, 1, 11)]  # fmt: skip
+        points = [
+            precision[recall >= t].max() if (recall >= t).any() else 0.0
+            for t in np.linspace(0, 1, 11)
+        ]
         return float(np.mean(points))
     mrec = np.concatenate([[0.0], recall, [1.0]])
     mpre = np.concatenate([[0.0], precision, [0.0]])
@@ -134,7 +138,7 @@ def voc_results(matches: Mapping[int, ClassMatches]) -> dict:
         per_class[label] = {"ap": ap, "ap_07": ap07, "positives": m.positives}
         aps.append(ap)
         aps07.append(ap07)
-    mean = (lambda v: float(np.mean(v)) if v else None)  # noqa: E731
+    mean = lambda v: float(np.mean(v)) if v else None  # noqa: E731
     return {"per_class": per_class, "map": mean(aps), "map_07": mean(aps07)}
 
 
@@ -160,8 +164,12 @@ def best_f1(matches: ClassMatches) -> dict:
     last_of_tie = np.append(matches.scores[1:] != matches.scores[:-1], True)  # [N]
     f1 = np.where(last_of_tie, _f1(precision, recall), -1.0)
     i = int(np.argmax(f1))
-    return {"threshold": float(matches.scores[i]), "f1": float(f1[i]),
-            "precision": float(precision[i]), "recall": float(recall[i])}  # fmt: skip
+    return {
+        "threshold": float(matches.scores[i]),
+        "f1": float(f1[i]),
+        "precision": float(precision[i]),
+        "recall": float(recall[i]),
+    }
 
 
 def f1_curve(matches: ClassMatches, thresholds: np.ndarray) -> np.ndarray:

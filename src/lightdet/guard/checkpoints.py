@@ -59,14 +59,18 @@ def check_checkpoint_file(path: str | os.PathLike) -> Path:
     if head.startswith(b"\x80"):  # torch's legacy (pre-zip) format: a pickle stream
         return path
     if not head.startswith(b"PK"):
-        raise BadCheckpointFileError(f"{path}: not a checkpoint (a torch checkpoint is a zip "
-                                     f"file; this one starts with {head!r})")  # fmt: skip
+        raise BadCheckpointFileError(
+            f"{path}: not a checkpoint (a torch checkpoint is a zip "
+            f"file; this one starts with {head!r})"
+        )
     try:
         with zipfile.ZipFile(path) as archive:
             declared = sum(info.file_size for info in archive.infolist())
     except (zipfile.BadZipFile, OSError) as err:
-        raise BadCheckpointFileError(f"{path}: truncated or damaged checkpoint ({size:,} bytes; "
-                                     f"{err}): a write that did not finish?") from err  # fmt: skip
+        raise BadCheckpointFileError(
+            f"{path}: truncated or damaged checkpoint ({size:,} bytes; "
+            f"{err}): a write that did not finish?"
+        ) from err
     if declared > size + _ZIP_SLACK:
         raise BadCheckpointFileError(
             f"{path}: declares {declared:,} bytes inside a {size:,}-byte file: refused before "
@@ -126,9 +130,13 @@ def weight_differences(
         return None
     return "; ".join(
         f"{what} ({len(items)}): {', '.join(items[:3])}{', ...' if len(items) > 3 else ''}"
-        for what, items in (("missing", missing), ("unexpected", unexpected),
-                            ("shape checkpoint vs model", reshaped)) if items
-    )  # fmt: skip
+        for what, items in (
+            ("missing", missing),
+            ("unexpected", unexpected),
+            ("shape checkpoint vs model", reshaped),
+        )
+        if items
+    )
 
 
 def check_checkpoint_fits(

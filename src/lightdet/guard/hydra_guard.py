@@ -45,9 +45,20 @@ HYDRA_GROUPS = ("hydra/job_logging", "hydra/hydra_logging", "hydra/launcher")
 _EMPTY_NODES = ("hydra.job.env_set", "hydra.searchpath")
 # launcher settings an override may change: how many jobs and where, never commands to run
 # (Submitit's setup, srun_args and additional_parameters reach a shell)
-LAUNCHER_KEYS = ("n_jobs", "timeout_min", "cpus_per_task", "gpus_per_node", "tasks_per_node",
-                 "mem_gb", "nodes", "partition", "qos", "account", "constraint",
-                 "array_parallelism")  # fmt: skip
+LAUNCHER_KEYS = (
+    "n_jobs",
+    "timeout_min",
+    "cpus_per_task",
+    "gpus_per_node",
+    "tasks_per_node",
+    "mem_gb",
+    "nodes",
+    "partition",
+    "qos",
+    "account",
+    "constraint",
+    "array_parallelism",
+)
 _LAUNCHER_SHELL = ("setup", "srun_args", "additional_parameters")
 Preflight = Callable[[DictConfig, Sequence[str]], None]
 _PREFLIGHT: list[Preflight] = []  # the running command's checks (cli.hydra_entry sets them)
@@ -91,8 +102,10 @@ def check_hydra_node(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key)
         if value:
             raise UnsafeConfigError(f"config: {key} must be empty, got {value}")
-    for key, place in (("hydra.sweeper._target_", HYDRA_SWEEPER),
-                       ("hydra.launcher._target_", HYDRA_LAUNCHER)):  # fmt: skip
+    for key, place in (
+        ("hydra.sweeper._target_", HYDRA_SWEEPER),
+        ("hydra.launcher._target_", HYDRA_LAUNCHER),
+    ):
         value = OmegaConf.select(cfg, key)
         if value is not None:
             check_target(value, key, "config", place)
@@ -108,6 +121,7 @@ def check_hydra_node(cfg: DictConfig) -> None:
         if set(node) != {"_target_"}:
             raise UnsafeConfigError(f"config: {key}={node}: a Hydra callback takes no arguments")
         check_target(node["_target_"], f"{key}._target_", "config", HYDRA_CALLBACK)
+
 
 def check_composed(
     cfg: DictConfig,
@@ -199,11 +213,19 @@ def install() -> None:
         run = bound.arguments["run_mode"] == RunMode.RUN and logs
         # Hydra.get_mode composes once without logging, as a probe, before the real run
         probe = not logs and not bound.arguments.get("validate_sweep_overrides", True)
-        chosen = any(o.split("=", 1)[0].lstrip("+~") == "hydra.run.dir"
-                     for o in bound.arguments["overrides"] or [])  # fmt: skip
+        chosen = any(
+            o.split("=", 1)[0].lstrip("+~") == "hydra.run.dir"
+            for o in bound.arguments["overrides"] or []
+        )
         multirun = bound.arguments["run_mode"] == RunMode.MULTIRUN and logs
-        check_composed(cfg, run=run, quiet=probe, chosen_dir=chosen, multirun=multirun,
-                       overrides=bound.arguments["overrides"] or [])  # fmt: skip
+        check_composed(
+            cfg,
+            run=run,
+            quiet=probe,
+            chosen_dir=chosen,
+            multirun=multirun,
+            overrides=bound.arguments["overrides"] or [],
+        )
         return cfg
 
     compose_config._lightdet_guard = True  # type: ignore[attr-defined]

@@ -92,9 +92,12 @@ def strings(node: Any, key: str = "") -> Iterator[tuple[str, str]]:
 
 
 def check_interpolations(
-    cfg: DictConfig | Mapping, where: str = "config", *, allow_any: bool = True,
+    cfg: DictConfig | Mapping,
+    where: str = "config",
+    *,
+    allow_any: bool = True,
     skip: tuple[str, ...] = ("hydra",),
-) -> None:  # fmt: skip
+) -> None:
     """Check every string of ``cfg`` (but the top-level keys in ``skip``: Hydra's own node)."""
     for key, value in strings(cfg):
         if key.split(".", 1)[0].split("[", 1)[0] not in skip:

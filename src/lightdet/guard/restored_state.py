@@ -47,8 +47,12 @@ def drop_outside_paths(checkpoint: dict, checkpoint_path: str | os.PathLike) -> 
         if isinstance(state, dict):
             _clean(state, section, folder, dropped)
     for item in dropped:
-        log.warning("%s: restored state names a file outside its folder %s, dropped: %s",
-                    checkpoint_path, folder, item)  # fmt: skip
+        log.warning(
+            "%s: restored state names a file outside its folder %s, dropped: %s",
+            checkpoint_path,
+            folder,
+            item,
+        )
     return dropped
 
 

@@ -104,8 +104,12 @@ def scrub_config(
     if secrets:
         _scrub_node(cfg, "", secrets, changed)
     if changed and not quiet:
-        log.warning("%s: %s held a credential's value; replaced with %s",
-                    where, ", ".join(changed), REDACTED)  # fmt: skip
+        log.warning(
+            "%s: %s held a credential's value; replaced with %s",
+            where,
+            ", ".join(changed),
+            REDACTED,
+        )
     return changed
 
 

@@ -23,8 +23,9 @@ def config_keys(cfg: DictConfig, prefix: str = "") -> Iterator[str]:
             yield from config_keys(node, f"{path}.")
 
 
-def did_you_mean(message: str, overrides: Sequence[str],
-                 compose: Callable[[list[str]], DictConfig]) -> str | None:  # fmt: skip
+def did_you_mean(
+    message: str, overrides: Sequence[str], compose: Callable[[list[str]], DictConfig]
+) -> str | None:
     """The line to add to Hydra's message about an unknown key, or None. ``compose`` composes
     the same config with the given overrides (here: without the mistyped one)."""
     found = _UNKNOWN.search(message)

@@ -49,20 +49,47 @@ HYDRA_SWEEPER = "hydra.sweeper"
 
 _OPTIMIZER = "a torch optimizer: parameters and numbers, no I/O"
 _CALLBACK = "a Lightning callback: reads trainer state, no I/O of its own"
-_TORCH_OPTIMIZERS = ("SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adadelta", "Adamax", "NAdam",
-                     "RAdam", "ASGD", "Rprop", "LBFGS")  # fmt: skip
-_LIGHTNING_CALLBACKS = ("LearningRateMonitor", "ModelSummary", "RichModelSummary",
-                        "TQDMProgressBar", "RichProgressBar", "StochasticWeightAveraging",
-                        "GradientAccumulationScheduler", "Timer", "DeviceStatsMonitor",
-                        "EMAWeightAveraging")  # fmt: skip
+_TORCH_OPTIMIZERS = (
+    "SGD",
+    "Adam",
+    "AdamW",
+    "RMSprop",
+    "Adagrad",
+    "Adadelta",
+    "Adamax",
+    "NAdam",
+    "RAdam",
+    "ASGD",
+    "Rprop",
+    "LBFGS",
+)
+_LIGHTNING_CALLBACKS = (
+    "LearningRateMonitor",
+    "ModelSummary",
+    "RichModelSummary",
+    "TQDMProgressBar",
+    "RichProgressBar",
+    "StochasticWeightAveraging",
+    "GradientAccumulationScheduler",
+    "Timer",
+    "DeviceStatsMonitor",
+    "EMAWeightAveraging",
+)
 
 # name -> (the place it may be named in, what it does with its arguments)
 REGISTRY: dict[str, tuple[str, str]] = {
     # models: build a stock torchvision detector; read only model.net.pretrained (declared read)
-    **{f"lightdet.models.{module}.build_{name}": (COMPONENT, "builds a detector")
-       for module, name in (("retinanet", "retinanet"), ("ssd", "ssd"), ("ssd", "ssd300_vgg16"),
-                            ("ssd", "ssdlite"), ("fcos", "fcos"),
-                            ("faster_rcnn", "faster_rcnn"))},
+    **{
+        f"lightdet.models.{module}.build_{name}": (COMPONENT, "builds a detector")
+        for module, name in (
+            ("retinanet", "retinanet"),
+            ("ssd", "ssd"),
+            ("ssd", "ssd300_vgg16"),
+            ("ssd", "ssdlite"),
+            ("fcos", "fcos"),
+            ("faster_rcnn", "faster_rcnn"),
+        )
+    },
     # data: sources read the declared data roots; only ShapesSource writes, into its root,
     # which it claims (new, empty or its own generated folder)
     "lightdet.data.sources.VOCSource": (COMPONENT, "reads a VOC folder"),
@@ -96,12 +123,18 @@ REGISTRY: dict[str, tuple[str, str]] = {
     "hydra._internal.core_plugins.basic_sweeper.BasicSweeper": (HYDRA_SWEEPER, "Hydra's"),
     "hydra._internal.core_plugins.basic_launcher.BasicLauncher": (HYDRA_LAUNCHER, "Hydra's"),
     "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher": (
-        HYDRA_LAUNCHER, "local processes"),
+        HYDRA_LAUNCHER,
+        "local processes",
+    ),
     "hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher": (
-        HYDRA_LAUNCHER, "local processes; its shell keys are refused"),
+        HYDRA_LAUNCHER,
+        "local processes; its shell keys are refused",
+    ),
     "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher": (
-        HYDRA_LAUNCHER, "Slurm jobs; its shell keys are refused"),
-}  # fmt: skip
+        HYDRA_LAUNCHER,
+        "Slurm jobs; its shell keys are refused",
+    ),
+}
 _METHOD_GETTER = "hydra.utils.get_method"
 _extra_names: set[str] = set()  # exact names added by allow_targets
 _extra_modules: set[str] = set()  # whole modules (and their submodules) added by allow_targets
@@ -176,8 +209,9 @@ def check_target(path: Any, key: str, where: str, place: str = COMPONENT) -> Non
         if _user_allowed(path, _located(path, name, registered=False)):
             return
     where_else = f" (it is registered for {entry[0]})" if entry is not None else ""
-    raise UnsafeConfigError(f"{name} is not a registered target for {place}{where_else}"
-                            f"{_hint(path, place)}")  # fmt: skip
+    raise UnsafeConfigError(
+        f"{name} is not a registered target for {place}{where_else}{_hint(path, place)}"
+    )
 
 
 def _located(path: str, name: str, *, registered: bool) -> Any:
@@ -195,8 +229,10 @@ def _user_root(path: str) -> bool:
 def _hint(path: str, place: str) -> str:
     close = difflib.get_close_matches(path, registered(place), n=1, cutoff=0.8)
     guess = f"; did you mean {close[0]}?" if close else ""
-    return (f"{guess} (the registry: lightdet.guard.targets.REGISTRY; add your own in code with "
-            "lightdet.guard.allow_targets)")  # fmt: skip
+    return (
+        f"{guess} (the registry: lightdet.guard.targets.REGISTRY; add your own in code with "
+        "lightdet.guard.allow_targets)"
+    )
 
 
 def check_targets(cfg: DictConfig | Mapping, where: str = "config") -> None:
@@ -243,8 +279,9 @@ def _walk(node: Any, key: str, where: str, depth: int) -> None:
                 check_target(items.get("path"), f"{key}.path" if key else "path", where, METHOD)
             if "_args_" in items:  # named arguments only: the write policy checks them by name
                 where_args = f"{where}: {key + '.' if key else ''}_args_"
-                raise UnsafeConfigError(f"{where_args}: positional arguments are not accepted; "
-                                        "name each argument")  # fmt: skip
+                raise UnsafeConfigError(
+                    f"{where_args}: positional arguments are not accepted; name each argument"
+                )
         for k, child in items.items():
             _walk(child, f"{key}.{k}" if key else k, where, depth + 1)
     elif isinstance(node, list | tuple | ListConfig):

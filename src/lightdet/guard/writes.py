@@ -60,11 +60,21 @@ WRITES: dict[str, str] = {
 # keys that name places lightdet only reads (the shapes source writes its generated data into
 # data.source.root only after claiming it: new, empty or its own generated dataset)
 READS: tuple[str, ...] = (
-    "ckpt_path", "input", "model.net.pretrained", "study.checkpoints",
-    "data.source.root", "data.source.roots", "data.source.annotations", "data.source.images",
-    "data.source.train", "data.source.val", "data.source.test", "data.source.data_yaml",
-    "data.source.image_root", "data.source.classes_file",
-)  # fmt: skip
+    "ckpt_path",
+    "input",
+    "model.net.pretrained",
+    "study.checkpoints",
+    "data.source.root",
+    "data.source.roots",
+    "data.source.annotations",
+    "data.source.images",
+    "data.source.train",
+    "data.source.val",
+    "data.source.test",
+    "data.source.data_yaml",
+    "data.source.image_root",
+    "data.source.classes_file",
+)
 # the folders the keys above are made of (nothing is written into them directly)
 BASES: tuple[str, ...] = ("paths.root_dir", "paths.data_dir", "paths.log_dir")
 # Hydra settings an override may set that name no place
@@ -72,8 +82,7 @@ HYDRA_SETTINGS: tuple[str, ...] = ("hydra.job.chdir", "hydra.verbose", "hydra.mo
 _SUBDIR_INTERPOLATIONS = ("${hydra.job.num}", "${hydra.job.id}")
 # arguments that name a place a registered target writes, checked on every node with a
 # ``_target_`` wherever it sits in the config (not only under the keys above)
-WRITE_ARGUMENTS: dict[str, str] = {"dirpath": FOLDER, "filename": NAME,
-                                   "default_root_dir": FOLDER}  # fmt: skip
+WRITE_ARGUMENTS: dict[str, str] = {"dirpath": FOLDER, "filename": NAME, "default_root_dir": FOLDER}
 # a format field of a checkpoint file name: a metric name and at most a numeric spec (a fill
 # character would let str.format make '/' at run time: '{epoch:/>3}' is '//0', an absolute path)
 _FIELD = re.compile(r"\{[\w/.\-]+(:0?\d*(\.\d+)?[dfeg%]?)?\}")
@@ -208,11 +217,15 @@ def check_name(key: str, value: str) -> None:
     ``{epoch:03d}``) only with a numeric spec."""
     plain = _FIELD.sub("0", value)
     if "{" in plain or "}" in plain:
-        raise UnsafeConfigError(f"config: {key}={value!r}: a format field may hold a name and a "
-                                "numeric spec only ('{epoch:03d}', '{val/map:.3f}')")  # fmt: skip
+        raise UnsafeConfigError(
+            f"config: {key}={value!r}: a format field may hold a name and a "
+            "numeric spec only ('{epoch:03d}', '{val/map:.3f}')"
+        )
     if value in ("", ".", "..") or plain in (".", "..") or re.search(r"[/\\\x00]", plain):
-        raise UnsafeConfigError(f"config: {key}={value!r}: must be a plain name (no '/', not "
-                                "'..'): it is joined to a folder lightdet checked")  # fmt: skip
+        raise UnsafeConfigError(
+            f"config: {key}={value!r}: must be a plain name (no '/', not "
+            "'..'): it is joined to a folder lightdet checked"
+        )
 
 
 def _check_subdir(raw: Any) -> None:
@@ -222,8 +235,10 @@ def _check_subdir(raw: Any) -> None:
     for allowed in _SUBDIR_INTERPOLATIONS:
         text = text.replace(allowed, "0")
     if "${" in text:
-        raise UnsafeConfigError(f"config: hydra.sweep.subdir={raw!r}: only "
-                                f"{' and '.join(_SUBDIR_INTERPOLATIONS)} may be used")  # fmt: skip
+        raise UnsafeConfigError(
+            f"config: hydra.sweep.subdir={raw!r}: only "
+            f"{' and '.join(_SUBDIR_INTERPOLATIONS)} may be used"
+        )
     check_name("hydra.sweep.subdir", text)
 
 
@@ -251,8 +266,10 @@ def check_file(key: str, value: str, run_folder: Path | None) -> None:
     if path.is_dir():
         raise UnsafeConfigError(f"config: {key}={value}: is a folder, expected {FILE}")
     if path.exists() and not (_inside(path, run_folder) or outputs.is_ours(path.parent)):
-        raise UnsafeConfigError(f"config: {key}={value}: the file exists and lightdet did not "
-                                "write it; choose another name")  # fmt: skip
+        raise UnsafeConfigError(
+            f"config: {key}={value}: the file exists and lightdet did not "
+            "write it; choose another name"
+        )
     check_folder(key, str(path.parent), run_folder)
 
 
@@ -269,9 +286,11 @@ def sqlite_file(url: str, key: str = "hpo.storage") -> Path | None:
     if parsed.get_backend_name().lower() != "sqlite":
         return None
     if parsed.query:
-        raise UnsafeConfigError(f"config: {key}={url!r}: an SQLite URL with options "
-                                f"({', '.join(parsed.query)}) is not accepted; give a plain "
-                                "sqlite:///<file>")  # fmt: skip
+        raise UnsafeConfigError(
+            f"config: {key}={url!r}: an SQLite URL with options "
+            f"({', '.join(parsed.query)}) is not accepted; give a plain "
+            "sqlite:///<file>"
+        )
     if not parsed.database or parsed.database == ":memory:":
         return None
     return Path(os.path.abspath(parsed.database))
@@ -283,7 +302,9 @@ def check_storage(key: str, value: str, run_folder: Path | None) -> None:
     if path is None:
         return
     if path.exists() and not outputs.is_optuna_storage(path):
-        raise UnsafeConfigError(f"config: {key}={value}: {path} exists and is not an Optuna "
-                                "study; lightdet never changes such files")  # fmt: skip
+        raise UnsafeConfigError(
+            f"config: {key}={value}: {path} exists and is not an Optuna "
+            "study; lightdet never changes such files"
+        )
     if not path.exists():
         check_folder(key, str(path.parent), run_folder)

@@ -61,8 +61,9 @@ class DetectionDataModule(pl.LightningDataModule):
         self.source = source
         self.batch_size = batch_size
         if num_workers != "auto" and not (isinstance(num_workers, int) and num_workers >= 0):
-            raise ValueError(f"data.num_workers: expected auto or a whole number >= 0, got "
-                             f"{num_workers!r}")  # fmt: skip
+            raise ValueError(
+                f"data.num_workers: expected auto or a whole number >= 0, got {num_workers!r}"
+            )
         self._num_workers = num_workers
         self.train_transform = train_transform or eval_preset()
         self.eval_transform = eval_transform or eval_preset()
@@ -125,8 +126,10 @@ class DetectionDataModule(pl.LightningDataModule):
         if cached is not None:
             records, state = cached
             self.source.restore_index_state(state)
-            rank_zero_info(f"data: {split} index of {len(records)} images from the cache "
-                           "(files unchanged since indexed)")  # fmt: skip
+            rank_zero_info(
+                f"data: {split} index of {len(records)} images from the cache "
+                "(files unchanged since indexed)"
+            )
             return records
         records = self.source.records(split, checker)
         if records is None:
@@ -151,8 +154,11 @@ class DetectionDataModule(pl.LightningDataModule):
         """``[split, outcome, reason, count]`` for every count of the index-time checks."""
         rows = []
         for split, c in self.checks.items():
-            for outcome, counter in (("skipped", c.skipped), ("fixed", c.fixed),
-                                     ("noted", c.noted)):  # fmt: skip
+            for outcome, counter in (
+                ("skipped", c.skipped),
+                ("fixed", c.fixed),
+                ("noted", c.noted),
+            ):
                 rows += [[split, outcome, reason, n] for reason, n in sorted(counter.items())]
         return rows
 
@@ -198,8 +204,9 @@ class DetectionDataModule(pl.LightningDataModule):
         breaks BatchNorm statistics)."""
         dataset = self._dataset("train")
         sampler = EpochSampler(dataset, seed=int(torch.initial_seed()) % 2**31)
-        loader = ResumableDataLoader(dataset, sampler=sampler, drop_last=True,
-                                     **self._loader_args())  # fmt: skip
+        loader = ResumableDataLoader(
+            dataset, sampler=sampler, drop_last=True, **self._loader_args()
+        )
         loader.progress = self._train_progress
         return loader
 

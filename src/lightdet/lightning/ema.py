@@ -80,14 +80,14 @@ class EMA(WeightAveraging):
         if self._swapped or self._average_model is None:  # the module holds the average
             return {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
         state = self._average_model.state_dict()
-        return {k[len("module."):]: v for k, v in state.items() if k.startswith("module.")}
+        return {k[len("module.") :]: v for k, v in state.items() if k.startswith("module.")}
 
     def raw_state_dict(self, pl_module: pl.LightningModule) -> dict[str, Tensor]:
         """The module's state dict with the raw (trained) values."""
         if not self._swapped:
             return pl_module.state_dict()
         state = self._average_model.state_dict()  # the swap parked the raw values there
-        return {k[len("module."):]: v for k, v in state.items() if k.startswith("module.")}
+        return {k[len("module.") :]: v for k, v in state.items() if k.startswith("module.")}
 
     def on_save_checkpoint(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]

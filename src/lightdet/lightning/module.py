@@ -105,8 +105,14 @@ class DetectionModule(pl.LightningModule):
         loss = sum(losses.values())
         n = len(images)
         dropped = sum(int(t["dropped_boxes"]) for t in targets if "dropped_boxes" in t)
-        self.log("train/dropped_boxes", float(dropped), on_step=False, on_epoch=True,
-                 reduce_fx="sum", batch_size=n)  # fmt: skip
+        self.log(
+            "train/dropped_boxes",
+            float(dropped),
+            on_step=False,
+            on_epoch=True,
+            reduce_fx="sum",
+            batch_size=n,
+        )
         if not self._all_finite(loss):
             return self._nonfinite(losses, targets)
         parts = {
@@ -141,8 +147,9 @@ class DetectionModule(pl.LightningModule):
         bad = [n for n, g in named if not torch.isfinite(g).all()]
         optimizer.zero_grad(set_to_none=True)  # the optimizer skips parameters without grads
         where = f"non-finite gradient at step {self.global_step} (epoch {self.current_epoch})"
-        detail = (f"{len(bad)} parameters, first {bad[0]}; image ids {self._batch_ids} "
-                  "(on this process)")  # fmt: skip
+        detail = (
+            f"{len(bad)} parameters, first {bad[0]}; image ids {self._batch_ids} (on this process)"
+        )
         self._skip_step(where, detail, max(1, len(self._batch_ids)))
 
     def _nonfinite(self, losses: dict[str, Tensor], targets: list[dict[str, Tensor]]) -> None:
@@ -155,12 +162,19 @@ class DetectionModule(pl.LightningModule):
     def _skip_step(self, where: str, detail: str, batch_size: int) -> None:
         self.nonfinite_steps += 1
         if self.nonfinite_loss == "stop" or self.nonfinite_steps > self.max_nonfinite_steps:
-            why = ("nonfinite_loss=stop" if self.nonfinite_loss == "stop" else
-                   f"more than max_nonfinite_steps={self.max_nonfinite_steps} skipped")  # fmt: skip
+            why = (
+                "nonfinite_loss=stop"
+                if self.nonfinite_loss == "stop"
+                else f"more than max_nonfinite_steps={self.max_nonfinite_steps} skipped"
+            )
             raise FloatingPointError(f"{where}: {detail} ({why})")
         rank_zero_warn(f"{where}, step skipped ({self.nonfinite_steps} so far): {detail}")
-        self.log("train/nonfinite_steps", float(self.nonfinite_steps), on_step=True,
-                 batch_size=batch_size)  # fmt: skip
+        self.log(
+            "train/nonfinite_steps",
+            float(self.nonfinite_steps),
+            on_step=True,
+            batch_size=batch_size,
+        )
 
     def _eval_step(self, batch: Batch, metric, confusion) -> list[dict[str, Tensor]]:
         images, targets = batch
@@ -202,15 +216,17 @@ class DetectionModule(pl.LightningModule):
     def configure_optimizers(self):
         if self.optimizer_factory is None:
             raise RuntimeError("DetectionModule: no optimizer given, this module only evaluates")
-        optimizer = build_optimizer(self.optimizer_factory,
-                                    parameter_groups(self.net, self.backbone_lr_mult))
+        optimizer = build_optimizer(
+            self.optimizer_factory, parameter_groups(self.net, self.backbone_lr_mult)
+        )
         scale_learning_rates(optimizer, self.lr_scale)
         if self.scheduler_factory is None:
             return optimizer
         total = self.trainer.estimated_stepping_batches
         if math.isinf(total):  # a wall-clock budget: the schedule follows the time used
-            scheduler = self.scheduler_factory(optimizer, total_steps=None,
-                                               progress=budget_progress(self.trainer))  # fmt: skip
+            scheduler = self.scheduler_factory(
+                optimizer, total_steps=None, progress=budget_progress(self.trainer)
+            )
         else:
             scheduler = self.scheduler_factory(optimizer, total_steps=int(total))
         return {

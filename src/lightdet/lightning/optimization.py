@@ -54,15 +54,19 @@ class BatchPlan:
 
     def describe(self, lr: float | None = None) -> str:
         """One line for the log: the effective batch and the learning rate."""
-        line = (f"batch: {self.batch_size} per process x {self.processes} process"
-                f"{'es' if self.processes != 1 else ''} x {self.accumulation} accumulated = "
-                f"{self.effective} images per step")  # fmt: skip
+        line = (
+            f"batch: {self.batch_size} per process x {self.processes} process"
+            f"{'es' if self.processes != 1 else ''} x {self.accumulation} accumulated = "
+            f"{self.effective} images per step"
+        )
         if self.nominal is not None:
             line += f" (nominal {self.nominal})"
         if self.reference is not None:
             scaled = f" = {lr * self.lr_scale:.4g}" if lr is not None else ""
-            line += (f"; lr x {self.lr_scale:.4g} ({self.rule}: effective {self.effective} / "
-                     f"reference {self.reference}){scaled}")  # fmt: skip
+            line += (
+                f"; lr x {self.lr_scale:.4g} ({self.rule}: effective {self.effective} / "
+                f"reference {self.reference}){scaled}"
+            )
         return line
 
 
@@ -82,8 +86,10 @@ def plan_batch(
     Raises:
         ValueError: naming the setting, for a batch size below 1 or an unknown rule.
     """
-    sizes = {"nominal_batch_size": nominal_batch_size,
-             "lr_reference_batch_size": lr_reference_batch_size}  # fmt: skip
+    sizes = {
+        "nominal_batch_size": nominal_batch_size,
+        "lr_reference_batch_size": lr_reference_batch_size,
+    }
     for key, value in sizes.items():
         name = f"optimization.{key}"
         if value is not None and int(value) < 1:
@@ -161,8 +167,11 @@ def build_optimizer(factory, groups: list[dict]):
         takes_fused = "fused" in inspect.signature(cls).parameters
     except (TypeError, ValueError):
         takes_fused = False
-    if takes_fused and not chosen and params and all(
-        p.device.type in ("cpu", "cuda") and p.dtype.is_floating_point for p in params
+    if (
+        takes_fused
+        and not chosen
+        and params
+        and all(p.device.type in ("cpu", "cuda") and p.dtype.is_floating_point for p in params)
     ):
         try:
             return factory(groups, fused=True)

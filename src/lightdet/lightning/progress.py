@@ -54,15 +54,19 @@ class ValidationLine(Callback):
             self._best = (value, epoch)
         stage = self.metric.split("/", 1)[0]
         shown = [f"{self.metric} {value:.4f}"] + [
-            f"{name} {metrics[f'{stage}/{name}']:.4f}" for name in ("map_50", "map_small")
+            f"{name} {metrics[f'{stage}/{name}']:.4f}"
+            for name in ("map_50", "map_small")
             if f"{stage}/{name}" in metrics
-        ]  # fmt: skip
+        ]
         if "train/loss" in metrics:
             shown.append(f"train/loss {metrics['train/loss']:.3f}")
         total = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else None
         # epochs counted from 0, as Lightning's bar and the checkpoint names count them
-        line = (f"epoch {epoch}{f' ({epoch + 1}/{total})' if total else ''}  " + "  ".join(shown)
-                + f" | best {self._best[0]:.4f} (epoch {self._best[1]})")  # fmt: skip
+        line = (
+            f"epoch {epoch}{f' ({epoch + 1}/{total})' if total else ''}  "
+            + "  ".join(shown)
+            + f" | best {self._best[0]:.4f} (epoch {self._best[1]})"
+        )
         elapsed = time.monotonic() - self._start
         left = []
         if total:  # the mean epoch of this process (a resumed run started later)

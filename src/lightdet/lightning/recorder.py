@@ -45,20 +45,27 @@ class EvaluationRecorder(Callback):
             return
         images, targets = batch
         for image, target, pred in zip(images, targets, outputs):
-            self.images.append(EvaluatedImage(
-                image_id=int(target["image_id"]), file_name="", width=int(image.shape[-1]),
-                height=int(image.shape[-2]), target=_numpy(target, ("boxes", "labels", "iscrowd")),
-                pred=_numpy(pred, ("boxes", "scores", "labels")),
-            ))  # fmt: skip
+            self.images.append(
+                EvaluatedImage(
+                    image_id=int(target["image_id"]),
+                    file_name="",
+                    width=int(image.shape[-1]),
+                    height=int(image.shape[-2]),
+                    target=_numpy(target, ("boxes", "labels", "iscrowd")),
+                    pred=_numpy(pred, ("boxes", "scores", "labels")),
+                )
+            )
             if len(self.samples) < self.num_images:
                 self.samples.append((image.detach().cpu(), _cpu(target), _cpu(pred)))
 
-    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx,
-                                dataloader_idx=0) -> None:  # fmt: skip
+    def on_validation_batch_end(
+        self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
+    ) -> None:
         self._keep(trainer, outputs, batch)
 
-    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx,
-                          dataloader_idx=0) -> None:  # fmt: skip
+    def on_test_batch_end(
+        self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
+    ) -> None:
         self._keep(trainer, outputs, batch)
 
     def _finish(self, trainer: pl.Trainer) -> None:

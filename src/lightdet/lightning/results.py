@@ -48,8 +48,9 @@ class RunResults(Callback):
         num_images: validation images in the predictions mosaic.
     """
 
-    def __init__(self, dirpath: str, monitor: str = "val/map", mode: str = "max",
-                 num_images: int = 16) -> None:  # fmt: skip
+    def __init__(
+        self, dirpath: str, monitor: str = "val/map", mode: str = "max", num_images: int = 16
+    ) -> None:
         if mode not in ("max", "min"):
             raise ValueError(f"RunResults: mode must be 'max' or 'min', got {mode!r}")
         self.dirpath = Path(dirpath)
@@ -63,8 +64,9 @@ class RunResults(Callback):
     def on_validation_epoch_start(self, trainer, pl_module) -> None:
         self.recorder.on_validation_epoch_start(trainer, pl_module)
 
-    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx,
-                                dataloader_idx=0) -> None:  # fmt: skip
+    def on_validation_batch_end(
+        self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
+    ) -> None:
         self.recorder.on_validation_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
@@ -85,8 +87,11 @@ class RunResults(Callback):
     def on_validation_end(self, trainer: pl.Trainer, pl_module) -> None:
         if trainer.sanity_checking or trainer.state.fn != "fit":
             return
-        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()
-                   if k.startswith("val/") and v.numel() == 1}  # fmt: skip
+        metrics = {
+            k: float(v)
+            for k, v in trainer.callback_metrics.items()
+            if k.startswith("val/") and v.numel() == 1
+        }
         epoch = trainer.current_epoch
         for name in _VAL_CURVES:
             if name in metrics:
@@ -105,11 +110,11 @@ class RunResults(Callback):
 
     def _write_best_report(self, pl_module) -> None:
         folder = outputs.mark(self.dirpath, "results")
-        report, _ = write_pass_report(self.recorder, pl_module.class_names,
-                                   pl_module.hparams.get("category_map", {}), folder)  # fmt: skip
+        report, _ = write_pass_report(
+            self.recorder, pl_module.class_names, pl_module.hparams.get("category_map", {}), folder
+        )
         self.best["threshold"] = report.threshold["all"]
-        self.best["per_class_threshold"] = {n: t for n, t in report.threshold.items()
-                                            if n != "all"}  # fmt: skip
+        self.best["per_class_threshold"] = {n: t for n, t in report.threshold.items() if n != "all"}
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module) -> None:
         if not trainer.is_global_zero:
@@ -119,11 +124,16 @@ class RunResults(Callback):
         folder = outputs.mark(self.dirpath, "results")
         plot_training_curves(self.history, folder / "curves.png")
         self._write_csv(folder / "results.csv")
-        best_path = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback \
-            else ""  # fmt: skip
+        best_path = (
+            trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        )
         if best_path and self.best.get("threshold"):
-            save_threshold(best_path, self.best["threshold"], self.best["per_class_threshold"],
-                           f"validation of epoch {self.best['epoch']} (training)")  # fmt: skip
+            save_threshold(
+                best_path,
+                self.best["threshold"],
+                self.best["per_class_threshold"],
+                f"validation of epoch {self.best['epoch']} (training)",
+            )
 
     def _write_csv(self, path: Path) -> None:
         names = sorted(self.history)
@@ -137,8 +147,10 @@ class RunResults(Callback):
 
     def state_dict(self) -> dict[str, Any]:
         """History and best epoch, so a resumed run's curves and report continue."""
-        return {"history": {k: [list(p) for p in v] for k, v in self.history.items()},
-                "best": dict(self.best)}  # fmt: skip
+        return {
+            "history": {k: [list(p) for p in v] for k, v in self.history.items()},
+            "best": dict(self.best),
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.history = {k: [tuple(p) for p in v] for k, v in state_dict["history"].items()}

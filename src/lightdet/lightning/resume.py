@@ -140,8 +140,10 @@ class ResumeCheckpoint(Checkpoint):
         saved): Lightning resumes the epoch with every training batch done and would end it,
         and with the last epoch the run, without validating; the best checkpoint, the
         results and the metrics would then miss that epoch."""
-        rank_zero_info(f"resume: epoch {trainer.current_epoch}'s validation was interrupted; "
-                       "validating it again")  # fmt: skip
+        rank_zero_info(
+            f"resume: epoch {trainer.current_epoch}'s validation was interrupted; "
+            "validating it again"
+        )
         val_loop = trainer.fit_loop.epoch_loop.val_loop
         val_loop.restarting = False  # from the first batch, not where it was stopped
         trainer.validating = True  # as Lightning's training epoch loop runs its validation
@@ -220,8 +222,11 @@ def _mapped(path: str | Path) -> dict | None:
 def stored_task_id(path: str | Path) -> str | None:
     """The ClearML task id a training checkpoint was recorded in (None when it holds none)."""
     states = (_mapped(path) or {}).get("callbacks", {})
-    found = [s.get("clearml_task_id") for k, s in states.items()
-             if k.startswith("ResumeCheckpoint") and isinstance(s, dict)]  # fmt: skip
+    found = [
+        s.get("clearml_task_id")
+        for k, s in states.items()
+        if k.startswith("ResumeCheckpoint") and isinstance(s, dict)
+    ]
     return next((str(t) for t in found if t), None)
 
 

@@ -23,8 +23,9 @@ def _warmup(step: int, warmup_steps: int, warmup_factor: float) -> float:
     return warmup_factor * (1.0 - alpha) + alpha
 
 
-def _progress(total_steps: int | None, warmup_steps: int,
-              progress: Callable[[], float] | None) -> Callable[[int], float]:  # fmt: skip
+def _progress(
+    total_steps: int | None, warmup_steps: int, progress: Callable[[], float] | None
+) -> Callable[[int], float]:
     """Fraction of the run done at a step, in [0, 1]: by steps, or by the budget used."""
     if progress is not None:
         return lambda step: min(1.0, max(0.0, float(progress())))
@@ -100,8 +101,10 @@ def budget_progress(trainer) -> Callable[[], float]:
 
     timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
     if timer is None or timer._duration is None:
-        raise ValueError("trainer.max_epochs=-1 trains without end: give a wall-clock budget "
-                         "(trainer.max_time=DD:HH:MM:SS) or trainer.max_steps")  # fmt: skip
+        raise ValueError(
+            "trainer.max_epochs=-1 trains without end: give a wall-clock budget "
+            "(trainer.max_time=DD:HH:MM:SS) or trainer.max_steps"
+        )
     budget = float(timer._duration)
     return lambda: timer.time_elapsed() / budget
 

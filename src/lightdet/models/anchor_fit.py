@@ -28,8 +28,11 @@ import torch
 from torch import Tensor, nn
 from torchvision.ops import box_iou
 
-SIZE_BINS = (("small (< 32 px)", 0.0, 32.0), ("medium", 32.0, 96.0), ("large (> 96 px)", 96.0,
-             math.inf))  # fmt: skip
+SIZE_BINS = (
+    ("small (< 32 px)", 0.0, 32.0),
+    ("medium", 32.0, 96.0),
+    ("large (> 96 px)", 96.0, math.inf),
+)
 LARGE_SHARE = 0.3  # boxes covering at least this share of their image get their own row
 
 
@@ -50,8 +53,9 @@ class Boxes:
         return torch.cat(parts) if parts else torch.zeros(0, 4)
 
 
-def model_boxes(net: nn.Module, records: Sequence, *, limit: int | None = None,
-                seed: int = 0) -> Boxes:  # fmt: skip
+def model_boxes(
+    net: nn.Module, records: Sequence, *, limit: int | None = None, seed: int = 0
+) -> Boxes:
     """The records' boxes after the detector's transform (its resize), grouped by input size;
     at most ``limit`` images (a seeded sample) when given. Crowd/difficult boxes are left out."""
     chosen = list(records)
@@ -173,8 +177,15 @@ class Coverage:
             def share(at: float, ious=ious, n=n) -> float:
                 return float((ious >= at).float().mean()) if n else math.nan
 
-            out.append((name, n, share(self.threshold), None if low is None else share(low),
-                        float(ious.mean()) if n else math.nan))  # fmt: skip
+            out.append(
+                (
+                    name,
+                    n,
+                    share(self.threshold),
+                    None if low is None else share(low),
+                    float(ious.mean()) if n else math.nan,
+                )
+            )
         return out
 
 
@@ -215,8 +226,12 @@ def kmeans_shapes(boxes: Tensor, k: int, *, seed: int = 0, iterations: int = 100
     centers = wh[torch.randperm(len(wh), generator=generator)[:k]].clone()
     for _ in range(iterations):
         assign = _wh_iou(wh, centers).argmax(1)
-        updated = torch.stack([wh[assign == j].median(0).values if (assign == j).any()
-                               else centers[j] for j in range(k)])  # fmt: skip
+        updated = torch.stack(
+            [
+                wh[assign == j].median(0).values if (assign == j).any() else centers[j]
+                for j in range(k)
+            ]
+        )
         if torch.allclose(updated, centers):
             break
         centers = updated
@@ -235,8 +250,9 @@ def kmeans_ratios(boxes: Tensor, k: int, *, iterations: int = 100) -> list[float
     centers = torch.quantile(x, torch.linspace(0, 1, k + 2)[1:-1])
     for _ in range(iterations):
         assign = (x[:, None] - centers[None]).abs().argmin(1)
-        updated = torch.stack([x[assign == j].mean() if (assign == j).any() else centers[j]
-                               for j in range(k)])  # fmt: skip
+        updated = torch.stack(
+            [x[assign == j].mean() if (assign == j).any() else centers[j] for j in range(k)]
+        )
         if torch.allclose(updated, centers):
             break
         centers = updated
@@ -293,13 +309,18 @@ def fit_anchor_settings(
         firsts = [f for f in firsts if f >= stride] or [stride]
     ratio_sets = [list(default["aspect_ratios"]), kmeans_ratios(all_boxes, ratios)]
     candidates = [dict(default)]
-    candidates += [{"anchor_sizes": [first * 2**i for i in range(levels)], "aspect_ratios": r}
-                   for r in ratio_sets for first in firsts]  # fmt: skip
+    candidates += [
+        {"anchor_sizes": [first * 2**i for i in range(levels)], "aspect_ratios": r}
+        for r in ratio_sets
+        for first in firsts
+    ]
     best: Fit | None = None
     for settings in candidates:
         found = coverage(build(settings), boxes, threshold)
-        if best is None or (found.bpr, found.mean_iou) > (best.coverage.bpr,
-                                                           best.coverage.mean_iou):  # fmt: skip
+        if best is None or (found.bpr, found.mean_iou) > (
+            best.coverage.bpr,
+            best.coverage.mean_iou,
+        ):
             best = Fit(settings=settings, coverage=found)
     assert best is not None
     return best

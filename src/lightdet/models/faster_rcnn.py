@@ -21,11 +21,15 @@ from lightdet.models.backbones import MOBILENETS, download_guard, fpn_backbone
 PRETRAINED = ("none", "imagenet", "coco")
 COCO_RECIPES = {  # (backbone, version) -> torchvision builder and its COCO weights
     ("resnet50", "v1"): (tv.fasterrcnn_resnet50_fpn, tv.FasterRCNN_ResNet50_FPN_Weights.COCO_V1),
-    ("resnet50", "v2"): (tv.fasterrcnn_resnet50_fpn_v2,
-                         tv.FasterRCNN_ResNet50_FPN_V2_Weights.COCO_V1),
-    ("mobilenet_v3_large", "v1"): (tv.fasterrcnn_mobilenet_v3_large_fpn,
-                                   tv.FasterRCNN_MobileNet_V3_Large_FPN_Weights.COCO_V1),
-}  # fmt: skip
+    ("resnet50", "v2"): (
+        tv.fasterrcnn_resnet50_fpn_v2,
+        tv.FasterRCNN_ResNet50_FPN_V2_Weights.COCO_V1,
+    ),
+    ("mobilenet_v3_large", "v1"): (
+        tv.fasterrcnn_mobilenet_v3_large_fpn,
+        tv.FasterRCNN_MobileNet_V3_Large_FPN_Weights.COCO_V1,
+    ),
+}
 
 
 def build_faster_rcnn(
@@ -81,7 +85,8 @@ def build_faster_rcnn(
     if pretrained not in PRETRAINED:
         raise ValueError(f"model.net.pretrained: expected one of {PRETRAINED}, got {pretrained!r}")
     settings = dict(
-        min_size=min_size, max_size=max_size,
+        min_size=min_size,
+        max_size=max_size,
         rpn_pre_nms_top_n_train=rpn_pre_nms_top_n_train,
         rpn_pre_nms_top_n_test=rpn_pre_nms_top_n_test,
         rpn_post_nms_top_n_train=rpn_post_nms_top_n_train,
@@ -90,22 +95,31 @@ def build_faster_rcnn(
         rpn_positive_fraction=rpn_positive_fraction,
         box_batch_size_per_image=box_batch_size_per_image,
         box_positive_fraction=box_positive_fraction,
-        box_score_thresh=box_score_thresh, box_nms_thresh=box_nms_thresh,
+        box_score_thresh=box_score_thresh,
+        box_nms_thresh=box_nms_thresh,
         box_detections_per_img=box_detections_per_img,
-    )  # fmt: skip
+    )
     if pretrained == "coco":
         return _coco(backbone, version, num_classes, trainable_backbone_layers, settings)
     if strides is None:
         strides = (16, 32) if backbone in MOBILENETS else (4, 8, 16, 32)
     if len(anchor_sizes) != len(strides) + 1:
-        raise ValueError(f"model.net.anchor_sizes: one per FPN level ({len(strides) + 1}), "
-                         f"got {list(anchor_sizes)}")  # fmt: skip
-    body = fpn_backbone(backbone, out_channels=fpn_channels, pretrained=pretrained == "imagenet",
-                        trainable_layers=trainable_backbone_layers, extra_blocks=LastLevelMaxPool(),
-                        strides=tuple(strides),
-                        norm_layer=nn.BatchNorm2d if version == "v2" else None)  # fmt: skip
-    anchors = AnchorGenerator(tuple((int(s),) for s in anchor_sizes),
-                              (tuple(aspect_ratios),) * len(anchor_sizes))  # fmt: skip
+        raise ValueError(
+            f"model.net.anchor_sizes: one per FPN level ({len(strides) + 1}), "
+            f"got {list(anchor_sizes)}"
+        )
+    body = fpn_backbone(
+        backbone,
+        out_channels=fpn_channels,
+        pretrained=pretrained == "imagenet",
+        trainable_layers=trainable_backbone_layers,
+        extra_blocks=LastLevelMaxPool(),
+        strides=tuple(strides),
+        norm_layer=nn.BatchNorm2d if version == "v2" else None,
+    )
+    anchors = AnchorGenerator(
+        tuple((int(s),) for s in anchor_sizes), (tuple(aspect_ratios),) * len(anchor_sizes)
+    )
     num_anchors = anchors.num_anchors_per_location()[0]
     levels = [str(i) for i in range(len(strides))]  # the FPN outputs, without the pooled level
     roi_pool = MultiScaleRoIAlign(featmap_names=levels, output_size=7, sampling_ratio=2)
@@ -115,10 +129,11 @@ def build_faster_rcnn(
             "rpn_head": RPNHead(fpn_channels, num_anchors, conv_depth=2),
             "box_head": FastRCNNConvFCHead(
                 (fpn_channels, 7, 7), [fpn_channels] * 4, [1024], norm_layer=nn.BatchNorm2d
-            ),  # fmt: skip
+            ),
         }
-    return FasterRCNN(body, num_classes, rpn_anchor_generator=anchors, box_roi_pool=roi_pool,
-                      **extra, **settings)  # fmt: skip
+    return FasterRCNN(
+        body, num_classes, rpn_anchor_generator=anchors, box_roi_pool=roi_pool, **extra, **settings
+    )
 
 
 def _coco(backbone, version, num_classes, trainable_layers, settings) -> FasterRCNN:

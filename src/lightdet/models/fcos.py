@@ -98,8 +98,14 @@ def build_fcos(
     anchors = AnchorGenerator(
         sizes=((8,), (16,), (32,), (64,), (128,)), aspect_ratios=((1.0,),) * 5
     )
-    head = FocalFCOSHead(fpn_channels, 1, num_classes, focal_alpha=focal_alpha,
-                         focal_gamma=focal_gamma, prior_probability=prior_probability)  # fmt: skip
+    head = FocalFCOSHead(
+        fpn_channels,
+        1,
+        num_classes,
+        focal_alpha=focal_alpha,
+        focal_gamma=focal_gamma,
+        prior_probability=prior_probability,
+    )
     return FCOS(
         body,
         num_classes,

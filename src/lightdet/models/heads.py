@@ -92,7 +92,8 @@ class FocalClassificationHead(RetinaNetClassificationHead):
             gt_classes = torch.zeros_like(cls_logits)  # [A, C]
             gt_classes[foreground, target["labels"][matched[foreground]]] = 1.0
             valid = matched != self.BETWEEN_THRESHOLDS  # anchors between IoU thresholds are ignored
-            loss = focal_loss(cls_logits[valid], gt_classes[valid], alpha=self.focal_alpha,
-                              gamma=self.focal_gamma)  # fmt: skip
+            loss = focal_loss(
+                cls_logits[valid], gt_classes[valid], alpha=self.focal_alpha, gamma=self.focal_gamma
+            )
             losses.append(loss / max(1, int(foreground.sum())))
         return sum(losses) / len(targets)

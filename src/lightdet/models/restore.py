@@ -93,7 +93,7 @@ def _contents(path: Path, ckpt) -> tuple[Mapping, Mapping[str, Tensor]]:
             ("hyper_parameters.config.model.net", isinstance(net_cfg, Mapping)),
             ("hyper_parameters.class_names", bool((hp or {}).get("class_names"))),
             ("state_dict with net.* weights", any(str(k).startswith(_PREFIX) for k in state or {})),
-        )  # fmt: skip
+        )
         if not ok
     ]
     if missing:

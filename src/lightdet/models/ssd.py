@@ -127,13 +127,22 @@ def build_ssd(
         previous = out
     features = SSDFeatures(trunk, taps, extras)
     num_maps = len(taps) + len(extras)
-    anchors = DefaultBoxGenerator(ssd_aspect_ratios(num_maps), min_ratio=min_ratio,
-                                  max_ratio=max_ratio)  # fmt: skip
+    anchors = DefaultBoxGenerator(
+        ssd_aspect_ratios(num_maps), min_ratio=min_ratio, max_ratio=max_ratio
+    )
     out_channels = _probe_channels(features, size)
     head = SSDHead(out_channels, anchors.num_anchors_per_location(), num_classes)
-    return SSD(features, anchors, (size, size), num_classes, head=head,
-               score_thresh=score_thresh, nms_thresh=nms_thresh,
-               detections_per_img=detections_per_img, iou_thresh=iou_thresh)  # fmt: skip
+    return SSD(
+        features,
+        anchors,
+        (size, size),
+        num_classes,
+        head=head,
+        score_thresh=score_thresh,
+        nms_thresh=nms_thresh,
+        detections_per_img=detections_per_img,
+        iou_thresh=iou_thresh,
+    )
 
 
 def _probe_channels(features: nn.Module, size: int) -> list[int]:
@@ -148,9 +157,12 @@ def _probe_channels(features: nn.Module, size: int) -> list[int]:
 
 
 def build_ssd300_vgg16(
-    *, num_classes: int, pretrained: str = "none", trainable_backbone_layers: int | None = None,
+    *,
+    num_classes: int,
+    pretrained: str = "none",
+    trainable_backbone_layers: int | None = None,
     **kwargs,
-) -> SSD:  # fmt: skip
+) -> SSD:
     """torchvision's SSD300-VGG16 recipe (the paper's model: conv4_3 and fc7 taps, L2 norm).
 
     Args:
@@ -167,9 +179,12 @@ def build_ssd300_vgg16(
 
 
 def build_ssdlite(
-    *, num_classes: int, pretrained: str = "none", trainable_backbone_layers: int | None = None,
+    *,
+    num_classes: int,
+    pretrained: str = "none",
+    trainable_backbone_layers: int | None = None,
     **kwargs,
-) -> SSD:  # fmt: skip
+) -> SSD:
     """SSDlite320 on MobileNetV3-Large (torchvision's recipe; 320 px input).
 
     Args: as :func:`build_ssd300_vgg16`.
@@ -187,9 +202,13 @@ def _torchvision_ssd(builder, coco, num_classes, pretrained, trainable_layers, *
     if pretrained != "coco":
         backbone_weights = "DEFAULT" if pretrained == "imagenet" else None
         with download_guard("model.net.pretrained=none"):
-            return builder(weights=None, weights_backbone=backbone_weights,
-                           num_classes=num_classes, trainable_backbone_layers=trainable_layers,
-                           **kwargs)  # fmt: skip
+            return builder(
+                weights=None,
+                weights_backbone=backbone_weights,
+                num_classes=num_classes,
+                trainable_backbone_layers=trainable_layers,
+                **kwargs,
+            )
     with download_guard("model.net.pretrained=none (or imagenet)"):
         model = builder(weights=coco, trainable_backbone_layers=trainable_layers, **kwargs)
     if num_classes != len(coco.meta["categories"]):  # a new class layer for a new class set

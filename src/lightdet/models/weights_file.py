@@ -38,22 +38,31 @@ def _tensors(path: Path) -> dict[str, torch.Tensor]:
     from lightdet.guard import load_checkpoint
 
     if not path.is_file():
-        raise WeightsFileError(f"model.net.pretrained={path}: no such file (give none, "
-                               "imagenet, coco, or the path of a weights file)")  # fmt: skip
+        raise WeightsFileError(
+            f"model.net.pretrained={path}: no such file (give none, "
+            "imagenet, coco, or the path of a weights file)"
+        )
     try:
         state = load_checkpoint(path)
     except Exception as err:
-        raise WeightsFileError(f"model.net.pretrained={path}: not a readable weights file "
-                               f"({type(err).__name__}: {err})") from err  # fmt: skip
+        raise WeightsFileError(
+            f"model.net.pretrained={path}: not a readable weights file "
+            f"({type(err).__name__}: {err})"
+        ) from err
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
             break
-    tensors = {str(k): v for k, v in state.items() if torch.is_tensor(v)} if isinstance(
-        state, dict) else {}  # fmt: skip
+    tensors = (
+        {str(k): v for k, v in state.items() if torch.is_tensor(v)}
+        if isinstance(state, dict)
+        else {}
+    )
     if not tensors:
-        raise WeightsFileError(f"model.net.pretrained={path}: holds no tensors by name (expected "
-                               "a state dict or a checkpoint with one)")  # fmt: skip
+        raise WeightsFileError(
+            f"model.net.pretrained={path}: holds no tensors by name (expected "
+            "a state dict or a checkpoint with one)"
+        )
     return tensors
 
 
@@ -74,12 +83,11 @@ def fit_weights(net: nn.Module, tensors: dict[str, torch.Tensor]) -> tuple[dict,
     best: tuple[dict, str, str] = ({}, "", "")
     places = _placements(net)
     for wrapper in _WRAPPERS:
-        names = {k[len(wrapper):]: v for k, v in tensors.items() if k.startswith(wrapper)}
+        names = {k[len(wrapper) :]: v for k, v in tensors.items() if k.startswith(wrapper)}
         if len(names) <= len(best[0]):
             continue
         for place in places:
-            fitting = {place + k: v for k, v in names.items()
-                       if target.get(place + k) == v.shape}  # fmt: skip
+            fitting = {place + k: v for k, v in names.items() if target.get(place + k) == v.shape}
             if len(fitting) > len(best[0]):
                 best = (fitting, wrapper, place)
     return best
@@ -104,12 +112,16 @@ def load_weights_file(net: nn.Module, path: str | os.PathLike) -> dict[str, int]
         state = net.state_dict()
         for name, value in fitting.items():
             state[name].copy_(value)
-    used = {k[len(place):] for k in fitting}
-    unused = [k for k in tensors if k.startswith(wrapper) and k[len(wrapper):] not in used]
+    used = {k[len(place) :] for k in fitting}
+    unused = [k for k in tensors if k.startswith(wrapper) and k[len(wrapper) :] not in used]
     unused += [k for k in tensors if not k.startswith(wrapper)]
     where = f"into {place.rstrip('.')}" if place else "into the whole detector"
-    log.info("model.net.pretrained: %d of %d tensors from %s loaded %s%s", len(fitting),
-             len(tensors), path.name, where,
-             f"; not used: {', '.join(unused[:4])}{' ...' if len(unused) > 4 else ''}"
-             if unused else "")  # fmt: skip
+    log.info(
+        "model.net.pretrained: %d of %d tensors from %s loaded %s%s",
+        len(fitting),
+        len(tensors),
+        path.name,
+        where,
+        f"; not used: {', '.join(unused[:4])}{' ...' if len(unused) > 4 else ''}" if unused else "",
+    )
     return {"loaded": len(fitting), "in_file": len(tensors), "unused": len(unused)}

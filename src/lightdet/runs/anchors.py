@@ -13,10 +13,12 @@ def _options(overrides: list[str]) -> tuple[dict, list[str]]:
     for item in overrides:
         key, _, value = item.partition("=")
         if key.startswith("anchors."):
-            name = key[len("anchors."):]
+            name = key[len("anchors.") :]
             if name not in OPTIONS:
-                raise ValueError(f"anchors.{name}: not an option; options: "
-                                 f"{', '.join('anchors.' + k for k in OPTIONS)}")  # fmt: skip
+                raise ValueError(
+                    f"anchors.{name}: not an option; options: "
+                    f"{', '.join('anchors.' + k for k in OPTIONS)}"
+                )
             options[name] = type(OPTIONS[name])(value)
         else:
             rest.append(item)
@@ -26,9 +28,11 @@ def _options(overrides: list[str]) -> tuple[dict, list[str]]:
 
 
 def _table(cov, levels: int, low: float | None) -> list[str]:
-    lines = [f"{'boxes':<32} {'count':>6} {'BPR@' + format(cov.threshold, 'g'):>9} "
-             + (f"{'>=' + format(low, 'g'):>7} " if low is not None else "")
-             + f"{'mean IoU':>9}"]  # fmt: skip
+    lines = [
+        f"{'boxes':<32} {'count':>6} {'BPR@' + format(cov.threshold, 'g'):>9} "
+        + (f"{'>=' + format(low, 'g'):>7} " if low is not None else "")
+        + f"{'mean IoU':>9}"
+    ]
     for name, n, bpr, above, mean in cov.rows(levels, low):
         if n or not name.startswith("level"):
             shown = f"{above:>7.3f} " if above is not None else ""
@@ -79,26 +83,42 @@ def report(overrides: list[str]) -> list[str]:
     ]
     all_boxes = boxes.all()
     shapes = fit.kmeans_shapes(all_boxes, options["clusters"], seed=options["seed"])
-    lines += ["", f"box shapes, k-means on 1 - IoU (k={options['clusters']}, width x height "
-              "in input pixels): " + ", ".join(f"{w:.0f}x{h:.0f}" for w, h in shapes.tolist())]
+    lines += [
+        "",
+        f"box shapes, k-means on 1 - IoU (k={options['clusters']}, width x height "
+        "in input pixels): " + ", ".join(f"{w:.0f}x{h:.0f}" for w, h in shapes.tolist()),
+    ]
     keys = ("anchor_sizes", "aspect_ratios")
     if not all(k in net_cfg for k in keys):
-        lines += ["", f"fitting: {cfg.model.name} has no model.net.anchor_sizes/aspect_ratios "
-                  "to fit (coverage only)"]  # fmt: skip
+        lines += [
+            "",
+            f"fitting: {cfg.model.name} has no model.net.anchor_sizes/aspect_ratios "
+            "to fit (coverage only)",
+        ]
         return lines
     default = {k: list(net_cfg[k]) for k in keys}
     best = fit.fit_anchor_settings(
-        build, boxes, high, levels=len(default["anchor_sizes"]),
-        ratios=len(default["aspect_ratios"]), default=default,
+        build,
+        boxes,
+        high,
+        levels=len(default["anchor_sizes"]),
+        ratios=len(default["aspect_ratios"]),
+        default=default,
         stride=fit.first_stride(net, sizes[0]),
-    )  # fmt: skip
+    )
     if best.settings == default:
         lines += ["", "fitted: the model's own anchors are the best of those scanned; keep them"]
         return lines
-    override = " ".join(f"model.net.{k}=[{','.join(format(v, 'g') for v in best.settings[k])}]"
-                        for k in keys)  # fmt: skip
-    lines += ["", "fitted anchors:", *_table(best.coverage, levels, low), "",
-              f"BPR {cov.bpr:.3f} -> {best.coverage.bpr:.3f}, mean best IoU {cov.mean_iou:.3f} -> "
-              f"{best.coverage.mean_iou:.3f}; train with them:",
-              f"  make train ARGS=\"{override}\""]  # fmt: skip
+    override = " ".join(
+        f"model.net.{k}=[{','.join(format(v, 'g') for v in best.settings[k])}]" for k in keys
+    )
+    lines += [
+        "",
+        "fitted anchors:",
+        *_table(best.coverage, levels, low),
+        "",
+        f"BPR {cov.bpr:.3f} -> {best.coverage.bpr:.3f}, mean best IoU {cov.mean_iou:.3f} -> "
+        f"{best.coverage.mean_iou:.3f}; train with them:",
+        f'  make train ARGS="{override}"',
+    ]
     return lines

@@ -34,8 +34,7 @@ def build_module(cfg: DictConfig, datamodule: DetectionDataModule) -> DetectionM
         class_names=datamodule.class_names,
         category_map=datamodule.category_map,
         config=OmegaConf.to_container(cfg, resolve=True),
-        backbone_lr_mult=float(OmegaConf.select(cfg, "optimization.backbone_lr_mult",
-                                                default=1.0)),  # fmt: skip
+        backbone_lr_mult=float(OmegaConf.select(cfg, "optimization.backbone_lr_mult", default=1.0)),
         **_nonfinite_args(cfg),
     )
 
@@ -73,6 +72,6 @@ def _nonfinite_args(cfg: DictConfig) -> dict:
         for k, v in (
             ("nonfinite_loss", policy.get("action")),
             ("max_nonfinite_steps", policy.get("max_steps")),
-        )  # fmt: skip
+        )
         if v is not None
     }

@@ -31,8 +31,7 @@ def compose_config(config_name: str, overrides: Sequence[str] = ()) -> DictConfi
     from lightdet.cli import CONFIG_DIR  # importing it guards Hydra's composition
 
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose(config_name=config_name, overrides=list(overrides),
-                      return_hydra_config=True)  # fmt: skip
+        cfg = compose(config_name=config_name, overrides=list(overrides), return_hydra_config=True)
     with open_dict(cfg):
         paths = OmegaConf.to_container(cfg.paths, resolve=False)
         if paths.get("output_dir") == _HYDRA_OUTPUT_DIR:  # not set by an override: a new

@@ -54,18 +54,26 @@ def run_evaluation(cfg: DictConfig, bind_hydra: bool = True) -> dict[str, float]
 
 def _report(cfg: DictConfig, recorder: EvaluationRecorder, datamodule, task) -> None:
     folder = Path(cfg.paths.output_dir)
-    report, files = write_pass_report(recorder, datamodule.class_names, datamodule.category_map,
-                                      folder)  # fmt: skip
+    report, files = write_pass_report(
+        recorder, datamodule.class_names, datamodule.category_map, folder
+    )
     if task is not None:
-        bounded.send(task, "reporting the evaluation", report_evaluation, task.get_logger(),
-                     report, 0)  # fmt: skip
+        bounded.send(
+            task, "reporting the evaluation", report_evaluation, task.get_logger(), report, 0
+        )
     per_class = {n: best for n, best in report.threshold.items() if n != "all"}
-    kept = save_threshold(cfg.ckpt_path, report.threshold["all"], per_class,
-                          f"{cfg.split} split of {cfg.data.source.get('_target_', 'the data')}")
+    kept = save_threshold(
+        cfg.ckpt_path,
+        report.threshold["all"],
+        per_class,
+        f"{cfg.split} split of {cfg.data.source.get('_target_', 'the data')}",
+    )
     print(format_report(report))  # the report is the command's output, not a log record
     print(f"\nwritten to {folder}: " + ", ".join(p.name for p in files))
     if kept is not None:
         print(f"score threshold {report.score_threshold:.3f} kept in {kept} (predict's default)")
     else:
-        print(f"the checkpoint's folder is not lightdet's: nothing written beside it; pass "
-              f"score_thresh={report.score_threshold:.3f} to predict")  # fmt: skip
+        print(
+            f"the checkpoint's folder is not lightdet's: nothing written beside it; pass "
+            f"score_thresh={report.score_threshold:.3f} to predict"
+        )

@@ -55,14 +55,21 @@ def run_export(cfg: DictConfig) -> dict:
     limit = cfg.verify.get("max_images")
     count = len(dataset) if limit is None else min(int(limit), len(dataset))
     blank = bool(cfg.verify.get("blank_image", True))
-    checked = verify(net, load_runner(path), _items(dataset, count, blank), trained.class_names,
-                     progress=lambda it: tqdm(it, desc="verify", unit="img", total=count + blank))
+    checked = verify(
+        net,
+        load_runner(path),
+        _items(dataset, count, blank),
+        trained.class_names,
+        progress=lambda it: tqdm(it, desc="verify", unit="img", total=count + blank),
+    )
     report = _report(path, fmt, metadata, checked)
     (out / "export_report.json").write_text(json.dumps(report, indent=2) + "\n")
     print(_text(report, checked), flush=True)
     if not checked.ok:
-        raise SystemExit(f"export: {path.name} does not match PyTorch (see above; the file is "
-                         f"kept in {out} for inspection)")  # fmt: skip
+        raise SystemExit(
+            f"export: {path.name} does not match PyTorch (see above; the file is "
+            f"kept in {out} for inspection)"
+        )
     return report
 
 
@@ -71,8 +78,9 @@ def _check_format(fmt: str) -> None:
         raise SystemExit(f"export: format={fmt!r}: expected one of {', '.join(FORMATS)}")
     missing = [m for m in _NEEDS[fmt] if importlib.util.find_spec(m) is None]
     if missing:
-        raise SystemExit(f"export: format={fmt} needs {' and '.join(missing)}: "
-                         "pip install -e '.[export]'")  # fmt: skip
+        raise SystemExit(
+            f"export: format={fmt} needs {' and '.join(missing)}: pip install -e '.[export]'"
+        )
 
 
 def _metadata(trained, net, cfg: DictConfig, threshold: float, source: str) -> dict[str, str]:
@@ -84,14 +92,15 @@ def _metadata(trained, net, cfg: DictConfig, threshold: float, source: str) -> d
         "checkpoint": Path(cfg.ckpt_path).name,
         "class_names": json.dumps(trained.class_names),  # label i is class_names[i - 1]
         "input": "image: float32 [3, H, W], RGB, values in [0, 1], any H and W; batch of 1",
-        "resize_inside": json.dumps({k: v for k, v in resize.items() if v is not None},
-                                    default=list),  # fmt: skip
+        "resize_inside": json.dumps(
+            {k: v for k, v in resize.items() if v is not None}, default=list
+        ),
         "outputs": "boxes float32 [N, 4] xyxy in input pixels; scores float32 [N]; "
-                   "labels int64 [N] in 1..K",
+        "labels int64 [N] in 1..K",
         "score_threshold": f"{threshold:.6g}",
         "score_threshold_source": source,
         "opset": str(OPSET) if cfg.format == "onnx" else "",
-    }  # fmt: skip
+    }
 
 
 def _items(dataset, count: int, blank: bool):
@@ -107,20 +116,29 @@ def _items(dataset, count: int, blank: bool):
 
 
 def _report(path: Path, fmt: str, metadata: dict, checked: Verification) -> dict:
-    median = (lambda v: float(np.median(v)) if v else None)  # noqa: E731
+    median = lambda v: float(np.median(v)) if v else None  # noqa: E731
     return {
-        "file": str(path), "format": fmt, "size_mb": round(path.stat().st_size / 2**20, 2),
-        "metadata": metadata, "runtime": _runtime(fmt), "images": checked.images,
-        "images_matching": checked.same, "images_differing_in_ties_only": checked.ties,
+        "file": str(path),
+        "format": fmt,
+        "size_mb": round(path.stat().st_size / 2**20, 2),
+        "metadata": metadata,
+        "runtime": _runtime(fmt),
+        "images": checked.images,
+        "images_matching": checked.same,
+        "images_differing_in_ties_only": checked.ties,
         "failures": checked.failures[:20],
-        "max_box_error_relative": checked.box_error, "box_tolerance": BOX_RTOL,
-        "max_score_error": checked.score_error, "score_tolerance": SCORE_ATOL,
+        "max_box_error_relative": checked.box_error,
+        "box_tolerance": BOX_RTOL,
+        "max_score_error": checked.score_error,
+        "score_tolerance": SCORE_ATOL,
         "detections": checked.detections,
         "coco": {k: {"pytorch": a, "exported": b} for k, (a, b) in checked.coco.items()},
-        "median_ms": {"pytorch": median(checked.pytorch_ms),
-                      "exported": median(checked.exported_ms)},
+        "median_ms": {
+            "pytorch": median(checked.pytorch_ms),
+            "exported": median(checked.exported_ms),
+        },
         "passed": checked.ok,
-    }  # fmt: skip
+    }
 
 
 def _runtime(fmt: str) -> str:
@@ -144,18 +162,24 @@ def _text(report: dict, checked: Verification) -> str:
         f"  same detections on {checked.same}/{checked.images} images: boxes within "
         f"{checked.box_error:.1e} relative (limit {BOX_RTOL:g}), scores within "
         f"{checked.score_error:.1e} (limit {SCORE_ATOL:g}), labels equal",
-    ]  # fmt: skip
+    ]
     if checked.ties:
-        lines.append(f"  {checked.ties} images differ only among detections with exactly tied "
-                     "scores (which of them a top-k keeps is arbitrary; each runtime breaks "
-                     "ties its own way)")  # fmt: skip
+        lines.append(
+            f"  {checked.ties} images differ only among detections with exactly tied "
+            "scores (which of them a top-k keeps is arbitrary; each runtime breaks "
+            "ties its own way)"
+        )
     lines += [f"  DIFFERS {f}" for f in checked.failures[:10]]
     for name, (a, b) in checked.coco.items():
-        lines.append(f"  val {name}: PyTorch {a:.4f}, exported {b:.4f} "
-                     f"(difference {abs(a - b):.4f}, limit {MAP_ATOL:g})")  # fmt: skip
+        lines.append(
+            f"  val {name}: PyTorch {a:.4f}, exported {b:.4f} "
+            f"(difference {abs(a - b):.4f}, limit {MAP_ATOL:g})"
+        )
     ms = report["median_ms"]
     if ms["pytorch"] is not None:
-        lines.append(f"  median latency per image (batch 1, this CPU): PyTorch "
-                     f"{ms['pytorch']:.1f} ms, exported {ms['exported']:.1f} ms")  # fmt: skip
+        lines.append(
+            f"  median latency per image (batch 1, this CPU): PyTorch "
+            f"{ms['pytorch']:.1f} ms, exported {ms['exported']:.1f} ms"
+        )
     lines.append("PASSED" if checked.ok else "FAILED")
     return "\n".join(lines)

@@ -39,12 +39,12 @@ def run_local(cfg: DictConfig, out_dir: Path) -> dict:
 
     def run_trial(overrides: list[str], callbacks: list, number: int) -> float | None:
         folder = out_dir / f"trial_{number:03d}"
-        trial = [f"task_name={cfg.hpo.study_name}-trial{number:03d}",
-                 f"paths.output_dir={folder}"]  # fmt: skip
+        trial = [f"task_name={cfg.hpo.study_name}-trial{number:03d}", f"paths.output_dir={folder}"]
         value = None
         try:
-            value = run_training(compose_train([*overrides, *trial]), callbacks,
-                                 bind_hydra=False).best  # fmt: skip
+            value = run_training(
+                compose_train([*overrides, *trial]), callbacks, bind_hydra=False
+            ).best
         finally:  # pruned and worse trials keep their best weights only (a third of the disk)
             if value is not None and (not best or value > best[0]):
                 if best:

@@ -42,10 +42,19 @@ def run_prediction(cfg: DictConfig) -> dict:
     classes = OmegaConf.to_container(cfg.classes) if cfg.get("classes") is not None else None
     found = _predict(detector, inputs, out, cfg, threshold, classes)
     entries = [_entry(d, detector) for d in found]
-    (out / "predictions.json").write_text(json.dumps({
-        "checkpoint": str(cfg.ckpt_path), "score_threshold": threshold,
-        "score_threshold_source": source, "class_names": detector.class_names,
-        "images": entries}, indent=1) + "\n")  # fmt: skip
+    (out / "predictions.json").write_text(
+        json.dumps(
+            {
+                "checkpoint": str(cfg.ckpt_path),
+                "score_threshold": threshold,
+                "score_threshold_source": source,
+                "class_names": detector.class_names,
+                "images": entries,
+            },
+            indent=1,
+        )
+        + "\n"
+    )
     summary = _summary(found, threshold, source, out)
     print(summary["text"], flush=True)
     return {k: v for k, v in summary.items() if k != "text"}
@@ -61,12 +70,14 @@ def expand_input(text: str) -> list[str]:
         return [text]
     if any(c in text for c in "*?["):
         found = (Path(p) for p in glob.glob(text, recursive=True))
-        matches = sorted(str(p) for p in found if p.suffix.lower() in IMAGE_SUFFIXES
-                         and p.is_file())  # fmt: skip
+        matches = sorted(
+            str(p) for p in found if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+        )
         if matches:
             return matches
-        raise FileNotFoundError(f"input={text}: the pattern matches no image "
-                                f"({', '.join(IMAGE_SUFFIXES)})")  # fmt: skip
+        raise FileNotFoundError(
+            f"input={text}: the pattern matches no image ({', '.join(IMAGE_SUFFIXES)})"
+        )
     raise FileNotFoundError(f"input={text}: no such image file or folder")
 
 
@@ -81,14 +92,20 @@ def score_threshold(cfg: DictConfig) -> tuple[float, str]:
     return DEFAULT_SCORE_THRESHOLD, "default (no evaluation kept beside the checkpoint)"
 
 
-def _predict(detector: Detector, inputs: list[str], out: Path, cfg: DictConfig,
-             threshold: float, classes) -> list[Detections]:  # fmt: skip
+def _predict(
+    detector: Detector, inputs: list[str], out: Path, cfg: DictConfig, threshold: float, classes
+) -> list[Detections]:
     from lightdet.data.inputs import image_inputs
 
     items = image_inputs(inputs)  # paths only: nothing is read yet
-    stream = detector.stream(items, score_thresh=threshold, classes=classes,
-                             batch_size=int(cfg.batch_size), max_detections=cfg.max_detections,
-                             errors="skip")  # fmt: skip
+    stream = detector.stream(
+        items,
+        score_thresh=threshold,
+        classes=classes,
+        batch_size=int(cfg.batch_size),
+        max_detections=cfg.max_detections,
+        errors="skip",
+    )
     found, drawn_dir = [], out / "images"
     for detections, image in tqdm(stream, total=len(items), desc="predict", unit="img"):
         found.append(detections)
@@ -102,8 +119,9 @@ def _predict(detector: Detector, inputs: list[str], out: Path, cfg: DictConfig,
 
 def _draw(detector: Detector, detections: Detections, image, folder: Path) -> Path:
     pred = {"boxes": detections.boxes, "labels": detections.labels, "scores": detections.scores}
-    pixels = draw_boxes(image, detector.class_names, prediction=pred, score_threshold=0.0,
-                        min_side=0)  # fmt: skip
+    pixels = draw_boxes(
+        image, detector.class_names, prediction=pred, score_threshold=0.0, min_side=0
+    )
     stem = Path(detections.source).stem if detections.source else "image"
     path, n = folder / f"{stem}.jpg", 0
     while path.exists():  # two inputs with one stem, or an earlier run's file: never replaced
@@ -126,15 +144,24 @@ def _summary(found: list[Detections], threshold: float, source: str, out: Path) 
     errors = [d for d in found if d.error is not None]
     per_class = Counter(name for d in found for name in d.names)
     boxes = sum(per_class.values())
-    lines = [f"predicted {len(found) - len(errors)} images: {boxes} detections at score >= "
-             f"{threshold:.3f} ({source})"]  # fmt: skip
+    lines = [
+        f"predicted {len(found) - len(errors)} images: {boxes} detections at score >= "
+        f"{threshold:.3f} ({source})"
+    ]
     if per_class:
         lines.append("  " + ", ".join(f"{n} {c}" for n, c in sorted(per_class.items())))
     if errors:
         lines.append(f"{len(errors)} unreadable, skipped:")
         lines += [f"  {d.error}" for d in errors]
-    lines.append(f"written to {out}: predictions.json" +
-                 (", images/" if (out / "images").is_dir() else ""))  # fmt: skip
-    return {"images": len(found) - len(errors), "detections": boxes, "per_class": dict(per_class),
-            "unreadable": [d.source for d in errors], "score_threshold": threshold,
-            "output_dir": str(out), "text": "\n".join(lines)}  # fmt: skip
+    lines.append(
+        f"written to {out}: predictions.json" + (", images/" if (out / "images").is_dir() else "")
+    )
+    return {
+        "images": len(found) - len(errors),
+        "detections": boxes,
+        "per_class": dict(per_class),
+        "unreadable": [d.source for d in errors],
+        "score_threshold": threshold,
+        "output_dir": str(out),
+        "text": "\n".join(lines),
+    }

@@ -57,8 +57,12 @@ def use_checkpoint_data(cfg: DictConfig, overrides: Sequence[str]) -> None:
     from lightdet.guard import load_checkpoint
     from lightdet.guard.checkpoints import check_stored_config
 
-    stored = (load_checkpoint(cfg.ckpt_path, mmap=True)  # its config only: weights not read
-              .get("hyper_parameters", {}).get("config") or {})  # fmt: skip
+    stored = (
+        load_checkpoint(cfg.ckpt_path, mmap=True)  # its config only: weights not read
+        .get("hyper_parameters", {})
+        .get("config")
+        or {}
+    )
     if not stored.get("data"):
         _NOTES.append(f"data: {target} (the checkpoint holds no data config)")
         return
@@ -69,8 +73,10 @@ def use_checkpoint_data(cfg: DictConfig, overrides: Sequence[str]) -> None:
     with open_dict(cfg):
         cfg.data = data
     changed = f"; with {', '.join(keys)} from the command line" if keys else ""
-    _NOTES.append(f"data: the checkpoint's ({data.source.get('_target_', '?')}){changed}; "
-                  "DATA=... (data=...) scores other data")
+    _NOTES.append(
+        f"data: the checkpoint's ({data.source.get('_target_', '?')}){changed}; "
+        "DATA=... (data=...) scores other data"
+    )
 
 
 def check_split(cfg: DictConfig) -> None:
@@ -89,8 +95,10 @@ def check_split(cfg: DictConfig) -> None:
         present = source.get(split) is not None
         fix = f"set data.source.{split}=<its split name>"
     if not present:
-        raise InputError(f"split={split}: the data ({target.rsplit('.', 1)[-1]}) has no {split} "
-                         f"split; use split=val, or {fix}")  # fmt: skip
+        raise InputError(
+            f"split={split}: the data ({target.rsplit('.', 1)[-1]}) has no {split} "
+            f"split; use split=val, or {fix}"
+        )
 
 
 def check_server(cfg: DictConfig) -> None:
@@ -108,8 +116,10 @@ def check_server(cfg: DictConfig) -> None:
             "CLEARML_API_SECRET_KEY) first"
         )
     if not server_available(opts):
-        raise InputError(f"logger.clearml.remote_queue={queue}: the ClearML server {shown_host()} "
-                         "does not answer; nothing was enqueued")  # fmt: skip
+        raise InputError(
+            f"logger.clearml.remote_queue={queue}: the ClearML server {shown_host()} "
+            "does not answer; nothing was enqueued"
+        )
 
 
 def check_resumable(cfg: DictConfig) -> None:
@@ -143,15 +153,21 @@ def check_recipe(cfg: DictConfig) -> None:
 
     options = cfg.get("optimization") or {}
     try:
-        plan_batch(1, 1, nominal_batch_size=options.get("nominal_batch_size"),
-                   lr_reference_batch_size=options.get("lr_reference_batch_size"),
-                   lr_scaling=options.get("lr_scaling", "linear"))  # fmt: skip
+        plan_batch(
+            1,
+            1,
+            nominal_batch_size=options.get("nominal_batch_size"),
+            lr_reference_batch_size=options.get("lr_reference_batch_size"),
+            lr_scaling=options.get("lr_scaling", "linear"),
+        )
     except ValueError as err:
         raise InputError(str(err)) from None
     pretrained = OmegaConf.select(cfg, "model.net.pretrained", default=None)
     if is_weights_file(pretrained) and not os.path.isfile(str(pretrained)):
-        raise InputError(f"model.net.pretrained={pretrained}: no such file (give none, imagenet, "
-                         "coco, or the path of a weights file)")  # fmt: skip
+        raise InputError(
+            f"model.net.pretrained={pretrained}: no such file (give none, imagenet, "
+            "coco, or the path of a weights file)"
+        )
 
 
 def training(cfg: DictConfig, overrides: Sequence[str]) -> None:

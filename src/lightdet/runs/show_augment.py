@@ -64,6 +64,11 @@ def show_augment(cfg: DictConfig) -> Path:
     stamp = PngImagePlugin.PngInfo()
     stamp.add_text(_STAMP_KEY, _STAMP)  # so that the next run may replace it
     Image.fromarray(grid(cells, columns=cfg.repeats + 1)).save(path, pnginfo=stamp)
-    log.info("augmentation grid written to %s (first column: original); %d of %d boxes dropped "
-             "by the draws", path, dropped, boxes)  # fmt: skip
+    log.info(
+        "augmentation grid written to %s (first column: original); %d of %d boxes dropped "
+        "by the draws",
+        path,
+        dropped,
+        boxes,
+    )
     return path

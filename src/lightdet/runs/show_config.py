@@ -39,11 +39,15 @@ def check(overrides: list[str]) -> tuple[str, list[str]]:
 
     net = build_net(cfg.model.net, num_classes(names))  # a weights file is checked too
     params = sum(p.numel() for p in net.parameters())
-    lines.append(f"model: {cfg.model.net._target_} ({params / 1e6:.1f} M parameters, "
-                 f"{num_classes(names)} labels with background)")  # fmt: skip
+    lines.append(
+        f"model: {cfg.model.net._target_} ({params / 1e6:.1f} M parameters, "
+        f"{num_classes(names)} labels with background)"
+    )
     budget = cfg.get("budget_minutes")
     epochs = f"{budget} minutes" if budget else f"{cfg.trainer.get('max_epochs')} epochs"
-    lines.append(f"training: {epochs}, batch {cfg.data.batch_size}, "
-                 f"precision {cfg.trainer.get('precision')}, "
-                 f"accelerator {cfg.trainer.get('accelerator')}")  # fmt: skip
+    lines.append(
+        f"training: {epochs}, batch {cfg.data.batch_size}, "
+        f"precision {cfg.trainer.get('precision')}, "
+        f"accelerator {cfg.trainer.get('accelerator')}"
+    )
     return text, lines

@@ -65,13 +65,21 @@ def _trained_cell(study: DictConfig, cell: str | None, overrides: list[str]) -> 
     folder = Path(study.dir) / "cells" / f"{label}-{key[:8]}"
     previous = read_result(folder)
     if previous and previous.get("status") == "finished" and Path(previous["checkpoint"]).is_file():
-        log.info("cell %s: reused (finished %s, key %s): %s", label, previous.get("finished_at"),
-                 key, folder)  # fmt: skip
+        log.info(
+            "cell %s: reused (finished %s, key %s): %s",
+            label,
+            previous.get("finished_at"),
+            key,
+            folder,
+        )
         print(f"cell {label}: finished before with this config, reused ({folder})", flush=True)
         return previous
     run_dir = folder / "run"
-    final = [*overrides, f"task_name={study.name}-{label}",
-             f"paths.output_dir={override_value(str(run_dir))}"]  # fmt: skip
+    final = [
+        *overrides,
+        f"task_name={study.name}-{label}",
+        f"paths.output_dir={override_value(str(run_dir))}",
+    ]
     last = run_dir / "checkpoints" / "last.ckpt"
     if last.is_file():  # stopped midway before: go on from where it was
         final.append(f"ckpt_path={override_value(str(last))}")
@@ -91,11 +99,16 @@ def _trained_cell(study: DictConfig, cell: str | None, overrides: list[str]) -> 
             folder, {**result, "status": "failed", "error": "no best checkpoint written"}
         )
     result.update(
-        status="finished", checkpoint=trained.best_checkpoint, best_epoch=trained.best_epoch,
-        metrics={**trained.best_metrics, "best": trained.best}, task_id=trained.task_id,
-        task_url=trained.task_url, train_seconds=time.monotonic() - started,
-        epochs=trained.epochs, images=_val_images(train_cfg, study),
-    )  # fmt: skip
+        status="finished",
+        checkpoint=trained.best_checkpoint,
+        best_epoch=trained.best_epoch,
+        metrics={**trained.best_metrics, "best": trained.best},
+        task_id=trained.task_id,
+        task_url=trained.task_url,
+        train_seconds=time.monotonic() - started,
+        epochs=trained.epochs,
+        images=_val_images(train_cfg, study),
+    )
     return _finish(folder, result)
 
 
@@ -116,13 +129,22 @@ def _checkpoint_cell(study: DictConfig, cell: str, checkpoint: str, user: list[s
     if previous and previous.get("status") == "finished":
         print(f"cell {cell}: {path} scored before, reused ({folder})", flush=True)
         return previous
-    final = [*overrides, f"task_name={study.name}-{cell}",
-             f"paths.output_dir={override_value(str(folder / 'eval'))}"]  # fmt: skip
+    final = [
+        *overrides,
+        f"task_name={study.name}-{cell}",
+        f"paths.output_dir={override_value(str(folder / 'eval'))}",
+    ]
     eval_cfg = hydra.compose(config_name="evaluate", overrides=final)
     result = _base_result(study, cell, cell, key, folder, overrides, eval_cfg)
     metrics = run_evaluation(eval_cfg, bind_hydra=False)
-    result.update(status="finished", checkpoint=str(path), metrics=metrics,
-                  images=_val_images(eval_cfg, study), model=None, backbone=None)  # fmt: skip
+    result.update(
+        status="finished",
+        checkpoint=str(path),
+        metrics=metrics,
+        images=_val_images(eval_cfg, study),
+        model=None,
+        backbone=None,
+    )
     return _finish(folder, result)
 
 
@@ -146,13 +168,20 @@ def _base_result(study, cell, label, key, folder, overrides, cfg) -> dict:
     keys = [k for k in ((study.get("heatmap") or {}).get(a) for a in ("x", "y")) if k]
     settings = {k: _setting(OmegaConf.select(cfg, k, default=None)) for k in keys}
     return {
-        "study": study.name, "cell": cell, "label": label, "key": key, "folder": str(folder),
-        "overrides": overrides, "settings": settings, "status": "running",
+        "study": study.name,
+        "cell": cell,
+        "label": label,
+        "key": key,
+        "folder": str(folder),
+        "overrides": overrides,
+        "settings": settings,
+        "status": "running",
         "model": OmegaConf.select(cfg, "model.name", default=None),
         "backbone": OmegaConf.select(cfg, "model.net.backbone", default=None)
         or OmegaConf.select(cfg, "model.backbone", default=None),
-        "budget": OmegaConf.to_container(study.budget), "metrics": {},
-    }  # fmt: skip
+        "budget": OmegaConf.to_container(study.budget),
+        "metrics": {},
+    }
 
 
 def _setting(value) -> str | None:

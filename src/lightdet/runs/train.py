@@ -89,8 +89,9 @@ def run_training(
         if task is not None:
             result.task_id = str(task.id)
             result.task_url = None if task.is_offline() else task.get_output_log_web_page()
-    log.info("%s = %.4f; best checkpoint %s", result.metric, result.best or 0.0,
-             result.best_checkpoint)  # fmt: skip
+    log.info(
+        "%s = %.4f; best checkpoint %s", result.metric, result.best or 0.0, result.best_checkpoint
+    )
     if is_global_zero():
         print(scrub_line(summary(result, time.monotonic() - started, tracked)), flush=True)
     return result
@@ -101,8 +102,10 @@ def _tracked_where(task) -> str:
         return "ClearML     not recorded (logger.clearml off)"
     if task.is_offline():
         session = f"{task.get_offline_mode_folder()}.zip"  # written when the task closes
-        return (f"ClearML     offline session {session}\n"
-                f"            upload it: make clearml-import SESSION={session}")  # fmt: skip
+        return (
+            f"ClearML     offline session {session}\n"
+            f"            upload it: make clearml-import SESSION={session}"
+        )
     return f"ClearML     {task.get_output_log_web_page()}"
 
 
@@ -116,18 +119,22 @@ def summary(result: TrainResult, seconds: float, tracked: str) -> str:
         head.append(f"best {result.metric} = {result.best:.4f}{epoch}")
     lines = [" | ".join(head)]
     for title, metrics, keys in (
-        ("best epoch", result.best_metrics, ("val/map", "val/map_50", "val/map_75",
-                                             "val/map_small")),
+        (
+            "best epoch",
+            result.best_metrics,
+            ("val/map", "val/map_50", "val/map_75", "val/map_small"),
+        ),
         ("test", result.metrics, ("test/map", "test/map_50", "test/map_75")),
-    ):  # fmt: skip
+    ):
         shown = "  ".join(f"{k.split('/')[1]} {metrics[k]:.4f}" for k in keys if k in metrics)
         if shown:
             lines.append(f"{title:<11} {shown}")
     if result.best_checkpoint:
         lines.append(f"checkpoint  {result.best_checkpoint}")
     if result.results_dir and Path(result.results_dir).is_dir():
-        pictures = sorted(p.name for p in Path(result.results_dir).iterdir()
-                          if p.suffix in (".png", ".jpg"))  # fmt: skip
+        pictures = sorted(
+            p.name for p in Path(result.results_dir).iterdir() if p.suffix in (".png", ".jpg")
+        )
         lines.append(f"pictures    {result.results_dir}/ ({', '.join(pictures)})")
     lines.append(tracked)
     if result.best_checkpoint:
@@ -193,9 +200,13 @@ def _fit(cfg: DictConfig, task, extra_callbacks: list | None, ckpt_path: str | N
     for callback in callbacks:  # last.ckpt names the task, for a resumed run to continue it
         if isinstance(callback, ResumeCheckpoint) and task is not None:
             callback.task_id = str(task.id)
-    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=ClearMLLogger(task),
-                                      plugins=[AtomicCheckpointIO()],
-                                      **budget_arguments(cfg))  # fmt: skip
+    trainer: pl.Trainer = instantiate(
+        cfg.trainer,
+        callbacks=callbacks,
+        logger=ClearMLLogger(task),
+        plugins=[AtomicCheckpointIO()],
+        **budget_arguments(cfg),
+    )
     plan_the_batch(cfg, trainer, module, datamodule.batch_size)
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
@@ -206,8 +217,9 @@ def _fit(cfg: DictConfig, task, extra_callbacks: list | None, ckpt_path: str | N
     if cfg.get("test"):
         datamodule.setup("test")
     if cfg.get("test") and datamodule.has_split("test"):
-        trainer.test(module, datamodule=datamodule, ckpt_path=_best_path(trainer),
-                     weights_only=True)  # fmt: skip
+        trainer.test(
+            module, datamodule=datamodule, ckpt_path=_best_path(trainer), weights_only=True
+        )
         metrics.update(scalars(trainer.callback_metrics))
     results = next((c for c in trainer.callbacks if isinstance(c, RunResults)), None)
     return TrainResult(
@@ -277,8 +289,11 @@ def _callbacks(cfg: DictConfig, ckpt_path: str | None) -> list:
         callbacks.append(callback)
     if not any(isinstance(c, ResumeCheckpoint) for c in callbacks):
         callbacks.append(ResumeCheckpoint())
-    callbacks.append(ValidationLine(OmegaConf.select(cfg, "callbacks.model_checkpoint.monitor",
-                                                     default=None) or "val/map"))  # fmt: skip
+    callbacks.append(
+        ValidationLine(
+            OmegaConf.select(cfg, "callbacks.model_checkpoint.monitor", default=None) or "val/map"
+        )
+    )
     if cfg.trainer.get("enable_progress_bar", True) is not False:
         callbacks.append(ProgressBar())  # Lightning's, without v_num
     return callbacks

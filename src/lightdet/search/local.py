@@ -124,8 +124,15 @@ def trials_table(study: optuna.Study) -> list[list]:
             (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete else ""
         )
         value = "" if t.value is None else round(t.value, 4)
-        rows.append([t.number, t.state.name, value, seconds and round(seconds, 1),
-                     *(t.params.get(k, "") for k in keys)])  # fmt: skip
+        rows.append(
+            [
+                t.number,
+                t.state.name,
+                value,
+                seconds and round(seconds, 1),
+                *(t.params.get(k, "") for k in keys),
+            ]
+        )
     return rows
 
 

@@ -50,9 +50,14 @@ def time_batches(detector, images: list, batch_size: int, warmup: int, repeats: 
             torch.cuda.synchronize(detector.device)
         per_image.append((time.perf_counter() - start) * 1000 / batch_size)
     deciles = statistics.quantiles(per_image, n=10, method="inclusive")
-    return {"median_ms": statistics.median(per_image), "p10_ms": deciles[0],
-            "p90_ms": deciles[-1], "min_ms": min(per_image), "max_ms": max(per_image),
-            "repeats": repeats}  # fmt: skip
+    return {
+        "median_ms": statistics.median(per_image),
+        "p10_ms": deciles[0],
+        "p90_ms": deciles[-1],
+        "min_ms": min(per_image),
+        "max_ms": max(per_image),
+        "repeats": repeats,
+    }
 
 
 def quietest_blocks(detector, images: list, settings: dict) -> dict[str, dict]:
@@ -92,8 +97,11 @@ def measure(checkpoint: str, image_paths: list[str], settings: dict) -> dict:
     if detector.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(detector.device)
     latency = quietest_blocks(detector, images, settings)
-    cuda_mib = (torch.cuda.max_memory_allocated(detector.device) / 2**20
-                if detector.device.type == "cuda" else None)  # fmt: skip
+    cuda_mib = (
+        torch.cuda.max_memory_allocated(detector.device) / 2**20
+        if detector.device.type == "cuda"
+        else None
+    )
     return {
         "latency": latency,
         "params": sum(p.numel() for p in detector.net.parameters()),
@@ -113,8 +121,9 @@ def measure(checkpoint: str, image_paths: list[str], settings: dict) -> dict:
     }
 
 
-def measure_in_subprocess(checkpoint: str, image_paths: list[str], settings: dict,
-                          folder: Path) -> dict:  # fmt: skip
+def measure_in_subprocess(
+    checkpoint: str, image_paths: list[str], settings: dict, folder: Path
+) -> dict:
     """:func:`measure` in a fresh Python process; its request and result stay in ``folder``.
 
     Raises:
@@ -122,12 +131,19 @@ def measure_in_subprocess(checkpoint: str, image_paths: list[str], settings: dic
     """
     folder.mkdir(parents=True, exist_ok=True)
     request, result = folder / "latency_request.json", folder / "latency.json"
-    request.write_text(json.dumps({"checkpoint": str(checkpoint), "images": image_paths,
-                                   "settings": settings}, indent=2))  # fmt: skip
+    request.write_text(
+        json.dumps(
+            {"checkpoint": str(checkpoint), "images": image_paths, "settings": settings}, indent=2
+        )
+    )
     result.unlink(missing_ok=True)
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    done = subprocess.run([sys.executable, "-m", __name__, str(request), str(result)],
-                          capture_output=True, text=True, env=env)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", __name__, str(request), str(result)],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     if done.returncode != 0 or not result.is_file():
         tail = (done.stdout + done.stderr)[-2000:]
         raise RuntimeError(
@@ -166,8 +182,11 @@ def _device_name(device) -> str:
     name = platform.processor() or platform.machine()
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.is_file():
-        models = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-                  if line.startswith("model name")]  # fmt: skip
+        models = [
+            line.split(":", 1)[1].strip()
+            for line in cpuinfo.read_text().splitlines()
+            if line.startswith("model name")
+        ]
         name = models[0] if models else name
     return f"cpu ({name}, {os.cpu_count()} logical cores)"
 

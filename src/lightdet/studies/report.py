@@ -58,13 +58,20 @@ def measure_speed(cell: dict, settings: dict) -> dict:
     reused from ``speed.json`` in its folder after that."""
     folder, checkpoint = Path(cell["folder"]), Path(cell["checkpoint"])
     stat = checkpoint.stat()
-    stamp = {"checkpoint": str(checkpoint), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
-             "settings": settings}  # fmt: skip
+    stamp = {
+        "checkpoint": str(checkpoint),
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+        "settings": settings,
+    }
     cached = read_result(folder / "speed")
     if cached and cached.get("stamp") == stamp:
         return cached["speed"]
-    print(f"measuring {cell['label']} ({len(cell['images'])} images, batch sizes "
-          f"{settings['batch_sizes']}, {settings['repeats']} repeats)...", flush=True)  # fmt: skip
+    print(
+        f"measuring {cell['label']} ({len(cell['images'])} images, batch sizes "
+        f"{settings['batch_sizes']}, {settings['repeats']} repeats)...",
+        flush=True,
+    )
     speed = measure_in_subprocess(str(checkpoint), cell["images"], settings, folder / "speed")
     write_json(folder / "speed" / "result.json", {"stamp": stamp, "speed": speed})
     return speed
@@ -81,8 +88,12 @@ def report_study(study: DictConfig, cells: list[dict], logger_cfg: DictConfig | 
     metrics = [str(m) for m in study.metrics]
     batch_sizes = [int(b) for b in settings["batch_sizes"]]
     timed = [c for c in cells if c.get("speed") and metrics[0] in c["metrics"]]
-    front = pareto_front([(c["speed"]["latency"][str(batch_sizes[0])]["median_ms"],
-                           c["metrics"][metrics[0]]) for c in timed])  # fmt: skip
+    front = pareto_front(
+        [
+            (c["speed"]["latency"][str(batch_sizes[0])]["median_ms"], c["metrics"][metrics[0]])
+            for c in timed
+        ]
+    )
     for cell, on_front in zip(timed, front):
         cell["pareto"] = on_front
     paper = OmegaConf.to_container(study.paper) if study.get("paper") else {}
@@ -109,17 +120,33 @@ def _write(
     files.append(plot)
     spec = study.get("heatmap")
     if spec:
-        found = heatmap(cells, spec.x, spec.y, spec.get("metric") or metrics[0],
-                        out / "heatmap.png", title, paper)  # fmt: skip
+        found = heatmap(
+            cells,
+            spec.x,
+            spec.y,
+            spec.get("metric") or metrics[0],
+            out / "heatmap.png",
+            title,
+            paper,
+        )
         files += [found] if found else []
     note = [str(study.paper_note), ""] if study.get("paper_note") else []
-    lines = [f"# {title}", "", *_context(cells), "", *note, markdown(header, rows), "",
-             *_verdicts(study, cells, metrics[0], batch_sizes[0])]  # fmt: skip
+    lines = [
+        f"# {title}",
+        "",
+        *_context(cells),
+        "",
+        *note,
+        markdown(header, rows),
+        "",
+        *_verdicts(study, cells, metrics[0], batch_sizes[0]),
+    ]
     text = "\n".join(lines) + "\n"
     (out / "table.md").write_text(text)
     write_csv(out / "results.csv", header, rows)
-    write_json(out / "results.json", {"study": OmegaConf.to_container(study, resolve=True),
-                                      "cells": cells})  # fmt: skip
+    write_json(
+        out / "results.json", {"study": OmegaConf.to_container(study, resolve=True), "cells": cells}
+    )
     return text, [out / "table.md", out / "results.csv", out / "results.json", *files]
 
 
@@ -173,8 +200,9 @@ def _verdicts(study: DictConfig, cells: list[dict], metric: str, batch_size: int
         if a in done and b in done:
             va, vb = done[a]["metrics"][metric], done[b]["metrics"][metric]
             word = "beats" if va > vb else "does not beat"
-            lines.append(f"- **{a}** {word} **{b}** on {title}: {va:.4f} against {vb:.4f} "
-                         f"({va - vb:+.4f}).")  # fmt: skip
+            lines.append(
+                f"- **{a}** {word} **{b}** on {title}: {va:.4f} against {vb:.4f} ({va - vb:+.4f})."
+            )
     return lines
 
 
@@ -183,9 +211,14 @@ def _record(study, logger_cfg, header, rows, cells, files, metrics, batch_sizes)
     each cell's training task id as a user property."""
     from lightdet.tracking.task import clearml_task
 
-    cfg = OmegaConf.create({"task_name": f"study-{study.name}", "seed": 0,
-                            "logger": OmegaConf.to_container(logger_cfg),
-                            "study": OmegaConf.to_container(study, resolve=True)})  # fmt: skip
+    cfg = OmegaConf.create(
+        {
+            "task_name": f"study-{study.name}",
+            "seed": 0,
+            "logger": OmegaConf.to_container(logger_cfg),
+            "study": OmegaConf.to_container(study, resolve=True),
+        }
+    )
     cfg.logger.clearml.task_name = f"study-{study.name}"
     with clearml_task(cfg, bind_hydra=False) as task:
         logger = task.get_logger()
@@ -194,10 +227,15 @@ def _record(study, logger_cfg, header, rows, cells, files, metrics, batch_sizes)
             if cell.get("speed") and metrics[0] in cell["metrics"]:
                 ms = cell["speed"]["latency"][str(batch_sizes[0])]["median_ms"]
                 logger.report_scatter2d(
-                    "speed vs accuracy", cell["label"], scatter=[[ms, cell["metrics"][metrics[0]]]],
-                    iteration=0, xaxis=f"ms per image (batch {batch_sizes[0]})",
-                    yaxis=metrics[0], mode="markers", labels=[cell["label"]],
-                )  # fmt: skip
+                    "speed vs accuracy",
+                    cell["label"],
+                    scatter=[[ms, cell["metrics"][metrics[0]]]],
+                    iteration=0,
+                    xaxis=f"ms per image (batch {batch_sizes[0]})",
+                    yaxis=metrics[0],
+                    mode="markers",
+                    labels=[cell["label"]],
+                )
         for path in files:
             if path.suffix == ".png":
                 logger.report_image("study", path.stem, iteration=0, local_path=str(path))

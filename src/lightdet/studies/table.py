@@ -8,9 +8,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 # headline metrics: (key in the results, column title)
-METRIC_TITLES = {"val/map": "mAP", "val/map_50": "mAP50", "val/map_75": "mAP75",
-                 "val/map_small": "mAP small", "val/map_medium": "mAP medium",
-                 "val/map_large": "mAP large"}  # fmt: skip
+METRIC_TITLES = {
+    "val/map": "mAP",
+    "val/map_50": "mAP50",
+    "val/map_75": "mAP75",
+    "val/map_small": "mAP small",
+    "val/map_medium": "mAP medium",
+    "val/map_large": "mAP large",
+}
 
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[bool]:
@@ -35,8 +40,9 @@ def _fmt(value, digits: int = 4) -> str:
     return str(value)
 
 
-def study_rows(cells: list[dict], metrics: Sequence[str], batch_sizes: Sequence[int],
-               paper: dict | None = None) -> tuple[list[str], list[list]]:  # fmt: skip
+def study_rows(
+    cells: list[dict], metrics: Sequence[str], batch_sizes: Sequence[int], paper: dict | None = None
+) -> tuple[list[str], list[list]]:
     """Header and one row per cell: name, model, parameters, the metrics (with the paper's
     numbers beside ours where the study gives them), milliseconds per image per batch size,
     peak memory, training time, Pareto membership and the ClearML task."""
@@ -50,23 +56,41 @@ def study_rows(cells: list[dict], metrics: Sequence[str], batch_sizes: Sequence[
     rows = []
     for cell in cells:
         if cell.get("status") != "finished":
-            rows.append([cell["label"], cell.get("model") or "-", "-", "-",
-                         *["-"] * (len(metrics) + len(paper_keys) + 1 + len(batch_sizes)),
-                         "-", "-", "-", "", f"failed: {cell.get('error', '?')}"[:80]])  # fmt: skip
+            rows.append(
+                [
+                    cell["label"],
+                    cell.get("model") or "-",
+                    "-",
+                    "-",
+                    *["-"] * (len(metrics) + len(paper_keys) + 1 + len(batch_sizes)),
+                    "-",
+                    "-",
+                    "-",
+                    "",
+                    f"failed: {cell.get('error', '?')}"[:80],
+                ]
+            )
             continue
         speed = cell.get("speed") or {}
-        row = [cell["label"], cell.get("model") or "-", cell.get("backbone") or "-",
-               _fmt((speed.get("params") or 0) / 1e6, 2) if speed else "-"]  # fmt: skip
+        row = [
+            cell["label"],
+            cell.get("model") or "-",
+            cell.get("backbone") or "-",
+            _fmt((speed.get("params") or 0) / 1e6, 2) if speed else "-",
+        ]
         row += [_fmt(cell["metrics"].get(m)) for m in metrics]
         row += [_fmt((paper.get(cell["label"]) or {}).get(m), 1) for m in paper_keys]
         row.append(speed.get("precision", "-"))
         for bs in batch_sizes:
             t = (speed.get("latency") or {}).get(str(bs))
             row.append(f"{t['median_ms']:.1f} ({t['p10_ms']:.1f}-{t['p90_ms']:.1f})" if t else "-")
-        row += [_fmt(speed.get("peak_mib"), 0) if speed else "-",
-                _fmt(cell.get("train_seconds", 0) / 60, 1) if cell.get("train_seconds") else "-",
-                _fmt(cell.get("epochs")), "yes" if cell.get("pareto") else "",
-                cell.get("task_id") or "-"]  # fmt: skip
+        row += [
+            _fmt(speed.get("peak_mib"), 0) if speed else "-",
+            _fmt(cell.get("train_seconds", 0) / 60, 1) if cell.get("train_seconds") else "-",
+            _fmt(cell.get("epochs")),
+            "yes" if cell.get("pareto") else "",
+            cell.get("task_id") or "-",
+        ]
         rows.append(row)
     return header, rows
 

@@ -84,8 +84,10 @@ def send(task, what: str, fn: Callable, *args: Any, kind: str = CALL, **kwargs: 
             "ClearML: %s got no answer from the server within %g s; the rest of this run is not "
             "sent to ClearML (training goes on; checkpoints and reports are written locally). "
             "Raise logger.clearml.%s_timeout if the server is only slow.",
-            what, bounds[kind], kind,
-        )  # fmt: skip
+            what,
+            bounds[kind],
+            kind,
+        )
         return None
 
 
@@ -108,7 +110,8 @@ def close(task) -> None:
             log.warning(
                 "ClearML: closing the task (it waits for pending uploads) got no answer within "
                 "%g s; its record on the server may be incomplete. The run's local outputs are "
-                "complete.", seconds,
-            )  # fmt: skip
+                "complete.",
+                seconds,
+            )
     finally:
         _LOST.discard(str(task.id))

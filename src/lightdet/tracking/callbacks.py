@@ -65,14 +65,28 @@ class ClearMLReports(Callback):
         datamodule.setup("test")  # the summary covers every split the data has
         splits = {s: d.records for s, d in datamodule.datasets.items()}
         checks = datamodule.check_rows() if hasattr(datamodule, "check_rows") else []
-        bounded.send(task, "reporting the dataset summary", report_dataset_summary,
-                     task.get_logger(), splits, datamodule.class_names, checks)  # fmt: skip
+        bounded.send(
+            task,
+            "reporting the dataset summary",
+            report_dataset_summary,
+            task.get_logger(),
+            splits,
+            datamodule.class_names,
+            checks,
+        )
         train = datamodule.datasets.get("train")
         if train is not None and len(train):
             samples = [train[i] for i in range(min(self.num_train_samples, len(train)))]
             images, targets = zip(*samples)
-            bounded.send(task, "reporting training samples", report_train_samples,
-                         task.get_logger(), images, targets, datamodule.class_names)  # fmt: skip
+            bounded.send(
+                task,
+                "reporting training samples",
+                report_train_samples,
+                task.get_logger(),
+                images,
+                targets,
+                datamodule.class_names,
+            )
 
     def _keep_batch(self, trainer, outputs, batch, batch_idx: int) -> None:
         if batch_idx != 0 or trainer.sanity_checking or _task(trainer) is None:
@@ -101,8 +115,16 @@ class ClearMLReports(Callback):
         # the step Lightning just logged this evaluation's scalars at, so plots line up with them
         it, task = clearml.last_step, clearml.experiment
         batch, self._debug_batch = self._debug_batch, None
-        bounded.send(task, f"reporting the {evaluation['stage']} plots", self._report_evaluation,
-                     task.get_logger(), evaluation, pl_module.class_names, it, batch)  # fmt: skip
+        bounded.send(
+            task,
+            f"reporting the {evaluation['stage']} plots",
+            self._report_evaluation,
+            task.get_logger(),
+            evaluation,
+            pl_module.class_names,
+            it,
+            batch,
+        )
 
     def _report_evaluation(self, logger, evaluation, names, it: int, batch) -> None:
         stage, result = evaluation["stage"], evaluation["result"]

@@ -65,14 +65,20 @@ def init_task(cfg: DictConfig, bind_hydra: bool = True, continue_task: str | Non
     call_timeout = float(opts.get("call_timeout", 60.0))
     continued = _continuable(continue_task, offline)
     try:
-        task = (_create_task(cfg, bind_hydra, continued) if offline else
-                bounded.within(call_timeout, _create_task, cfg, bind_hydra, continued,
-                               what="creating the task"))  # fmt: skip
+        task = (
+            _create_task(cfg, bind_hydra, continued)
+            if offline
+            else bounded.within(
+                call_timeout, _create_task, cfg, bind_hydra, continued, what="creating the task"
+            )
+        )
     except bounded.NoAnswer:  # a server that answers its login, then nothing
         log.warning(
             "ClearML: server %s answered its login, but creating the task got no answer within "
-            "%g s; training goes on and is recorded offline.", shown_host(), call_timeout,
-        )  # fmt: skip
+            "%g s; training goes on and is recorded offline.",
+            shown_host(),
+            call_timeout,
+        )
         offline = True
         _go_offline()
         task = _create_task(cfg, bind_hydra, _continuable(continue_task, offline))
@@ -110,10 +116,14 @@ def _continuable(task_id: str | None, offline: bool) -> str | None:
         return task_id
     if not offline and not was_offline:
         return task_id
-    where = "offline session is gone" if offline and was_offline else (
-        "was recorded offline" if was_offline else "was recorded on a server")
-    log.warning("ClearML: the stopped run's task %s %s; this run is recorded as a new task",
-                task_id, where)  # fmt: skip
+    where = (
+        "offline session is gone"
+        if offline and was_offline
+        else ("was recorded offline" if was_offline else "was recorded on a server")
+    )
+    log.warning(
+        "ClearML: the stopped run's task %s %s; this run is recorded as a new task", task_id, where
+    )
     return None
 
 
@@ -130,8 +140,12 @@ def _create_task(cfg: DictConfig, bind_hydra: bool, continue_task: str | None = 
         continue_last_task=continue_task or False,
         # checkpoints are registered deliberately, not every torch.save; figures are reported
         # as ClearML's own plots, not as matplotlib captures of the PNG files lightdet writes
-        auto_connect_frameworks={"pytorch": False, "tensorboard": False, "matplotlib": False,
-                                 "hydra": bind_hydra},  # fmt: skip
+        auto_connect_frameworks={
+            "pytorch": False,
+            "tensorboard": False,
+            "matplotlib": False,
+            "hydra": bind_hydra,
+        },
         auto_resource_monitoring=quiet.resource_monitor(),  # no GPU probing where none is
     )
     if continue_task:  # Lightning's steps continue where they stopped: no offset
@@ -160,8 +174,15 @@ def record_classes(
 ) -> None:
     """Keep the class list and the dataset's id map with the task and its models, and the
     seeded splits made for data folders without split lists (``{folder: {split: names}}``)."""
-    bounded.send(task, "recording the class list", _record_classes, task, class_names,
-                 category_map, made_splits)  # fmt: skip
+    bounded.send(
+        task,
+        "recording the class list",
+        _record_classes,
+        task,
+        class_names,
+        category_map,
+        made_splits,
+    )
 
 
 def _record_classes(task, class_names, category_map: Mapping, made_splits) -> None:
@@ -198,9 +219,20 @@ def register_model(
     and records the model in ``task.json`` for ``Task.import_offline_session``. Online runs use
     the public ``update_weights`` unchanged.
     """
-    return bounded.send(task, f"uploading the model {name!r}", _register_model, task, path,
-                        model=model, name=name, class_names=class_names, config=config,
-                        metrics=metrics, iteration=iteration, kind=bounded.UPLOAD)  # fmt: skip
+    return bounded.send(
+        task,
+        f"uploading the model {name!r}",
+        _register_model,
+        task,
+        path,
+        model=model,
+        name=name,
+        class_names=class_names,
+        config=config,
+        metrics=metrics,
+        iteration=iteration,
+        kind=bounded.UPLOAD,
+    )
 
 
 def _register_model(task, path, *, model, name, class_names, config, metrics, iteration):
@@ -261,5 +293,10 @@ class ClearMLLogger(Logger):
 
     @rank_zero_only
     def finalize(self, status: str) -> None:
-        bounded.send(self._task, "flushing reports and uploads", self._task.flush,
-                     wait_for_uploads=True, kind=bounded.UPLOAD)  # fmt: skip
+        bounded.send(
+            self._task,
+            "flushing reports and uploads",
+            self._task.flush,
+            wait_for_uploads=True,
+            kind=bounded.UPLOAD,
+        )

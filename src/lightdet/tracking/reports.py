@@ -56,9 +56,14 @@ def report_pr_curves(
 
 
 def report_confusion(
-    logger, matrix: Tensor | np.ndarray, class_names: Sequence[str], stage: str, it: int,
-    title: str = "confusion matrix @IoU0.5", series: str = "counts",
-) -> None:  # fmt: skip
+    logger,
+    matrix: Tensor | np.ndarray,
+    class_names: Sequence[str],
+    stage: str,
+    it: int,
+    title: str = "confusion matrix @IoU0.5",
+    series: str = "counts",
+) -> None:
     """Rows: true class, columns: predicted class; index 0 is background."""
     labels = with_background(class_names)
     logger.report_confusion_matrix(
@@ -173,16 +178,30 @@ def report_evaluation(logger, report, it: int = 0) -> None:
     from lightdet.evaluation.report import F1_GRID, per_class_rows
 
     stage = report.split
-    rows = [[("-" if v is None else f"{v:.4f}" if isinstance(v, float) else v) for v in row]
-            for row in per_class_rows(report)]  # fmt: skip
+    rows = [
+        [("-" if v is None else f"{v:.4f}" if isinstance(v, float) else v) for v in row]
+        for row in per_class_rows(report)
+    ]
     logger.report_table(f"{stage} evaluation", "per class", iteration=it, table_plot=rows)
     for name, f1 in report.f1_curves.items():
-        logger.report_scatter2d(f"{stage} F1 against confidence", name, iteration=it,
-                                scatter=np.stack([F1_GRID, f1], axis=1), xaxis="score threshold",
-                                yaxis="F1 (IoU 0.5)", mode="lines")  # fmt: skip
-    report_confusion(logger, report.confusion, report.class_names, stage, it,
-                     "confusion matrix at the F1 threshold",
-                     f"score >= {report.score_threshold:.3f}")  # fmt: skip
+        logger.report_scatter2d(
+            f"{stage} F1 against confidence",
+            name,
+            iteration=it,
+            scatter=np.stack([F1_GRID, f1], axis=1),
+            xaxis="score threshold",
+            yaxis="F1 (IoU 0.5)",
+            mode="lines",
+        )
+    report_confusion(
+        logger,
+        report.confusion,
+        report.class_names,
+        stage,
+        it,
+        "confusion matrix at the F1 threshold",
+        f"score >= {report.score_threshold:.3f}",
+    )
     values = {f"{stage}/{n}": v for n, v in zip(STAT_NAMES, report.coco.stats) if v >= 0}
     values[f"{stage}/voc_map"] = report.voc["map"]
     values[f"{stage}/voc_map_07"] = report.voc["map_07"]

@@ -77,12 +77,19 @@ def server_reachable(
     for attempt in range(tries):
         try:
             for call, (headers, auth) in calls:
-                requests.get(f"{host.rstrip('/')}/{call}", timeout=timeout, headers=headers,
-                             auth=auth)  # fmt: skip
+                requests.get(
+                    f"{host.rstrip('/')}/{call}", timeout=timeout, headers=headers, auth=auth
+                )
             return True
         except requests.RequestException as err:
-            log.info("ClearML server %s: attempt %d/%d failed at %s (%s)", host, attempt + 1,
-                     tries, call, err)  # fmt: skip
+            log.info(
+                "ClearML server %s: attempt %d/%d failed at %s (%s)",
+                host,
+                attempt + 1,
+                tries,
+                call,
+                err,
+            )
             if attempt + 1 < tries:
                 time.sleep(wait)
     return False
@@ -113,14 +120,18 @@ def import_session(session: str) -> str:
 
     path = Path(session)
     if not path.exists():
-        raise SystemExit(f"SESSION={session}: no such offline session (a folder or .zip under "
-                         "the ClearML cache's offline/ folder, as the run's log says)")  # fmt: skip
+        raise SystemExit(
+            f"SESSION={session}: no such offline session (a folder or .zip under "
+            "the ClearML cache's offline/ folder, as the run's log says)"
+        )
     if not (path.suffix == ".zip" or (path / "task.json").is_file()):
         raise SystemExit(f"SESSION={session}: not an offline session (no task.json in it)")
     if not server_configured():
-        raise SystemExit("clearml-import: no ClearML server is configured; run `clearml-init` "
-                         "(or set CLEARML_API_HOST, CLEARML_API_ACCESS_KEY, "
-                         "CLEARML_API_SECRET_KEY) first")  # fmt: skip
+        raise SystemExit(
+            "clearml-import: no ClearML server is configured; run `clearml-init` "
+            "(or set CLEARML_API_HOST, CLEARML_API_ACCESS_KEY, "
+            "CLEARML_API_SECRET_KEY) first"
+        )
     if not server_reachable(api_host(), login=True):
         raise SystemExit(f"clearml-import: the ClearML server {shown_host()} does not answer")
     from clearml import Task

@@ -35,8 +35,9 @@ def _voc(root, **policy) -> DetectionDataModule:
 
 
 def _coco(root, **policy) -> DetectionDataModule:
-    return DetectionDataModule(COCOSource(root, train="train", val="val"), num_workers=0,
-                               policy={**POLICY, **policy})  # fmt: skip
+    return DetectionDataModule(
+        COCOSource(root, train="train", val="val"), num_workers=0, policy={**POLICY, **policy}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -165,7 +166,7 @@ def test_too_many_skips_is_an_error_naming_the_reasons(messy_voc):
         match=r"train split: 5 of 64 images skipped .* > "
         r"data.policy.max_skip_fraction \(0.05\); reasons .*image_unreadable: 2",
     ):
-        _voc(messy_voc, max_skip_fraction=0.05).setup("fit")  # fmt: skip
+        _voc(messy_voc, max_skip_fraction=0.05).setup("fit")
 
 
 def test_difficult_boxes_can_be_left_out_of_training_but_not_of_evaluation(messy_voc):
@@ -182,9 +183,16 @@ def test_images_without_objects_can_be_skipped(messy_voc):
 
 def test_label_zero_never_reaches_a_model(tmp_path):
     write_messy_voc(tmp_path / "VOC")
-    record = DetectionRecord(tmp_path / "VOC/JPEGImages/clean_00.jpg", 1, 64, 64,
-                             np.array([[1.0, 1, 9, 9]]), np.array([0]), source="a.xml",
-                             box_refs=["object[0].bndbox"])  # fmt: skip
+    record = DetectionRecord(
+        tmp_path / "VOC/JPEGImages/clean_00.jpg",
+        1,
+        64,
+        64,
+        np.array([[1.0, 1, 9, 9]]),
+        np.array([0]),
+        source="a.xml",
+        box_refs=["object[0].bndbox"],
+    )
     with pytest.raises(AnnotationError, match=r"a.xml: object\[0\].bndbox: label 0 < 1"):
         check_records([record], DataChecker(DataPolicy()))
     with pytest.raises(ValueError, match="label 0 reached the model"):
@@ -214,8 +222,10 @@ def test_a_voc_box_without_extent_in_the_file_is_degenerate(tmp_path):
     clean = [f"clean_{i:02d}" for i in range(NUM_CLEAN)]
     (root / "ImageSets/Main/train.txt").write_text("\n".join(clean) + "\n")
     xml = root / "Annotations" / "clean_20.xml"
-    point = ("<object><name>circle</name><bndbox><xmin>20</xmin><ymin>30</ymin><xmax>20</xmax>"
-             "<ymax>30</ymax></bndbox></object></annotation>")  # fmt: skip
+    point = (
+        "<object><name>circle</name><bndbox><xmin>20</xmin><ymin>30</ymin><xmax>20</xmax>"
+        "<ymax>30</ymax></bndbox></object></annotation>"
+    )
     xml.write_text(xml.read_text().replace("</annotation>", point))
     dm = _voc(root)
     dm.setup("fit")

@@ -19,12 +19,20 @@ def _write(tmp_path, data) -> tuple:
 
 def _coco(**changes):
     data = {
-        "images": [{"id": 7, "file_name": "a.jpg", "width": 64, "height": 48},
-                   {"id": 9, "file_name": "b.jpg", "width": 64, "height": 48}],
-        "annotations": [{"id": 1, "image_id": 7, "category_id": 42, "bbox": [1, 2, 10, 20], "iscrowd": 0},
-                        {"id": 2, "image_id": 7, "category_id": 3, "bbox": [5, 5, 4, 4], "iscrowd": 1}],
-        "categories": [{"id": 42, "name": "triangle"}, {"id": 3, "name": "circle"}, {"id": 7, "name": "square"}],
-    }  # fmt: skip
+        "images": [
+            {"id": 7, "file_name": "a.jpg", "width": 64, "height": 48},
+            {"id": 9, "file_name": "b.jpg", "width": 64, "height": 48},
+        ],
+        "annotations": [
+            {"id": 1, "image_id": 7, "category_id": 42, "bbox": [1, 2, 10, 20], "iscrowd": 0},
+            {"id": 2, "image_id": 7, "category_id": 3, "bbox": [5, 5, 4, 4], "iscrowd": 1},
+        ],
+        "categories": [
+            {"id": 42, "name": "triangle"},
+            {"id": 3, "name": "circle"},
+            {"id": 7, "name": "square"},
+        ],
+    }
     data.update(changes)
     return data
 
@@ -70,16 +78,30 @@ def test_shapes_source_serves_both_formats_with_the_same_classes(tmp_path):
 @pytest.mark.parametrize(
     "changes,message",
     [
-        ({"annotations": [{"id": 1, "image_id": 99, "category_id": 3, "bbox": [0, 0, 1, 1]}]},
-         r"annotations\[0\].image_id: unknown image id 99"),
-        ({"annotations": [{"id": 1, "image_id": 7, "category_id": 5, "bbox": [0, 0, 1, 1]}]},
-         r"annotations\[0\].category_id: unknown category 5"),
-        ({"images": [{"id": 1, "file_name": "a.jpg", "width": 1, "height": 1}] * 2, "annotations": []},
-         r"images\[1\].id: duplicate image id 1"),
-        ({"images": [{"id": 1, "file_name": "../../etc/x.jpg", "width": 1, "height": 1}], "annotations": []},
-         r"images\[0\].file_name: '../../etc/x.jpg' resolves outside"),
+        (
+            {"annotations": [{"id": 1, "image_id": 99, "category_id": 3, "bbox": [0, 0, 1, 1]}]},
+            r"annotations\[0\].image_id: unknown image id 99",
+        ),
+        (
+            {"annotations": [{"id": 1, "image_id": 7, "category_id": 5, "bbox": [0, 0, 1, 1]}]},
+            r"annotations\[0\].category_id: unknown category 5",
+        ),
+        (
+            {
+                "images": [{"id": 1, "file_name": "a.jpg", "width": 1, "height": 1}] * 2,
+                "annotations": [],
+            },
+            r"images\[1\].id: duplicate image id 1",
+        ),
+        (
+            {
+                "images": [{"id": 1, "file_name": "../../etc/x.jpg", "width": 1, "height": 1}],
+                "annotations": [],
+            },
+            r"images\[0\].file_name: '../../etc/x.jpg' resolves outside",
+        ),
     ],
-)  # fmt: skip
+)
 def test_errors_name_the_file_and_the_field(tmp_path, changes, message):
     path, images = _write(tmp_path, _coco(**changes))
     with pytest.raises(AnnotationError, match=rf"instances_train.json: {message}"):

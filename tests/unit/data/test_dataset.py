@@ -9,8 +9,15 @@ from tests.conftest import TINY
 
 
 def test_items_follow_the_data_contract(tiny_shapes):
-    source = ShapesSource(tiny_shapes, format="voc", num_train=16, num_val=8, num_test=4, image_size=96,
-                          max_object_size=48.0)  # fmt: skip
+    source = ShapesSource(
+        tiny_shapes,
+        format="voc",
+        num_train=16,
+        num_val=8,
+        num_test=4,
+        image_size=96,
+        max_object_size=48.0,
+    )
     dataset = DetectionDataset(source.records("train"), train_preset())
     for i in range(len(dataset)):
         image, target = dataset[i]
@@ -54,8 +61,15 @@ def test_flip_keeps_labels_aligned_with_boxes(tmp_path):
 
 def test_reseeding_makes_augmentations_reproducible_and_distinct(tiny_shapes):
     """albumentations ignores global seeds: the dataset's reseed is what controls it."""
-    source = ShapesSource(tiny_shapes, format="voc", num_train=16, num_val=8, num_test=4,
-                          image_size=96, max_object_size=48.0)  # fmt: skip
+    source = ShapesSource(
+        tiny_shapes,
+        format="voc",
+        num_train=16,
+        num_val=8,
+        num_test=4,
+        image_size=96,
+        max_object_size=48.0,
+    )
     dataset = DetectionDataset(source.records("train"), train_preset())
 
     def draw(seed):
@@ -90,8 +104,12 @@ def test_a_batch_crosses_processes_as_one_buffer_per_dtype(tiny_shapes):
     records = ShapesSource(tiny_shapes, **TINY).records("train")
     dataset = DetectionDataset(records[:6], eval_preset())
     items = [dataset[i] for i in range(6)]
-    empty = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64),
-             "iscrowd": torch.zeros(0, dtype=torch.bool), "image_id": torch.tensor(7)}  # fmt: skip
+    empty = {
+        "boxes": torch.zeros(0, 4),
+        "labels": torch.zeros(0, dtype=torch.int64),
+        "iscrowd": torch.zeros(0, dtype=torch.bool),
+        "image_id": torch.tensor(7),
+    }
     items[1] = (torch.rand(3, 40, 56), empty)
     made = collate_detection(items)
     sent = pickle.loads(ForkingPickler.dumps(made))  # what a worker's queue does

@@ -29,7 +29,7 @@ def voc(tmp_path, tiny_shapes, monkeypatch) -> Path:
     xml = folder / "Annotations" / "000001.xml"
     text = xml.read_text()
     start = text.index("<xmax>") + len("<xmax>")
-    xml.write_text(text[:start] + "500" + text[text.index("</xmax>"):])
+    xml.write_text(text[:start] + "500" + text[text.index("</xmax>") :])
     _settle(folder)
     return folder
 
@@ -44,8 +44,15 @@ def _index(folder: Path, class_names=None):
 def _same(a, b):
     assert len(a) == len(b) > 0
     for x, y in zip(a, b):
-        assert (x.image_path, x.image_id, x.width, x.height, x.name, x.source, x.box_refs) == \
-            (y.image_path, y.image_id, y.width, y.height, y.name, y.source, y.box_refs)  # fmt: skip
+        assert (x.image_path, x.image_id, x.width, x.height, x.name, x.source, x.box_refs) == (
+            y.image_path,
+            y.image_id,
+            y.width,
+            y.height,
+            y.name,
+            y.source,
+            y.box_refs,
+        )
         for field in ("boxes", "labels", "iscrowd"):
             assert getattr(x, field).dtype == getattr(y, field).dtype
             assert np.array_equal(getattr(x, field), getattr(y, field))
@@ -92,8 +99,9 @@ def test_a_changed_file_or_another_setting_means_indexing_again(voc, monkeypatch
     read = _count_reads(monkeypatch)
     second = _index(voc)
     assert sorted(read) == ["train", "val"]  # every split of the folder indexed again
-    changed = {r.name: r for r in second.datasets["train"].records}.get("000002") or \
-        {r.name: r for r in second.datasets["val"].records}["000002"]  # fmt: skip
+    changed = {r.name: r for r in second.datasets["train"].records}.get("000002") or {
+        r.name: r for r in second.datasets["val"].records
+    }["000002"]
     assert changed.boxes[0, 0] == pytest.approx(0.5)
     read.clear()
     _index(voc, class_names=list(first.class_names)[::-1])  # another setting: another key
@@ -117,7 +125,9 @@ def test_fresh_files_and_a_damaged_cache_are_not_used(voc, monkeypatch):
 
 
 def _cache_files(voc: Path) -> list[tuple[Path, Path]]:
-    return [(j, j.with_suffix(".npz")) for j in sorted((voc.parent / "cache" / "index").glob("*.json"))]
+    return [
+        (j, j.with_suffix(".npz")) for j in sorted((voc.parent / "cache" / "index").glob("*.json"))
+    ]
 
 
 def _tamper_rows(voc: Path, change) -> None:
@@ -141,22 +151,39 @@ def _rows(meta, field, value):
     meta["records"][0][field] = value
 
 
-@pytest.mark.parametrize("tamper", [
-    lambda voc: _tamper_rows(voc, lambda m: _rows(m, "image_path", "/etc/passwd")),
-    lambda voc: _tamper_rows(voc, lambda m: _rows(m, "image_path", str(voc / ".." / "x.jpg"))),
-    lambda voc: _tamper_arrays(voc, "boxes", lambda b: b.__setitem__((0, 2), np.nan)),
-    lambda voc: _tamper_arrays(voc, "boxes", lambda b: b.__setitem__((0, 2), 1e6)),
-    lambda voc: _tamper_arrays(voc, "labels", lambda x: x.__setitem__(0, 99)),
-    lambda voc: _tamper_arrays(voc, "labels", lambda x: x.__setitem__(0, 0)),
-    lambda voc: _tamper_rows(voc, lambda m: m["source_state"].update(
-        class_names=["background", "square", "triangle"])),
-    lambda voc: _tamper_rows(voc, lambda m: m.update(checks="x")),  # damaged: crashed
-    lambda voc: _tamper_rows(voc, lambda m: _rows(m, "width", "wide")),
-    lambda voc: _tamper_rows(voc, lambda m: m["records"].pop()),
-], ids=["path-outside", "path-dotdot", "nan-box", "box-outside-image", "label-high",
-        "label-background", "background-class", "damaged-checks", "bad-width", "row-missing"])  # fmt: skip
-def test_a_tampered_cache_is_checked_ignored_with_a_warning_and_indexed_again(voc, monkeypatch,
-                                                                              caplog, tamper):  # fmt: skip
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        lambda voc: _tamper_rows(voc, lambda m: _rows(m, "image_path", "/etc/passwd")),
+        lambda voc: _tamper_rows(voc, lambda m: _rows(m, "image_path", str(voc / ".." / "x.jpg"))),
+        lambda voc: _tamper_arrays(voc, "boxes", lambda b: b.__setitem__((0, 2), np.nan)),
+        lambda voc: _tamper_arrays(voc, "boxes", lambda b: b.__setitem__((0, 2), 1e6)),
+        lambda voc: _tamper_arrays(voc, "labels", lambda x: x.__setitem__(0, 99)),
+        lambda voc: _tamper_arrays(voc, "labels", lambda x: x.__setitem__(0, 0)),
+        lambda voc: _tamper_rows(
+            voc,
+            lambda m: m["source_state"].update(class_names=["background", "square", "triangle"]),
+        ),
+        lambda voc: _tamper_rows(voc, lambda m: m.update(checks="x")),  # damaged: crashed
+        lambda voc: _tamper_rows(voc, lambda m: _rows(m, "width", "wide")),
+        lambda voc: _tamper_rows(voc, lambda m: m["records"].pop()),
+    ],
+    ids=[
+        "path-outside",
+        "path-dotdot",
+        "nan-box",
+        "box-outside-image",
+        "label-high",
+        "label-background",
+        "background-class",
+        "damaged-checks",
+        "bad-width",
+        "row-missing",
+    ],
+)
+def test_a_tampered_cache_is_checked_ignored_with_a_warning_and_indexed_again(
+    voc, monkeypatch, caplog, tamper
+):
     """Round 2: cached records were used without the checks they passed when indexed."""
     first = _index(voc)
     tamper(voc)

@@ -17,7 +17,12 @@ def test_kinds_order_and_folders(tmp_path):
     array = np.zeros((6, 8, 3), np.uint8)
     items = image_inputs([folder, array, torch.rand(3, 6, 8)])
     assert [i.source and i.source.rsplit("/", 1)[-1] for i in items] == [
-        "a.png", "b.JPG", "c.webp", None, None]  # fmt: skip
+        "a.png",
+        "b.JPG",
+        "c.webp",
+        None,
+        None,
+    ]
     pixels = items[0].load()
     assert pixels.shape == (6, 8, 3) and pixels.dtype == np.uint8 and pixels[0, 0, 0] == 200
     assert len(image_inputs(folder / "a.png")) == 1
@@ -31,14 +36,22 @@ def test_a_grayscale_or_palette_pil_image_becomes_rgb():
 @pytest.mark.parametrize(
     "bad, error, message",
     [
-        (np.zeros((6, 8), np.uint8), ValueError, r"inputs\[0\]: expected a uint8 RGB array \[H, W, 3\], got uint8 \[6, 8\]"),
+        (
+            np.zeros((6, 8), np.uint8),
+            ValueError,
+            r"inputs\[0\]: expected a uint8 RGB array \[H, W, 3\], got uint8 \[6, 8\]",
+        ),
         (np.zeros((6, 8, 3), np.float32), ValueError, r"got float32 \[6, 8, 3\]"),
         (torch.rand(6, 8, 3), ValueError, r"expected a tensor \[3, H, W\], got \[6, 8, 3\]"),
         (torch.rand(3, 6, 8) * 255, ValueError, r"float tensor must hold values in \[0, 1\]"),
         (42, TypeError, r"expected images, paths or a folder, got int"),
-        ([b"bytes"], TypeError, r"inputs\[0\]: expected a path, PIL image, numpy array or tensor, got bytes"),
+        (
+            [b"bytes"],
+            TypeError,
+            r"inputs\[0\]: expected a path, PIL image, numpy array or tensor, got bytes",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_inputs_are_named(bad, error, message):
     with pytest.raises(error, match=message):
         image_inputs(bad)

@@ -20,13 +20,33 @@ from lightdet.lightning.datamodule import DetectionDataModule
 CLASSES = ["circle", "square"]
 _MISSING = object()
 # (name, value) of every variant: what a hostile or broken tool can write into a JSON field
-JSON_VARIANTS = [("missing", _MISSING), ("null", None), ("text", "sixty-four"), ("empty", ""),
-                 ("true", True), ("fraction", 1.5), ("float_id", 1.0), ("nan", float("nan")),
-                 ("inf", float("inf")), ("negative", -1), ("huge", 10**30), ("list", []),
-                 ("object", {}), ("nested", [[1, 2]])]  # fmt: skip
-TEXT_VARIANTS = [("missing", None), ("empty", ""), ("text", "sixty-four"), ("nan", "nan"),
-                 ("inf", "inf"), ("negative", "-1"), ("huge", "1e30"), ("fraction", "1.5"),
-                 ("container", "<x>1</x>")]  # fmt: skip
+JSON_VARIANTS = [
+    ("missing", _MISSING),
+    ("null", None),
+    ("text", "sixty-four"),
+    ("empty", ""),
+    ("true", True),
+    ("fraction", 1.5),
+    ("float_id", 1.0),
+    ("nan", float("nan")),
+    ("inf", float("inf")),
+    ("negative", -1),
+    ("huge", 10**30),
+    ("list", []),
+    ("object", {}),
+    ("nested", [[1, 2]]),
+]
+TEXT_VARIANTS = [
+    ("missing", None),
+    ("empty", ""),
+    ("text", "sixty-four"),
+    ("nan", "nan"),
+    ("inf", "inf"),
+    ("negative", "-1"),
+    ("huge", "1e30"),
+    ("fraction", "1.5"),
+    ("container", "<x>1</x>"),
+]
 
 
 def _image(path: Path, size=(64, 48)) -> None:
@@ -55,18 +75,23 @@ def _outcome(run, file_name: str, fields: tuple[str, ...], variant: str) -> str:
 
 def _coco_data() -> dict:
     return {
-        "images": [{"id": 1, "file_name": "a.jpg", "width": 64, "height": 48},
-                   {"id": 2, "file_name": "b.jpg", "width": 64, "height": 48}],
-        "annotations": [{"id": 1, "image_id": 1, "category_id": 3, "bbox": [4, 4, 20, 20], "iscrowd": 0},
-                        {"id": 2, "image_id": 2, "category_id": 5, "bbox": [8, 8, 10, 12], "iscrowd": 0}],
+        "images": [
+            {"id": 1, "file_name": "a.jpg", "width": 64, "height": 48},
+            {"id": 2, "file_name": "b.jpg", "width": 64, "height": 48},
+        ],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 3, "bbox": [4, 4, 20, 20], "iscrowd": 0},
+            {"id": 2, "image_id": 2, "category_id": 5, "bbox": [8, 8, 10, 12], "iscrowd": 0},
+        ],
         "categories": [{"id": 3, "name": "circle"}, {"id": 5, "name": "square"}],
-    }  # fmt: skip
+    }
 
 
 # field path -> the names an error about it may carry (a changed id is named where it is used)
 COCO_FIELDS = {
     # an empty or broken list: its own field, or the first annotation that points into it
-    "images": ("images", "annotations[0].image_id"), "annotations": ("annotations",),
+    "images": ("images", "annotations[0].image_id"),
+    "annotations": ("annotations",),
     "categories": ("categories", "annotations[0].category_id"),
     "images.0": ("images[0]", "annotations[0].image_id"),
     "images.0.id": ("images[0].id", "annotations[0].image_id"),
@@ -77,13 +102,14 @@ COCO_FIELDS = {
     "categories.0": ("categories[0]", "annotations[0].category_id"),
     "categories.0.id": ("categories[0].id", "annotations[0].category_id", "categories"),
     "categories.0.name": ("categories[0].name", "categories (by id), name"),
-    "annotations.0": ("annotations[0]",), "annotations.0.id": ("annotations[0].id",),
+    "annotations.0": ("annotations[0]",),
+    "annotations.0.id": ("annotations[0].id",),
     "annotations.0.image_id": ("annotations[0].image_id",),
     "annotations.0.category_id": ("annotations[0].category_id",),
     "annotations.0.bbox": ("annotations[0].bbox",),
     "annotations.0.bbox.2": ("annotations[0].bbox",),
     "annotations.0.iscrowd": ("annotations[0].iscrowd",),
-}  # fmt: skip
+}
 
 
 def _set(data, path: str, value):
@@ -110,7 +136,9 @@ def test_every_coco_field_malformed(tmp_path, path):
         _set(data, path, value)
         ann.write_text(json.dumps(data))  # NaN and Infinity as Python's json writes them
         run = lambda: _index(COCOSource(tmp_path, train="train", val="train"))  # noqa: E731
-        outcomes[variant] = _outcome(run, "instances_train.json", COCO_FIELDS[path], f"{path}={variant}")
+        outcomes[variant] = _outcome(
+            run, "instances_train.json", COCO_FIELDS[path], f"{path}={variant}"
+        )
     if path.endswith((".id", "_id")):  # ids: integers only, as COCO's tools compare them
         assert outcomes["float_id"] == outcomes["true"] == outcomes["text"] == "refused"
 
@@ -120,7 +148,9 @@ def test_a_coco_file_that_is_not_an_object(tmp_path, top):
     ann = tmp_path / "annotations" / "instances_train.json"
     ann.parent.mkdir()
     ann.write_text(json.dumps(top))
-    with pytest.raises(AnnotationError, match=r"instances_train.json: the top level: expected an object"):
+    with pytest.raises(
+        AnnotationError, match=r"instances_train.json: the top level: expected an object"
+    ):
         COCOSource(tmp_path, train="train").class_names  # noqa: B018
 
 
@@ -132,9 +162,13 @@ def test_coco_ids_compare_by_value_and_type(tmp_path):
     ann.parent.mkdir()
     for path, value, message in [
         ("images.1.id", 1.0, r"images\[1\]\.id: expected an integer id, found 1\.0 \(float\)"),
-        ("annotations.1.bbox.0", True, r"annotations\[1\]\.bbox: expected \[x, y, w, h\], four numbers"),
+        (
+            "annotations.1.bbox.0",
+            True,
+            r"annotations\[1\]\.bbox: expected \[x, y, w, h\], four numbers",
+        ),
         ("images.1.id", 1, r"images\[1\]\.id: duplicate image id 1 \(first at images\[0\]\)"),
-    ]:  # fmt: skip
+    ]:
         data = _coco_data()
         _set(data, path, value)
         ann.write_text(json.dumps(data))
@@ -144,10 +178,12 @@ def test_coco_ids_compare_by_value_and_type(tmp_path):
 
 @pytest.mark.parametrize(
     ("names", "message"),
-    [(["circle", "circle"], r"categories \(by id\), name\[1\]: class name 'circle' again"),
-     (["background", "square"], r"name\[0\]: 'background' is the name of label 0"),
-     (["circle", "Background"], r"name\[1\]: 'Background' is the name of label 0")],
-)  # fmt: skip
+    [
+        (["circle", "circle"], r"categories \(by id\), name\[1\]: class name 'circle' again"),
+        (["background", "square"], r"name\[0\]: 'background' is the name of label 0"),
+        (["circle", "Background"], r"name\[1\]: 'Background' is the name of label 0"),
+    ],
+)
 def test_class_names_cannot_collide(tmp_path, names, message):
     data = _coco_data()
     for cat, name in zip(data["categories"], names):
@@ -157,22 +193,30 @@ def test_class_names_cannot_collide(tmp_path, names, message):
     ann.write_text(json.dumps(data))
     with pytest.raises(AnnotationError, match=message):
         COCOSource(tmp_path, train="train").class_names  # noqa: B018
-    with pytest.raises(AnnotationError, match=r"data.source.class_names\[1\]: class name 'a' again"):
+    with pytest.raises(
+        AnnotationError, match=r"data.source.class_names\[1\]: class name 'a' again"
+    ):
         VOCSource(tmp_path, class_names=["a", "a"])
 
 
 # --- VOC ---------------------------------------------------------------------------------------
 
-VOC_XML = ("<annotation><filename>a.jpg</filename><size><width>64</width><height>48</height>"
-           "</size><object><name>circle</name><difficult>0</difficult><bndbox><xmin>5</xmin>"
-           "<ymin>5</ymin><xmax>30</xmax><ymax>40</ymax></bndbox></object></annotation>")  # fmt: skip
+VOC_XML = (
+    "<annotation><filename>a.jpg</filename><size><width>64</width><height>48</height>"
+    "</size><object><name>circle</name><difficult>0</difficult><bndbox><xmin>5</xmin>"
+    "<ymin>5</ymin><xmax>30</xmax><ymax>40</ymax></bndbox></object></annotation>"
+)
 VOC_FIELDS = {  # element -> (its text in VOC_XML, the names an error may carry)
     "filename": ("a.jpg", ("filename", "a.jpg")),
-    "width": ("64", ("size.width",)), "height": ("48", ("size.height",)),
-    "name": ("circle", ("object[0].name",)), "difficult": ("0", ("difficult",)),
-    "xmin": ("5", ("object[0].bndbox",)), "ymin": ("5", ("object[0].bndbox",)),
-    "xmax": ("30", ("object[0].bndbox",)), "ymax": ("40", ("object[0].bndbox",)),
-}  # fmt: skip
+    "width": ("64", ("size.width",)),
+    "height": ("48", ("size.height",)),
+    "name": ("circle", ("object[0].name",)),
+    "difficult": ("0", ("difficult",)),
+    "xmin": ("5", ("object[0].bndbox",)),
+    "ymin": ("5", ("object[0].bndbox",)),
+    "xmax": ("30", ("object[0].bndbox",)),
+    "ymax": ("40", ("object[0].bndbox",)),
+}
 
 
 @pytest.mark.parametrize("element", list(VOC_FIELDS))
@@ -220,13 +264,14 @@ def test_every_yolo_field_malformed(tmp_path, position):
 
 @pytest.mark.parametrize(
     ("classes", "message"),
-    [("circle\ncircle\n", r"classes.txt\[1\]: class name 'circle' again"),
-     ("background\n", r"classes.txt\[0\]: 'background' is the name of label 0"),
-     ("", r"classes.txt: no class names")],
-)  # fmt: skip
+    [
+        ("circle\ncircle\n", r"classes.txt\[1\]: class name 'circle' again"),
+        ("background\n", r"classes.txt\[0\]: 'background' is the name of label 0"),
+        ("", r"classes.txt: no class names"),
+    ],
+)
 def test_yolo_class_names_cannot_collide(tmp_path, classes, message):
     (tmp_path / "images").mkdir()
     (tmp_path / "classes.txt").write_text(classes)
     with pytest.raises(AnnotationError, match=message):
         YOLOSource(tmp_path).class_names  # noqa: B018
-

@@ -12,8 +12,11 @@ SPEC = ShapesSpec(num_train=12, num_val=4, image_size=96, max_object_size=48.0, 
 
 
 def _fingerprint(root):
-    files = sorted(p for p in root.rglob("*")
-                   if p.is_file() and p.name not in ("lightdet_shapes.json", ".lightdet"))
+    files = sorted(
+        p
+        for p in root.rglob("*")
+        if p.is_file() and p.name not in ("lightdet_shapes.json", ".lightdet")
+    )
     return {str(p.relative_to(root)): p.read_bytes() for p in files}
 
 
@@ -39,9 +42,16 @@ def test_reused_when_unchanged_regenerated_when_parameters_change(tmp_path):
 
 def test_written_layouts_are_real_voc_and_coco(tmp_path):
     root = ensure_shapes(tmp_path / "s", SPEC)
-    for rel in ("VOC/JPEGImages", "VOC/Annotations", "VOC/ImageSets/Main/train.txt",
-                "VOC/ImageSets/Main/val.txt", "COCO/annotations/instances_train.json",
-                "COCO/annotations/instances_val.json", "COCO/train", "COCO/val"):  # fmt: skip
+    for rel in (
+        "VOC/JPEGImages",
+        "VOC/Annotations",
+        "VOC/ImageSets/Main/train.txt",
+        "VOC/ImageSets/Main/val.txt",
+        "COCO/annotations/instances_train.json",
+        "COCO/annotations/instances_val.json",
+        "COCO/train",
+        "COCO/val",
+    ):
         assert (root / rel).exists(), rel
     assert not (root / "VOC/ImageSets/Main/test.txt").exists()  # num_test = 0
 
@@ -93,7 +103,9 @@ def test_a_folder_of_user_files_is_never_deleted_or_changed(tmp_path):
     (root / "logs" / "old_run" / "checkpoints").mkdir(parents=True)
     (root / "logs" / "old_run" / "checkpoints" / "best.ckpt").write_bytes(b"\x00weights" * 100)
     before = snapshot(root)
-    with pytest.raises(ForeignFolderError, match=r"data.source.root=.*project: it is not a generated"):
+    with pytest.raises(
+        ForeignFolderError, match=r"data.source.root=.*project: it is not a generated"
+    ):
         ensure_shapes(root, SPEC)
     assert snapshot(root) == before
     assert not (tmp_path / "project.tmp").exists()
@@ -103,7 +115,9 @@ def test_a_generated_dataset_with_a_user_file_added_is_not_regenerated(tmp_path)
     root = ensure_shapes(tmp_path / "s", SPEC)
     (root / "VOC" / "notes.txt").write_text("my notes\n")
     before = snapshot(root)
-    with pytest.raises(ForeignFolderError, match=r"holds files a generated dataset does not \(VOC/notes.txt\)"):
+    with pytest.raises(
+        ForeignFolderError, match=r"holds files a generated dataset does not \(VOC/notes.txt\)"
+    ):
         ensure_shapes(root, ShapesSpec(**{**SPEC.__dict__, "seed": 3}))
     assert snapshot(root) == before
 
@@ -126,11 +140,17 @@ def test_a_foreign_temporary_sibling_is_left_alone_and_an_interrupted_one_replac
 
 def test_sizes_that_cannot_fit_are_refused_naming_the_keys(tmp_path):
     """image_size=64 with the default max_object_size=96 failed inside numpy's uniform."""
-    with pytest.raises(ValueError, match=r"data\.source\.max_object_size=96\.0 exceeds "
-                                         r"data\.source\.image_size=64.*image_size >= 96"):  # fmt: skip
+    with pytest.raises(
+        ValueError,
+        match=r"data\.source\.max_object_size=96\.0 exceeds "
+        r"data\.source\.image_size=64.*image_size >= 96",
+    ):
         ShapesSpec(image_size=64)
-    with pytest.raises(ValueError, match=r"data\.source\.min_object_size=20\.0 exceeds "
-                                         r"data\.source\.small_object_size=16\.0"):  # fmt: skip
+    with pytest.raises(
+        ValueError,
+        match=r"data\.source\.min_object_size=20\.0 exceeds "
+        r"data\.source\.small_object_size=16\.0",
+    ):
         ShapesSpec(min_object_size=20.0)
     spec = ShapesSpec(image_size=64, max_object_size=48.0, num_train=8, num_val=4)
     root = ensure_shapes(tmp_path / "small", spec)  # fits: generated

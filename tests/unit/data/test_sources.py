@@ -9,8 +9,10 @@ from tests.conftest import CLASSES, TINY
 
 
 def _by_image(records):
-    return {r.image_path.rsplit("/", 1)[-1] if isinstance(r.image_path, str) else r.image_path.name:
-            r for r in records}  # fmt: skip
+    return {
+        r.image_path.rsplit("/", 1)[-1] if isinstance(r.image_path, str) else r.image_path.name: r
+        for r in records
+    }
 
 
 @pytest.mark.parametrize("split", ["train", "val", "test"])
@@ -36,8 +38,9 @@ def test_category_maps_say_what_produced_the_labels(tiny_shapes):
 
 
 def test_a_split_that_is_not_configured_is_none(tiny_shapes):
-    source = VOCSource(tiny_shapes / "VOC", class_names=CLASSES, train="train", val="val",
-                       test=None)  # fmt: skip
+    source = VOCSource(
+        tiny_shapes / "VOC", class_names=CLASSES, train="train", val="val", test=None
+    )
     assert source.records("test") is None
     assert len(source.records("val")) == TINY["num_val"]
 
@@ -45,8 +48,11 @@ def test_a_split_that_is_not_configured_is_none(tiny_shapes):
 def test_missing_folders_name_the_key_to_set(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"not a VOC folder .*data\.source\.roots"):
         VOCSource(tmp_path).prepare()
-    with pytest.raises(FileNotFoundError, match=r"instances_train2017\.json: not found; set "
-                                                r"data\.source\.root"):  # fmt: skip
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"instances_train2017\.json: not found; set "
+        r"data\.source\.root",
+    ):
         COCOSource(tmp_path).prepare()
     with pytest.raises(FileNotFoundError, match=r"not a YOLO folder .*data\.source\.root"):
         YOLOSource(tmp_path).prepare()

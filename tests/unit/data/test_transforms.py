@@ -38,9 +38,11 @@ def _sample(rng):
 @pytest.mark.parametrize("preset", ["zoom", "plain", "none"])
 def test_boxes_stay_valid_inside_and_aligned_over_many_draws(preset):
     # no photometric change, so the colour under each box tells its label
-    transform = {"zoom": zoom_preset(brightness_contrast_p=0, hue_saturation_p=0),
-                 "plain": train_preset(brightness_contrast_p=0, hue_saturation_p=0),
-                 "none": eval_preset()}[preset]  # fmt: skip
+    transform = {
+        "zoom": zoom_preset(brightness_contrast_p=0, hue_saturation_p=0),
+        "plain": train_preset(brightness_contrast_p=0, hue_saturation_p=0),
+        "none": eval_preset(),
+    }[preset]
     transform.set_random_seed(0)
     rng = np.random.default_rng(0)
     checked = 0

@@ -20,9 +20,16 @@ def _xml(objects: str) -> str:
 
 
 def test_round_trip_of_a_written_record(tmp_path):
-    record = DetectionRecord(tmp_path / "JPEGImages/0001.jpg", 1, 100, 80,
-                             np.array([[0.0, 5.5, 40.25, 60.0], [10, 10, 20, 30]]), np.array([3, 1]),
-                             np.array([False, True]), name="0001")  # fmt: skip
+    record = DetectionRecord(
+        tmp_path / "JPEGImages/0001.jpg",
+        1,
+        100,
+        80,
+        np.array([[0.0, 5.5, 40.25, 60.0], [10, 10, 20, 30]]),
+        np.array([3, 1]),
+        np.array([False, True]),
+        name="0001",
+    )
     _voc(tmp_path, "")
     write_voc_annotation(tmp_path / "Annotations/0001.xml", record, CLASSES)
     (back,) = read_voc(tmp_path, "train", CLASSES)
@@ -48,14 +55,28 @@ def test_image_without_objects_is_kept(tmp_path):
     "xml,message",
     [
         ("<annotation><size>", r"0001.xml: malformed XML"),
-        (_xml("<object><name>dog</name></object>"), r"0001.xml: object\[0\].name: unknown class 'dog'"),
-        (_xml("<object><name>square</name><bndbox><xmin>a</xmin><ymin>1</ymin><xmax>2</xmax><ymax>3</ymax></bndbox></object>"),
-         r"0001.xml: object\[0\].bndbox.xmin: not a number"),
-        (_xml("<object><name>square</name><bndbox><ymin>1</ymin><xmax>2</xmax><ymax>3</ymax></bndbox></object>"),
-         r"0001.xml: object\[0\].bndbox.xmin: missing"),
-        ("<annotation><size><width>3</width></size></annotation>", r"0001.xml: size.height: missing"),
+        (
+            _xml("<object><name>dog</name></object>"),
+            r"0001.xml: object\[0\].name: unknown class 'dog'",
+        ),
+        (
+            _xml(
+                "<object><name>square</name><bndbox><xmin>a</xmin><ymin>1</ymin><xmax>2</xmax><ymax>3</ymax></bndbox></object>"
+            ),
+            r"0001.xml: object\[0\].bndbox.xmin: not a number",
+        ),
+        (
+            _xml(
+                "<object><name>square</name><bndbox><ymin>1</ymin><xmax>2</xmax><ymax>3</ymax></bndbox></object>"
+            ),
+            r"0001.xml: object\[0\].bndbox.xmin: missing",
+        ),
+        (
+            "<annotation><size><width>3</width></size></annotation>",
+            r"0001.xml: size.height: missing",
+        ),
     ],
-)  # fmt: skip
+)
 def test_errors_name_the_file_and_the_field(tmp_path, xml, message):
     with pytest.raises(AnnotationError, match=message):
         read_voc(_voc(tmp_path, xml), "train", CLASSES)

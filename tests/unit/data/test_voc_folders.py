@@ -30,9 +30,11 @@ def write_own_voc(root: Path, n: int = 10, *, flat: bool = True, classes=CELLS) 
         for k, name in enumerate(names):
             x = 6 + 28 * k
             ImageDraw.Draw(image).rectangle([x, 10, x + 20, 40], fill=(200, 60, 60))
-            objects += (f"<object><name>{name}</name><difficult>0</difficult><bndbox>"
-                        f"<xmin>{x + 1}</xmin><ymin>11</ymin><xmax>{x + 21}</xmax><ymax>41</ymax>"
-                        "</bndbox></object>")  # fmt: skip
+            objects += (
+                f"<object><name>{name}</name><difficult>0</difficult><bndbox>"
+                f"<xmin>{x + 1}</xmin><ymin>11</ymin><xmax>{x + 21}</xmax><ymax>41</ymax>"
+                "</bndbox></object>"
+            )
         image.save(images / f"{stem}.jpg")
         (annotations / f"{stem}.xml").write_text(
             f"<annotation><filename>{stem}.jpg</filename><size><width>64</width>"
@@ -57,8 +59,7 @@ def test_a_folder_without_split_lists_gets_a_seeded_split_and_its_own_classes(tm
     assert source.records("test") is None  # a test split needs its own list
     labels = {source.class_names[label - 1] for r in train + val for label in r.labels}
     assert labels == set(CELLS)
-    assert all(Path(r.image_path).parent == (root if flat else root / "JPEGImages")
-               for r in train)  # fmt: skip
+    assert all(Path(r.image_path).parent == (root if flat else root / "JPEGImages") for r in train)
 
     again = VOCSource(root)
     assert _names(again.records("val")) == _names(val)  # same files and seed: the same split
@@ -80,13 +81,21 @@ def test_a_class_seen_only_in_validation_is_an_error_naming_it(tmp_path):
     root = write_own_voc(tmp_path / "cells", n=10)
     (val_stem,) = VOCSource(root, val_fraction=0.1).made_splits()[str(root)]["val"]
     xml = root / f"{val_stem}.xml"
-    xml.write_text(xml.read_text().replace("</annotation>", "<object><name>Neutrophil</name>"
-                   "<bndbox><xmin>2</xmin><ymin>2</ymin><xmax>9</xmax><ymax>9</ymax></bndbox>"
-                   "</object></annotation>"))  # fmt: skip
+    xml.write_text(
+        xml.read_text().replace(
+            "</annotation>",
+            "<object><name>Neutrophil</name>"
+            "<bndbox><xmin>2</xmin><ymin>2</ymin><xmax>9</xmax><ymax>9</ymax></bndbox>"
+            "</object></annotation>",
+        )
+    )
     source = VOCSource(root, val_fraction=0.1)
     assert "Neutrophil" not in source.class_names
-    with pytest.raises(AnnotationError, match=rf"{val_stem}\.xml: object\[\d\]\.name: unknown "
-                       r"class 'Neutrophil': not in the training split's objects"):  # fmt: skip
+    with pytest.raises(
+        AnnotationError,
+        match=rf"{val_stem}\.xml: object\[\d\]\.name: unknown "
+        r"class 'Neutrophil': not in the training split's objects",
+    ):
         source.records("val")
     given = VOCSource(root, val_fraction=0.1, class_names=[*CELLS, "Neutrophil"])
     assert len(given.records("val")) == 1  # given names: today's behaviour
@@ -99,8 +108,9 @@ def test_a_class_named_background_in_the_data_is_refused_naming_the_file(tmp_pat
 
 
 def test_vocdevkit_year_folders_keep_the_20_voc_classes(tmp_path):
-    root = write_own_voc(tmp_path / "VOCdevkit" / "VOC2007", n=4, flat=False,
-                         classes=("person", "dog"))  # fmt: skip
+    root = write_own_voc(
+        tmp_path / "VOCdevkit" / "VOC2007", n=4, flat=False, classes=("person", "dog")
+    )
     assert VOCSource(root).class_names == list(VOC_CLASSES)
     assert write_own_voc(tmp_path / "mine", n=4, flat=False, classes=("person", "dog"))
     assert VOCSource(tmp_path / "mine").class_names == ["dog", "person"]
@@ -113,8 +123,11 @@ def test_a_missing_split_list_names_the_lists_that_exist(tmp_path):
     (lists / "train.txt").write_text("cells_000\ncells_001\n")
     (lists / "val.txt").write_text("cells_002\n")
     source = VOCSource(root)  # asks for trainval and test
-    with pytest.raises(FileNotFoundError, match=r"data.source.train=trainval: .*ImageSets/Main/"
-                       r"trainval.txt \(lists there: train, val\)"):  # fmt: skip
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"data.source.train=trainval: .*ImageSets/Main/"
+        r"trainval.txt \(lists there: train, val\)",
+    ):
         source.records("train")
     named = VOCSource(root, train="train", val="val")
     assert _names(named.records("train")) == ["cells_000", "cells_001"]

@@ -39,11 +39,14 @@ def _one(tmp_path, tiny_shapes, lines: str):
     return label
 
 
-@pytest.mark.parametrize("lines,message", [
-    ("1 0.5 0.5 0.2\n", r"\.txt: line 1: expected 'class cx cy w h', got '1 0.5 0.5 0.2'"),
-    ("0 0.5 0.5 0.2 0.2\nx 0.5 0.5 0.2 0.2\n", r"\.txt: line 2: expected 'class cx cy w h'"),
-    ("7 0.5 0.5 0.2 0.2\n", r"\.txt: line 1.class: 7 is not a class index \(0..2\)"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "lines,message",
+    [
+        ("1 0.5 0.5 0.2\n", r"\.txt: line 1: expected 'class cx cy w h', got '1 0.5 0.5 0.2'"),
+        ("0 0.5 0.5 0.2 0.2\nx 0.5 0.5 0.2 0.2\n", r"\.txt: line 2: expected 'class cx cy w h'"),
+        ("7 0.5 0.5 0.2 0.2\n", r"\.txt: line 1.class: 7 is not a class index \(0..2\)"),
+    ],
+)
 def test_malformed_labels_name_the_file_and_line(tmp_path, tiny_shapes, lines, message):
     _one(tmp_path, tiny_shapes, lines)
     with pytest.raises(AnnotationError, match=message):
@@ -113,8 +116,11 @@ def test_a_segmentation_polygon_becomes_its_bounding_box(tmp_path, tiny_shapes):
     np.testing.assert_allclose(record.boxes, [[0.1 * w, 0.2 * h, 0.5 * w, 0.6 * h]], rtol=1e-6)
     assert record.labels.tolist() == [3]
     _one(tmp_path, tiny_shapes, "2 0.1 0.2 0.5 0.25 0.3\n")  # five numbers: neither
-    with pytest.raises(AnnotationError, match=r"line 1: expected 'class cx cy w h', got .*: 5 "
-                                              r"numbers after the class"):  # fmt: skip
+    with pytest.raises(
+        AnnotationError,
+        match=r"line 1: expected 'class cx cy w h', got .*: 5 "
+        r"numbers after the class",
+    ):
         read_yolo(tmp_path, "val", CLASSES)
 
 
@@ -122,9 +128,12 @@ def test_two_images_with_one_stem_are_an_error_naming_both(tmp_path, tiny_shapes
     _one(tmp_path, tiny_shapes, "0 0.5 0.5 0.2 0.2\n")
     (image,) = (tmp_path / "images" / "val").iterdir()
     image.with_suffix(".png").write_bytes(image.read_bytes())
-    with pytest.raises(AnnotationError, match=rf"{image.stem}\.jpg and {image.stem}\.png share "
-                                              rf"the stem '{image.stem}', so both would take "
-                                              rf"labels/val/{image.stem}\.txt"):  # fmt: skip
+    with pytest.raises(
+        AnnotationError,
+        match=rf"{image.stem}\.jpg and {image.stem}\.png share "
+        rf"the stem '{image.stem}', so both would take "
+        rf"labels/val/{image.stem}\.txt",
+    ):
         read_yolo(tmp_path, "val", CLASSES)
 
 
@@ -133,7 +142,9 @@ def test_pixel_coordinates_get_a_hint(tmp_path, tiny_shapes, caplog):
     checker = DataChecker(DataPolicy(), "val")
     with caplog.at_level("WARNING", logger="lightdet.data.yolo"):
         read_yolo(tmp_path, "val", CLASSES, checker=checker)
-    assert "every coordinate is above 1 (25 to 74): this looks like pixel coordinates" in caplog.text
+    assert (
+        "every coordinate is above 1 (25 to 74): this looks like pixel coordinates" in caplog.text
+    )
     caplog.clear()
     _one(tmp_path, tiny_shapes, "0 0.5 0.5 0.2 0.2\n")
     with caplog.at_level("WARNING", logger="lightdet.data.yolo"):

@@ -24,11 +24,15 @@ MODELS = {
     "ssd": partial(build_ssd, backbone="resnet18", size=128),
     "ssdlite": build_ssdlite,
     # 160 px: FCOS's P7 (stride 128) keeps 2x2 values for GroupNorm's 32 groups of 32 channels
-    "fcos": partial(build_fcos, backbone="resnet18", fpn_channels=32, min_size=160,
-                    max_size=160),
-    "faster_rcnn": partial(build_faster_rcnn, backbone="resnet18", fpn_channels=32,
-                           anchor_sizes=(16, 32, 64, 128, 256), **SIZE),
-}  # fmt: skip
+    "fcos": partial(build_fcos, backbone="resnet18", fpn_channels=32, min_size=160, max_size=160),
+    "faster_rcnn": partial(
+        build_faster_rcnn,
+        backbone="resnet18",
+        fpn_channels=32,
+        anchor_sizes=(16, 32, 64, 128, 256),
+        **SIZE,
+    ),
+}
 BOX = np.array([[10.0, 20.0, 50.0, 60.0], [0.0, 0.0, 30.0, 30.0]], np.float32)
 
 
@@ -55,9 +59,11 @@ def _net(name: str) -> torch.nn.Module:
 
 def _images():
     g = torch.Generator().manual_seed(1)
-    return [(torch.rand(3, 96, 96, generator=g), None, 1, "96x96"),
-            (torch.rand(3, 80, 120, generator=g), None, 2, "80x120"),
-            (torch.full((3, 64, 64), 0.5), None, 3, "blank 64x64")]  # fmt: skip
+    return [
+        (torch.rand(3, 96, 96, generator=g), None, 1, "96x96"),
+        (torch.rand(3, 80, 120, generator=g), None, 2, "80x120"),
+        (torch.full((3, 64, 64), 0.5), None, 3, "blank 64x64"),
+    ]
 
 
 # Random RetinaNet and SSDlite heads still score many locations exactly alike (a constant
@@ -85,8 +91,9 @@ def test_onnx_matches_pytorch_on_other_image_sizes(name, tmp_path):
 def test_torchscript_matches_and_carries_metadata(tmp_path):
     net = _net("retinanet")
     meta = {"class_names": json.dumps(["a", "b", "c"]), "score_threshold": "0.4"}
-    path = export_file(net, "torchscript", tmp_path / "m.torchscript.pt", torch.rand(3, 96, 96),
-                       meta)  # fmt: skip
+    path = export_file(
+        net, "torchscript", tmp_path / "m.torchscript.pt", torch.rand(3, 96, 96), meta
+    )
     result = verify(net, load_runner(path), _images(), ["a", "b", "c"])
     assert result.same == 3 and result.detections > 50  # TorchScript: the same kernels
     assert read_metadata(path) == meta
@@ -121,8 +128,9 @@ def test_compare_by_hand():
     moved = BOX.copy()
     moved[0, 0] += 3  # 3 px on a 10 px coordinate: far beyond 1e-3 relative
     assert "1 PyTorch detections without" in compare(ref, (moved, scores, labels))[0]
-    assert "2 detections in PyTorch, 1 exported" in compare(ref, (BOX[:1], scores[:1],
-                                                                  labels[:1]))[0]  # fmt: skip
+    assert (
+        "2 detections in PyTorch, 1 exported" in compare(ref, (BOX[:1], scores[:1], labels[:1]))[0]
+    )
     assert compare(ref, (BOX, scores, np.array([1, 3])))[0] != ""
 
 

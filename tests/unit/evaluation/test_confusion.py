@@ -3,13 +3,19 @@ import torch
 
 from lightdet.evaluation.confusion import DetectionConfusionMatrix
 
-GT = {"boxes": torch.tensor([[0.0, 0, 10, 10], [20, 20, 40, 40], [50, 50, 60, 60]]),
-      "labels": torch.tensor([1, 2, 3]), "iscrowd": torch.tensor([False, False, True])}  # fmt: skip
+GT = {
+    "boxes": torch.tensor([[0.0, 0, 10, 10], [20, 20, 40, 40], [50, 50, 60, 60]]),
+    "labels": torch.tensor([1, 2, 3]),
+    "iscrowd": torch.tensor([False, False, True]),
+}
 
 
 def _pred(boxes, labels, scores):
-    return {"boxes": torch.tensor(boxes, dtype=torch.float32), "labels": torch.tensor(labels),
-            "scores": torch.tensor(scores)}  # fmt: skip
+    return {
+        "boxes": torch.tensor(boxes, dtype=torch.float32),
+        "labels": torch.tensor(labels),
+        "scores": torch.tensor(scores),
+    }
 
 
 def test_hits_confusions_misses_and_false_alarms_land_in_their_cells():

@@ -9,8 +9,11 @@ CLASSES = ["circle", "square", "triangle"]
 
 
 def _target():
-    return {"boxes": torch.tensor([[10.0, 10.0, 50.0, 50.0], [60.0, 60.0, 90.0, 95.0]]),
-            "labels": torch.tensor([1, 3]), "iscrowd": torch.tensor([False, False])}  # fmt: skip
+    return {
+        "boxes": torch.tensor([[10.0, 10.0, 50.0, 50.0], [60.0, 60.0, 90.0, 95.0]]),
+        "labels": torch.tensor([1, 3]),
+        "iscrowd": torch.tensor([False, False]),
+    }
 
 
 def test_perfect_predictions_score_one_and_per_class_ap_is_named():
@@ -73,10 +76,16 @@ def test_bf16_predictions_are_scored_as_their_exact_float32_values():
     """Mixed precision returns bf16 boxes. Scored as bf16, COCO's width x2 - x1 is rounded to
     bf16: [1.5, 131] gives 130, not 129.5, and the IoU with [0, 100] drops from 0.7519 to
     0.7490, below the 0.75 threshold. Cleaned to float32, the same values score exactly."""
-    t = {"boxes": torch.tensor([[0.0, 0.0, 100.0, 100.0]]), "labels": torch.tensor([1]),
-         "iscrowd": torch.tensor([False])}  # fmt: skip
-    pred = {"boxes": torch.tensor([[1.5, 0.0, 131.0, 100.0]], dtype=torch.bfloat16),
-            "scores": torch.tensor([0.9], dtype=torch.bfloat16), "labels": torch.tensor([1])}
+    t = {
+        "boxes": torch.tensor([[0.0, 0.0, 100.0, 100.0]]),
+        "labels": torch.tensor([1]),
+        "iscrowd": torch.tensor([False]),
+    }
+    pred = {
+        "boxes": torch.tensor([[1.5, 0.0, 131.0, 100.0]], dtype=torch.bfloat16),
+        "scores": torch.tensor([0.9], dtype=torch.bfloat16),
+        "labels": torch.tensor([1]),
+    }
     assert pred["boxes"].float().tolist() == [[1.5, 0.0, 131.0, 100.0]]  # exact in bf16
 
     def score(p):
@@ -112,30 +121,62 @@ def test_the_metric_gives_pycocotools_numbers_exactly():
         crowd = torch.rand(n, generator=g) < 0.15
         picks = torch.randint(0, n, (m,), generator=g)
         pred_boxes = boxes[picks] + torch.randn(m, 4, generator=g) * 8
-        pred_labels = torch.where(torch.rand(m, generator=g) < 0.8, labels[picks],
-                                  torch.randint(1, 4, (m,), generator=g))  # fmt: skip
+        pred_labels = torch.where(
+            torch.rand(m, generator=g) < 0.8, labels[picks], torch.randint(1, 4, (m,), generator=g)
+        )
         scores = torch.rand(m, generator=g)
-        metric.update([{"boxes": pred_boxes, "scores": scores, "labels": pred_labels}],
-                      [{"boxes": boxes, "labels": labels, "iscrowd": crowd}])  # fmt: skip
+        metric.update(
+            [{"boxes": pred_boxes, "scores": scores, "labels": pred_labels}],
+            [{"boxes": boxes, "labels": labels, "iscrowd": crowd}],
+        )
         for b, lab, c in zip(boxes.tolist(), labels.tolist(), crowd.tolist()):
             w, h = b[2] - b[0], b[3] - b[1]
-            gt.append({"id": len(gt) + 1, "image_id": image_id, "category_id": lab,
-                       "bbox": [b[0], b[1], w, h], "area": w * h, "iscrowd": int(c)})
+            gt.append(
+                {
+                    "id": len(gt) + 1,
+                    "image_id": image_id,
+                    "category_id": lab,
+                    "bbox": [b[0], b[1], w, h],
+                    "area": w * h,
+                    "iscrowd": int(c),
+                }
+            )
         for b, lab, sc in zip(pred_boxes.tolist(), pred_labels.tolist(), scores.tolist()):
-            dets.append({"image_id": image_id, "category_id": lab, "score": sc,
-                         "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]]})  # fmt: skip
+            dets.append(
+                {
+                    "image_id": image_id,
+                    "category_id": lab,
+                    "score": sc,
+                    "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]],
+                }
+            )
     ours = metric.compute()
     coco = COCO()
-    coco.dataset = {"images": [{"id": i} for i in range(1, 31)], "annotations": gt,
-                    "categories": [{"id": c} for c in (1, 2, 3)]}  # fmt: skip
+    coco.dataset = {
+        "images": [{"id": i} for i in range(1, 31)],
+        "annotations": gt,
+        "categories": [{"id": c} for c in (1, 2, 3)],
+    }
     with contextlib.redirect_stdout(io.StringIO()):
         coco.createIndex()
         reference = COCOeval(coco, coco.loadRes(dets), iouType="bbox")
         reference.evaluate()
         reference.accumulate()
         reference.summarize()
-    names = ["map", "map_50", "map_75", "map_small", "map_medium", "map_large", "mar_1",
-             "mar_10", "mar_100", "mar_small", "mar_medium", "mar_large"]  # fmt: skip
+    names = [
+        "map",
+        "map_50",
+        "map_75",
+        "map_small",
+        "map_medium",
+        "map_large",
+        "mar_1",
+        "mar_10",
+        "mar_100",
+        "mar_small",
+        "mar_medium",
+        "mar_large",
+    ]
     assert 0.05 < float(ours["map"]) < 0.95  # a case with something to get right
     for name, value in zip(names, reference.stats):
         assert abs(float(ours[name]) - value) < 1e-6, (name, float(ours[name]), value)

@@ -13,15 +13,24 @@ from lightdet.models.ssd import build_ssd
 
 SMALL = {"min_size": 128, "max_size": 192}
 FAMILIES = {
-    "retinanet": lambda: build_retinanet(num_classes=4, backbone="resnet18", fpn_channels=64,
-                                         head_norm="group", score_thresh=0.0, **SMALL),
-    "ssd": lambda: build_ssd(num_classes=4, backbone="resnet18", size=96,
-                             extra_channels=[64, 64, 64, 64]),
-    "fcos": lambda: build_fcos(num_classes=4, backbone="resnet18", fpn_channels=64,
-                               score_thresh=0.0, **SMALL),
-    "faster_rcnn": lambda: build_faster_rcnn(num_classes=4, backbone="resnet18", fpn_channels=64,
-                                             **SMALL),
-}  # fmt: skip
+    "retinanet": lambda: build_retinanet(
+        num_classes=4,
+        backbone="resnet18",
+        fpn_channels=64,
+        head_norm="group",
+        score_thresh=0.0,
+        **SMALL,
+    ),
+    "ssd": lambda: build_ssd(
+        num_classes=4, backbone="resnet18", size=96, extra_channels=[64, 64, 64, 64]
+    ),
+    "fcos": lambda: build_fcos(
+        num_classes=4, backbone="resnet18", fpn_channels=64, score_thresh=0.0, **SMALL
+    ),
+    "faster_rcnn": lambda: build_faster_rcnn(
+        num_classes=4, backbone="resnet18", fpn_channels=64, **SMALL
+    ),
+}
 
 
 def _images():

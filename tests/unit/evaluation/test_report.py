@@ -32,12 +32,18 @@ def _images(n: int = 40, seed: int = 0) -> list[EvaluatedImage]:
         labels = rng.integers(1, 4, k)
         m = int(rng.integers(0, 8))
         fxy = rng.uniform(0, 100, (m, 2))
-        pred_boxes = np.concatenate([boxes + rng.normal(0, 3, boxes.shape),
-                                     np.concatenate([fxy, fxy + rng.uniform(4, 60, (m, 2))], 1)])
+        pred_boxes = np.concatenate(
+            [
+                boxes + rng.normal(0, 3, boxes.shape),
+                np.concatenate([fxy, fxy + rng.uniform(4, 60, (m, 2))], 1),
+            ]
+        )
         target = {"boxes": boxes, "labels": labels, "iscrowd": rng.random(k) < 0.1}
-        pred = {"boxes": pred_boxes.astype(np.float32), "labels": np.concatenate(
-                    [labels, rng.integers(1, 4, m)]),
-                "scores": rng.random(k + m).astype(np.float32)}  # fmt: skip
+        pred = {
+            "boxes": pred_boxes.astype(np.float32),
+            "labels": np.concatenate([labels, rng.integers(1, 4, m)]),
+            "scores": rng.random(k + m).astype(np.float32),
+        }
         images.append(EvaluatedImage(100 + i, f"{i:04d}.jpg", 160, 160, target, pred))
     return images
 
@@ -57,8 +63,9 @@ def _pycocotools(ground_truth: dict, detections_file: str) -> COCOeval:
 def test_detections_file_gives_the_printed_numbers_in_pycocotools(tmp_path):
     report = build_report(_images(), CLASSES, CATEGORY_MAP, "val")
     write_report(report, tmp_path)
-    reference = _pycocotools(json.loads((tmp_path / "ground_truth.json").read_text()),
-                             str(tmp_path / "detections.json"))  # fmt: skip
+    reference = _pycocotools(
+        json.loads((tmp_path / "ground_truth.json").read_text()), str(tmp_path / "detections.json")
+    )
     assert 0.05 < reference.stats[0] < 0.9  # a non-trivial case
     assert np.abs(np.asarray(report.coco.stats) - reference.stats).max() <= 1e-6
     assert format_stats(report.coco.stats) in format_report(report)
@@ -71,13 +78,29 @@ def test_detections_file_gives_the_printed_numbers_in_pycocotools(tmp_path):
 def test_files_use_the_datasets_own_ids_and_hold_the_table(tmp_path):
     images = _images()
     report = build_report(images, CLASSES, CATEGORY_MAP, "val")
-    files = write_report(report, tmp_path, samples=[
-        (torch.zeros(3, 64, 64), {k: torch.as_tensor(v) for k, v in images[0].target.items()},
-         {k: torch.as_tensor(v) for k, v in images[0].pred.items()})])  # fmt: skip
+    files = write_report(
+        report,
+        tmp_path,
+        samples=[
+            (
+                torch.zeros(3, 64, 64),
+                {k: torch.as_tensor(v) for k, v in images[0].target.items()},
+                {k: torch.as_tensor(v) for k, v in images[0].pred.items()},
+            )
+        ],
+    )
     names = {p.name for p in files}
-    assert names == {"metrics.json", "per_class.csv", "detections.json", "ground_truth.json",
-                     "pr_curves.png", "f1_curve.png", "confusion_matrix.png",
-                     "confusion_matrix_normalized.png", "predictions.jpg"}  # fmt: skip
+    assert names == {
+        "metrics.json",
+        "per_class.csv",
+        "detections.json",
+        "ground_truth.json",
+        "pr_curves.png",
+        "f1_curve.png",
+        "confusion_matrix.png",
+        "confusion_matrix_normalized.png",
+        "predictions.jpg",
+    }
     for png in tmp_path.glob("*.png"):
         assert Image.open(png).size[0] > 300
     detections = json.loads((tmp_path / "detections.json").read_text())
@@ -92,8 +115,13 @@ def test_files_use_the_datasets_own_ids_and_hold_the_table(tmp_path):
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["coco"]["map"] == pytest.approx(report.coco.stats[0])
     assert metrics["per_class"]["square"]["category_id"] == 3
-    positives = sum(int((i.target["labels"] == 2).sum() - (i.target["iscrowd"]
-                        & (i.target["labels"] == 2)).sum()) for i in images)  # fmt: skip
+    positives = sum(
+        int(
+            (i.target["labels"] == 2).sum()
+            - (i.target["iscrowd"] & (i.target["labels"] == 2)).sum()
+        )
+        for i in images
+    )
     assert metrics["per_class"]["square"]["gt_boxes"] == positives
     rows = list(csv.reader((tmp_path / "per_class.csv").open()))
     assert rows[0][:4] == ["class", "id", "gt boxes", "AP"]
@@ -116,8 +144,11 @@ def test_threshold_and_confusion_matrix_agree():
 def test_no_detections_at_all():
     images = _images(5)
     for image in images:
-        image.pred = {"boxes": np.zeros((0, 4), np.float32), "scores": np.zeros(0, np.float32),
-                      "labels": np.zeros(0, np.int64)}  # fmt: skip
+        image.pred = {
+            "boxes": np.zeros((0, 4), np.float32),
+            "scores": np.zeros(0, np.float32),
+            "labels": np.zeros(0, np.int64),
+        }
     report = build_report(images, CLASSES, {}, "test")
     assert report.coco.stats[0] in (0.0, -1.0)
     assert report.threshold["all"]["threshold"] is None and report.score_threshold == 0.25

@@ -22,16 +22,25 @@ def _example():
     BOX. Detections, by score: A@BOX 0.9 (TP), A@difficult 0.8 (ignored), B far away 0.7 (FP),
     A@BOX again 0.6 (FP: taken), B@BOX 0.5 (TP). Class 2: one detection, no ground truth."""
     targets = [
-        {"boxes": np.array([BOX, [20, 20, 30, 30]]), "labels": np.array([1, 1]),
-         "iscrowd": np.array([False, True])},
+        {
+            "boxes": np.array([BOX, [20, 20, 30, 30]]),
+            "labels": np.array([1, 1]),
+            "iscrowd": np.array([False, True]),
+        },
         {"boxes": np.array([BOX]), "labels": np.array([1]), "iscrowd": np.array([False])},
-    ]  # fmt: skip
+    ]
     preds = [
-        {"boxes": np.array([BOX, [20, 20, 30, 30], BOX, [1, 1, 5, 5]]),
-         "scores": np.array([0.9, 0.8, 0.6, 0.4]), "labels": np.array([1, 1, 1, 2])},
-        {"boxes": np.array([[50, 50, 60, 60], BOX]), "scores": np.array([0.7, 0.5]),
-         "labels": np.array([1, 1])},
-    ]  # fmt: skip
+        {
+            "boxes": np.array([BOX, [20, 20, 30, 30], BOX, [1, 1, 5, 5]]),
+            "scores": np.array([0.9, 0.8, 0.6, 0.4]),
+            "labels": np.array([1, 1, 1, 2]),
+        },
+        {
+            "boxes": np.array([[50, 50, 60, 60], BOX]),
+            "scores": np.array([0.7, 0.5]),
+            "labels": np.array([1, 1]),
+        },
+    ]
     return preds, targets
 
 
@@ -58,8 +67,11 @@ def test_voc_ap_area_and_eleven_point_by_hand():
 
 def test_iou_must_exceed_one_half():
     # [0, 0, 10, 10] against [0, 0, 10, 20]: IoU exactly 0.5, which the devkit's ">" refuses
-    target = {"boxes": np.array([[0, 0, 10, 20]]), "labels": np.array([1]),
-              "iscrowd": np.array([False])}  # fmt: skip
+    target = {
+        "boxes": np.array([[0, 0, 10, 20]]),
+        "labels": np.array([1]),
+        "iscrowd": np.array([False]),
+    }
     pred = {"boxes": np.array([BOX]), "scores": np.array([0.9]), "labels": np.array([1])}
     assert match_detections([pred], [target], [1])[1].tp.tolist() == [False]
 
@@ -74,7 +86,8 @@ def test_best_f1_by_hand():
     # F1 .667 (p 1, r .5) at 0.9, .5 at .7, .4 at .6, .667 (p .5, r 1) at .5: the first wins
     m = match_detections(*_example(), labels=[1])[1]
     assert best_f1(m) == pytest.approx(
-        {"threshold": 0.9, "f1": 2 / 3, "precision": 1.0, "recall": 0.5})
+        {"threshold": 0.9, "f1": 2 / 3, "precision": 1.0, "recall": 0.5}
+    )
 
 
 def test_best_f1_keeps_every_detection_tied_at_the_threshold():
@@ -82,10 +95,12 @@ def test_best_f1_keeps_every_detection_tied_at_the_threshold():
     # threshold cannot stop between them; 0.9 alone gives p 1, r .25, F1 .4; all four p .75 r .75
     m = ClassMatches(np.array([0.9, 0.8, 0.8, 0.7]), np.array([True, True, False, True]), 4)
     assert best_f1(m) == pytest.approx(
-        {"threshold": 0.7, "f1": 0.75, "precision": 0.75, "recall": 0.75})
+        {"threshold": 0.7, "f1": 0.75, "precision": 0.75, "recall": 0.75}
+    )
     m = ClassMatches(np.array([0.9, 0.8, 0.8]), np.array([True, True, False]), 2)
     assert best_f1(m) == pytest.approx(  # F1 .667 at .9, .8 at .8 (p 2/3, r 1)
-        {"threshold": 0.8, "f1": 0.8, "precision": 2 / 3, "recall": 1.0})
+        {"threshold": 0.8, "f1": 0.8, "precision": 2 / 3, "recall": 1.0}
+    )
 
 
 def test_f1_curve_and_pooling():

@@ -30,14 +30,19 @@ def crafted_pickle(folder: Path, marker: Path) -> Path:
 def write_node(source: Path, marker: Path) -> dict:
     """``shutil.copyfile`` reached by walking attributes of a lightdet module that imports
     ``shutil`` (Hydra's own block-list stops ``os.system``, not this): it writes ``marker``."""
-    return {"_target_": "lightdet.data.shapes.shutil.copyfile",
-            "_args_": [str(source), str(marker)]}  # fmt: skip
+    return {
+        "_target_": "lightdet.data.shapes.shutil.copyfile",
+        "_args_": [str(source), str(marker)],
+    }
 
 
 def unpickle_node(path: Path) -> dict:
     """``torch.load(weights_only=False)`` reached through a lightdet module that imports torch."""
-    return {"_target_": "lightdet.guard.checkpoints.torch.load", "f": str(path),
-            "weights_only": False}  # fmt: skip
+    return {
+        "_target_": "lightdet.guard.checkpoints.torch.load",
+        "f": str(path),
+        "weights_only": False,
+    }
 
 
 def create_value(node: dict) -> str:

@@ -41,9 +41,12 @@ def test_a_checkpoint_of_another_class_set_or_architecture_names_the_mismatch(tm
         check_checkpoint_fits(five, ours, classes)
     wider = {**small, "fpn_channels": 64}
     other = _checkpoint(tmp_path, build_retinanet(num_classes=4, **wider), classes, wider)
-    with pytest.raises(CheckpointMismatchError, match=r"another architecture than this run's model:"
-                       r" shape checkpoint vs model \(\d+\): net\..* \[64, .*\] vs \[32, .*\], ...\. "
-                       r"The checkpoint's model.net: .*'fpn_channels': 64"):  # fmt: skip
+    with pytest.raises(
+        CheckpointMismatchError,
+        match=r"another architecture than this run's model:"
+        r" shape checkpoint vs model \(\d+\): net\..* \[64, .*\] vs \[32, .*\], ...\. "
+        r"The checkpoint's model.net: .*'fpn_channels': 64",
+    ):
         check_checkpoint_fits(other, ours, classes)
     same = _checkpoint(tmp_path, build_retinanet(num_classes=4, **small), classes, small)
     assert check_checkpoint_fits(same, ours, classes)["hyper_parameters"]["class_names"] == classes

@@ -57,23 +57,39 @@ def _command_line_cases(bait):
     nodes = _nodes(bait)
     return {
         "walk-callback": (override("+callbacks.evil", nodes["copy"]), "callbacks.evil._target_"),
-        "walk-backbone": (override("model.net.backbone", nodes["unpickle"]),
-                          "model.net.backbone._target_"),
+        "walk-backbone": (
+            override("model.net.backbone", nodes["unpickle"]),
+            "model.net.backbone._target_",
+        ),
         "create-callback": (f'+callbacks.evil="{create_value(nodes["copy"])}"', "callbacks.evil"),
         "create-model": (f'++model.net.head="{create_value(nodes["unpickle"])}"', "model.net.head"),
         "env_set": ("++hydra.job.env_set.LIGHTDET_ALLOWED_TARGETS=torch.", "hydra.job.env_set"),
-        "hydra-callbacks": (override("++hydra.callbacks.evil", nodes["copy"]),
-                            "hydra.callbacks.evil"),
+        "hydra-callbacks": (
+            override("++hydra.callbacks.evil", nodes["copy"]),
+            "hydra.callbacks.evil",
+        ),
         "hydra-package": ("+callbacks@hydra.callbacks=default", "hydra.callbacks"),
         "searchpath": ("hydra.searchpath=[file:///tmp]", "hydra.searchpath"),
-        "launcher": ("hydra.launcher._target_=lightdet.data.shapes.shutil.copyfile",
-                     "hydra.launcher._target_"),
+        "launcher": (
+            "hydra.launcher._target_=lightdet.data.shapes.shutil.copyfile",
+            "hydra.launcher._target_",
+        ),
         "launcher-shell": ("++hydra.launcher.setup=[touch /tmp/x]", "hydra.launcher.setup"),
-    }  # fmt: skip
+    }
 
 
-CASES = ["walk-callback", "walk-backbone", "create-callback", "create-model", "env_set",
-         "hydra-callbacks", "hydra-package", "searchpath", "launcher", "launcher-shell"]  # fmt: skip
+CASES = [
+    "walk-callback",
+    "walk-backbone",
+    "create-callback",
+    "create-model",
+    "env_set",
+    "hydra-callbacks",
+    "hydra-package",
+    "searchpath",
+    "launcher",
+    "launcher-shell",
+]
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -117,21 +133,32 @@ class _ClonedTask:
 def _cloned_cases(bait):
     source, marker, pickled = bait
     return {
-        "walk-callback": ({"Hydra/callbacks.evil._target_": "lightdet.data.shapes.shutil.copyfile",
-                           "Hydra/callbacks.evil._args_": f"['{source}','{marker}']"},
-                          "callbacks.evil._target_"),
-        "create-model": ({"Hydra/model.net.head": f'"{create_value(unpickle_node(pickled))}"'},
-                         "model.net.head"),
-        "env_set": ({"Hydra/hydra.job.env_set.LIGHTDET_ALLOWED_TARGETS": "torch."},
-                    "hydra.job.env_set"),
-        "hydra-callbacks": ({"Hydra/hydra.callbacks.evil._target_":
-                             "lightdet.data.shapes.shutil.copyfile"}, "hydra.callbacks.evil"),
-    }  # fmt: skip
+        "walk-callback": (
+            {
+                "Hydra/callbacks.evil._target_": "lightdet.data.shapes.shutil.copyfile",
+                "Hydra/callbacks.evil._args_": f"['{source}','{marker}']",
+            },
+            "callbacks.evil._target_",
+        ),
+        "create-model": (
+            {"Hydra/model.net.head": f'"{create_value(unpickle_node(pickled))}"'},
+            "model.net.head",
+        ),
+        "env_set": (
+            {"Hydra/hydra.job.env_set.LIGHTDET_ALLOWED_TARGETS": "torch."},
+            "hydra.job.env_set",
+        ),
+        "hydra-callbacks": (
+            {"Hydra/hydra.callbacks.evil._target_": "lightdet.data.shapes.shutil.copyfile"},
+            "hydra.callbacks.evil",
+        ),
+    }
 
 
 @pytest.mark.parametrize("case", ["walk-callback", "create-model", "env_set", "hydra-callbacks"])
-def test_a_cloned_tasks_edited_parameters_cannot_smuggle_a_payload(tmp_path, bait, case,
-                                                                   monkeypatch):  # fmt: skip
+def test_a_cloned_tasks_edited_parameters_cannot_smuggle_a_payload(
+    tmp_path, bait, case, monkeypatch
+):
     """The real ClearML binding, as under a clearml-agent: it appends the task's ``Hydra/*``
     values to the overrides inside ``Hydra.run``, after any command-line check."""
     import clearml.binding.hydra_bind as binding
@@ -151,21 +178,25 @@ def test_a_cloned_tasks_edited_parameters_cannot_smuggle_a_payload(tmp_path, bai
     assert "LIGHTDET_ALLOWED_TARGETS" not in os.environ
 
 
-@pytest.mark.parametrize("case", ["walk-callback", "walk-backbone", "create-callback",
-                                  "create-model"])  # fmt: skip
+@pytest.mark.parametrize(
+    "case", ["walk-callback", "walk-backbone", "create-callback", "create-model"]
+)
 def test_a_dashboard_edited_config_cannot_smuggle_a_payload(tmp_path, bait, case):
     """With ``_allow_omegaconf_edit_``, ClearML hands ``train`` the edited YAML whole,
     never composed: ``train`` checks it (resolved) before creating anything."""
     nodes = _nodes(bait)
     edit, key = {
         "walk-callback": ({"callbacks": {"evil": nodes["copy"]}}, "callbacks.evil._target_"),
-        "walk-backbone": ({"model": {"net": {"backbone": nodes["unpickle"]}}},
-                          "model.net.backbone._target_"),
-        "create-callback": ({"callbacks": {"evil": create_value(nodes["copy"])}},
-                            "callbacks.evil"),
-        "create-model": ({"model": {"net": {"head": create_value(nodes["unpickle"])}}},
-                         "model.net.head"),
-    }[case]  # fmt: skip
+        "walk-backbone": (
+            {"model": {"net": {"backbone": nodes["unpickle"]}}},
+            "model.net.backbone._target_",
+        ),
+        "create-callback": ({"callbacks": {"evil": create_value(nodes["copy"])}}, "callbacks.evil"),
+        "create-model": (
+            {"model": {"net": {"head": create_value(nodes["unpickle"])}}},
+            "model.net.head",
+        ),
+    }[case]
     dashboard = OmegaConf.create(OmegaConf.to_yaml(compose_train(tmp_path)))  # as ClearML loads it
     cfg = OmegaConf.merge(dashboard, edit)
     with pytest.raises(UnsafeConfigError, match=key.replace(".", r"\.")):
@@ -198,8 +229,13 @@ def test_a_checkpoints_stored_config_cannot_smuggle_a_payload(tmp_path, bait, wh
 def test_the_project_configs_still_compose(tmp_path):
     """The allowed hydra overrides: what Lightning's DDP launcher passes its children."""
     run_dir = tmp_path / "shared-run"
-    cfg = compose_train(tmp_path, f'hydra.run.dir="{run_dir}"', "hydra.job.name=train_ddp_1",
-                        "hydra.output_subdir=null", "hydra/job_logging=disabled")  # fmt: skip
+    cfg = compose_train(
+        tmp_path,
+        f'hydra.run.dir="{run_dir}"',
+        "hydra.job.name=train_ddp_1",
+        "hydra.output_subdir=null",
+        "hydra/job_logging=disabled",
+    )
     assert cfg.model.net._target_ == "lightdet.models.retinanet.build_retinanet"
     assert isinstance(UnsafeConfigError("x"), HydraException)  # printed compactly by Hydra
     assert Path(cfg.paths.output_dir) == tmp_path / "run"
@@ -214,8 +250,9 @@ def test_a_run_folder_at_user_files_is_refused_before_hydra_writes_into_it(tmp_p
     (user / "train.log").write_text("my log\n")
     before = snapshot(user)
     monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
-    monkeypatch.setattr(sys, "argv", ["lightdet.train", f"paths.root_dir={tmp_path}",
-                                      f"hydra.run.dir={user}"])  # fmt: skip
+    monkeypatch.setattr(
+        sys, "argv", ["lightdet.train", f"paths.root_dir={tmp_path}", f"hydra.run.dir={user}"]
+    )
     with pytest.raises(UnsafeConfigError, match=r"hydra\.run\.dir=.*project: the folder holds"):
         lightdet.train.main()
     assert snapshot(user) == before

@@ -19,14 +19,16 @@ def _state(folder, victim):
                 "kth_best_model_path": str(folder / "best-epoch000.ckpt"),
                 "dirpath": str(folder),
                 "last_model_path": "",
-                "best_k_models": {str(victim): torch.tensor(0.9),
-                                  str(folder / "best-epoch000.ckpt"): torch.tensor(0.5),
-                                  str(folder / ".." / "x.ckpt"): torch.tensor(0.1)},
+                "best_k_models": {
+                    str(victim): torch.tensor(0.9),
+                    str(folder / "best-epoch000.ckpt"): torch.tensor(0.5),
+                    str(folder / ".." / "x.ckpt"): torch.tensor(0.1),
+                },
             },
             "Other": {"nested": {"file": "../../etc/passwd"}, "mode": "max"},
         },
         "loops": {"fit_loop": {"state_dict": {"note": "/tmp/elsewhere.ckpt"}}},
-    }  # fmt: skip
+    }
 
 
 def test_paths_outside_the_checkpoint_folder_are_dropped_and_inside_ones_kept(tmp_path):

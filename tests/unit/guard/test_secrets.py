@@ -11,18 +11,27 @@ FAKE = "fake-secret-7f3a9c2e"
 
 def test_secret_values_come_from_names_that_say_so_and_from_clearml_conf(tmp_path):
     conf = tmp_path / "clearml.conf"
-    conf.write_text('api { credentials { "access_key" = "AK-0123456789", secret_key: "SK-abcdefghij" } }')
-    env = {"CLEARML_API_SECRET_KEY": FAKE, "HF_TOKEN": "hf_0123456789", "MY_PASSWORD": "pw-0123456789",
-           "CLEARML_API_HOST": "http://server:8008", "HOME": "/root/somewhere", "AWS_KEY": "short",
-           "CLEARML_CONFIG_FILE": str(conf)}  # fmt: skip
+    conf.write_text(
+        'api { credentials { "access_key" = "AK-0123456789", secret_key: "SK-abcdefghij" } }'
+    )
+    env = {
+        "CLEARML_API_SECRET_KEY": FAKE,
+        "HF_TOKEN": "hf_0123456789",
+        "MY_PASSWORD": "pw-0123456789",
+        "CLEARML_API_HOST": "http://server:8008",
+        "HOME": "/root/somewhere",
+        "AWS_KEY": "short",
+        "CLEARML_CONFIG_FILE": str(conf),
+    }
     found = secret_values(env)
     assert set(found) == {FAKE, "hf_0123456789", "pw-0123456789", "AK-0123456789", "SK-abcdefghij"}
 
 
 def test_a_config_holding_a_secret_is_scrubbed_in_place_and_the_keys_named(monkeypatch, caplog):
     monkeypatch.setenv("CLEARML_API_SECRET_KEY", FAKE)
-    cfg = OmegaConf.create({"task_name": f"run-{FAKE}", "tags": [FAKE, "ok"], "n": 3,
-                            "ref": "${task_name}"})  # fmt: skip
+    cfg = OmegaConf.create(
+        {"task_name": f"run-{FAKE}", "tags": [FAKE, "ok"], "n": 3, "ref": "${task_name}"}
+    )
     with caplog.at_level(logging.WARNING):
         changed = scrub_config(cfg)
     assert changed == ["task_name", "tags[0]"]
@@ -43,11 +52,21 @@ def test_a_password_in_a_url_is_a_secret_and_any_urls_user_info_leaves_log_lines
     """Round 2: ``CLEARML_API_HOST=http://user:pass@host`` was printed as it is."""
     for name in [n for n in __import__("os").environ if n.startswith("CLEARML_")]:
         monkeypatch.delenv(name)
-    env = {"CLEARML_API_HOST": "https://bob:hunter2-pass@clearml.example:8008", "HOME": "/x",
-           "CLEARML_CONFIG_FILE": "/nonexistent"}  # fmt: skip
+    env = {
+        "CLEARML_API_HOST": "https://bob:hunter2-pass@clearml.example:8008",
+        "HOME": "/x",
+        "CLEARML_CONFIG_FILE": "/nonexistent",
+    }
     assert secret_values(env) == ["hunter2-pass"]
-    record = logging.LogRecord("x", logging.WARNING, __file__, 1, "server %s down",
-                               ("http://alice:s3cr3t-value@h:1/api",), None)  # fmt: skip
+    record = logging.LogRecord(
+        "x",
+        logging.WARNING,
+        __file__,
+        1,
+        "server %s down",
+        ("http://alice:s3cr3t-value@h:1/api",),
+        None,
+    )
     assert ScrubFilter().filter(record)  # no secret known to the process: user-info still goes
     assert record.getMessage() == f"server http://{REDACTED}@h:1/api down"
 
@@ -58,8 +77,10 @@ def test_a_secret_used_as_a_config_key_is_renamed(monkeypatch):
     cfg = OmegaConf.create({"notes": {FAKE: 1, "kept": "x"}, "deep": [{f"k-{FAKE}": {"v": 2}}]})
     changed = scrub_config(cfg)
     assert FAKE not in OmegaConf.to_yaml(cfg)
-    assert OmegaConf.to_container(cfg) == {"notes": {"kept": "x", REDACTED: 1},
-                                           "deep": [{f"k-{REDACTED}": {"v": 2}}]}  # fmt: skip
+    assert OmegaConf.to_container(cfg) == {
+        "notes": {"kept": "x", REDACTED: 1},
+        "deep": [{f"k-{REDACTED}": {"v": 2}}],
+    }
     assert changed == [f"notes.{REDACTED} (a key)", f"deep[0].k-{REDACTED} (a key)"]
 
 

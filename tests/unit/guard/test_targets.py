@@ -15,9 +15,18 @@ from lightdet.guard import targets as targets_module
 from lightdet.guard.targets import COMPONENT, REGISTRY, check_target, registered
 from tests.conftest import compose_train
 
-DANGEROUS = {torch.load, torch.jit.load, __import__("pickle").load, __import__("pickle").loads,
-             __import__("os").system, __import__("subprocess").run, __import__("shutil").rmtree,
-             __import__("shutil").copyfile, eval, exec}  # fmt: skip
+DANGEROUS = {
+    torch.load,
+    torch.jit.load,
+    __import__("pickle").load,
+    __import__("pickle").loads,
+    __import__("os").system,
+    __import__("subprocess").run,
+    __import__("shutil").rmtree,
+    __import__("shutil").copyfile,
+    eval,
+    exec,
+}
 
 
 def test_the_shipped_training_config_is_allowed(tmp_path):
@@ -44,8 +53,11 @@ def test_the_shipped_training_config_is_allowed(tmp_path):
         ("lightdet.data.dataset.batch_size", r"registered for a hydra.utils.get_method path"),
         # an alias of a registered object is not its registered name
         ("lightdet.models.build_retinanet", r"not a registered target"),
-        ("lightdet.models.retinanet.build_retinanetx", r"did you mean "
-                                                       r"lightdet.models.retinanet.build_retinanet"),
+        (
+            "lightdet.models.retinanet.build_retinanetx",
+            r"did you mean "
+            r"lightdet.models.retinanet.build_retinanet",
+        ),
         ("${oc.env:X}", r"an interpolated target"),
     ],
 )
@@ -56,8 +68,16 @@ def test_a_target_outside_the_allow_list_is_refused_naming_the_key(target, messa
 
 
 def test_nested_targets_are_checked_at_any_depth_and_in_lists():
-    cfg = {"trainer": {"plugins": [{"_target_": "pytorch_lightning.Trainer",
-                                    "x": {"_args_": [{"_target_": "os.system"}]}}]}}  # fmt: skip
+    cfg = {
+        "trainer": {
+            "plugins": [
+                {
+                    "_target_": "pytorch_lightning.Trainer",
+                    "x": {"_args_": [{"_target_": "os.system"}]},
+                }
+            ]
+        }
+    }
     with pytest.raises(UnsafeConfigError, match=r"trainer\.plugins\[0\]\.x\._args_\[0\]\._target_"):
         check_targets(cfg)
 
@@ -65,7 +85,9 @@ def test_nested_targets_are_checked_at_any_depth_and_in_lists():
 def test_get_method_may_only_name_an_allowed_function():
     ok = {"f": {"_target_": "hydra.utils.get_method", "path": "lightdet.data.dataset.batch_size"}}
     check_targets(ok)
-    bad = {"f": {"_target_": "hydra.utils.get_method", "path": "lightdet.guard.checkpoints.torch.load"}}
+    bad = {
+        "f": {"_target_": "hydra.utils.get_method", "path": "lightdet.guard.checkpoints.torch.load"}
+    }
     with pytest.raises(UnsafeConfigError, match=r"f\.path=.*not a registered target"):
         check_targets(bad)
 
@@ -106,8 +128,12 @@ def _sideways_paths():
     seen = set()
     for module in _lightdet_modules():
         for name, value in vars(module).items():
-            home = getattr(value, "__name__" if isinstance(value, types.ModuleType) else
-                           "__module__", None) or ""  # fmt: skip
+            home = (
+                getattr(
+                    value, "__name__" if isinstance(value, types.ModuleType) else "__module__", None
+                )
+                or ""
+            )
             if name.startswith("__") or home.startswith("lightdet") or id(value) in seen:
                 continue
             seen.add(id(value))
@@ -174,6 +200,11 @@ def test_an_override_naming_the_checkpoint_writer_is_refused_by_composition(tmp_
     mapping to any path (an ``authorized_keys`` on an agent). Refused before anything runs."""
     target = tmp_path / "authorized_keys"
     with pytest.raises(UnsafeConfigError, match=r"callbacks\.x\._target_=.*atomic_save"):
-        compose_train(tmp_path, *[f"+callbacks.x={{_target_:lightdet.lightning.checkpoint_io."
-                                 f"atomic_save,checkpoint:{{a:1}},path:'{target}'}}"])
+        compose_train(
+            tmp_path,
+            *[
+                f"+callbacks.x={{_target_:lightdet.lightning.checkpoint_io."
+                f"atomic_save,checkpoint:{{a:1}},path:'{target}'}}"
+            ],
+        )
     assert not target.exists()

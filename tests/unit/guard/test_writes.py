@@ -30,14 +30,17 @@ def _user_folder(root: Path) -> dict:
     return snapshot(root)
 
 
-@pytest.mark.parametrize("override", [
-    "hydra.output_subdir=../../victim",  # Hydra's config.yaml/hydra.yaml/overrides.yaml
-    "hydra.job.name=../../victim/train",  # Hydra's <job.name>.log, appended to
-    "callbacks.model_checkpoint.filename=../../victim/best",
-    "callbacks.run_results.dirpath={victim}",
-    "trainer.default_root_dir={victim}",
-    "paths.output_dir={victim}",
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "override",
+    [
+        "hydra.output_subdir=../../victim",  # Hydra's config.yaml/hydra.yaml/overrides.yaml
+        "hydra.job.name=../../victim/train",  # Hydra's <job.name>.log, appended to
+        "callbacks.model_checkpoint.filename=../../victim/best",
+        "callbacks.run_results.dirpath={victim}",
+        "trainer.default_root_dir={victim}",
+        "paths.output_dir={victim}",
+    ],
+)
 def test_a_training_key_that_writes_outside_is_refused_at_composition(tmp_path, override):
     victim = tmp_path / "victim"
     before = _user_folder(victim)
@@ -48,17 +51,23 @@ def test_a_training_key_that_writes_outside_is_refused_at_composition(tmp_path, 
 
 def _multirun_cfg(tmp_path: Path, *overrides: str) -> DictConfig:
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return compose(config_name="study", return_hydra_config=True,
-                       overrides=[f"paths.root_dir={tmp_path}", *overrides])  # fmt: skip
+        return compose(
+            config_name="study",
+            return_hydra_config=True,
+            overrides=[f"paths.root_dir={tmp_path}", *overrides],
+        )
 
 
-@pytest.mark.parametrize("override", [
-    "hydra.sweep.dir={victim}",  # multirun.yaml and the job folders into a user's folder
-    "hydra.sweep.subdir=../../victim",  # each job's folder
-    "hydra.sweep.subdir=${{hydra.job.override_dirname}}",  # a name made of override values
-    "hydra.sweep.subdir=${{hydra.job.num}}/../../victim",  # does not resolve at composition
-    "study.dir={victim}",  # the study's table.md and results.csv
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "override",
+    [
+        "hydra.sweep.dir={victim}",  # multirun.yaml and the job folders into a user's folder
+        "hydra.sweep.subdir=../../victim",  # each job's folder
+        "hydra.sweep.subdir=${{hydra.job.override_dirname}}",  # a name made of override values
+        "hydra.sweep.subdir=${{hydra.job.num}}/../../victim",  # does not resolve at composition
+        "study.dir={victim}",  # the study's table.md and results.csv
+    ],
+)
 def test_a_multirun_key_that_writes_outside_is_refused(tmp_path, override):
     victim = tmp_path / "victim"
     before = _user_folder(victim)
@@ -74,10 +83,21 @@ def test_the_study_command_refuses_a_users_sweep_folder_before_writing(tmp_path)
     victim = tmp_path / "victim"
     before = _user_folder(victim)
     proc = subprocess.run(
-        [sys.executable, "-m", "lightdet.study", "-m", "study=compare", "model=ssd",
-         f"paths.root_dir={tmp_path}", f"hydra.sweep.dir={victim}"],
-        env=clean_env(CLEARML_OFFLINE_MODE="1"), capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "lightdet.study",
+            "-m",
+            "study=compare",
+            "model=ssd",
+            f"paths.root_dir={tmp_path}",
+            f"hydra.sweep.dir={victim}",
+        ],
+        env=clean_env(CLEARML_OFFLINE_MODE="1"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "hydra.sweep.dir" in proc.stderr and "Traceback" not in proc.stderr
     assert snapshot(victim) == before and not (victim / ".lightdet").exists()
@@ -128,8 +148,7 @@ def _leaves(node, prefix: str = ""):
 def _looks_like_path(value) -> bool:
     if not isinstance(value, str) or _METRIC.fullmatch(value) or "=" in value:
         return False  # a metric name (stage/name), an override
-    return (value.startswith(("/", "./", "../", "~")) or "/" in value
-            or bool(_SUFFIX.search(value)))  # fmt: skip
+    return value.startswith(("/", "./", "../", "~")) or "/" in value or bool(_SUFFIX.search(value))
 
 
 def test_every_path_in_every_entry_points_config_is_declared_written_or_read(tmp_path):
@@ -153,26 +172,41 @@ def test_every_path_in_every_entry_points_config_is_declared_written_or_read(tmp
                 undeclared.append(f"{config_name}: {key}={value}")
     assert not undeclared, "\n".join(sorted(set(undeclared)))
     # the declarations are live: the shipped configs use the main write keys
-    assert {"paths.output_dir", "callbacks.model_checkpoint.dirpath", "hpo.storage",
-            "study.dir", "output", "hydra.output_subdir"} <= seen_written  # fmt: skip
+    assert {
+        "paths.output_dir",
+        "callbacks.model_checkpoint.dirpath",
+        "hpo.storage",
+        "study.dir",
+        "output",
+        "hydra.output_subdir",
+    } <= seen_written
     assert {"ckpt_path", "input", "data.source.root", "data.source.roots[0]"} <= seen_read
     assert set(seen_read) <= {k for k in seen_read if declared(k) == "read"} and READS
 
 
-@pytest.mark.parametrize("override,message", [
-    # str.format makes '//0' of '{epoch:/>3}', and os.path.join then drops the folder: an
-    # absolute path at the file system's root
-    ("callbacks.model_checkpoint.filename='{epoch:/>3}etc{epoch:/^3}x'", "numeric spec only"),
-    ("callbacks.model_checkpoint.filename='..'", "plain name"),
-    # positional arguments hide a folder from the policy's named keys
-    ("+callbacks.x={_target_:pytorch_lightning.callbacks.ModelCheckpoint,_args_:[{victim}]}",
-     r"callbacks\.x\._args_: positional arguments are not accepted"),
-    # a registered writer placed under another key is checked where it is
-    ("+model.net.extra={_target_:pytorch_lightning.callbacks.ModelCheckpoint,dirpath:{victim}}",
-     r"model\.net\.extra\.dirpath=.*victim"),
-    ("+data.x={_target_:lightdet.lightning.results.RunResults,dirpath:{victim}}",
-     r"data\.x\.dirpath=.*victim"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        # str.format makes '//0' of '{epoch:/>3}', and os.path.join then drops the folder: an
+        # absolute path at the file system's root
+        ("callbacks.model_checkpoint.filename='{epoch:/>3}etc{epoch:/^3}x'", "numeric spec only"),
+        ("callbacks.model_checkpoint.filename='..'", "plain name"),
+        # positional arguments hide a folder from the policy's named keys
+        (
+            "+callbacks.x={_target_:pytorch_lightning.callbacks.ModelCheckpoint,_args_:[{victim}]}",
+            r"callbacks\.x\._args_: positional arguments are not accepted",
+        ),
+        # a registered writer placed under another key is checked where it is
+        (
+            "+model.net.extra={_target_:pytorch_lightning.callbacks.ModelCheckpoint,dirpath:{victim}}",
+            r"model\.net\.extra\.dirpath=.*victim",
+        ),
+        (
+            "+data.x={_target_:lightdet.lightning.results.RunResults,dirpath:{victim}}",
+            r"data\.x\.dirpath=.*victim",
+        ),
+    ],
+)
 def test_my_round_two_variants_are_refused(tmp_path, override, message):
     """Variants found after the issue's list (this session's own attacker round)."""
     victim = tmp_path / "victim"

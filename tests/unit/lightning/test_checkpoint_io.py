@@ -53,8 +53,9 @@ def test_a_kill_during_a_write_on_another_file_system_leaves_the_old_checkpoint(
     try:
         assert os.stat(folder).st_dev != os.stat(tmp_path).st_dev
         path = _small(folder)
-        writer = subprocess.Popen([sys.executable, "-c", _WRITER, str(path), "400"],
-                                  stdout=subprocess.PIPE, text=True)  # fmt: skip
+        writer = subprocess.Popen(
+            [sys.executable, "-c", _WRITER, str(path), "400"], stdout=subprocess.PIPE, text=True
+        )
         assert writer.stdout.readline().strip() == "writing"
         partial = None
         for _ in range(400):  # until the big file is half written
@@ -79,8 +80,9 @@ def test_a_kill_during_a_write_on_another_file_system_leaves_the_old_checkpoint(
 
 def test_a_full_disk_during_a_save_leaves_the_old_checkpoint_and_no_leftover(tmp_path):
     path = _small(tmp_path)
-    proc = subprocess.run([sys.executable, "-c", _LIMITED, str(path)], capture_output=True,
-                          text=True, timeout=120)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-c", _LIMITED, str(path)], capture_output=True, text=True, timeout=120
+    )
     assert proc.stdout.strip() == "failed: True", proc.stdout + proc.stderr  # EFBIG
     assert load_checkpoint(path)["epoch"] == 1
     assert sorted(p.name for p in path.parent.iterdir()) == ["last.ckpt"]
@@ -125,15 +127,19 @@ def test_resume_auto_takes_the_newest_checkpoint_that_is_whole(tmp_path):
     with pytest.warns(UserWarning, match=rf"skipped {newer}: truncated or damaged"):
         assert find_last_checkpoint(runs) == older
     older.write_bytes(b"")
-    with pytest.warns(UserWarning), pytest.raises(FileNotFoundError, match="no complete checkpoint"):
+    with (
+        pytest.warns(UserWarning),
+        pytest.raises(FileNotFoundError, match="no complete checkpoint"),
+    ):
         find_last_checkpoint(runs)
 
 
 def test_resume_auto_never_falls_back_to_a_weights_only_checkpoint(tmp_path):
     runs = tmp_path / "runs"
     older = _small(runs / "2026-12-01_10-00-00", epoch=4)
-    atomic_save({"state_dict": {"w": torch.arange(4.0)}, "optimizer_states": [{}], "epoch": 4},
-                older)  # fmt: skip  # a full training state
+    atomic_save(
+        {"state_dict": {"w": torch.arange(4.0)}, "optimizer_states": [{}], "epoch": 4}, older
+    )  # a full training state
     time.sleep(0.02)
     newer = _small(runs / "2026-12-02_10-00-00", epoch=6)
     time.sleep(0.02)

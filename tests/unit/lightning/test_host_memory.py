@@ -36,8 +36,7 @@ print(json.dumps({"default": default, "set": done, "kept": kept}))
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt: Linux only")
 def test_freed_activations_serve_the_next_step_without_new_pages():
-    done = subprocess.run([sys.executable, "-c", STEPS], capture_output=True, text=True,
-                          check=True)  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", STEPS], capture_output=True, text=True, check=True)
     faults = json.loads(done.stdout.splitlines()[-1])
     pages = 8 * 32 * 192 * 192 * 4 // 4096  # one activation: 9216 pages
     assert min(faults["default"]) > pages  # by default activations come in fresh pages

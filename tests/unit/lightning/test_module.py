@@ -28,15 +28,30 @@ class LossNet(nn.Module):
 
 
 def _batches(n: int):
-    samples = [(torch.zeros(3, 8, 8), {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0,
-               dtype=torch.int64), "image_id": torch.tensor(i)}) for i in range(n)]  # fmt: skip
+    samples = [
+        (
+            torch.zeros(3, 8, 8),
+            {
+                "boxes": torch.zeros(0, 4),
+                "labels": torch.zeros(0, dtype=torch.int64),
+                "image_id": torch.tensor(i),
+            },
+        )
+        for i in range(n)
+    ]
     return DataLoader(samples, batch_size=2, collate_fn=collate_detection)
 
 
 def _fit(net, **kwargs):
     module = DetectionModule(net, optimizer=partial(torch.optim.SGD, lr=0.1), **kwargs)
-    trainer = pl.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+    trainer = pl.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     trainer.fit(module, train_dataloaders=_batches(8))
     return trainer, module
 
@@ -51,8 +66,11 @@ def test_a_nan_step_is_skipped_counted_and_leaves_the_weights_alone():
 
 
 def test_stop_names_the_step_and_the_image_ids():
-    with pytest.raises(FloatingPointError, match=r"non-finite training loss at step 1 \(epoch 0\): "
-                       r"loss_classifier=nan, bbox_regression=0.8; image ids \[2, 3\]"):  # fmt: skip
+    with pytest.raises(
+        FloatingPointError,
+        match=r"non-finite training loss at step 1 \(epoch 0\): "
+        r"loss_classifier=nan, bbox_regression=0.8; image ids \[2, 3\]",
+    ):
         _fit(LossNet({2: math.nan}), nonfinite_loss="stop")
 
 
@@ -99,8 +117,12 @@ def _eval_samples(n: int):
         boxes = torch.tensor([[2.0 + i, 3.0, 20.0, 25.0]])
         labels = torch.tensor([1 + i % 2])
         truth[i] = {"boxes": boxes, "labels": labels}
-        target = {"boxes": boxes, "labels": labels, "iscrowd": torch.zeros(1, dtype=torch.bool),
-                  "image_id": torch.tensor(i)}  # fmt: skip
+        target = {
+            "boxes": boxes,
+            "labels": labels,
+            "iscrowd": torch.zeros(1, dtype=torch.bool),
+            "image_id": torch.tensor(i),
+        }
         samples.append((image, target))
     return DataLoader(samples, batch_size=2, collate_fn=collate_detection), truth
 
@@ -116,11 +138,18 @@ def test_validation_logs_stage_metric_names_and_scores_the_predictions():
             seen.extend(outputs)
 
     module = DetectionModule(OracleNet(truth, nan_for=(1,)), class_names=["cat", "dog"])
-    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False,
-                         enable_model_summary=False, callbacks=[Keep()])  # fmt: skip
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[Keep()],
+    )
     (metrics,) = trainer.validate(module, dataloaders=loader)
     assert metrics["val/map"] == pytest.approx(1.0) and metrics["val/map_50"] == pytest.approx(1.0)
-    assert metrics["val/ap_cat"] == pytest.approx(1.0) and metrics["val/ap_dog"] == pytest.approx(1.0)
+    assert metrics["val/ap_cat"] == pytest.approx(1.0) and metrics["val/ap_dog"] == pytest.approx(
+        1.0
+    )
     assert metrics["val/dropped_predictions"] == 1.0
     assert {"val/map_75", "val/mar_100"} <= set(metrics)
     assert not any(k.startswith("test/") for k in metrics)
@@ -132,8 +161,9 @@ def test_validation_logs_stage_metric_names_and_scores_the_predictions():
 def test_test_stage_uses_its_own_names():
     loader, truth = _eval_samples(2)
     module = DetectionModule(OracleNet(truth), class_names=["cat", "dog"])
-    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False,
-                         enable_model_summary=False)  # fmt: skip
+    trainer = pl.Trainer(
+        accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False
+    )
     (metrics,) = trainer.test(module, dataloaders=loader)
     assert metrics["test/map"] == pytest.approx(1.0)
     assert not any(k.startswith("val/") for k in metrics)
@@ -154,17 +184,24 @@ def test_optimizer_gets_trainable_parameters_and_scheduler_steps_per_batch():
         optimizer=partial(torch.optim.SGD, lr=0.5),
         scheduler=partial(warmup_cosine, warmup_steps=2),
     )
-    trainer = pl.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False,
-                         callbacks=[Rates()])  # fmt: skip
+    trainer = pl.Trainer(
+        max_epochs=2,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[Rates()],
+    )
     trainer.fit(module, train_dataloaders=_batches(8))  # 4 batches x 2 epochs
     (optimizer,) = trainer.optimizers
     params = [p for group in optimizer.param_groups for p in group["params"]]
     assert len(params) == 1 and params[0] is module.net.weight  # the frozen one is left out
     (config,) = trainer.lr_scheduler_configs
     assert config.interval == "step"
-    reference = warmup_cosine(torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.5),
-                              total_steps=8, warmup_steps=2)  # fmt: skip
+    reference = warmup_cosine(
+        torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.5), total_steps=8, warmup_steps=2
+    )
     expected = [0.5 * reference.lr_lambdas[0](step) for step in range(8)]
     assert rates == pytest.approx(expected)  # total_steps=8, one scheduler step per batch
     assert len(set(rates)) == 8
@@ -203,6 +240,9 @@ def test_a_nan_gradient_from_a_finite_loss_is_skipped_and_counted():
     assert module.nonfinite_steps == 1
     assert torch.isfinite(net.weight).all()
     assert net.weight.item() == pytest.approx(1 - 3 * 0.1)  # three SGD steps of gradient 1
-    with pytest.raises(FloatingPointError, match=r"non-finite gradient at step 1 \(epoch 0\): "
-                       r"1 parameters, first net.weight; image ids \[2, 3\]"):  # fmt: skip
+    with pytest.raises(
+        FloatingPointError,
+        match=r"non-finite gradient at step 1 \(epoch 0\): "
+        r"1 parameters, first net.weight; image ids \[2, 3\]",
+    ):
         _fit(GradNet({2: 0.0}), nonfinite_loss="stop")

@@ -35,16 +35,18 @@ def test_the_learning_rate_follows_the_effective_batch():
     assert "lr x 2 (linear: effective 16 / reference 8) = 0.004" in line
 
 
-@pytest.mark.parametrize("bad", [{"nominal_batch_size": 0}, {"lr_scaling": "cubic"},
-                                 {"lr_reference_batch_size": -4}])  # fmt: skip
+@pytest.mark.parametrize(
+    "bad", [{"nominal_batch_size": 0}, {"lr_scaling": "cubic"}, {"lr_reference_batch_size": -4}]
+)
 def test_wrong_settings_are_named(bad):
     with pytest.raises(ValueError, match=r"optimization\.(nominal_batch_size|lr_scaling|lr_ref)"):
         plan_batch(4, 1, **bad)
 
 
 def test_the_trunk_gets_its_own_rate():
-    net = build_retinanet(num_classes=4, backbone="resnet18", fpn_channels=32,
-                          trainable_backbone_layers=3)  # fmt: skip
+    net = build_retinanet(
+        num_classes=4, backbone="resnet18", fpn_channels=32, trainable_backbone_layers=3
+    )
     groups = parameter_groups(net, backbone_lr_mult=0.1)
     optimizer = torch.optim.SGD(groups, lr=0.01)
     scale_learning_rates(optimizer, 2.0)
@@ -53,18 +55,22 @@ def test_the_trunk_gets_its_own_rate():
     body = {id(p) for p in net.backbone.body.parameters() if p.requires_grad}
     assert {id(p) for p in trunk["params"]} == body  # only the trunk's trainable ones
     frozen = [p for p in net.parameters() if not p.requires_grad]
-    assert frozen and not any(id(p) in {id(q) for g in groups for q in g["params"]}
-                              for p in frozen)  # fmt: skip
+    assert frozen and not any(id(p) in {id(q) for g in groups for q in g["params"]} for p in frozen)
     assert len(parameter_groups(net)) == 1  # multiplier 1: one group, as before
 
 
-@pytest.mark.parametrize("override,message", [
-    ("budget_minutes=0", "budget_minutes=0: expected minutes > 0"),
-    ("optimization.nominal_batch_size=0", "optimization.nominal_batch_size: expected a number"),
-    ("optimization.lr_scaling=cubic", "optimization.lr_scaling: expected one of"),
-    ("model.net.pretrained=/no/such/weights.pth", "model.net.pretrained=/no/such/weights.pth: no "
-                                                  "such file"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("budget_minutes=0", "budget_minutes=0: expected minutes > 0"),
+        ("optimization.nominal_batch_size=0", "optimization.nominal_batch_size: expected a number"),
+        ("optimization.lr_scaling=cubic", "optimization.lr_scaling: expected one of"),
+        (
+            "model.net.pretrained=/no/such/weights.pth",
+            "model.net.pretrained=/no/such/weights.pth: no such file",
+        ),
+    ],
+)
 def test_recipe_settings_are_checked_before_anything_is_made(tmp_path, override, message):
     """The CLI checks them when Hydra composes (runs.preflight); the Python API, search trials
     and in-process runs meet the same check first thing in run_training."""

@@ -51,8 +51,14 @@ def test_a_time_budget_drives_the_schedule_after_warm_up():
     cosine reaches its floor when the budget is used up, whatever the number of steps."""
     clock = {"used": 0.0}
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
-    sched = warmup_cosine(opt, total_steps=None, warmup_steps=2, warmup_factor=0.5,
-                          min_lr_ratio=0.01, progress=lambda: clock["used"])  # fmt: skip
+    sched = warmup_cosine(
+        opt,
+        total_steps=None,
+        warmup_steps=2,
+        warmup_factor=0.5,
+        min_lr_ratio=0.01,
+        progress=lambda: clock["used"],
+    )
     rates = []
     for used in (0.0, 0.0, 0.0, 0.5, 1.0, 1.7):
         clock["used"] = used
@@ -69,8 +75,14 @@ def test_a_time_budget_drives_the_schedule_after_warm_up():
 def test_a_time_budget_moves_multistep_milestones():
     clock = {"used": 0.0}
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
-    sched = warmup_multistep(opt, total_steps=None, warmup_steps=0, milestones=(0.5, 0.8),
-                             gamma=0.1, progress=lambda: clock["used"])  # fmt: skip
+    sched = warmup_multistep(
+        opt,
+        total_steps=None,
+        warmup_steps=0,
+        milestones=(0.5, 0.8),
+        gamma=0.1,
+        progress=lambda: clock["used"],
+    )
     rates = []
     for used in (0.2, 0.6, 0.9):
         clock["used"] = used

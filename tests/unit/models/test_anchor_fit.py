@@ -28,18 +28,32 @@ class TwoByTwo(nn.Module):
 
 def _record(boxes, crowd=None):
     boxes = np.asarray(boxes, np.float32)
-    return SimpleNamespace(boxes=boxes, width=64, height=64,
-                           iscrowd=np.zeros(len(boxes), bool) if crowd is None else crowd)  # fmt: skip
+    return SimpleNamespace(
+        boxes=boxes,
+        width=64,
+        height=64,
+        iscrowd=np.zeros(len(boxes), bool) if crowd is None else crowd,
+    )
 
 
 def test_best_possible_recall_on_a_hand_made_example():
-    records = [_record([[16, 16, 48, 48],    # an anchor exactly: IoU 1
-                        [16, 16, 32, 32],    # a quarter of one: 256 / 1024 = 0.25
-                        [0, 0, 32, 32]]),    # across four: 256 / 1792 = 0.1429 with each
-               _record([[8, 8, 40, 40],      # 576 / 1472 = 0.3913
-                        [20, 18, 48, 48],    # inside one: 840 / 1024 = 0.8203
-                        [0, 0, 64, 64]],     # crowd: left out
-                       crowd=np.array([False, False, True]))]  # fmt: skip
+    records = [
+        _record(
+            [
+                [16, 16, 48, 48],  # an anchor exactly: IoU 1
+                [16, 16, 32, 32],  # a quarter of one: 256 / 1024 = 0.25
+                [0, 0, 32, 32],
+            ]
+        ),  # across four: 256 / 1792 = 0.1429 with each
+        _record(
+            [
+                [8, 8, 40, 40],  # 576 / 1472 = 0.3913
+                [20, 18, 48, 48],  # inside one: 840 / 1024 = 0.8203
+                [0, 0, 64, 64],
+            ],  # crowd: left out
+            crowd=np.array([False, False, True]),
+        ),
+    ]
     net = TwoByTwo()
     boxes = model_boxes(net, records)
     assert list(boxes.by_size) == [(64, 64)] and len(boxes.all()) == 5
@@ -61,5 +75,4 @@ def test_kmeans_finds_the_shapes_and_ratios_there_are():
     boxes = torch.tensor(wide + tall, dtype=torch.float32)
     assert kmeans_ratios(boxes, 2) == [0.5, 2.0]
     shapes = kmeans_shapes(boxes, 2)
-    torch.testing.assert_close(shapes, torch.tensor([[10.0, 20.0], [40.0, 20.0]]), atol=1.0,
-                               rtol=0)  # fmt: skip
+    torch.testing.assert_close(shapes, torch.tensor([[10.0, 20.0], [40.0, 20.0]]), atol=1.0, rtol=0)

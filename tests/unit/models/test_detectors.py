@@ -22,24 +22,48 @@ BUILDERS = {
     "ssd300_vgg16": build_ssd300_vgg16,
     "ssdlite": build_ssdlite,
     "fcos": partial(build_fcos, backbone="resnet18", fpn_channels=32, **SIZE),
-    "faster_rcnn-v1": partial(build_faster_rcnn, backbone="resnet18", fpn_channels=32,
-                              anchor_sizes=(16, 32, 64, 128, 256), **SIZE),
-    "faster_rcnn-v2": partial(build_faster_rcnn, backbone="resnet18", version="v2",
-                              fpn_channels=32, anchor_sizes=(16, 32, 64, 128, 256), **SIZE),
-    "faster_rcnn-mobilenet": partial(build_faster_rcnn, backbone="mobilenet_v3_large",
-                                     fpn_channels=32, anchor_sizes=(32, 64, 128), **SIZE),
-    "retinanet_v2": partial(build_retinanet, backbone="resnet18", fpn_channels=32,
-                            head_norm="group", box_loss="giou", **SIZE),
-}  # fmt: skip
+    "faster_rcnn-v1": partial(
+        build_faster_rcnn,
+        backbone="resnet18",
+        fpn_channels=32,
+        anchor_sizes=(16, 32, 64, 128, 256),
+        **SIZE,
+    ),
+    "faster_rcnn-v2": partial(
+        build_faster_rcnn,
+        backbone="resnet18",
+        version="v2",
+        fpn_channels=32,
+        anchor_sizes=(16, 32, 64, 128, 256),
+        **SIZE,
+    ),
+    "faster_rcnn-mobilenet": partial(
+        build_faster_rcnn,
+        backbone="mobilenet_v3_large",
+        fpn_channels=32,
+        anchor_sizes=(32, 64, 128),
+        **SIZE,
+    ),
+    "retinanet_v2": partial(
+        build_retinanet,
+        backbone="resnet18",
+        fpn_channels=32,
+        head_norm="group",
+        box_loss="giou",
+        **SIZE,
+    ),
+}
 
 
 def _batch():
     images = [torch.rand(3, 96, 96), torch.rand(3, 80, 112)]
     targets = [
-        {"boxes": torch.tensor([[10.0, 12.0, 50.0, 60.0], [60.0, 20.0, 90.0, 40.0]]),
-         "labels": torch.tensor([1, 3])},
+        {
+            "boxes": torch.tensor([[10.0, 12.0, 50.0, 60.0], [60.0, 20.0, 90.0, 40.0]]),
+            "labels": torch.tensor([1, 3]),
+        },
         {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)},  # negative
-    ]  # fmt: skip
+    ]
     return images, targets
 
 
@@ -108,13 +132,16 @@ def test_fcos_prior_probability_sets_the_bias():
     assert torch.allclose(torch.sigmoid(bias), torch.full_like(bias, 0.1))
 
 
-@pytest.mark.parametrize("builder,kwargs", [
-    (build_ssd300_vgg16, {"pretrained": "coco"}),
-    (build_ssdlite, {"pretrained": "imagenet"}),
-    (build_faster_rcnn, {"pretrained": "coco"}),
-    (build_fcos, {"pretrained": "imagenet", "backbone": "resnet18"}),
-    (build_ssd, {"pretrained": "imagenet", "backbone": "resnet18"}),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "builder,kwargs",
+    [
+        (build_ssd300_vgg16, {"pretrained": "coco"}),
+        (build_ssdlite, {"pretrained": "imagenet"}),
+        (build_faster_rcnn, {"pretrained": "coco"}),
+        (build_fcos, {"pretrained": "imagenet", "backbone": "resnet18"}),
+        (build_ssd, {"pretrained": "imagenet", "backbone": "resnet18"}),
+    ],
+)
 def test_offline_pretrained_weights_give_an_error_naming_the_setting(monkeypatch, builder, kwargs):
     def offline(*args, **kw):
         raise urllib.error.URLError("no internet")
@@ -125,10 +152,16 @@ def test_offline_pretrained_weights_give_an_error_naming_the_setting(monkeypatch
 
 
 def test_faster_rcnn_sampling_settings_reach_the_model():
-    model = build_faster_rcnn(num_classes=4, backbone="resnet18", fpn_channels=32,
-                              rpn_batch_size_per_image=64, rpn_positive_fraction=0.25,
-                              box_batch_size_per_image=32, box_positive_fraction=0.5,
-                              rpn_post_nms_top_n_train=123)  # fmt: skip
+    model = build_faster_rcnn(
+        num_classes=4,
+        backbone="resnet18",
+        fpn_channels=32,
+        rpn_batch_size_per_image=64,
+        rpn_positive_fraction=0.25,
+        box_batch_size_per_image=32,
+        box_positive_fraction=0.5,
+        rpn_post_nms_top_n_train=123,
+    )
     rpn, roi = model.rpn, model.roi_heads
     assert rpn.fg_bg_sampler.batch_size_per_image == 64
     assert rpn.fg_bg_sampler.positive_fraction == 0.25

@@ -10,8 +10,13 @@ from omegaconf import OmegaConf
 from lightdet.models.weights_file import WeightsFileError
 from lightdet.runs.build import build_net
 
-NET = {"_target_": "lightdet.models.retinanet.build_retinanet", "backbone": "resnet18",
-       "fpn_channels": 32, "min_size": 96, "max_size": 96}  # fmt: skip
+NET = {
+    "_target_": "lightdet.models.retinanet.build_retinanet",
+    "backbone": "resnet18",
+    "fpn_channels": 32,
+    "min_size": 96,
+    "max_size": 96,
+}
 
 
 def _net(pretrained, num_classes=4):
@@ -36,22 +41,28 @@ def test_a_checkpoint_for_other_classes_gives_all_but_the_class_layer(tmp_path, 
     torch.manual_seed(2)
     trained = _net("none", num_classes=6)
     path = tmp_path / "best.ckpt"  # lightdet's layout: the detector under state_dict, net.*
-    torch.save({"state_dict": {f"net.{k}": v for k, v in trained.state_dict().items()},
-                "epoch": 3}, path)  # fmt: skip
+    torch.save(
+        {"state_dict": {f"net.{k}": v for k, v in trained.state_dict().items()}, "epoch": 3}, path
+    )
     with caplog.at_level(logging.INFO, logger="lightdet.models.weights_file"):
         net = _net(path, num_classes=4)
     mine, theirs = net.state_dict(), trained.state_dict()
     differ = sorted(k for k in mine if not torch.equal(mine[k], theirs[k]))
-    assert differ == ["head.classification_head.cls_logits.bias",
-                      "head.classification_head.cls_logits.weight"]  # fmt: skip
+    assert differ == [
+        "head.classification_head.cls_logits.bias",
+        "head.classification_head.cls_logits.weight",
+    ]
     assert "into the whole detector" in caplog.text
 
 
 def test_a_file_for_another_network_is_refused_naming_the_setting(tmp_path):
     path = tmp_path / "mobilenet.pth"
     torch.save(torchvision.models.mobilenet_v3_small(weights=None).state_dict(), path)
-    with pytest.raises(WeightsFileError, match=r"model.net.pretrained=.*mobilenet.pth: only \d+ "
-                                               r"of its \d+ tensors fit"):  # fmt: skip
+    with pytest.raises(
+        WeightsFileError,
+        match=r"model.net.pretrained=.*mobilenet.pth: only \d+ "
+        r"of its \d+ tensors fit",
+    ):
         _net(path)
     with pytest.raises(WeightsFileError, match="no such file"):
         _net(tmp_path / "missing.pth")

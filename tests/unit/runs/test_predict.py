@@ -32,24 +32,29 @@ def _folder(root):
     exif = Image.Exif()
     exif[0x0112] = 6  # "rotate 90 clockwise to display": the stored pixels are [W, H]
     Image.fromarray(_upright()).transpose(Image.Transpose.ROTATE_90).save(
-        root / "d_phone.jpg", exif=exif, quality=100)
+        root / "d_phone.jpg", exif=exif, quality=100
+    )
     return root
 
 
 @pytest.fixture
 def blob_checkpoint(monkeypatch):
-    monkeypatch.setattr(Detector, "from_checkpoint",
-                        classmethod(lambda cls, path, device=None: cls(BlobNet(), CLASSES,
-                                                                       device="cpu")))  # fmt: skip
+    monkeypatch.setattr(
+        Detector,
+        "from_checkpoint",
+        classmethod(lambda cls, path, device=None: cls(BlobNet(), CLASSES, device="cpu")),
+    )
 
 
 def _cfg(tmp_path, *overrides):
-    return compose_config("predict", [f"paths.root_dir={tmp_path}", "ckpt_path=/nowhere.ckpt",
-                                      *overrides])  # fmt: skip
+    return compose_config(
+        "predict", [f"paths.root_dir={tmp_path}", "ckpt_path=/nowhere.ckpt", *overrides]
+    )
 
 
 def test_predict_draws_on_the_upright_objects_and_counts_the_corrupt_file(
-        tmp_path, blob_checkpoint, capsys):  # fmt: skip
+    tmp_path, blob_checkpoint, capsys
+):
     inputs = _folder(tmp_path / "photos")
     summary = run_prediction(_cfg(tmp_path, f"input={inputs}", "score_thresh=0.5"))
     assert summary["images"] == 3 and summary["detections"] == 3
@@ -92,8 +97,17 @@ def test_threshold_from_the_evaluation_kept_beside_the_checkpoint(tmp_path, blob
     assert summary["score_threshold"] == 0.05
     assert summary["detections"] == 2  # the whole-image circle (0.1) passes 0.05 too
     ckpt.write_bytes(b"weights, trained further")  # a rewritten checkpoint: stale threshold
-    assert run_prediction(_cfg(tmp_path, f"input={tmp_path / 'one.png'}", f"ckpt_path={ckpt}",
-                               f"output_dir={tmp_path / 'out2'}"))["score_threshold"] == 0.25
+    assert (
+        run_prediction(
+            _cfg(
+                tmp_path,
+                f"input={tmp_path / 'one.png'}",
+                f"ckpt_path={ckpt}",
+                f"output_dir={tmp_path / 'out2'}",
+            )
+        )["score_threshold"]
+        == 0.25
+    )
 
 
 def test_glob_input_and_no_match(tmp_path, blob_checkpoint):

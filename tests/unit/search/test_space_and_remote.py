@@ -24,14 +24,20 @@ def test_the_shipped_space_is_valid_and_samples_within_bounds(tmp_path):
         and 3e-4 <= params["model.optimizer.lr"] <= 5e-3
     )
     assert trial_overrides({"model.net.focal_gamma": 1.5, "model.net.backbone": "resnet34"}) == [
-        "model.net.focal_gamma=1.5", "model.net.backbone=resnet34"]  # fmt: skip
+        "model.net.focal_gamma=1.5",
+        "model.net.backbone=resnet34",
+    ]
 
 
 @pytest.mark.parametrize(
     "space,message",
-    [({}, "empty"), ({"a": {"type": "normal"}}, r"a.type"), ({"a": {"type": "float", "low": 2, "high": 1}}, "low < high"),
-     ({"a": {"type": "categorical", "choices": []}}, "a.choices")],
-)  # fmt: skip
+    [
+        ({}, "empty"),
+        ({"a": {"type": "normal"}}, r"a.type"),
+        ({"a": {"type": "float", "low": 2, "high": 1}}, "low < high"),
+        ({"a": {"type": "categorical", "choices": []}}, "a.choices"),
+    ],
+)
 def test_malformed_spaces_name_the_key(space, message):
     with pytest.raises(ValueError, match=message):
         check_space(space)
@@ -73,8 +79,12 @@ def test_clearml_optimizer_needs_a_base_task(tmp_path):
 
 
 def test_categorical_and_int_ranges_for_clearml():
-    params = clearml_parameters({"data.batch_size": {"type": "int", "low": 4, "high": 16},
-                                 "model.net.backbone": {"type": "categorical", "choices": ["resnet18", "resnet34"]}})  # fmt: skip
+    params = clearml_parameters(
+        {
+            "data.batch_size": {"type": "int", "low": 4, "high": 16},
+            "model.net.backbone": {"type": "categorical", "choices": ["resnet18", "resnet34"]},
+        }
+    )
     assert [p.name for p in params] == ["Hydra/data.batch_size", "Hydra/model.net.backbone"]
     assert params[1].values == ["resnet18", "resnet34"]
 
@@ -89,13 +99,26 @@ def test_clearml_trials_become_the_same_outputs_as_a_local_study(tmp_path):
     hpo = _hpo_cfg(tmp_path, "hpo.clearml.base_task_id=abc").hpo
 
     def trial(task_id, alpha, gamma, lr, best):
-        return {"task_id": task_id,
-                "hyper_parameters": {"Hydra/model.net.focal_alpha": str(alpha), "Hydra/model.net.focal_gamma": str(gamma),
-                                     "Hydra/model.optimizer.lr": str(lr)},
-                "metrics": {"val/map": {"metric": "val", "variant": "map", "value": best / 2, "max_value": best}}}  # fmt: skip
+        return {
+            "task_id": task_id,
+            "hyper_parameters": {
+                "Hydra/model.net.focal_alpha": str(alpha),
+                "Hydra/model.net.focal_gamma": str(gamma),
+                "Hydra/model.optimizer.lr": str(lr),
+            },
+            "metrics": {
+                "val/map": {"metric": "val", "variant": "map", "value": best / 2, "max_value": best}
+            },
+        }
 
-    study = study_from_details([trial("t1", 0.25, 2.0, 1e-3, 0.30), trial("t2", 0.5, 1.0, 2e-3, 0.45),
-                                {"task_id": "t3", "hyper_parameters": {}, "metrics": {}}], hpo)  # fmt: skip
+    study = study_from_details(
+        [
+            trial("t1", 0.25, 2.0, 1e-3, 0.30),
+            trial("t2", 0.5, 1.0, 2e-3, 0.45),
+            {"task_id": "t3", "hyper_parameters": {}, "metrics": {}},
+        ],
+        hpo,
+    )
     assert [t.value for t in study.trials] == [0.30, 0.45]  # max over each run; t3 never reported
     assert study.best_trial.user_attrs["task_id"] == "t2"
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):

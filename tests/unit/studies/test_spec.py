@@ -18,15 +18,30 @@ from tests.conftest import compose_train
 
 
 def test_the_study_keys_are_not_training_overrides():
-    line = ["model=ssd", "cell=ce", "study=focal", "study.budget.minutes=3", "+study.x=1",
-            "data.batch_size=2", "++trainer.max_time='00:00:01:00'"]  # fmt: skip
-    assert training_overrides(line) == ["model=ssd", "data.batch_size=2",
-                                        "++trainer.max_time='00:00:01:00'"]  # fmt: skip
+    line = [
+        "model=ssd",
+        "cell=ce",
+        "study=focal",
+        "study.budget.minutes=3",
+        "+study.x=1",
+        "data.batch_size=2",
+        "++trainer.max_time='00:00:01:00'",
+    ]
+    assert training_overrides(line) == [
+        "model=ssd",
+        "data.batch_size=2",
+        "++trainer.max_time='00:00:01:00'",
+    ]
 
 
 def test_cells_and_checkpoints_by_name():
-    study = OmegaConf.create({"name": "focal", "cells": {"ce": ["model.net.focal_gamma=0"]},
-                              "checkpoints": ["mine=/a/b=c.ckpt"]})  # fmt: skip
+    study = OmegaConf.create(
+        {
+            "name": "focal",
+            "cells": {"ce": ["model.net.focal_gamma=0"]},
+            "checkpoints": ["mine=/a/b=c.ckpt"],
+        }
+    )
     assert cell_overrides(study, "ce") == ["model.net.focal_gamma=0"]
     assert cell_overrides(study, None) == []
     with pytest.raises(
@@ -64,10 +79,12 @@ def test_budget_as_trainer_overrides(budget, expected):
 
 @pytest.mark.parametrize(
     ("budget", "message"),
-    [({"epochs": None, "minutes": None}, "set epochs, minutes or both"),
-     ({"epochs": 0, "minutes": None}, "epochs: expected at least 1"),
-     ({"epochs": None, "minutes": 0}, "minutes: expected more than 0")],
-)  # fmt: skip
+    [
+        ({"epochs": None, "minutes": None}, "set epochs, minutes or both"),
+        ({"epochs": 0, "minutes": None}, "epochs: expected at least 1"),
+        ({"epochs": None, "minutes": 0}, "minutes: expected more than 0"),
+    ],
+)
 def test_budget_errors_name_the_key(budget, message):
     with pytest.raises(StudyConfigError, match=message):
         budget_overrides(OmegaConf.create(budget))
@@ -103,7 +120,9 @@ def test_every_shipped_study_composes_and_each_cell_is_a_valid_training_config(t
             assert a in study.cells and b in study.cells
         for cell in study.cells:
             overrides = [*study.base, *cell_overrides(study, cell), *budget_overrides(study.budget)]
-            train = compose(config_name="train", overrides=[f"paths.root_dir={tmp_path}", *overrides])
+            train = compose(
+                config_name="train", overrides=[f"paths.root_dir={tmp_path}", *overrides]
+            )
             for line in cell_overrides(study, cell):
                 key, value = line.split("=", 1)
                 if "." in key:  # a value: set as written

@@ -84,8 +84,15 @@ def test_a_silent_server_is_given_up_once_and_the_run_goes_on(silent_task, caplo
     began = time.monotonic()
     logger.log_metrics({"train/loss": 0.5}, step=2)
     logger.finalize("success")
-    model = register_model(silent_task, "unused.pt", name="m best", class_names=["circle"],
-                           config={}, metrics={}, iteration=2)  # fmt: skip
+    model = register_model(
+        silent_task,
+        "unused.pt",
+        name="m best",
+        class_names=["circle"],
+        config={},
+        metrics={},
+        iteration=2,
+    )
     assert model is None and time.monotonic() - began < 0.2
     assert silent_task.calls == ["report_scalar", "set_model_label_enumeration"]
     assert len(caplog.records) == 1

@@ -22,8 +22,14 @@ class ExplodingTask:
 
 
 def _trainer(rank_zero: bool, loggers):
-    return SimpleNamespace(is_global_zero=rank_zero, loggers=loggers, sanity_checking=False,
-                           datamodule=SimpleNamespace(), checkpoint_callback=None, global_step=3)  # fmt: skip
+    return SimpleNamespace(
+        is_global_zero=rank_zero,
+        loggers=loggers,
+        sanity_checking=False,
+        datamodule=SimpleNamespace(),
+        checkpoint_callback=None,
+        global_step=3,
+    )
 
 
 def test_only_global_rank_zero_with_a_clearml_logger_reports():
@@ -35,8 +41,11 @@ def test_only_global_rank_zero_with_a_clearml_logger_reports():
 
 def test_callbacks_do_nothing_on_other_ranks():
     trainer = _trainer(False, [ClearMLLogger(ExplodingTask())])
-    module = SimpleNamespace(last_evaluation={"stage": "val", "result": {}, "confusion": None},
-                             class_names=["a"], hparams={})  # fmt: skip
+    module = SimpleNamespace(
+        last_evaluation={"stage": "val", "result": {}, "confusion": None},
+        class_names=["a"],
+        hparams={},
+    )
     reports = ClearMLReports()
     reports.on_fit_start(trainer, module)
     reports.on_validation_batch_end(trainer, module, [], ([], []), 0)
@@ -74,9 +83,14 @@ def test_registry_registers_each_new_best_before_the_next_epoch_trains(tmp_path,
         ),
     )
     best = ModelCheckpoint(dirpath=tmp_path, filename="best-{epoch}", monitor="val/map", mode="max")
-    trainer = pl.Trainer(max_epochs=4, accelerator="cpu", logger=False,
-                         callbacks=[ClearMLModelRegistry(), best],
-                         enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+    trainer = pl.Trainer(
+        max_epochs=4,
+        accelerator="cpu",
+        logger=False,
+        callbacks=[ClearMLModelRegistry(), best],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     data = DataLoader(torch.ones(4, 1), batch_size=2)  # two steps an epoch
     trainer.fit(
         ScoredModule([0.125, 0.5, 0.25, 0.75]), train_dataloaders=data, val_dataloaders=data

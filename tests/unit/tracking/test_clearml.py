@@ -80,14 +80,26 @@ def test_register_model_offline_records_weights_and_label_enumeration(tmp_path):
     from lightdet.tracking.clearml import register_model
 
     Task.set_offline(True)
-    task = Task.init(project_name="lightdet-tests", task_name="register", reuse_last_task_id=False,
-                     auto_connect_frameworks=False, auto_resource_monitoring=False)  # fmt: skip
+    task = Task.init(
+        project_name="lightdet-tests",
+        task_name="register",
+        reuse_last_task_id=False,
+        auto_connect_frameworks=False,
+        auto_resource_monitoring=False,
+    )
     try:
         ckpt = tmp_path / "best.ckpt"
         ckpt.write_bytes(b"weights")
         metrics = {"val/map": 0.5}
-        register_model(task, str(ckpt), name="run best", class_names=["a", "b"], config={"seed": 1},
-                       metrics=metrics, iteration=7)  # fmt: skip
+        register_model(
+            task,
+            str(ckpt),
+            name="run best",
+            class_names=["a", "b"],
+            config={"seed": 1},
+            metrics=metrics,
+            iteration=7,
+        )
         folder = Path(task.get_offline_mode_folder())
     finally:
         task.close()
@@ -120,8 +132,16 @@ def test_register_model_online_uses_the_public_api(monkeypatch):
     model = FakeModel()
     task = SimpleNamespace(id="online-task", is_offline=lambda: False)
     bounded.watch(task, call=5.0, upload=5.0)  # the upload runs within its bound
-    register_model(task, "/x/best.ckpt", model=model, name="n", class_names=["a"], config={},
-                   metrics={"val/map": 0.25}, iteration=3)  # fmt: skip
+    register_model(
+        task,
+        "/x/best.ckpt",
+        model=model,
+        name="n",
+        class_names=["a"],
+        config={},
+        metrics={"val/map": 0.25},
+        iteration=3,
+    )
     assert model.calls == [
         {"weights_filename": "/x/best.ckpt", "iteration": 3, "auto_delete_file": False}
     ]

@@ -26,20 +26,31 @@ def test_confusion_matrix_rows_are_truth_and_columns_predictions():
 
 
 def test_ap_table_names_classes_and_marks_missing_ones():
-    result = {"map": torch.tensor(0.5), "mar_100": torch.tensor(0.6), "classes": torch.tensor([1, 2]),
-              "map_per_class": torch.tensor([0.7, -1.0]), "mar_100_per_class": torch.tensor([0.8, -1.0])}  # fmt: skip
+    result = {
+        "map": torch.tensor(0.5),
+        "mar_100": torch.tensor(0.6),
+        "classes": torch.tensor([1, 2]),
+        "map_per_class": torch.tensor([0.7, -1.0]),
+        "mar_100_per_class": torch.tensor([0.8, -1.0]),
+    }
     logger = RecordingLogger()
     report_ap_table(logger, result, ["a", "b"], "val", 3)
     ((_, _, kw),) = logger.calls
-    assert kw["table_plot"] == [["class", "AP", "AR@100"], ["a", "0.7000", "0.8000"], ["b", "n/a", "n/a"],
-                                ["all", "0.5000", "0.6000"]]  # fmt: skip
+    assert kw["table_plot"] == [
+        ["class", "AP", "AR@100"],
+        ["a", "0.7000", "0.8000"],
+        ["b", "n/a", "n/a"],
+        ["all", "0.5000", "0.6000"],
+    ]
 
 
 def test_dataset_rows_count_images_boxes_and_classes():
     from lightdet.data.records import DetectionRecord
 
-    recs = [DetectionRecord("x", 1, 10, 10, np.array([[0, 0, 1, 1], [0, 0, 2, 2]]), np.array([1, 2])),
-            DetectionRecord("y", 2, 10, 10, np.zeros((0, 4)), np.zeros(0))]  # fmt: skip
+    recs = [
+        DetectionRecord("x", 1, 10, 10, np.array([[0, 0, 1, 1], [0, 0, 2, 2]]), np.array([1, 2])),
+        DetectionRecord("y", 2, 10, 10, np.zeros((0, 4)), np.zeros(0)),
+    ]
     rows = dataset_rows({"train": recs}, ["a", "b"])
     assert rows == [
         ["split", "images", "empty images", "boxes", "a", "b"],
