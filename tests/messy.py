@@ -1,4 +1,4 @@
-"""A "messy VOC" and a "messy COCO" folder with every row of ``shared/BAD_INPUTS.md``.
+"""A "messy VOC" and a "messy COCO" folder with every row of ``docs/bad_inputs.md``.
 
 The default folder holds every row whose outcome is skip, fix, convert or keep (training on it
 must complete); each error row is a variant (``error=<row>``) that adds one bad item, so a test

@@ -1,4 +1,4 @@
-"""Training in the default mode on the messy VOC and COCO folders (every row of BAD_INPUTS.md):
+"""Training in the default mode on the messy VOC and COCO folders (every row of docs/bad_inputs.md):
 it completes, and the counts reach the log and the ClearML dataset summary."""
 
 import json

@@ -1,4 +1,4 @@
-"""Index-time validation of detection records (``shared/BAD_INPUTS.md``).
+"""Index-time validation of detection records (``docs/bad_inputs.md``).
 
 Every split is checked once, when the datamodule indexes it, so nothing bad is found mid-epoch.
 Outcomes follow the catalogue: **E** raise an :class:`AnnotationError` naming file and field;

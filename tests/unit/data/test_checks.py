@@ -1,4 +1,4 @@
-"""Every row of shared/BAD_INPUTS.md on real files: the messy VOC and COCO folders."""
+"""Every row of docs/bad_inputs.md on real files: the messy VOC and COCO folders."""
 
 from collections import Counter
 
