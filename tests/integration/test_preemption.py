@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lightdet.lightning.resume import stored_task_id
+from lightdet.guard import inspect_checkpoint
 from tests.conftest import TINY, clean_env, offline_scalars
 
 REPO = Path(__file__).resolve().parents[2]
@@ -127,7 +127,7 @@ def test_interrupted_run_resumes_to_the_same_end_without_replaying_batches(
     assert torch.load(ckpt_path, weights_only=True)["global_step"] == 3 * BATCHES_PER_EPOCH
     # one ClearML task for the stopped and the resumed run: its curves continue, no step twice
     (session,) = [p for p in (tmp_path / "clearml" / "offline").iterdir() if p.is_dir()]
-    assert stored_task_id(ckpt_path) == session.name
+    assert inspect_checkpoint(ckpt_path).task_id == session.name
     steps = sorted(
         e["iter"]
         for e in offline_scalars(session)

@@ -92,6 +92,15 @@ class DataChecker:
         self.examples.setdefault(reason, message)
 
 
+def unknown_class(checker: DataChecker | None, message: str) -> None:
+    """An object whose class is not in the list (``data.policy.unknown_classes``): an error
+    naming it, or (``skip``) skipped and counted. Without a checker, an error. Every reader's
+    rule, here once."""
+    if checker is None or checker.policy.unknown_classes == "error":
+        raise AnnotationError(f"{message} (data.policy.unknown_classes=skip skips it)")
+    checker.skip("unknown_class", message)
+
+
 def check_records(records: list[DetectionRecord], checker: DataChecker) -> list[DetectionRecord]:
     """Validate a split: images first (in threads), then every box; returns the usable records.
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from lightdet.data import fields
-from lightdet.data.checks import DataChecker
+from lightdet.data.checks import DataChecker, unknown_class
 from lightdet.data.classes import check_class_names
 from lightdet.data.records import AnnotationError, DetectionRecord, resolve_inside
 
@@ -68,9 +68,7 @@ def read_coco(
         category = fields.read(ann, "category_id", where, fields.integer_id)
         if category not in category_map:
             message = f"{where}.category_id: unknown category {category!r}"
-            if checker is None or checker.policy.unknown_classes == "error":
-                raise AnnotationError(f"{message} (data.policy.unknown_classes=skip skips it)")
-            checker.skip("unknown_class", message)
+            unknown_class(checker, message)
             continue
         per_image[image_id].append((i, ann))
     records = [

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from lightdet.data import fields
-from lightdet.data.checks import DataChecker
+from lightdet.data.checks import DataChecker, unknown_class
 from lightdet.data.records import AnnotationError, DetectionRecord, resolve_inside
 
 VOC_CLASSES = (
@@ -156,9 +156,7 @@ def _read_annotation(
                     f"{message}: not in {classes_from}, where the class list comes from "
                     f"({', '.join(class_index)}); give data.source.class_names to include it"
                 )
-            if checker is None or checker.policy.unknown_classes == "error":
-                raise AnnotationError(f"{message} (data.policy.unknown_classes=skip skips it)")
-            checker.skip("unknown_class", message)
+            unknown_class(checker, message)
             continue
         field = f"object[{i}].bndbox"
         x1, y1, x2, y2 = (

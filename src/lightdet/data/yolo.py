@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lightdet.data.checks import DataChecker
+from lightdet.data.checks import DataChecker, unknown_class
 from lightdet.data.images import ImageProblem, image_size
 from lightdet.data.records import AnnotationError, DetectionRecord
 
@@ -175,9 +175,7 @@ def _read_labels(path: Path, width: int, height: int, num_classes: int, checker)
         coordinates += [x1, y1, x2, y2]
         if not 0 <= cls < num_classes:
             message = f"{where}.class: {cls} is not a class index (0..{num_classes - 1})"
-            if checker is None or checker.policy.unknown_classes == "error":
-                raise AnnotationError(f"{message} (data.policy.unknown_classes=skip skips it)")
-            checker.skip("unknown_class", message)
+            unknown_class(checker, message)
             continue
         boxes.append([x1 * width, y1 * height, x2 * width, y2 * height])
         labels.append(cls + 1)

@@ -22,12 +22,14 @@ from omegaconf import DictConfig
 
 from lightdet.guard.checkpoints import (
     BadCheckpointFileError,
+    CheckpointFacts,
     CheckpointMismatchError,
     UnsafeCheckpointError,
     check_checkpoint_file,
     check_checkpoint_fits,
     check_classes,
     check_stored_config,
+    inspect_checkpoint,
     load_checkpoint,
 )
 from lightdet.guard.interpolations import check_interpolations
@@ -49,6 +51,7 @@ def secure_config(cfg: DictConfig | Mapping, where: str = "config") -> None:
 
 __all__ = [
     "BadCheckpointFileError",
+    "CheckpointFacts",
     "CheckpointMismatchError",
     "UnsafeCheckpointError",
     "UnsafeConfigError",
@@ -58,6 +61,7 @@ __all__ = [
     "check_classes",
     "check_stored_config",
     "check_targets",
+    "inspect_checkpoint",
     "load_checkpoint",
     "secure_config",
 ]

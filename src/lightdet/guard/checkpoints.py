@@ -7,10 +7,14 @@ allow-list as a config from the command line before anything is instantiated fro
 
 from __future__ import annotations
 
+import functools
 import os
 import pickle
+import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -33,6 +37,7 @@ class BadCheckpointFileError(ValueError):
 # torch.save writes a zip whose entries are stored, not compressed: what it declares it holds
 # is about the file's own size. More than this over it is a zip bomb, refused before loading.
 _ZIP_SLACK = 16 * 2**20
+_FRESH_S = 2.0  # facts of a file changed more recently are not kept
 
 
 def check_checkpoint_file(path: str | os.PathLike) -> Path:
@@ -97,6 +102,78 @@ def load_checkpoint(path: str | os.PathLike, *, mmap: bool = False) -> dict:
         raise BadCheckpointFileError(message) from err
 
 
+@dataclass(frozen=True)
+class CheckpointFacts:
+    """What lightdet needs to know of a checkpoint before using it, read once
+    (:func:`inspect_checkpoint`); the weights are not among them."""
+
+    path: Path
+    resumable: bool  # a training state (optimizer states included), not weights only
+    task_id: str | None  # the ClearML task the run recorded into (resume's callback state)
+    config: dict = field(default_factory=dict)  # hyper_parameters.config, as stored
+    class_names: list[str] | None = None
+    category_map: dict | None = None
+    # the weights' names and shapes, as tensors on the meta device (no data)
+    weights: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    @property
+    def data(self) -> dict | None:
+        """The data config the checkpoint was trained with, as stored."""
+        return self.config.get("data") or None
+
+
+def inspect_checkpoint(path: str | os.PathLike) -> CheckpointFacts:
+    """A checkpoint's facts: the file's checks (:func:`check_checkpoint_file`), then one load
+    with the tensors memory-mapped (only the small entries are read). Kept for the file as it
+    is (path, inode, size, modification time: a checkpoint is replaced by a rename), so
+    composition, the run and the API read it once.
+
+    Raises:
+        BadCheckpointFileError, UnsafeCheckpointError: as :func:`load_checkpoint`.
+    """
+    resolved = Path(path).resolve()
+    try:
+        stat = resolved.stat()
+    except OSError:
+        check_checkpoint_file(path)  # names what is wrong with it
+        raise
+    key = (str(resolved), stat.st_ino, stat.st_size, stat.st_mtime_ns, str(path))
+    if time.time() - stat.st_mtime < _FRESH_S:  # a rewrite within the clock's tick could keep
+        return _inspect.__wrapped__(*key)  # size and time: a file this new is read each time
+    return _inspect(*key)
+
+
+@functools.lru_cache(maxsize=8)
+def _inspect(resolved: str, inode: int, size: int, mtime_ns: int, shown: str) -> CheckpointFacts:
+    ckpt = load_checkpoint(shown, mmap=True)
+    if not isinstance(ckpt, dict):
+        raise BadCheckpointFileError(f"{shown}: not a training checkpoint (no mapping inside)")
+    hyper: Any = ckpt.get("hyper_parameters") or {}
+    hyper = hyper if isinstance(hyper, dict) else {}
+    states = ckpt.get("callbacks") or {}
+    ids = [
+        state.get("clearml_task_id")
+        for key, state in (states.items() if isinstance(states, dict) else ())
+        if str(key).startswith("ResumeCheckpoint") and isinstance(state, dict)
+    ]
+    config = hyper.get("config")
+    state = ckpt.get("state_dict") or {}
+    weights = {
+        str(k): torch.empty(v.shape, device="meta")
+        for k, v in (state.items() if isinstance(state, dict) else ())
+        if isinstance(v, torch.Tensor)
+    }
+    return CheckpointFacts(
+        path=Path(shown),
+        resumable="optimizer_states" in ckpt,
+        task_id=next((str(t) for t in ids if t), None),
+        config=config if isinstance(config, dict) else {},
+        class_names=hyper.get("class_names"),
+        category_map=hyper.get("category_map"),
+        weights=weights,
+    )
+
+
 def check_stored_config(config: Mapping, where: str) -> None:
     """Refuse a stored config with any interpolation or a target outside the allow-list."""
     check_interpolations(config, where, allow_any=False, skip=())
@@ -141,22 +218,22 @@ def weight_differences(
 
 def check_checkpoint_fits(
     path: str | os.PathLike, state_dict: Mapping[str, torch.Tensor], class_names: list[str]
-) -> dict:
-    """Compare a checkpoint with the model it is about to be loaded into; returns the checkpoint.
+) -> CheckpointFacts:
+    """Compare a checkpoint with the model it is about to be loaded into, from its facts (the
+    weights' names and shapes: nothing more is read); returns the facts.
 
     Raises:
         CheckpointMismatchError: naming the class lists, or the first differing parameters and
             the model configs, instead of PyTorch's dump of every mismatched shape.
     """
-    ckpt = load_checkpoint(path)
-    hp = ckpt.get("hyper_parameters", {})
-    if "class_names" in hp:
-        check_classes(path, hp["class_names"], class_names)
-    problems = weight_differences(state_dict, ckpt.get("state_dict", {}))
+    facts = inspect_checkpoint(path)
+    if facts.class_names is not None:
+        check_classes(path, facts.class_names, class_names)
+    problems = weight_differences(state_dict, facts.weights)
     if problems:
-        net = hp.get("config", {}).get("model", {}).get("net", {})
+        net = facts.config.get("model", {}).get("net", {})
         raise CheckpointMismatchError(
             f"{Path(path)}: another architecture than this run's model: {problems}. "
             f"The checkpoint's model.net: {net}"
         )
-    return ckpt
+    return facts

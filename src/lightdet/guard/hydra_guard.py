@@ -149,14 +149,18 @@ def check_composed(
     if checkpoint and checkpoint != "auto":  # missing, empty, truncated: before any folder
         from hydra.errors import CompactHydraException
 
-        from lightdet.guard.checkpoints import BadCheckpointFileError, check_checkpoint_file
+        from lightdet.guard.checkpoints import (
+            BadCheckpointFileError,
+            UnsafeCheckpointError,
+            inspect_checkpoint,
+        )
 
         class CheckpointArgumentError(BadCheckpointFileError, CompactHydraException):
             """Printed by Hydra as its message alone: one line, no traceback."""
 
         try:
-            check_checkpoint_file(checkpoint)
-        except BadCheckpointFileError as err:
+            inspect_checkpoint(checkpoint)  # its facts, kept for the run
+        except (BadCheckpointFileError, UnsafeCheckpointError) as err:
             raise CheckpointArgumentError(f"ckpt_path: {err}") from None
     if run and _PREFLIGHT:
         _PREFLIGHT[-1](cfg, overrides)

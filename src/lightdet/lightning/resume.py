@@ -207,35 +207,6 @@ def _checkpoint_dir(trainer: pl.Trainer) -> str:
     return str(Path(trainer.default_root_dir) / "checkpoints")
 
 
-def _mapped(path: str | Path) -> dict | None:
-    """A checkpoint with its tensors memory-mapped (only its index and small entries are
-    read), or None when it does not load (the callers' own checks name why)."""
-    from lightdet.guard import load_checkpoint
-
-    try:
-        ckpt = load_checkpoint(path, mmap=True)
-    except Exception:
-        return None
-    return ckpt if isinstance(ckpt, dict) else None
-
-
-def stored_task_id(path: str | Path) -> str | None:
-    """The ClearML task id a training checkpoint was recorded in (None when it holds none)."""
-    states = (_mapped(path) or {}).get("callbacks", {})
-    found = [
-        s.get("clearml_task_id")
-        for k, s in states.items()
-        if k.startswith("ResumeCheckpoint") and isinstance(s, dict)
-    ]
-    return next((str(t) for t in found if t), None)
-
-
-def resumable(path: str | Path) -> bool:
-    """Whether a checkpoint holds a training state to resume (optimizer state included), not
-    weights only."""
-    return "optimizer_states" in (_mapped(path) or {})
-
-
 def find_last_checkpoint(runs_dir: str | Path, filename: str = "last.ckpt") -> Path:
     """The newest complete checkpoint under ``runs_dir`` (the runs of one task name): the
     newest ``checkpoints/last.ckpt``, or, when that one is truncated or damaged (a kill during
@@ -245,7 +216,11 @@ def find_last_checkpoint(runs_dir: str | Path, filename: str = "last.ckpt") -> P
     Raises:
         FileNotFoundError: naming the folder searched, when there is none that is whole.
     """
-    from lightdet.guard.checkpoints import BadCheckpointFileError, check_checkpoint_file
+    from lightdet.guard.checkpoints import (
+        BadCheckpointFileError,
+        UnsafeCheckpointError,
+        inspect_checkpoint,
+    )
 
     runs = Path(runs_dir)
     found = list(runs.glob(f"*/checkpoints/{filename}"))
@@ -254,11 +229,15 @@ def find_last_checkpoint(runs_dir: str | Path, filename: str = "last.ckpt") -> P
     candidates = sorted(found, key=lambda p: (p.stat().st_mtime, p.name == filename), reverse=True)
     for candidate in candidates:
         try:
-            check_checkpoint_file(candidate)
+            facts = inspect_checkpoint(candidate)  # read once: the run asks it again
         except BadCheckpointFileError as err:
             rank_zero_warn(f"ckpt_path=auto: skipped {err}")
             continue
-        if candidate.name == filename or resumable(candidate):
+        except UnsafeCheckpointError:  # never passed over quietly: refused, with why, at load
+            if candidate.name == filename:
+                return candidate
+            continue
+        if candidate.name == filename or facts.resumable:
             return candidate
     raise FileNotFoundError(
         f"ckpt_path=auto: no {'complete checkpoint' if candidates else filename} under "

@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 
 from lightdet.evaluation.report import format_report
 from lightdet.evaluation.thresholds import save_threshold
-from lightdet.guard import check_checkpoint_file, secure_config
+from lightdet.guard import inspect_checkpoint, secure_config
 from lightdet.lightning.recorder import EvaluationRecorder
 from lightdet.lightning.results import write_pass_report
 from lightdet.runs.build import build_datamodule, module_from_checkpoint
@@ -34,7 +34,7 @@ def run_evaluation(cfg: DictConfig, bind_hydra: bool = True) -> dict[str, float]
     """Score ``cfg.ckpt_path`` on ``cfg.split`` (``val`` or ``test``) of ``cfg.data``; returns
     the logged metrics (``val/map``, ``val/map_50``, per-class AP, ...)."""
     secure_config(cfg)
-    check_checkpoint_file(cfg.ckpt_path)  # one line, before a run folder or task exists
+    inspect_checkpoint(cfg.ckpt_path)  # one line, before a run folder or task exists
     say_notes()  # which data: the checkpoint's, or the command line's
     claim_output_dir(cfg)
     with clearml_task(cfg, bind_hydra=bind_hydra) as task:

@@ -54,19 +54,13 @@ def use_checkpoint_data(cfg: DictConfig, overrides: Sequence[str]) -> None:
     if chosen:
         _NOTES.append(f"data: {target}, as chosen on the command line (not the checkpoint's)")
         return
-    from lightdet.guard import load_checkpoint
-    from lightdet.guard.checkpoints import check_stored_config
+    from lightdet.guard import check_stored_config, inspect_checkpoint
 
-    stored = (
-        load_checkpoint(cfg.ckpt_path, mmap=True)  # its config only: weights not read
-        .get("hyper_parameters", {})
-        .get("config")
-        or {}
-    )
-    if not stored.get("data"):
+    stored = inspect_checkpoint(cfg.ckpt_path).data  # read at composition, once
+    if not stored:
         _NOTES.append(f"data: {target} (the checkpoint holds no data config)")
         return
-    data = OmegaConf.create(stored["data"])
+    data = OmegaConf.create(stored)
     check_stored_config(OmegaConf.to_container(data), f"{cfg.ckpt_path}: config.data")
     for key in keys:  # the command line's changes, as composed onto this config's data
         OmegaConf.update(data, key.removeprefix("data."), OmegaConf.select(cfg, key), merge=False)
@@ -130,9 +124,9 @@ def check_resumable(cfg: DictConfig) -> None:
         return
     from pathlib import Path
 
-    from lightdet.lightning.resume import resumable
+    from lightdet.guard import inspect_checkpoint
 
-    if not resumable(path):
+    if not inspect_checkpoint(path).resumable:
         raise InputError(
             f"ckpt_path: {path}: holds weights only (a best checkpoint), no training state to "
             f"resume; resume from {Path(path).with_name('last.ckpt')} (or RESUME=auto), or use "

@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from lightdet import outputs
-from lightdet.guard import check_checkpoint_file, check_checkpoint_fits, secure_config
+from lightdet.guard import check_checkpoint_fits, inspect_checkpoint, secure_config
 from lightdet.guard.secrets import scrub_line
 from lightdet.lightning.checkpoint_io import AtomicCheckpointIO
 from lightdet.lightning.host_memory import keep_freed_memory
@@ -23,7 +23,7 @@ from lightdet.lightning.optimization import plan_batch
 from lightdet.lightning.progress import ProgressBar, ValidationLine
 from lightdet.lightning.ranks import is_global_zero
 from lightdet.lightning.results import RunResults
-from lightdet.lightning.resume import ResumeCheckpoint, find_last_checkpoint, stored_task_id
+from lightdet.lightning.resume import ResumeCheckpoint, find_last_checkpoint
 from lightdet.lightning.schedulers import clock
 from lightdet.runs.build import build_datamodule, build_module
 from lightdet.runs.preflight import check_recipe, check_resumable
@@ -82,7 +82,8 @@ def run_training(
     ckpt_path = resolve_ckpt_path(cfg)  # a missing or broken checkpoint: one line, nothing made
     claim_output_dir(cfg)
     started = time.monotonic()
-    continue_task = stored_task_id(ckpt_path) if ckpt_path else None  # the stopped run's task
+    # the stopped run's task, from the facts read when the checkpoint was first looked at
+    continue_task = inspect_checkpoint(ckpt_path).task_id if ckpt_path else None
     with clearml_task(cfg, bind_hydra=bind_hydra, continue_task=continue_task) as task:
         result = _fit(cfg, task, extra_callbacks, ckpt_path)
         tracked = _tracked_where(task)
@@ -174,7 +175,7 @@ def resolve_ckpt_path(cfg: DictConfig) -> str | None:
     if ckpt_path != "auto":
         if not ckpt_path:
             return None
-        path = check_checkpoint_file(ckpt_path)
+        path = inspect_checkpoint(ckpt_path).path
         check_resumable(cfg)  # not a weights-only best checkpoint (the CLI checked it already)
         return str(path)
     found = find_last_checkpoint(Path(cfg.paths.log_dir) / str(cfg.task_name) / "runs")

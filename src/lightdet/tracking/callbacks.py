@@ -150,10 +150,10 @@ def export_weights(checkpoint_path: str, kind: str) -> str:
     ``torch.load(weights_only=True)``: the detector's weights under ``state_dict`` (keys
     ``net.<torchvision name>``), the class names, id map and config under
     ``hyper_parameters``."""
-    from lightdet.lightning.resume import resumable
+    from lightdet.guard import inspect_checkpoint
 
     path = Path(checkpoint_path).with_name(f"model_{kind}.ckpt")
-    if not resumable(checkpoint_path):
+    if not inspect_checkpoint(checkpoint_path).resumable:
         link = path.with_name(f".{path.name}.link")
         try:
             link.unlink(missing_ok=True)

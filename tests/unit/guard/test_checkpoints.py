@@ -1,5 +1,7 @@
 """Checkpoints load as tensors and plain containers; a mismatch is named, not dumped."""
 
+import os
+
 import pytest
 import torch
 
@@ -49,4 +51,39 @@ def test_a_checkpoint_of_another_class_set_or_architecture_names_the_mismatch(tm
     ):
         check_checkpoint_fits(other, ours, classes)
     same = _checkpoint(tmp_path, build_retinanet(num_classes=4, **small), classes, small)
-    assert check_checkpoint_fits(same, ours, classes)["hyper_parameters"]["class_names"] == classes
+    assert check_checkpoint_fits(same, ours, classes).class_names == classes
+
+
+def test_a_checkpoints_facts_are_read_once_and_again_when_the_file_is_replaced(
+    tmp_path, monkeypatch
+):
+    from lightdet.guard import inspect_checkpoint
+    from lightdet.lightning.checkpoint_io import atomic_save
+
+    path = tmp_path / "last.ckpt"
+    hp = {"class_names": ["a", "b"], "config": {"data": {"batch_size": 4}}}
+    states = {"ResumeCheckpoint{}": {"clearml_task_id": "abc123"}}
+    state = {"net.w": torch.zeros(3, 5)}
+    atomic_save(
+        {
+            "state_dict": state,
+            "optimizer_states": [{}],
+            "hyper_parameters": hp,
+            "callbacks": states,
+        },
+        path,
+    )
+    old = path.stat().st_mtime - 10
+    os.utime(path, (old, old))  # not a file written this instant: its facts are kept
+    loads = []
+    real_load = torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **k: loads.append(a[0]) or real_load(*a, **k))
+    facts = inspect_checkpoint(path)
+    assert (facts.resumable, facts.task_id, facts.class_names) == (True, "abc123", ["a", "b"])
+    assert facts.data == {"batch_size": 4}
+    assert {k: list(v.shape) for k, v in facts.weights.items()} == {"net.w": [3, 5]}
+    assert inspect_checkpoint(path) is facts and inspect_checkpoint(str(path)) is facts
+    assert len(loads) == 1  # one load, then none
+    atomic_save({"state_dict": state, "hyper_parameters": hp}, path)  # replaced: weights only
+    assert inspect_checkpoint(path).resumable is False  # fresh: read again
+    assert inspect_checkpoint(path).task_id is None and len(loads) == 3

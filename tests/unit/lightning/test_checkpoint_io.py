@@ -14,9 +14,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from lightdet.guard import BadCheckpointFileError, check_checkpoint_file, load_checkpoint
+from lightdet.guard import (
+    BadCheckpointFileError,
+    check_checkpoint_file,
+    inspect_checkpoint,
+    load_checkpoint,
+)
 from lightdet.lightning.checkpoint_io import atomic_save
-from lightdet.lightning.resume import find_last_checkpoint, resumable
+from lightdet.lightning.resume import find_last_checkpoint
 
 _WRITER = """
 import sys, torch
@@ -148,7 +153,10 @@ def test_resume_auto_never_falls_back_to_a_weights_only_checkpoint(tmp_path):
     newer.write_bytes(newer.read_bytes()[:100])
     with pytest.warns(UserWarning, match=rf"skipped {newer}: truncated or damaged"):
         assert find_last_checkpoint(runs) == older  # not the newer, whole, weights-only best
-    assert resumable(older) and not resumable(best) and not resumable(newer)
+    assert inspect_checkpoint(older).resumable
+    assert not inspect_checkpoint(best).resumable
+    with pytest.raises(BadCheckpointFileError, match="truncated or damaged"):
+        inspect_checkpoint(newer)
 
 
 def test_the_top_k_clean_up_deletes_only_inside_a_folder_lightdet_created(tmp_path):
