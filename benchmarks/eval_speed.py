@@ -15,9 +15,10 @@ medians over the rounds. Measured:
   reference;
 - ``lightdet report``: :func:`lightdet.evaluation.coco.coco_evaluate`, what ``make eval`` and the
   run's ``results/`` use (faster_coco_eval, pycocotools' layout);
-- ``lightdet training``: the ``val/map`` metric of every validation epoch
-  (:func:`lightdet.evaluation.metrics.build_map_metric`, torchmetrics on faster_coco_eval), from
-  tensors (update per batch of 8 images, then compute).
+- ``lightdet validation``: a whole validation pass's evaluation, as every validation epoch
+  runs it (:class:`lightdet.lightning.recorder.EvaluationRecorder` fed tensors per batch of 8
+  images, then :func:`lightdet.evaluation.report.build_report`: COCO, VOC AP, the F1
+  threshold and the confusion matrix, the one report the logged metrics come from).
 
 Run it alone: anything else on the CPU moves the figures.
 """
@@ -35,7 +36,7 @@ import time
 from pathlib import Path
 
 NAMES = ["AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"]
-METHODS = ("pycocotools", "lightdet report", "lightdet training")
+METHODS = ("pycocotools", "lightdet report", "lightdet validation")
 
 
 def make_data(n_images: int, seed: int = 0) -> tuple[dict, list[dict]]:
@@ -130,21 +131,22 @@ def run_one(method: str, n_images: int) -> dict:
         start = time.perf_counter()
         stats = coco_evaluate(gt, dets).stats
     else:
-        stats, start = _training_metric(gt, dets)
+        stats, start = _validation_pass(gt, dets)
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"seconds": seconds, "stats": stats, "peak_mib": peak}
 
 
-def _training_metric(gt: dict, dets: list[dict]) -> tuple[list[float], float]:
-    """The training metric, fed as a validation loop does: tensors per batch of 8 images
-    (labels are the category ids here: a dataset's 1..K). The conversion to tensors is not
-    timed (the model produces tensors)."""
+def _validation_pass(gt: dict, dets: list[dict]) -> tuple[list[float], float]:
+    """A validation pass's evaluation, fed as the validation loop does: tensors per batch of 8
+    images (labels are the category ids here: a dataset's 1..K). The conversion to tensors is
+    not timed (the model produces tensors)."""
     from collections import defaultdict
 
     import torch
 
-    from lightdet.evaluation.metrics import build_map_metric
+    from lightdet.evaluation.report import build_report
+    from lightdet.lightning.recorder import EvaluationRecorder
 
     by_image_gt, by_image_dt = defaultdict(list), defaultdict(list)
     for a in gt["annotations"]:
@@ -156,48 +158,38 @@ def _training_metric(gt: dict, dets: list[dict]) -> tuple[list[float], float]:
         b = torch.tensor([r["bbox"] for r in rows], dtype=torch.float32).reshape(-1, 4)
         return torch.cat([b[:, :2], b[:, :2] + b[:, 2:]], 1)
 
-    batches, preds, targets = [], [], []
+    batches, batch = [], ([], [], [])
     for image in gt["images"]:
         g, d = by_image_gt[image["id"]], by_image_dt[image["id"]]
-        preds.append(
+        batch[0].append(torch.zeros(()).expand(3, image["height"], image["width"]))  # a size
+        batch[1].append(
+            {
+                "boxes": xyxy(g),
+                "labels": torch.tensor([r["category_id"] for r in g]),
+                "iscrowd": torch.tensor([bool(r["iscrowd"]) for r in g]),
+                "image_id": torch.tensor(image["id"]),
+            }
+        )
+        batch[2].append(
             {
                 "boxes": xyxy(d),
                 "scores": torch.tensor([r["score"] for r in d]),
                 "labels": torch.tensor([r["category_id"] for r in d]),
             }
         )
-        targets.append(
-            {
-                "boxes": xyxy(g),
-                "labels": torch.tensor([r["category_id"] for r in g]),
-                "iscrowd": torch.tensor([r["iscrowd"] for r in g]),
-            }
-        )
-        if len(preds) == 8:
-            batches.append((preds, targets))
-            preds, targets = [], []
-    if preds:
-        batches.append((preds, targets))
-    metric = build_map_metric()
+        if len(batch[0]) == 8:
+            batches.append(batch)
+            batch = ([], [], [])
+    if batch[0]:
+        batches.append(batch)
+    names = [c["name"] for c in sorted(gt["categories"], key=lambda c: c["id"])]
+    recorder = EvaluationRecorder()
     start = time.perf_counter()
-    for p, t in batches:
-        metric.update(p, t)
-    result = metric.compute()
-    keys = [
-        "map",
-        "map_50",
-        "map_75",
-        "map_small",
-        "map_medium",
-        "map_large",
-        "mar_1",
-        "mar_10",
-        "mar_100",
-        "mar_small",
-        "mar_medium",
-        "mar_large",
-    ]
-    return [float(result[k]) for k in keys], start
+    recorder.start("val")
+    for images, targets, preds in batches:
+        recorder.keep(images, targets, preds)
+    report = build_report(recorder.finish(), names, {}, "val")
+    return list(report.coco.stats), start
 
 
 def main() -> None:

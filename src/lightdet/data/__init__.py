@@ -1,1 +1,1 @@
-"""Dataset readers (VOC, COCO, shapes), records and transforms."""
+"""Dataset readers (VOC, COCO, YOLO, shapes), records, checks and transforms."""

@@ -92,8 +92,8 @@ class Batch(tuple):
     """A collated ``(images, targets)``, sent from a loader worker as one tensor per dtype.
 
     Each tensor a worker returns travels through its own shared-memory segment and file
-    descriptor, about 0.35 ms apiece: a batch of 8 images with 5-tensor targets was 48 of them,
-    8 ms of the training loop's wait for data (3 % of a RetinaNet step on 2 CPU cores). Pickled
+    descriptor: a batch of 8 images with 5-tensor targets was 48 of them, most of the training
+    loop's wait for data (measured in benchmarks/README.md). Pickled
     (only when it crosses processes), the batch's tensors are copied into one flat buffer per
     dtype; the receiving side gets the same lists of tensors back as views of those buffers.
     """

@@ -2,7 +2,7 @@
 again.
 
 Indexing reads every annotation and checks every image and box (decoding each image by
-default): 37-42 s for 100,000 VOC images on 2 CPU cores, at every start. The checked records
+default), at every start (benchmarks/results/indexing.md). The checked records
 and the checks' counts are kept in ``$LIGHTDET_CACHE_DIR/index`` (default
 ``~/.cache/lightdet/index``), under a key made of the source's settings, the split and the data
 policy, and used again only while every file under the source's folders has the same path, size

@@ -20,7 +20,7 @@ class DetectionRecord:
         boxes: float32 [N, 4] xyxy in absolute pixels, 0-based.
         labels: int64 [N] contiguous class indices in 1..K (0 is background).
         iscrowd: bool [N], VOC ``difficult`` / COCO ``iscrowd``: ignored by evaluation.
-        name: human-readable id (VOC file stem, COCO file name).
+        name: human-readable id (VOC and YOLO file stem, COCO file name).
         source: where the annotation came from, for messages (``.../0001.xml``,
             ``.../instances_train.json: images[3]``).
         box_refs: per box, its field in the source (``object[2].bndbox``,

@@ -1,7 +1,7 @@
-"""Synthetic "shapes" detection dataset, written to disk as real Pascal VOC and COCO folders.
+"""Synthetic "shapes" detection dataset, written to disk as real Pascal VOC, COCO and YOLO folders.
 
 Everything in lightdet runs offline on it: the generator is seeded, writes once, and is reused until
-its parameters change. The files go through the same VOC/COCO readers as real datasets.
+its parameters change. The files go through the same VOC, COCO and YOLO readers as real datasets.
 
 Layout under ``root``::
 

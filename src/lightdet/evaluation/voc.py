@@ -48,21 +48,45 @@ def match_detections(
             holds VOC's ``difficult``).
         labels: the classes to match (1..K).
     """
-    return {int(c): _match_class(preds, targets, int(c), iou_threshold) for c in labels}
+    images = [_Image.of(pred, target) for pred, target in zip(preds, targets)]
+    return {int(c): _match_class(images, int(c), iou_threshold) for c in labels}
 
 
-def _match_class(preds, targets, label: int, iou_threshold: float) -> ClassMatches:
+@dataclass
+class _Image:
+    """One image's detections and ground truth as arrays, with their IoU matrix computed once
+    for every class (elementwise: a class's slice holds the very values it would alone)."""
+
+    pred_labels: np.ndarray  # [N]
+    scores: np.ndarray  # [N]
+    labels: np.ndarray  # [M]
+    difficult: np.ndarray  # [M]
+    iou: np.ndarray  # [N, M]
+
+    @classmethod
+    def of(cls, pred: Mapping, target: Mapping) -> _Image:
+        pred_labels = np.asarray(pred["labels"]).reshape(-1)
+        labels = np.asarray(target["labels"]).reshape(-1)
+        return cls(
+            pred_labels,
+            np.asarray(pred["scores"], float).reshape(-1),
+            labels,
+            np.asarray(target["iscrowd"], bool).reshape(-1),
+            _iou(_np_boxes(pred["boxes"]), _np_boxes(target["boxes"])),
+        )
+
+
+def _match_class(images: Sequence[_Image], label: int, iou_threshold: float) -> ClassMatches:
     dets = []  # (score, image, row of that image's IoU matrix)
     difficult, ious = [], []
     positives = 0
-    for i, (pred, target) in enumerate(zip(preds, targets)):
-        mine = np.asarray(target["labels"]).reshape(-1) == label
-        difficult.append(np.asarray(target["iscrowd"], bool).reshape(-1)[mine])
+    for i, image in enumerate(images):
+        mine = image.labels == label
+        difficult.append(image.difficult[mine])
         positives += int((~difficult[-1]).sum())
-        keep = np.asarray(pred["labels"]).reshape(-1) == label
-        scores = np.asarray(pred["scores"], float).reshape(-1)[keep]
-        ious.append(_iou(_np_boxes(pred["boxes"])[keep], _np_boxes(target["boxes"])[mine]))
-        dets += [(float(s), i, r) for r, s in enumerate(scores)]
+        keep = image.pred_labels == label
+        ious.append(image.iou[np.ix_(keep, mine)])
+        dets += [(float(s), i, r) for r, s in enumerate(image.scores[keep])]
     order = sorted(range(len(dets)), key=lambda d: -dets[d][0])  # stable: ties keep input order
     taken = [np.zeros(len(d), bool) for d in difficult]
     scores, tp = [], []

@@ -107,6 +107,7 @@ REGISTRY: dict[str, tuple[str, str]] = {
     "lightdet.lightning.ema.EMA": (COMPONENT, "an average of the weights, in memory"),
     "lightdet.lightning.resume.ResumeCheckpoint": (COMPONENT, "last.ckpt in the run's folder"),
     "lightdet.tracking.callbacks.ClearMLReports": (COMPONENT, "reports to the run's task"),
+    "lightdet.tracking.clearml.ClearMLLogger": (COMPONENT, "Lightning's logger: the run's task"),
     "lightdet.tracking.callbacks.ClearMLModelRegistry": (COMPONENT, "registers checkpoints"),
     "lightdet.lightning.results.RunResults": (COMPONENT, "results/ under its dirpath"),
     "pytorch_lightning.Trainer": (COMPONENT, "the trainer; default_root_dir is a declared write"),

@@ -23,7 +23,7 @@ from lightdet.lightning.resume import EpochSampler, ResumableDataLoader
 
 
 class DetectionDataModule(pl.LightningDataModule):
-    """Train/val/test loaders over a VOC, COCO or shapes source.
+    """Train/val/test loaders over a VOC, COCO, YOLO or shapes source.
 
     Data contract (what every loader yields, as lists of length ``batch_size``):
 

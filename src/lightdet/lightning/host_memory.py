@@ -3,11 +3,11 @@
 glibc's ``malloc`` serves every block above its mmap threshold (128 KiB at first, raised to at
 most 32 MiB as blocks are freed) with a fresh ``mmap`` and returns it with ``munmap`` when the
 tensor is freed: each training step then touches its activations' pages anew, and the kernel
-zeroes every page on first touch. Measured with SSDlite (fp32, batch 8, 2 CPU cores): 86,000
-page faults per step, 620 ms a step; with the threshold and the trim threshold at 1 GiB
-(blocks up to 1 GiB from the heap, freed memory kept up to 1 GiB), 80 page faults and 550 ms.
-The cost: the process keeps up to 1 GiB of freed memory instead of returning it to the system
-(the next step needs it again). Loader workers forked after this inherit it.
+zeroes every page on first touch. With the threshold and the trim threshold at 1 GiB (blocks
+up to 1 GiB from the heap, freed memory kept up to 1 GiB), the next step reuses them (SSDlite's
+page faults and step time, before and after: benchmarks/README.md). The cost: the process
+keeps up to 1 GiB of freed memory instead of returning it to the system (the next step needs
+it again). Loader workers forked after this inherit it.
 """
 
 from __future__ import annotations

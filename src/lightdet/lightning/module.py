@@ -11,20 +11,16 @@ import torch
 from pytorch_lightning.utilities import rank_zero_warn
 from torch import Tensor, nn
 
-from lightdet.data.classes import num_classes
-from lightdet.evaluation.confusion import DetectionConfusionMatrix
-from lightdet.evaluation.metrics import (
-    build_map_metric,
-    gather_list_states,
-    summarize,
-)
+from lightdet.evaluation.metrics import scalars
 from lightdet.evaluation.predictions import finite_predictions, predict_by_size
+from lightdet.evaluation.report import EvaluationReport, build_report
 from lightdet.lightning.ema import averaged_state_for_weights_only
 from lightdet.lightning.optimization import (
     build_optimizer,
     parameter_groups,
     scale_learning_rates,
 )
+from lightdet.lightning.recorder import EvaluationRecorder
 from lightdet.lightning.schedulers import budget_progress
 
 Batch = tuple[list[Tensor], list[dict[str, Tensor]]]
@@ -81,10 +77,7 @@ class DetectionModule(pl.LightningModule):
         self.backbone_lr_mult = float(backbone_lr_mult)
         self.lr_scale = float(lr_scale)
         self.class_names = list(class_names)
-        self.val_map = build_map_metric()
-        self.test_map = build_map_metric()
-        self.val_confusion = DetectionConfusionMatrix(num_classes(self.class_names))
-        self.test_confusion = DetectionConfusionMatrix(num_classes(self.class_names))
+        self.recorder = EvaluationRecorder()  # the current validation or test pass
         self.dropped_predictions = 0
         if nonfinite_loss not in ("skip", "stop"):
             raise ValueError(f"nonfinite_loss: expected 'skip' or 'stop', got {nonfinite_loss!r}")
@@ -92,8 +85,8 @@ class DetectionModule(pl.LightningModule):
         self.max_nonfinite_steps = max_nonfinite_steps
         self.nonfinite_steps = 0
         self._batch_ids: list[int] = []
-        # the last evaluation, for reporting callbacks: {"stage", "result", "confusion"}
-        self.last_evaluation: dict[str, Any] = {}
+        # the last pass's one report, read by the callbacks (ClearML, results/) and evaluate
+        self.last_report: EvaluationReport | None = None
 
     def forward(self, images: list[Tensor]) -> list[dict[str, Tensor]]:
         return self.net(images)
@@ -176,39 +169,48 @@ class DetectionModule(pl.LightningModule):
             batch_size=batch_size,
         )
 
-    def _eval_step(self, batch: Batch, metric, confusion) -> list[dict[str, Tensor]]:
+    def _eval_step(self, batch: Batch) -> list[dict[str, Tensor]]:
         images, targets = batch
         preds, dropped = finite_predictions(predict_by_size(self.net, images))
         self.dropped_predictions += dropped
-        targets = [{k: t[k] for k in ("boxes", "labels", "iscrowd")} for t in targets]
-        metric.update(preds, targets)
-        confusion.update(preds, targets)
+        self.recorder.keep(images, targets, preds)
         return preds  # for callbacks (debug images)
 
+    def on_validation_epoch_start(self) -> None:
+        self.recorder.start("val")
+
+    def on_test_epoch_start(self) -> None:
+        self.recorder.start("test")
+
     def validation_step(self, batch: Batch, batch_idx: int) -> list[dict[str, Tensor]]:
-        return self._eval_step(batch, self.val_map, self.val_confusion)
+        return self._eval_step(batch)
 
     def test_step(self, batch: Batch, batch_idx: int) -> list[dict[str, Tensor]]:
-        return self._eval_step(batch, self.test_map, self.test_confusion)
+        return self._eval_step(batch)
 
-    def _log_map(self, metric, confusion, stage: str) -> None:
-        gather_list_states(metric)  # every process scores all images (DDP); no-op otherwise
-        result = metric.compute()
-        self.last_evaluation = {"stage": stage, "result": result, "confusion": confusion.compute()}
-        metric.reset()
-        confusion.reset()
-        scalars = summarize(result, self.class_names, stage)
-        scalars[f"{stage}/dropped_predictions"] = float(self.dropped_predictions)
+    def _evaluate(self, stage: str) -> None:
+        """The pass's one report (every process's images, gathered once), and its scalars."""
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer else None
+        dataset = (getattr(datamodule, "datasets", None) or {}).get(stage)
+        names = {r.image_id: r.image_path.name for r in dataset.records} if dataset else {}
+        images = self.recorder.finish(names)
+        # the scored data's ids (evaluate may score other data with the same classes)
+        category_map = getattr(datamodule, "category_map", None) or self.hparams.get(
+            "category_map", {}
+        )
+        self.last_report = build_report(images, self.class_names, category_map, stage)
+        logged = scalars(self.last_report, stage)
+        logged[f"{stage}/dropped_predictions"] = float(self.dropped_predictions)
         self.dropped_predictions = 0
         headline = f"{stage}/map_50"  # shown on the progress bar
-        self.log(headline, scalars.pop(headline), prog_bar=True)
-        self.log_dict(scalars)
+        self.log(headline, logged.pop(headline), prog_bar=True)
+        self.log_dict(logged)
 
     def on_validation_epoch_end(self) -> None:
-        self._log_map(self.val_map, self.val_confusion, "val")
+        self._evaluate("val")
 
     def on_test_epoch_end(self) -> None:
-        self._log_map(self.test_map, self.test_confusion, "test")
+        self._evaluate("test")
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         averaged_state_for_weights_only(self._trainer, self, checkpoint)  # EMA: the best too
@@ -237,8 +239,8 @@ class DetectionModule(pl.LightningModule):
 
 def _all_finite(tensors: list[Tensor]) -> bool:
     """Whether every element of every tensor is finite, in one fused pass per device and dtype
-    (GradScaler's own check, with a scale of 1: 15-20x cheaper on a CPU than a check per
-    tensor, 16-22 ms a RetinaNet step); per tensor where that kernel is missing."""
+    (GradScaler's own check, with a scale of 1: far cheaper on a CPU than a check per tensor;
+    measured in benchmarks/README.md); per tensor where that kernel is missing."""
     check = getattr(torch, "_amp_foreach_non_finite_check_and_unscale_", None)
     if check is None:
         return all(bool(torch.isfinite(t).all()) for t in tensors)

@@ -1,27 +1,30 @@
-"""What one validation or test pass saw, image by image, for the evaluation report."""
+"""One evaluation pass, recorded once: what a validation or test pass saw, image by image.
+
+The system (:class:`~lightdet.lightning.module.DetectionModule`) owns one recorder; at the end
+of a pass it gathers every process's images once (DDP) and builds the pass's one
+:class:`~lightdet.evaluation.report.EvaluationReport`, which everything then reads: the logged
+scalars, the ClearML plots, the run folder's ``results/`` and ``make eval``'s files.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import numpy as np
-import pytorch_lightning as pl
 import torch
 import torch.distributed as dist
-from pytorch_lightning.callbacks import Callback
 from torch import Tensor
 
 from lightdet.evaluation.report import EvaluatedImage
 
 
-class EvaluationRecorder(Callback):
-    """Keeps, for the last validation or test pass (sanity checks excluded), every image's id,
-    file name, size, ground truth and detections (CPU numpy, as the metric scored them), and
-    the first ``num_images`` images with both, for pictures.
-
-    Under DDP every process ends the pass holding all processes' images (gathered as Python
-    objects, as the mAP states are), sorted by image id.
+class EvaluationRecorder:
+    """Keeps, for the current pass, every image's id, file name, size, ground truth and
+    detections (CPU numpy, as scored), and the first ``num_images`` images with both, for
+    pictures.
 
     Args:
-        num_images: images kept with their pixels (for a mosaic of predictions).
+        num_images: images kept with their pixels (a mosaic of predictions, on this process).
     """
 
     def __init__(self, num_images: int = 16) -> None:
@@ -30,21 +33,15 @@ class EvaluationRecorder(Callback):
         self.samples: list[tuple[Tensor, dict, dict]] = []
         self.split: str | None = None
 
-    def _start(self, trainer: pl.Trainer, split: str) -> None:
-        if not trainer.sanity_checking:
-            self.images, self.samples, self.split = [], [], split
+    def start(self, split: str) -> None:
+        """A new pass over ``split`` (``val`` or ``test``)."""
+        self.images, self.samples, self.split = [], [], split
 
-    def on_validation_epoch_start(self, trainer, pl_module) -> None:
-        self._start(trainer, "val")
-
-    def on_test_epoch_start(self, trainer, pl_module) -> None:
-        self._start(trainer, "test")
-
-    def _keep(self, trainer: pl.Trainer, outputs, batch) -> None:
-        if trainer.sanity_checking:
-            return
-        images, targets = batch
-        for image, target, pred in zip(images, targets, outputs):
+    def keep(
+        self, images: Sequence[Tensor], targets: Sequence[Mapping], preds: Sequence[Mapping]
+    ) -> None:
+        """One batch: its images, targets and (finite) predictions."""
+        for image, target, pred in zip(images, targets, preds):
             self.images.append(
                 EvaluatedImage(
                     image_id=int(target["image_id"]),
@@ -58,38 +55,20 @@ class EvaluationRecorder(Callback):
             if len(self.samples) < self.num_images:
                 self.samples.append((image.detach().cpu(), _cpu(target), _cpu(pred)))
 
-    def on_validation_batch_end(
-        self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
-    ) -> None:
-        self._keep(trainer, outputs, batch)
-
-    def on_test_batch_end(
-        self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
-    ) -> None:
-        self._keep(trainer, outputs, batch)
-
-    def _finish(self, trainer: pl.Trainer) -> None:
-        if trainer.sanity_checking:
-            return
+    def finish(self, file_names: Mapping[int, str] | None = None) -> list[EvaluatedImage]:
+        """The pass's images from every process (gathered once, as Python objects: processes
+        may hold different numbers of images), sorted by image id, with their file names."""
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             parts: list = [None] * dist.get_world_size()
             dist.all_gather_object(parts, self.images)
             self.images = [image for part in parts for image in part]
         self.images.sort(key=lambda image: image.image_id)
-        datasets = getattr(trainer.datamodule, "datasets", None) or {}
-        if self.split in datasets:
-            names = {r.image_id: r.image_path.name for r in datasets[self.split].records}
-            for image in self.images:
-                image.file_name = names.get(image.image_id, "")
-
-    def on_validation_epoch_end(self, trainer, pl_module) -> None:
-        self._finish(trainer)
-
-    def on_test_epoch_end(self, trainer, pl_module) -> None:
-        self._finish(trainer)
+        for image in self.images:
+            image.file_name = (file_names or {}).get(image.image_id, "")
+        return self.images
 
 
-def _numpy(d: dict[str, Tensor], keys: tuple[str, ...]) -> dict[str, np.ndarray]:
+def _numpy(d: Mapping[str, Tensor], keys: tuple[str, ...]) -> dict[str, np.ndarray]:
     """As numpy; floats as float32 (bf16 outputs of mixed precision convert exactly)."""
     out = {}
     for k in keys:
@@ -98,5 +77,5 @@ def _numpy(d: dict[str, Tensor], keys: tuple[str, ...]) -> dict[str, np.ndarray]
     return out
 
 
-def _cpu(d: dict[str, Tensor]) -> dict[str, Tensor]:
+def _cpu(d: Mapping[str, Tensor]) -> dict[str, Tensor]:
     return {k: v.detach().cpu() for k, v in d.items() if isinstance(v, torch.Tensor)}

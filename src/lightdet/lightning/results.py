@@ -2,17 +2,17 @@
 
 :class:`RunResults` keeps the curves of a training run (train loss parts and lr, epoch means;
 val mAP per epoch) and, at every new best epoch, writes that validation's evaluation report
-(:mod:`lightdet.evaluation.report`: PR curves, F1 against confidence, confusion matrix, a
-mosaic of validation images with ground truth and predictions, metrics and tables). At the end
-of training it writes ``curves.png`` and ``results.csv``, and keeps the best epoch's F1-optimal
-score threshold beside the best checkpoint for ``predict``.
+(the system's one report of the pass, :mod:`lightdet.evaluation.report`: PR curves, F1
+against confidence, confusion matrix, a mosaic of validation images with ground truth and
+predictions, metrics and tables). At the end of training it writes ``curves.png`` and
+``results.csv``, and keeps the best epoch's F1-optimal score threshold beside the best
+checkpoint for ``predict``.
 """
 
 from __future__ import annotations
 
 import csv
 import logging
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,22 +20,12 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback
 
 from lightdet import outputs
-from lightdet.evaluation.report import EvaluationReport, build_report, write_report
+from lightdet.evaluation.report import write_report
 from lightdet.evaluation.thresholds import save_threshold
-from lightdet.lightning.recorder import EvaluationRecorder
 
 log = logging.getLogger(__name__)
 _TRAIN_CURVES = ("train/loss", "train/lr")  # and every train/loss_* part
 _VAL_CURVES = ("val/map", "val/map_50", "val/map_75", "val/map_small")
-
-
-def write_pass_report(
-    recorder: EvaluationRecorder, class_names: Sequence[str], category_map: Mapping, folder: Path
-) -> tuple[EvaluationReport, list[Path]]:
-    """Build the report of the recorder's last pass and write its files into ``folder``.
-    Returns the report and the files (a command reports it to ClearML itself)."""
-    report = build_report(recorder.images, class_names, category_map, recorder.split or "val")
-    return report, write_report(report, folder, recorder.samples)
 
 
 class RunResults(Callback):
@@ -45,7 +35,8 @@ class RunResults(Callback):
         dirpath: the results folder (default config: ``<run folder>/results``).
         monitor: the metric that decides the best epoch (as the checkpoint's).
         mode: ``max`` or ``min``.
-        num_images: validation images in the predictions mosaic.
+        num_images: validation images in the predictions mosaic (at most the 16 the system's
+            recorder keeps).
     """
 
     def __init__(
@@ -55,22 +46,10 @@ class RunResults(Callback):
             raise ValueError(f"RunResults: mode must be 'max' or 'min', got {mode!r}")
         self.dirpath = Path(dirpath)
         self.monitor, self.mode = monitor, mode
-        self.recorder = EvaluationRecorder(num_images)
+        self.num_images = num_images
         self.history: dict[str, list[tuple[int, float]]] = {}  # name -> [(epoch, value)]
         self.best: dict[str, Any] = {}  # epoch, value, metrics, threshold
         self._sums: dict[str, list[float]] = {}
-
-    # the recorder watches every validation pass
-    def on_validation_epoch_start(self, trainer, pl_module) -> None:
-        self.recorder.on_validation_epoch_start(trainer, pl_module)
-
-    def on_validation_batch_end(
-        self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
-    ) -> None:
-        self.recorder.on_validation_batch_end(trainer, pl_module, outputs, batch, batch_idx)
-
-    def on_validation_epoch_end(self, trainer, pl_module) -> None:
-        self.recorder.on_validation_epoch_end(trainer, pl_module)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         for name, value in trainer.callback_metrics.items():
@@ -110,9 +89,8 @@ class RunResults(Callback):
 
     def _write_best_report(self, pl_module) -> None:
         folder = outputs.mark(self.dirpath, "results")
-        report, _ = write_pass_report(
-            self.recorder, pl_module.class_names, pl_module.hparams.get("category_map", {}), folder
-        )
+        report = pl_module.last_report  # the pass's one report: the logged metrics' own
+        write_report(report, folder, pl_module.recorder.samples[: self.num_images])
         self.best["threshold"] = report.threshold["all"]
         self.best["per_class_threshold"] = {n: t for n, t in report.threshold.items() if n != "all"}
 

@@ -13,17 +13,14 @@ import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from lightdet.evaluation.report import format_report
+from lightdet.evaluation.report import EvaluationReport, format_report, write_report
 from lightdet.evaluation.thresholds import save_threshold
 from lightdet.guard import inspect_checkpoint, secure_config
-from lightdet.lightning.recorder import EvaluationRecorder
-from lightdet.lightning.results import write_pass_report
 from lightdet.runs.build import build_datamodule, module_from_checkpoint
 from lightdet.runs.preflight import say_notes
 from lightdet.runs.train import claim_output_dir, scalars
 from lightdet.tracking import bounded
 from lightdet.tracking.callbacks import ClearMLReports
-from lightdet.tracking.clearml import ClearMLLogger
 from lightdet.tracking.reports import report_evaluation
 from lightdet.tracking.task import clearml_task
 
@@ -41,22 +38,21 @@ def run_evaluation(cfg: DictConfig, bind_hydra: bool = True) -> dict[str, float]
         pl.seed_everything(cfg.seed, workers=True)
         datamodule = build_datamodule(cfg)
         module = module_from_checkpoint(cfg.ckpt_path, datamodule.class_names)
-        recorder = EvaluationRecorder()
         trainer: pl.Trainer = instantiate(
-            cfg.trainer, logger=ClearMLLogger(task), callbacks=[ClearMLReports(), recorder]
+            cfg.trainer,
+            logger=instantiate(cfg.logger.lightning, task=task),
+            callbacks=[ClearMLReports()],
         )
         run = {"val": trainer.validate, "test": trainer.test}[cfg.split]
         (metrics,) = run(module, datamodule=datamodule)
-        if trainer.is_global_zero:
-            _report(cfg, recorder, datamodule, task)
+        if trainer.is_global_zero:  # the pass's one report: the metrics above are its own
+            _report(cfg, module.last_report, module.recorder.samples, task)
     return scalars(metrics)
 
 
-def _report(cfg: DictConfig, recorder: EvaluationRecorder, datamodule, task) -> None:
+def _report(cfg: DictConfig, report: EvaluationReport, samples: list, task) -> None:
     folder = Path(cfg.paths.output_dir)
-    report, files = write_pass_report(
-        recorder, datamodule.class_names, datamodule.category_map, folder
-    )
+    files = write_report(report, folder, samples)
     if task is not None:
         bounded.send(
             task, "reporting the evaluation", report_evaluation, task.get_logger(), report, 0

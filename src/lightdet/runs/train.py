@@ -27,7 +27,7 @@ from lightdet.lightning.resume import ResumeCheckpoint, find_last_checkpoint
 from lightdet.lightning.schedulers import clock
 from lightdet.runs.build import build_datamodule, build_module
 from lightdet.runs.preflight import check_recipe, check_resumable
-from lightdet.tracking.clearml import ClearMLLogger, record_classes
+from lightdet.tracking.clearml import record_classes
 from lightdet.tracking.task import clearml_task
 
 log = logging.getLogger(__name__)
@@ -204,7 +204,7 @@ def _fit(cfg: DictConfig, task, extra_callbacks: list | None, ckpt_path: str | N
     trainer: pl.Trainer = instantiate(
         cfg.trainer,
         callbacks=callbacks,
-        logger=ClearMLLogger(task),
+        logger=instantiate(cfg.logger.lightning, task=task),
         plugins=[AtomicCheckpointIO()],
         **budget_arguments(cfg),
     )

@@ -109,28 +109,28 @@ class ClearMLReports(Callback):
 
     def _report(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         clearml = _clearml(trainer)
-        evaluation = getattr(pl_module, "last_evaluation", None)
-        if clearml is None or trainer.sanity_checking or not evaluation:
+        report = getattr(pl_module, "last_report", None)  # the pass's one report
+        if clearml is None or trainer.sanity_checking or report is None:
             return
         # the step Lightning just logged this evaluation's scalars at, so plots line up with them
         it, task = clearml.last_step, clearml.experiment
         batch, self._debug_batch = self._debug_batch, None
         bounded.send(
             task,
-            f"reporting the {evaluation['stage']} plots",
+            f"reporting the {report.split} plots",
             self._report_evaluation,
             task.get_logger(),
-            evaluation,
-            pl_module.class_names,
+            report,
             it,
             batch,
         )
 
-    def _report_evaluation(self, logger, evaluation, names, it: int, batch) -> None:
-        stage, result = evaluation["stage"], evaluation["result"]
-        report_ap_table(logger, result, names, stage, it)
-        report_pr_curves(logger, result, names, stage, it)
-        report_confusion(logger, evaluation["confusion"], names, stage, it)
+    def _report_evaluation(self, logger, report, it: int, batch) -> None:
+        stage, names = report.split, report.class_names
+        report_ap_table(logger, report, it)
+        report_pr_curves(logger, report, it)
+        at = f"confusion matrix @IoU0.5, score >= {report.score_threshold:.3f}"
+        report_confusion(logger, report.confusion, names, stage, it, title=at)
         if batch is not None:
             report_debug_images(logger, *batch, names, stage, it, self.score_threshold)
 

@@ -13,39 +13,34 @@ from torch import Tensor
 
 from lightdet.data.classes import class_name, with_background
 from lightdet.data.records import DetectionRecord
-from lightdet.evaluation.metrics import pr_curves
+from lightdet.evaluation.coco import STAT_NAMES
+from lightdet.evaluation.report import EvaluationReport
 from lightdet.viz import draw_boxes, draw_targets, grid
 
 
-def report_ap_table(
-    logger, result: Mapping, class_names: Sequence[str], stage: str, it: int
-) -> None:
+def report_ap_table(logger, report: EvaluationReport, it: int) -> None:
     """Per-class AP@[.5:.95] and AR@100 as a table, with the overall values last."""
     rows = [["class", "AP", "AR@100"]]
-    per_class = result.get("map_per_class")
-    mar = result.get("mar_100_per_class")
-    if per_class is not None and per_class.ndim == 1:
-        for k, label in enumerate(result["classes"].tolist()):
-            name = class_name(class_names, label)
-            ap = float(per_class[k])
-            ar = float(mar[k]) if mar is not None and mar.ndim == 1 else float("nan")
-            rows.append([name, _fmt(ap), _fmt(ar)])
-    rows.append(["all", _fmt(float(result["map"])), _fmt(float(result.get("mar_100", -1)))])
-    logger.report_table(f"{stage} per-class AP", "AP", iteration=it, table_plot=rows)
+    for label, category in report.category_ids.items():
+        row = report.coco.per_class.get(category, {})
+        name = class_name(report.class_names, label)
+        rows.append([name, _fmt(row.get("AP", -1.0)), _fmt(row.get("AR100", -1.0))])
+    stats = dict(zip(STAT_NAMES, report.coco.stats))
+    rows.append(["all", _fmt(stats["map"]), _fmt(stats["mar_100"])])
+    logger.report_table(f"{report.split} per-class AP", "AP", iteration=it, table_plot=rows)
 
 
 def _fmt(value: float) -> str:
     return "n/a" if value < 0 or value != value else f"{value:.4f}"  # -1: no ground truth
 
 
-def report_pr_curves(
-    logger, result: Mapping, class_names: Sequence[str], stage: str, it: int
-) -> None:
+def report_pr_curves(logger, report: EvaluationReport, it: int) -> None:
     """One precision-recall curve per class (IoU 0.5), in one plot."""
-    for label, (recall, precision) in pr_curves(result).items():
-        name = class_name(class_names, label)
+    labels = {category: label for label, category in report.category_ids.items()}
+    for category, (recall, precision) in report.coco.pr_curves().items():
+        name = class_name(report.class_names, labels.get(category, category))
         logger.report_scatter2d(
-            f"{stage} PR curve @IoU0.5",
+            f"{report.split} PR curve @IoU0.5",
             name,
             scatter=np.stack([recall, precision], axis=1),
             iteration=it,

@@ -2,10 +2,23 @@ import math
 
 import torch
 
-from lightdet.evaluation.metrics import build_map_metric, summarize
+from lightdet.evaluation.coco import STAT_NAMES
+from lightdet.evaluation.metrics import scalars
 from lightdet.evaluation.predictions import finite_predictions
+from lightdet.evaluation.report import build_report
+from lightdet.lightning.recorder import EvaluationRecorder
 
 CLASSES = ["circle", "square", "triangle"]
+
+
+def _report(preds, targets):
+    """One evaluation pass over these images, as the system records and reports it."""
+    recorder = EvaluationRecorder()
+    recorder.start("val")
+    images = [torch.zeros(3, 400, 400)] * len(targets)
+    targets = [{**t, "image_id": torch.tensor(i + 1)} for i, t in enumerate(targets)]
+    recorder.keep(images, targets, preds)
+    return build_report(recorder.finish(), CLASSES, {}, "val")
 
 
 def _target():
@@ -17,12 +30,11 @@ def _target():
 
 
 def test_perfect_predictions_score_one_and_per_class_ap_is_named():
-    metric = build_map_metric()
     t = _target()
-    metric.update(
+    report = _report(
         [{"boxes": t["boxes"], "scores": torch.tensor([0.9, 0.8]), "labels": t["labels"]}], [t]
     )
-    out = summarize(metric.compute(), CLASSES, "val")
+    out = scalars(report, "val")
     assert out["val/map"] == out["val/map_50"] == 1.0
     assert out["val/ap_circle"] == out["val/ap_triangle"] == 1.0
     assert "val/ap_square" not in out  # no ground truth: -1 is left out, not logged
@@ -30,14 +42,12 @@ def test_perfect_predictions_score_one_and_per_class_ap_is_named():
 
 
 def test_no_predictions_at_all_give_zero_not_a_crash():
-    metric = build_map_metric()
     empty = {
         "boxes": torch.zeros(0, 4),
         "scores": torch.zeros(0),
         "labels": torch.zeros(0, dtype=torch.int64),
     }
-    metric.update([empty], [_target()])
-    out = summarize(metric.compute(), CLASSES, "val")
+    out = scalars(_report([empty], [_target()]), "val")
     assert out["val/map"] == 0.0 and out["val/map_50"] == 0.0
 
 
@@ -55,16 +65,13 @@ def test_non_finite_predictions_are_dropped_and_counted():
 
 
 def test_pr_curves_per_class_with_ground_truth():
-    from lightdet.evaluation.metrics import pr_curves
-
-    metric = build_map_metric()
     t = _target()
     # class 1 found, class 3 predicted in the wrong place
     boxes = torch.tensor([[10.0, 10.0, 50.0, 50.0], [0.0, 0.0, 5.0, 5.0]])
-    metric.update(
+    report = _report(
         [{"boxes": boxes, "scores": torch.tensor([0.9, 0.8]), "labels": t["labels"]}], [t]
     )
-    curves = pr_curves(metric.compute())
+    curves = report.coco.pr_curves()
     assert set(curves) == {1, 3}
     recall, precision = curves[1]
     assert recall.shape == precision.shape == (101,)
@@ -89,22 +96,19 @@ def test_bf16_predictions_are_scored_as_their_exact_float32_values():
     assert pred["boxes"].float().tolist() == [[1.5, 0.0, 131.0, 100.0]]  # exact in bf16
 
     def score(p):
-        metric = build_map_metric()
-        metric.update([p], [t])
-        return float(metric.compute()["map_75"])
+        return scalars(_report([p], [t]), "val")["val/map_75"]
 
     (clean,), _ = finite_predictions([pred])
     assert clean["boxes"].dtype == clean["scores"].dtype == torch.float32
     assert clean["boxes"].tolist() == pred["boxes"].float().tolist()  # the same values
     assert score(clean) == 1.0  # IoU 0.7519 >= 0.75
-    # the metric itself takes the float32 of what it is given (torchmetrics, used before,
-    # scored the raw bf16 output 0.0 here)
+    # the recorder itself keeps the float32 of what it is given
     assert score(pred) == 1.0
 
 
 def test_the_metric_gives_pycocotools_numbers_exactly():
-    """A random case with crowd boxes and every size range, where torchmetrics' own path was
-    off in the 4th decimal: all 12 numbers equal pycocotools' on the same boxes."""
+    """A random case with crowd boxes and every size range (where torchmetrics' own path was
+    off in the 4th decimal): all 12 numbers equal pycocotools' on the same boxes."""
     import contextlib
     import io
 
@@ -112,7 +116,7 @@ def test_the_metric_gives_pycocotools_numbers_exactly():
     from pycocotools.cocoeval import COCOeval
 
     g = torch.Generator().manual_seed(0)
-    metric, gt, dets = build_map_metric(), [], []
+    preds, targets, gt, dets = [], [], [], []
     for image_id in range(1, 31):
         n, m = int(torch.randint(1, 6, (1,), generator=g)), 12
         xy = torch.rand(n, 2, generator=g) * 300
@@ -125,10 +129,8 @@ def test_the_metric_gives_pycocotools_numbers_exactly():
             torch.rand(m, generator=g) < 0.8, labels[picks], torch.randint(1, 4, (m,), generator=g)
         )
         scores = torch.rand(m, generator=g)
-        metric.update(
-            [{"boxes": pred_boxes, "scores": scores, "labels": pred_labels}],
-            [{"boxes": boxes, "labels": labels, "iscrowd": crowd}],
-        )
+        preds.append({"boxes": pred_boxes, "scores": scores, "labels": pred_labels})
+        targets.append({"boxes": boxes, "labels": labels, "iscrowd": crowd})
         for b, lab, c in zip(boxes.tolist(), labels.tolist(), crowd.tolist()):
             w, h = b[2] - b[0], b[3] - b[1]
             gt.append(
@@ -150,7 +152,7 @@ def test_the_metric_gives_pycocotools_numbers_exactly():
                     "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]],
                 }
             )
-    ours = metric.compute()
+    ours = dict(zip(STAT_NAMES, _report(preds, targets).coco.stats))
     coco = COCO()
     coco.dataset = {
         "images": [{"id": i} for i in range(1, 31)],

@@ -29,7 +29,7 @@ def faults_per_step():
 
 default = [faults_per_step() for _ in range(3)]
 done = keep_freed_memory()
-kept = [faults_per_step() for _ in range(6)]  # the heap grows for a step or two, then holds
+kept = [faults_per_step() for _ in range(10)]  # the heap grows for a few steps, then holds
 print(json.dumps({"default": default, "set": done, "kept": kept}))
 """
 
@@ -41,6 +41,8 @@ def test_freed_activations_serve_the_next_step_without_new_pages():
     pages = 8 * 32 * 192 * 192 * 4 // 4096  # one activation: 9216 pages
     assert min(faults["default"]) > pages  # by default activations come in fresh pages
     assert faults["set"] is True
-    # set: once the heap has grown (two steps), the freed ones serve the next steps; a step
-    # now and then still faults in a few thousand pages (heap top moves), so the typical step
-    assert statistics.median(faults["kept"][2:]) < pages // 50
+    # set: once the heap has grown, the freed blocks serve the next steps. The heap may still
+    # grow in the first few steps (a few thousand pages each; on a loaded machine the third
+    # and fourth still faulted 9,216 and 3,072), so the typical step of the ten
+    assert statistics.median(faults["kept"]) < pages // 50
+    assert sum(faults["kept"]) < min(faults["default"])  # ten kept steps fault less than one

@@ -154,8 +154,9 @@ def test_validation_logs_stage_metric_names_and_scores_the_predictions():
     assert {"val/map_75", "val/mar_100"} <= set(metrics)
     assert not any(k.startswith("test/") for k in metrics)
     assert [len(p["boxes"]) for p in seen] == [1, 1, 1, 1]  # the NaN box is not passed on
-    assert module.last_evaluation["stage"] == "val"
-    assert module.last_evaluation["confusion"].diagonal()[1:].tolist() == [2, 2]
+    report = module.last_report  # the pass's one report: the logged numbers are its own
+    assert report.split == "val" and report.confusion.diagonal()[1:].tolist() == [2, 2]
+    assert report.coco.stats[0] == metrics["val/map"] and len(module.recorder.images) == 4
 
 
 def test_test_stage_uses_its_own_names():

@@ -42,7 +42,7 @@ def test_only_global_rank_zero_with_a_clearml_logger_reports():
 def test_callbacks_do_nothing_on_other_ranks():
     trainer = _trainer(False, [ClearMLLogger(ExplodingTask())])
     module = SimpleNamespace(
-        last_evaluation={"stage": "val", "result": {}, "confusion": None},
+        last_report=None,
         class_names=["a"],
         hparams={},
     )

@@ -26,15 +26,15 @@ def test_confusion_matrix_rows_are_truth_and_columns_predictions():
 
 
 def test_ap_table_names_classes_and_marks_missing_ones():
-    result = {
-        "map": torch.tensor(0.5),
-        "mar_100": torch.tensor(0.6),
-        "classes": torch.tensor([1, 2]),
-        "map_per_class": torch.tensor([0.7, -1.0]),
-        "mar_100_per_class": torch.tensor([0.8, -1.0]),
-    }
+    from types import SimpleNamespace
+
+    stats = [0.5, *[0.0] * 7, 0.6, 0.0, 0.0, 0.0]  # map first, mar_100 ninth
+    coco = SimpleNamespace(stats=stats, per_class={10: {"AP": 0.7, "AR100": 0.8}, 20: {}})
+    report = SimpleNamespace(
+        split="val", class_names=["a", "b"], category_ids={1: 10, 2: 20}, coco=coco
+    )
     logger = RecordingLogger()
-    report_ap_table(logger, result, ["a", "b"], "val", 3)
+    report_ap_table(logger, report, 3)
     ((_, _, kw),) = logger.calls
     assert kw["table_plot"] == [
         ["class", "AP", "AR@100"],
