@@ -129,8 +129,9 @@ class ClearMLReports(Callback):
         stage, names = report.split, report.class_names
         report_ap_table(logger, report, it)
         report_pr_curves(logger, report, it)
-        at = f"confusion matrix @IoU0.5, score >= {report.score_threshold:.3f}"
-        report_confusion(logger, report.confusion, names, stage, it, title=at)
+        # at the pass's F1-optimal threshold (make eval's matrix); one title for every pass,
+        # so ClearML shows the passes as one plot over iterations
+        report_confusion(logger, report.confusion, names, stage, it)
         if batch is not None:
             report_debug_images(logger, *batch, names, stage, it, self.score_threshold)
 

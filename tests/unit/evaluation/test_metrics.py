@@ -165,20 +165,6 @@ def test_the_metric_gives_pycocotools_numbers_exactly():
         reference.evaluate()
         reference.accumulate()
         reference.summarize()
-    names = [
-        "map",
-        "map_50",
-        "map_75",
-        "map_small",
-        "map_medium",
-        "map_large",
-        "mar_1",
-        "mar_10",
-        "mar_100",
-        "mar_small",
-        "mar_medium",
-        "mar_large",
-    ]
     assert 0.05 < float(ours["map"]) < 0.95  # a case with something to get right
-    for name, value in zip(names, reference.stats):
+    for name, value in zip(STAT_NAMES, reference.stats):
         assert abs(float(ours[name]) - value) < 1e-6, (name, float(ours[name]), value)
