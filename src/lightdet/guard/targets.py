@@ -137,6 +137,9 @@ REGISTRY: dict[str, tuple[str, str]] = {
     ),
 }
 _METHOD_GETTER = "hydra.utils.get_method"
+# registered names that moved, old -> new: a checkpoint's stored config written before the
+# move still names the old one (its callbacks are checked, never built from it)
+RENAMED = {"lightdet.tracking.results.RunResults": "lightdet.lightning.results.RunResults"}
 _extra_names: set[str] = set()  # exact names added by allow_targets
 _extra_modules: set[str] = set()  # whole modules (and their submodules) added by allow_targets
 _MAX_DEPTH = 64
@@ -234,6 +237,19 @@ def _hint(path: str, place: str) -> str:
         f"{guess} (the registry: lightdet.guard.targets.REGISTRY; add your own in code with "
         "lightdet.guard.allow_targets)"
     )
+
+
+def current_names(config: Any) -> Any:
+    """A plain copy of a stored config with every moved target (:data:`RENAMED`) named as it
+    is now; the input is not changed."""
+    if isinstance(config, Mapping):
+        return {
+            k: RENAMED.get(v, v) if k == "_target_" and isinstance(v, str) else current_names(v)
+            for k, v in config.items()
+        }
+    if isinstance(config, list | tuple):
+        return [current_names(v) for v in config]
+    return config
 
 
 def check_targets(cfg: DictConfig | Mapping, where: str = "config") -> None:

@@ -87,3 +87,18 @@ def test_a_checkpoints_facts_are_read_once_and_again_when_the_file_is_replaced(
     atomic_save({"state_dict": state, "hyper_parameters": hp}, path)  # replaced: weights only
     assert inspect_checkpoint(path).resumable is False  # fresh: read again
     assert inspect_checkpoint(path).task_id is None and len(loads) == 3
+
+
+def test_a_checkpoint_written_before_a_target_moved_still_passes_its_check():
+    """RunResults moved from lightdet.tracking.results to lightdet.lightning.results: the
+    stored configs of older checkpoints name the old path (the default run's, before)."""
+    from lightdet.guard import UnsafeConfigError, check_stored_config
+
+    old = {"callbacks": {"run_results": {"_target_": "lightdet.tracking.results.RunResults"}}}
+    check_stored_config(old, "old.ckpt: hyper_parameters.config")  # no error
+    assert old["callbacks"]["run_results"]["_target_"] == "lightdet.tracking.results.RunResults"
+    other = {"callbacks": {"x": {"_target_": "lightdet.tracking.results.save"}}}
+    with pytest.raises(
+        UnsafeConfigError, match=r"lightdet.tracking.results.save.*not a registered"
+    ):
+        check_stored_config(other, "old.ckpt: hyper_parameters.config")
