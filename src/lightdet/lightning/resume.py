@@ -208,10 +208,11 @@ def _checkpoint_dir(trainer: pl.Trainer) -> str:
 
 
 def find_last_checkpoint(runs_dir: str | Path, filename: str = "last.ckpt") -> Path:
-    """The newest complete checkpoint under ``runs_dir`` (the runs of one task name): the
+    """The newest resumable checkpoint under ``runs_dir`` (the runs of one task name): the
     newest ``checkpoints/last.ckpt``, or, when that one is truncated or damaged (a kill during
-    a write by an older lightdet, a disk that filled up), the next newest checkpoint of those
-    runs that is whole; each one passed over is named in a warning.
+    a write by an older lightdet, a disk that filled up) or holds no training state (weights
+    only, an empty mapping), the next newest checkpoint of those runs that is whole and
+    resumable; each one passed over is named in a warning.
 
     Raises:
         FileNotFoundError: naming the folder searched, when there is none that is whole.
@@ -237,8 +238,10 @@ def find_last_checkpoint(runs_dir: str | Path, filename: str = "last.ckpt") -> P
             if candidate.name == filename:
                 return candidate
             continue
-        if candidate.name == filename or facts.resumable:
+        if facts.resumable:
             return candidate
+        if candidate.name == filename:  # a best-*.ckpt is weights only by design: no word
+            rank_zero_warn(f"ckpt_path=auto: skipped {candidate}: no training state to resume")
     raise FileNotFoundError(
         f"ckpt_path=auto: no {'complete checkpoint' if candidates else filename} under "
         f"{runs_dir}/*/checkpoints/ (nothing to resume for this task_name)"

@@ -45,8 +45,10 @@ except Exception as err:  # torch turns the EFBIG of its write into a RuntimeErr
 
 
 def _small(tmp_path: Path, epoch: int = 1) -> Path:
+    """A small resumable last.ckpt (a training state: optimizer states included)."""
     path = tmp_path / "checkpoints" / "last.ckpt"
-    atomic_save({"state_dict": {"w": torch.arange(4.0)}, "epoch": epoch}, path)
+    state = {"state_dict": {"w": torch.arange(4.0)}, "optimizer_states": [{}], "epoch": epoch}
+    atomic_save(state, path)
     return path
 
 
@@ -137,6 +139,25 @@ def test_resume_auto_takes_the_newest_checkpoint_that_is_whole(tmp_path):
         pytest.raises(FileNotFoundError, match="no complete checkpoint"),
     ):
         find_last_checkpoint(runs)
+
+
+def test_resume_auto_passes_over_a_last_checkpoint_that_cannot_resume(tmp_path):
+    """A whole last.ckpt holding no training state (a mapping with nothing in it, weights
+    only) is named in a warning and passed over for the next resumable one."""
+    runs = tmp_path / "runs"
+    resumable = _small(runs / "2026-12-01_10-00-00", epoch=4)
+    time.sleep(0.02)
+    empty = _small(runs / "2026-12-02_10-00-00")
+    atomic_save({}, empty)
+    time.sleep(0.02)
+    weights = _small(runs / "2026-12-03_10-00-00")
+    atomic_save({"state_dict": {"w": torch.arange(4.0)}, "epoch": 9}, weights)
+    with pytest.warns(UserWarning) as caught:
+        assert find_last_checkpoint(runs) == resumable
+    said = [str(w.message) for w in caught]
+    assert said == [
+        f"ckpt_path=auto: skipped {p}: no training state to resume" for p in (weights, empty)
+    ]
 
 
 def test_resume_auto_never_falls_back_to_a_weights_only_checkpoint(tmp_path):
