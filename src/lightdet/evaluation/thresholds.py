@@ -9,10 +9,14 @@ is ignored.
 from __future__ import annotations
 
 import json
+import logging
+import math
 import os
 from pathlib import Path
 
 from lightdet import outputs
+
+log = logging.getLogger(__name__)
 
 
 def sidecar(checkpoint: str | os.PathLike) -> Path:
@@ -48,7 +52,8 @@ def save_threshold(
 
 def load_threshold(checkpoint: str | os.PathLike) -> dict | None:
     """The stored ``{"threshold", "f1", "precision", "recall", "evaluated_on"}`` of
-    ``checkpoint``; None when there is none, or it belongs to an earlier version of the file."""
+    ``checkpoint``; None when there is none, it belongs to an earlier version of the file, or
+    its threshold is no score (not a finite number in [0, 1]: said in a warning)."""
     checkpoint = Path(checkpoint)
     path = sidecar(checkpoint)
     try:
@@ -58,5 +63,8 @@ def load_threshold(checkpoint: str | os.PathLike) -> dict | None:
         best = dict(content["score_threshold"])
         threshold = float(best["threshold"])
     except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not (math.isfinite(threshold) and 0.0 <= threshold <= 1.0):
+        log.warning("%s: score_threshold %r is not a score in [0, 1]: not used", path, threshold)
         return None
     return {**best, "threshold": threshold, "evaluated_on": content.get("evaluated_on")}

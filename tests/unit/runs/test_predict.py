@@ -110,6 +110,25 @@ def test_threshold_from_the_evaluation_kept_beside_the_checkpoint(tmp_path, blob
     )
 
 
+def test_a_stored_threshold_that_is_no_score_is_not_used(tmp_path, caplog):
+    """A NaN or out-of-range threshold beside a checkpoint (an edited or damaged file) is
+    named in a warning and predict falls back to its default, instead of using it as is."""
+    from lightdet.evaluation.thresholds import load_threshold, sidecar
+
+    folder = mark(tmp_path / "run" / "checkpoints", "run")
+    ckpt = folder / "best.ckpt"
+    ckpt.write_bytes(b"weights")
+    best = {"threshold": 0.4, "f1": 0.8, "precision": 0.8, "recall": 0.8}
+    save_threshold(ckpt, best, {}, "val split")
+    assert load_threshold(ckpt)["threshold"] == 0.4
+    stored = sidecar(ckpt).read_text()
+    for bad in ("NaN", "1.5", "-0.1", "Infinity"):
+        sidecar(ckpt).write_text(stored.replace('"threshold": 0.4', f'"threshold": {bad}'))
+        caplog.clear()
+        assert load_threshold(ckpt) is None, bad
+        assert "is not a score in [0, 1]: not used" in caplog.text and "eval.json" in caplog.text
+
+
 def test_glob_input_and_no_match(tmp_path, blob_checkpoint):
     inputs = _folder(tmp_path / "photos")
     summary = run_prediction(_cfg(tmp_path, f"input='{inputs}/*.png'"))
