@@ -82,17 +82,23 @@ def check_split(cfg: DictConfig) -> None:
         raise InputError(f"split={split}: expected val or test")
     source = cfg.data.source
     target = str(source.get("_target_", ""))
-    if target.endswith("ShapesSource"):
-        present = bool(source.get(f"num_{split}", 0))
-        fix = f"set data.source.num_{split}=<images>"
-    else:
-        present = source.get(split) is not None
-        fix = f"set data.source.{split}=<its split name>"
-    if not present:
-        raise InputError(
-            f"split={split}: the data ({target.rsplit('.', 1)[-1]}) has no {split} "
-            f"split; use split=val, or {fix}"
-        )
+    shapes = target.endswith("ShapesSource")
+
+    def has(name: str) -> bool:
+        return bool(source.get(f"num_{name}", 0)) if shapes else source.get(name) is not None
+
+    if has(split):
+        return
+    fix = (
+        f"set data.source.num_{split}=<images>"
+        if shapes
+        else f"set data.source.{split}=<its split name>"
+    )
+    other = "test" if split == "val" else "val"
+    use = f"use split={other}, or " if has(other) else ""  # never the split that failed
+    raise InputError(
+        f"split={split}: the data ({target.rsplit('.', 1)[-1]}) has no {split} split; {use}{fix}"
+    )
 
 
 def check_server(cfg: DictConfig) -> None:
