@@ -187,6 +187,21 @@ def test_checkpoints_that_are_missing_foreign_or_tampered_are_refused(tmp_path):
         Detector.from_checkpoint(edited)
 
 
+def test_a_stored_config_that_does_not_build_is_one_line_naming_the_checkpoint(tmp_path):
+    """A stored model.net whose keys belong to another builder (an SSD target with RetinaNet's
+    focal keys) is refused naming the file and the key, not with Hydra's traceback."""
+    net_cfg = {"_target_": "lightdet.models.ssd.build_ssd", "focal_gamma": 2.0}
+    hp = {"class_names": CLASSES, "config": {"model": {"net": net_cfg}}}
+    torch.save(
+        {"state_dict": {"net.w": torch.zeros(1)}, "hyper_parameters": hp}, tmp_path / "x.ckpt"
+    )
+    with pytest.raises(CheckpointMismatchError) as err:
+        Detector.from_checkpoint(tmp_path / "x.ckpt")
+    message = str(err.value)
+    assert message.startswith(f"{tmp_path / 'x.ckpt'}: hyper_parameters.config.model.net does ")
+    assert "focal_gamma" in message and "\n" not in message
+
+
 def test_weights_that_do_not_fit_the_stored_architecture_are_named(tmp_path):
     net_cfg = {
         "_target_": "lightdet.models.retinanet.build_retinanet",

@@ -59,6 +59,7 @@ def restore_net(path: str | os.PathLike, class_names: list[str] | None = None) -
             fit the stored architecture.
     """
     # the guard and Hydra's instantiate only when a checkpoint is actually read
+    from hydra.errors import InstantiationException
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
@@ -76,7 +77,15 @@ def restore_net(path: str | os.PathLike, class_names: list[str] | None = None) -
     check_stored_config(config, where=f"{path}: hyper_parameters.config")
     net_cfg = OmegaConf.create(config["model"]["net"])
     extra = {"pretrained": "none"} if "pretrained" in net_cfg else {}
-    net = instantiate(net_cfg, num_classes=num_classes(trained), **extra)
+    try:
+        net = instantiate(net_cfg, num_classes=num_classes(trained), **extra)
+    except (InstantiationException, TypeError, ValueError) as err:  # keys of another builder
+        from lightdet.guard import CheckpointMismatchError
+
+        first = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+        raise CheckpointMismatchError(
+            f"{path}: hyper_parameters.config.model.net does not build its detector: {first}"
+        ) from err
     _load_weights(path, net, state)
     net.eval()
     return TrainedNet(net, trained, dict(hp.get("category_map") or {}), config)
