@@ -15,6 +15,7 @@ import numpy as np
 
 from lightdet.data import fields
 from lightdet.data.checks import DataChecker, unknown_class
+from lightdet.data.inputs import IMAGE_SUFFIXES
 from lightdet.data.records import AnnotationError, DetectionRecord, resolve_inside
 
 VOC_CLASSES = (
@@ -142,8 +143,7 @@ def _read_annotation(
     annotations, images, classes_from = where
     xml_path = annotations / f"{name}.xml"
     tree = _parse(xml_path)
-    filename = (tree.findtext("filename") or "").strip() or f"{name}.jpg"
-    image_path = resolve_inside(images, filename, f"{xml_path}: filename")
+    image_path = _image_of(tree, name, images, xml_path, checker)
     width = _number(tree, "size/width", xml_path, fields.size)
     height = _number(tree, "size/height", xml_path, fields.size)
     boxes, labels, difficult, refs = [], [], [], []
@@ -159,6 +159,11 @@ def _read_annotation(
             unknown_class(checker, message)
             continue
         field = f"object[{i}].bndbox"
+        if len(obj.findall("bndbox")) > 1:  # one object, one box: never one of them silently
+            raise AnnotationError(
+                f"{xml_path}: {field}: {len(obj.findall('bndbox'))} bndbox elements in one "
+                "object; write each box as its own <object>"
+            )
         x1, y1, x2, y2 = (
             _number(obj, f"bndbox/{k}", xml_path, fields.number, field)
             for k in ("xmin", "ymin", "xmax", "ymax")
@@ -170,7 +175,7 @@ def _read_annotation(
         y2 = y2 if y2 > y1 else min(y2, y1 - 1.0)
         boxes.append([x1 - 1.0, y1 - 1.0, x2, y2])
         labels.append(class_index[label])
-        difficult.append((obj.findtext("difficult") or "0").strip() == "1")  # missing tag: 0
+        difficult.append(_difficult(obj, f"{xml_path}: object[{i}].difficult"))
         refs.append(field)
     return DetectionRecord(
         image_path=image_path,
@@ -184,6 +189,37 @@ def _read_annotation(
         source=str(xml_path),
         box_refs=refs,
     )
+
+
+# how the devkit and common tools write <difficult> (a missing or empty tag: not difficult)
+_DIFFICULT = {"0": False, "false": False, "no": False, "": False}
+_DIFFICULT |= {"1": True, "true": True, "yes": True}
+
+
+def _difficult(obj: ET.Element, where: str) -> bool:
+    text = (obj.findtext("difficult") or "").strip()
+    if text.lower() not in _DIFFICULT:
+        raise fields.fail(where, "0 or 1 (or true/false, yes/no)", text)
+    return _DIFFICULT[text.lower()]
+
+
+def _image_of(
+    tree: ET.Element, name: str, images: Path, xml_path: Path, checker: DataChecker | None
+) -> Path:
+    """The annotation's image, paired by the XML's own name as the devkit pairs them:
+    ``<filename>`` gives the file when it names the same stem (its extension may differ from
+    .jpg); one that names another image is noted and counted, and the image of the XML's own
+    name is used when there is one (else the named one, as a folder without stems in common
+    has it)."""
+    filename = (tree.findtext("filename") or "").strip() or f"{name}.jpg"
+    named = resolve_inside(images, filename, f"{xml_path}: filename")
+    if named.stem == name:
+        return named
+    own = next((p for p in (images / f"{name}{s}" for s in IMAGE_SUFFIXES) if p.is_file()), None)
+    message = f"{xml_path}: filename: {filename!r} is not this annotation's image ({name}.*)"
+    if checker is not None:
+        checker.note("filename_differs", message)
+    return own if own is not None else named
 
 
 def _number(node: ET.Element, path: str, xml_path: Path, kind, field: str | None = None):

@@ -85,3 +85,45 @@ def test_errors_name_the_file_and_the_field(tmp_path, xml, message):
 def test_missing_split_list_says_which_setting(tmp_path):
     with pytest.raises(FileNotFoundError, match="train.txt"):
         read_voc(tmp_path, "train", CLASSES)
+
+
+def _object(difficult: str = "", boxes: int = 1) -> str:
+    box = "<bndbox><xmin>1</xmin><ymin>1</ymin><xmax>20</xmax><ymax>20</ymax></bndbox>"
+    tag = f"<difficult>{difficult}</difficult>" if difficult is not None else ""
+    return f"<object><name>square</name>{tag}{box * boxes}</object>"
+
+
+@pytest.mark.parametrize(
+    ("written", "difficult"),
+    [("1", True), ("yes", True), ("True", True), ("0", False), ("no", False), ("", False)],
+)
+def test_difficult_is_read_as_the_tools_write_it(tmp_path, written, difficult):
+    (rec,) = read_voc(_voc(tmp_path, _xml(_object(written))), "train", CLASSES)
+    assert rec.iscrowd.tolist() == [difficult]
+
+
+def test_an_unreadable_difficult_value_or_a_second_box_in_one_object_is_named(tmp_path):
+    with pytest.raises(AnnotationError, match=r"0001.xml: object\[0\].difficult: expected 0 or 1"):
+        read_voc(_voc(tmp_path, _xml(_object("maybe"))), "train", CLASSES)
+    with pytest.raises(AnnotationError, match=r"0001.xml: object\[0\].bndbox: 2 bndbox elements"):
+        read_voc(_voc(tmp_path, _xml(_object("0", boxes=2))), "train", CLASSES)
+
+
+def test_an_annotation_is_paired_with_its_own_image_whatever_its_filename_says(tmp_path):
+    """The devkit pairs 0002.xml with 0002.jpg: a <filename> naming 0001.jpg (copied from
+    another file) must not give 0001.jpg a second set of boxes; the mismatch is counted."""
+    from lightdet.data.checks import DataChecker
+
+    root = _voc(tmp_path, _xml(_object("0")), name="0002")  # its filename says 0001.jpg
+    (root / "JPEGImages" / "0002.png").write_bytes(b"")
+    (root / "JPEGImages" / "0001.jpg").write_bytes(b"")
+    checker = DataChecker()
+    (rec,) = read_voc(root, "train", CLASSES, checker=checker)
+    assert rec.image_path == root / "JPEGImages" / "0002.png"
+    assert checker.noted["filename_differs"] == 1
+    assert (
+        "'0001.jpg' is not this annotation's image (0002.*)" in checker.examples["filename_differs"]
+    )
+    (root / "JPEGImages" / "0002.png").unlink()  # no image of its own name: the named one
+    (rec,) = read_voc(root, "train", CLASSES)
+    assert rec.image_path == root / "JPEGImages" / "0001.jpg"
