@@ -40,9 +40,9 @@ def category_ids(class_names: Sequence[str], category_map: Mapping) -> dict[int,
 
 
 def check_class_names(names: Sequence, where: str) -> list[str]:
-    """The K class names, refused when two are the same or one is named like label 0
-    (``background``, whatever its case): either would make two labels one name in the label
-    enumeration, the confusion matrix and every report.
+    """The K class names, refused when two are the same (surrounding white space aside) or one
+    is named like label 0 (``background``, whatever its case): either would make two labels one
+    name in the label enumeration, the confusion matrix and every report.
 
     Args:
         names: the names, in label order.
@@ -53,7 +53,7 @@ def check_class_names(names: Sequence, where: str) -> list[str]:
     """
     from lightdet.data.records import AnnotationError
 
-    seen: dict[str, int] = {}
+    seen: dict[str, tuple[int, str]] = {}
     for i, name in enumerate(names):
         if not isinstance(name, str) or not name.strip():
             raise AnnotationError(f"{where}[{i}]: expected a non-empty class name, found {name!r}")
@@ -61,10 +61,13 @@ def check_class_names(names: Sequence, where: str) -> list[str]:
             raise AnnotationError(
                 f"{where}[{i}]: {name!r} is the name of label 0 (no object); rename the class"
             )
-        if name in seen:
+        key = name.strip()  # ' cat' and 'cat' read as one name to anyone looking at a table
+        if key in seen:
+            first, spelt = seen[key]
+            again = "again" if spelt == name else f"again (as {spelt!r})"
             raise AnnotationError(
-                f"{where}[{i}]: class name {name!r} again (first at "
-                f"[{seen[name]}]); two classes cannot share a name"
+                f"{where}[{i}]: class name {name!r} {again} (first at [{first}]); two classes "
+                "cannot share a name, surrounding white space aside"
             )
-        seen[name] = i
+        seen[key] = (i, name)
     return list(names)

@@ -180,6 +180,10 @@ def test_coco_ids_compare_by_value_and_type(tmp_path):
     ("names", "message"),
     [
         (["circle", "circle"], r"categories \(by id\), name\[1\]: class name 'circle' again"),
+        (
+            ["circle", "circle "],
+            r"categories \(by id\), name\[1\]: class name 'circle ' again \(as 'circle'\)",
+        ),
         (["background", "square"], r"name\[0\]: 'background' is the name of label 0"),
         (["circle", "Background"], r"name\[1\]: 'Background' is the name of label 0"),
     ],
