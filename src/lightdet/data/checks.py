@@ -81,8 +81,8 @@ class DataChecker:
     def fix(self, reason: str, message: str) -> None:
         self._count(self.fixed, reason, message)
 
-    def note(self, reason: str, message: str = "") -> None:
-        self.noted[reason] += 1
+    def note(self, reason: str, message: str = "", count: int = 1) -> None:
+        self.noted[reason] += count
         self.examples.setdefault(reason, message)
 
     def _count(self, counter: Counter, reason: str, message: str) -> None:

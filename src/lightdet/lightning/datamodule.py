@@ -9,7 +9,7 @@ import torch
 import torch.distributed as dist
 from lightning_fabric.utilities.data import suggested_max_num_workers
 from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
-from pytorch_lightning.utilities import rank_zero_info
+from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader
 
 from lightdet.data import index_cache
@@ -108,6 +108,28 @@ class DetectionDataModule(pl.LightningDataModule):
         if indexed:
             sizes = ", ".join(f"{c.split} {len(self.datasets[c.split])}" for c in indexed)
             rank_zero_info(f"data: indexed {sizes} images; checks:\n{report(indexed)}")
+            self._check_shared_images([c.split for c in indexed])
+
+    def _check_shared_images(self, splits: list[str]) -> None:
+        """An evaluation split that holds training images scores what the model has seen: said
+        in a warning with the count, and counted (``shared_with_train``), never refused (a
+        quick check on the training images can be what one wants)."""
+        train = self.datasets.get("train")
+        if train is None:
+            return
+        seen = {str(r.image_path) for r in train.records}
+        for split in splits:
+            if split == "train":
+                continue
+            records = self.datasets[split].records
+            shared = sum(str(r.image_path) in seen for r in records)
+            if shared:
+                message = f"{shared} of {len(records)} images are training images"
+                self.checks[split].note("shared_with_train", message, count=shared)
+                rank_zero_warn(
+                    f"data: {shared} of {len(records)} {split} images are training images too: "
+                    f"{split} metrics score images the model trained on"
+                )
 
     def _index(self, split: str, checker: DataChecker, fingerprints: dict) -> list | None:
         """The split's checked records: from the index cache when the source has one and its

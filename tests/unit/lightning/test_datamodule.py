@@ -59,3 +59,22 @@ def test_training_order_is_seeded_and_changes_per_epoch(datamodule):
 def test_a_split_that_was_not_indexed_is_named(datamodule):
     with pytest.raises(RuntimeError, match=r"no 'test' split"):
         datamodule.test_dataloader()
+
+
+def test_an_evaluation_split_holding_training_images_is_said_and_counted(tiny_shapes):
+    """COCO data whose val split is the training split: the run says so, with the count, and
+    the data checks (logged, and sent to ClearML) hold it; nothing is refused."""
+    from lightdet.data.sources import COCOSource
+
+    source = COCOSource(tiny_shapes / "COCO", train="train", val="train")
+    dm = DetectionDataModule(source, batch_size=4, num_workers=0)
+    with pytest.warns(UserWarning, match=r"data: 16 of 16 val images are training images too"):
+        dm.setup("fit")
+    assert ["val", "noted", "shared_with_train", 16] in dm.check_rows()
+    assert not any(row[2] == "shared_with_train" for row in dm.check_rows() if row[0] == "train")
+
+
+def test_splits_without_common_images_say_nothing(datamodule, recwarn):
+    datamodule.setup("fit")
+    assert not [w for w in recwarn if "training images too" in str(w.message)]
+    assert not any(row[2] == "shared_with_train" for row in datamodule.check_rows())
