@@ -45,14 +45,44 @@ def read_text(path: Path) -> str:
 
 
 def read_yolo_classes(root: str | os.PathLike) -> list[str]:
-    """Class names from ``root/classes.txt``."""
+    """Class names from ``root/classes.txt``, one per line; a blank line among them is refused
+    (every later class would shift by one index). When Ultralytics' ``data.yaml`` is there too,
+    its ``names`` must be the same list."""
     path = Path(root) / "classes.txt"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: YOLO class names file not found (one name per line)")
-    names = [line.strip() for line in read_text(path).splitlines() if line.strip()]
-    if not names:
+    lines = [line.strip() for line in read_text(path).splitlines()]
+    while lines and not lines[-1]:  # blank lines at the end shift nothing
+        lines.pop()
+    if "" in lines:
+        raise AnnotationError(
+            f"{path}: line {lines.index('') + 1} is blank: the names after it would take the "
+            "wrong class indices; remove it (one name per line)"
+        )
+    if not lines:
         raise AnnotationError(f"{path}: no class names")
-    return names
+    _check_data_yaml(Path(root), lines)
+    return lines
+
+
+def _check_data_yaml(root: Path, names: list[str]) -> None:
+    """Ultralytics' ``data.yaml`` ``names`` (a list, or index -> name) against classes.txt."""
+    path = root / "data.yaml"
+    if not path.is_file():
+        return
+    import yaml
+
+    try:
+        given = (yaml.safe_load(read_text(path)) or {}).get("names")
+    except (yaml.YAMLError, AttributeError) as err:
+        raise AnnotationError(f"{path}: not a YAML mapping ({str(err).splitlines()[0]})") from err
+    if isinstance(given, dict):
+        given = [given[k] for k in sorted(given)]
+    if given is not None and [str(n).strip() for n in given] != names:
+        raise AnnotationError(
+            f"{path}: names {list(given)} differ from classes.txt {names}; the label indices "
+            "would mean other classes to each: make them one list"
+        )
 
 
 def read_yolo(
@@ -103,6 +133,7 @@ def read_yolo_files(
     """The images of ``image_dir`` (those named in ``stems``, when given) with their label
     files ``label_dir/<stem>.txt``."""
     images = yolo_images(image_dir)
+    _count_labels_without_images(label_dir, {p.stem for p in images}, checker)
     if stems is not None:
         wanted = set(stems)
         images = [p for p in images if p.stem in wanted]
@@ -131,6 +162,19 @@ def read_yolo_files(
             )
         )
     return records
+
+
+def _count_labels_without_images(
+    label_dir: Path, stems: set[str], checker: DataChecker | None
+) -> None:
+    """Label files whose image is not in the folder (a renamed or deleted image): their boxes
+    train nothing, so they are noted and counted (``label_without_image``)."""
+    if checker is None or not label_dir.is_dir():
+        return
+    orphans = sorted(p.name for p in label_dir.glob("*.txt") if p.stem not in stems)
+    if orphans:
+        shown = ", ".join(orphans[:3]) + (", ..." if len(orphans) > 3 else "")
+        checker.note("label_without_image", f"{label_dir}: {shown}", count=len(orphans))
 
 
 def _check_stems(images: Sequence[Path], split: str) -> None:

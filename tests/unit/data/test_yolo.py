@@ -174,3 +174,38 @@ def test_a_yolo_folder_without_split_folders_gets_a_seeded_split(tmp_path):
     assert YOLOSource(tmp_path).made_splits() == source.made_splits()  # seeded: the same again
     (tmp_path / "images" / "train").mkdir()  # a split folder: the layout with split folders
     assert YOLOSource(tmp_path).made_splits() == {}
+
+
+def test_a_label_file_without_its_image_is_counted(tmp_path, tiny_shapes):
+    label = _one(tmp_path, tiny_shapes, "0 0.5 0.5 0.2 0.2\n")
+    (label.parent / "renamed_away.txt").write_text("1 0.5 0.5 0.2 0.2\n")
+    checker = DataChecker()
+    (record,) = read_yolo(tmp_path, "val", CLASSES, checker=checker)
+    assert record.name == label.stem and checker.noted["label_without_image"] == 1
+    assert "renamed_away.txt" in checker.examples["label_without_image"]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("circle\n\nsquare\ntriangle\n", r"classes.txt: line 2 is blank: the names after it"),
+        ("\ncircle\nsquare\n", r"classes.txt: line 1 is blank"),
+    ],
+)
+def test_a_blank_line_among_the_class_names_is_refused(tmp_path, text, message):
+    (tmp_path / "classes.txt").write_text(text)
+    with pytest.raises(AnnotationError, match=message):
+        read_yolo_classes(tmp_path)
+
+
+def test_trailing_blank_lines_and_an_agreeing_data_yaml_are_fine(tmp_path):
+    (tmp_path / "classes.txt").write_text("circle\nsquare\n\n\n")
+    (tmp_path / "data.yaml").write_text("path: .\nnames:\n  0: circle\n  1: square\n")
+    assert read_yolo_classes(tmp_path) == ["circle", "square"]
+
+
+def test_a_data_yaml_whose_names_disagree_with_classes_txt_is_refused(tmp_path):
+    (tmp_path / "classes.txt").write_text("circle\nsquare\n")
+    (tmp_path / "data.yaml").write_text("names: [square, circle]\n")
+    with pytest.raises(AnnotationError, match=r"data.yaml: names \['square', 'circle'\] differ"):
+        read_yolo_classes(tmp_path)
