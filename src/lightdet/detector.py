@@ -40,6 +40,8 @@ class Detections:
         image_size: ``(height, width)`` of the image the boxes refer to.
         source: the image's path, when it came from a file.
         error: why the image could not be read (``errors="skip"``); nothing was detected.
+        dropped: detections the model returned with a NaN/inf box or score, dropped (as
+            evaluation drops them) before the threshold: a model that gives them is broken.
     """
 
     boxes: Tensor
@@ -49,6 +51,7 @@ class Detections:
     image_size: tuple[int, int]
     source: str | None = None
     error: str | None = None
+    dropped: int = 0
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -285,7 +288,7 @@ class Detector:
         score_thresh: float,
         wanted: set[int] | None,
     ) -> Detections:
-        (clean,), _ = finite_predictions([out])  # what evaluation drops, dropped here too
+        (clean,), dropped = finite_predictions([out])  # what evaluation drops, dropped here too
         boxes, scores, labels = (clean[k].detach().cpu() for k in ("boxes", "scores", "labels"))
         keep = scores >= score_thresh
         if wanted is not None:
@@ -298,6 +301,7 @@ class Detector:
             names=[class_name(self.class_names, int(v)) for v in labels],
             image_size=(int(image.shape[1]), int(image.shape[2])),
             source=item.source,
+            dropped=dropped,
         )
 
 
@@ -325,6 +329,7 @@ def _top(found: Detections, max_detections: int | None) -> Detections:
         [found.names[i] for i in order.tolist()],
         found.image_size,
         found.source,
+        dropped=found.dropped,
     )
 
 

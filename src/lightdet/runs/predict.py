@@ -15,6 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+from hydra.errors import CompactHydraException
 from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 from tqdm import tqdm
@@ -29,6 +30,11 @@ from lightdet.guard import secure_config
 from lightdet.viz import draw_boxes
 
 log = logging.getLogger(__name__)
+
+
+class NonFiniteOutputError(RuntimeError, CompactHydraException):
+    """Nothing was detected and the model's outputs held NaN/inf values in every image: a
+    broken model, not an empty scene. Printed by Hydra as its message alone."""
 
 
 def run_prediction(cfg: DictConfig) -> dict:
@@ -57,7 +63,23 @@ def run_prediction(cfg: DictConfig) -> dict:
     )
     summary = _summary(found, threshold, source, out)
     print(summary["text"], flush=True)
+    _check_finite(found, summary)
     return {k: v for k, v in summary.items() if k != "text"}
+
+
+def _check_finite(found: list[Detections], summary: dict) -> None:
+    """Non-finite outputs are said (the summary counts them); when nothing was detected and
+    every image's outputs held them, the command fails: "0 detections" would read as an empty
+    scene."""
+    read = [d for d in found if d.error is None]
+    dropped = summary["dropped_nonfinite"]
+    if dropped:
+        log.warning("predict: %d detections with NaN/inf boxes or scores dropped", dropped)
+    if read and summary["detections"] == 0 and all(d.dropped for d in read):
+        raise NonFiniteOutputError(
+            f"predict: no detection left: the model returned NaN/inf boxes or scores in every "
+            f"image ({dropped} dropped); check the checkpoint (its weights may hold NaN/inf)"
+        )
 
 
 def expand_input(text: str) -> list[str]:
@@ -137,7 +159,10 @@ def _entry(found: Detections, detector: Detector) -> dict:
     ids = category_ids(detector.class_names, detector.category_map)
     height, width = found.image_size
     detections = [{**d, "category_id": ids.get(d["label"], d["label"])} for d in found.to_list()]
-    return {"file": found.source, "width": width, "height": height, "detections": detections}
+    entry = {"file": found.source, "width": width, "height": height, "detections": detections}
+    if found.dropped:  # only where there were some: files of sound models are as they were
+        entry["dropped_nonfinite"] = found.dropped
+    return entry
 
 
 def _summary(found: list[Detections], threshold: float, source: str, out: Path) -> dict:
@@ -150,6 +175,13 @@ def _summary(found: list[Detections], threshold: float, source: str, out: Path) 
     ]
     if per_class:
         lines.append("  " + ", ".join(f"{n} {c}" for n, c in sorted(per_class.items())))
+    dropped = sum(d.dropped for d in found)
+    if dropped:
+        images = sum(bool(d.dropped) for d in found)
+        lines.append(
+            f"non-finite: {dropped} detections with NaN/inf boxes or scores dropped, in {images} "
+            "images: the model's outputs are not all finite"
+        )
     if errors:
         lines.append(f"{len(errors)} unreadable, skipped:")
         lines += [f"  {d.error}" for d in errors]
@@ -161,6 +193,7 @@ def _summary(found: list[Detections], threshold: float, source: str, out: Path) 
         "detections": boxes,
         "per_class": dict(per_class),
         "unreadable": [d.source for d in errors],
+        "dropped_nonfinite": dropped,
         "score_threshold": threshold,
         "output_dir": str(out),
         "text": "\n".join(lines),

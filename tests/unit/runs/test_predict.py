@@ -11,6 +11,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from lightdet import Detector
@@ -145,3 +146,59 @@ def test_a_drawn_image_never_replaces_an_existing_file(tmp_path, blob_checkpoint
     run_prediction(_cfg(tmp_path, f"input={inputs / 'c_rgba.png'}", f"output_dir={out}"))
     assert (out / "images" / "c_rgba.jpg").read_bytes() == first
     assert (out / "images" / "c_rgba_1.jpg").is_file()
+
+
+class NaNNet(BlobNet):
+    """BlobNet, with ``nan_scores``: every score NaN (a model whose weights went NaN), or one
+    extra NaN box beside the real detections."""
+
+    def __init__(self, nan_scores: bool):
+        super().__init__()
+        self.nan_scores = nan_scores
+
+    def forward(self, images):
+        outs = super().forward(images)
+        for out in outs:
+            if self.nan_scores:
+                out["scores"] = torch.full_like(out["scores"], float("nan"))
+            else:
+                out["boxes"] = torch.cat([out["boxes"], torch.full((1, 4), float("nan"))])
+                out["scores"] = torch.cat([out["scores"], torch.tensor([0.95])])
+                out["labels"] = torch.cat([out["labels"], torch.tensor([1])])
+        return outs
+
+
+def _nan_detector(monkeypatch, nan_scores: bool) -> None:
+    monkeypatch.setattr(
+        Detector,
+        "from_checkpoint",
+        classmethod(lambda cls, path, device=None: cls(NaNNet(nan_scores), CLASSES, device="cpu")),
+    )
+
+
+def test_non_finite_outputs_are_counted_and_a_model_giving_only_them_fails(
+    tmp_path, monkeypatch, capsys
+):
+    """Some NaN boxes: dropped, counted in the summary and predictions.json, the rest kept.
+    Only NaN: not "0 detections" and rc 0, as if the scene were empty, but one line and a
+    failure (Hydra prints it alone)."""
+    from hydra.errors import CompactHydraException
+
+    from lightdet.runs.predict import NonFiniteOutputError
+
+    Image.fromarray(_upright()).save(tmp_path / "one.png")
+    _nan_detector(monkeypatch, nan_scores=False)
+    summary = run_prediction(_cfg(tmp_path, f"input={tmp_path / 'one.png'}", "score_thresh=0.5"))
+    assert summary["detections"] == 1 and summary["dropped_nonfinite"] == 1
+    assert "non-finite: 1 detections with NaN/inf boxes or scores dropped, in 1 images" in (
+        capsys.readouterr().out
+    )
+    written = json.loads(
+        next((tmp_path / "logs/predict/runs").glob("*/predictions.json")).read_text()
+    )
+    assert written["images"][0]["dropped_nonfinite"] == 1
+    _nan_detector(monkeypatch, nan_scores=True)
+    cfg = _cfg(tmp_path, f"input={tmp_path / 'one.png'}", f"output_dir={tmp_path / 'nan'}")
+    with pytest.raises(NonFiniteOutputError, match=r"no detection left: the model returned NaN"):
+        run_prediction(cfg)
+    assert issubclass(NonFiniteOutputError, CompactHydraException)
