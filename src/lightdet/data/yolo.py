@@ -133,8 +133,9 @@ def read_yolo_files(
     """The images of ``image_dir`` (those named in ``stems``, when given) with their label
     files ``label_dir/<stem>.txt``."""
     images = yolo_images(image_dir)
-    _count_labels_without_images(label_dir, {p.stem for p in images}, checker)
-    if stems is not None:
+    if stems is None:  # this split's own label folder (the flat one is every split's)
+        _count_labels_without_images(label_dir, {p.stem for p in images}, checker)
+    else:
         wanted = set(stems)
         images = [p for p in images if p.stem in wanted]
     records = []

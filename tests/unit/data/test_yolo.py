@@ -209,3 +209,23 @@ def test_a_data_yaml_whose_names_disagree_with_classes_txt_is_refused(tmp_path):
     (tmp_path / "data.yaml").write_text("names: [square, circle]\n")
     with pytest.raises(AnnotationError, match=r"data.yaml: names \['square', 'circle'\] differ"):
         read_yolo_classes(tmp_path)
+
+
+def test_a_flat_folder_does_not_count_a_stray_label_file_in_every_split(tmp_path):
+    """Without split folders every split reads the one labels/ folder: a stray label file there
+    was counted by each split (twice for train and val); only a split's own folder counts."""
+    from PIL import Image
+
+    from lightdet.data.sources import YOLOSource
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    (tmp_path / "classes.txt").write_text("cat\ndog\n")
+    for i in range(10):
+        Image.new("RGB", (32, 32)).save(tmp_path / "images" / f"img{i}.jpg")
+        (tmp_path / "labels" / f"img{i}.txt").write_text("0 0.5 0.5 0.25 0.25\n")
+    (tmp_path / "labels" / "stray.txt").write_text("1 0.5 0.5 0.25 0.25\n")
+    source = YOLOSource(tmp_path)
+    checkers = {split: DataChecker() for split in ("train", "val")}
+    assert sum(len(source.records(s, checkers[s])) for s in checkers) == 10
+    assert [c.noted["label_without_image"] for c in checkers.values()] == [0, 0]
