@@ -185,7 +185,7 @@ def _validation_pass(gt: dict, dets: list[dict]) -> tuple[list[float], float]:
     names = [c["name"] for c in sorted(gt["categories"], key=lambda c: c["id"])]
     recorder = EvaluationRecorder()
     start = time.perf_counter()
-    recorder.start("val")
+    recorder.start()
     for images, targets, preds in batches:
         recorder.keep(images, targets, preds)
     report = build_report(recorder.finish(), names, {}, "val")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 
 from lightdet.data.classes import class_name
-from lightdet.evaluation.coco import STAT_NAMES
 from lightdet.evaluation.report import EvaluationReport
 
 # faster_coco_eval prints its whole summary table at INFO on every evaluation
@@ -27,10 +26,10 @@ def scalars(report: EvaluationReport, stage: str) -> dict[str, float]:
     Values COCO reports as -1 (no ground truth in that size range or class) are left out
     rather than logged as a misleading -1, except the core three.
     """
-    stats = dict(zip(STAT_NAMES, report.coco.stats))
+    stats = report.stats
     out = {f"{stage}/{name}": float(stats[name]) for name in SUMMARY_KEYS}
-    for label, category in report.category_ids.items():
-        ap = report.coco.per_class.get(category, {}).get("AP", -1.0)
+    for label in report.category_ids:
+        ap = report.class_coco(label).get("AP", -1.0)
         out[f"{stage}/ap_{class_name(report.class_names, label)}"] = float(ap)
     core = {f"{stage}/{k}" for k in _CORE}
     return {k: v for k, v in out.items() if v >= 0.0 or k in core}

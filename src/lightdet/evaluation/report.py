@@ -64,6 +64,16 @@ class EvaluationReport:
     detections: list = field(repr=False, default_factory=list)
 
     @property
+    def stats(self) -> dict[str, float]:
+        """COCO's 12 numbers by lightdet's names (``map``, ``map_50``, ...; -1 where undefined)."""
+        return dict(zip(STAT_NAMES, self.coco.stats))
+
+    def class_coco(self, label: int) -> dict[str, float]:
+        """COCO's per-class numbers of ``label`` (``AP``, ``AP50``, ..., ``AR100``; -1 where
+        undefined), empty where COCO scored no such category."""
+        return self.coco.per_class.get(self.category_ids[label], {})
+
+    @property
     def score_threshold(self) -> float:
         """The overall F1-optimal threshold (or the stated default when none exists)."""
         return operating_threshold(self.threshold["all"])
@@ -137,7 +147,7 @@ def metrics(report: EvaluationReport) -> dict:
     }
     return {
         "split": report.split,
-        "coco": {n: finite_or_none(v) for n, v in zip(STAT_NAMES, report.coco.stats)},
+        "coco": {n: finite_or_none(v) for n, v in report.stats.items()},
         "voc": {"map": report.voc["map"], "map_07": report.voc["map_07"]},
         "score_threshold": report.threshold["all"],
         "per_class": per_class,
@@ -146,13 +156,12 @@ def metrics(report: EvaluationReport) -> dict:
 
 def _class_entry(report: EvaluationReport, label: int) -> dict:
     name = class_name(report.class_names, label)
-    cat = report.category_ids[label]
-    coco = report.coco.per_class.get(cat, {})
+    coco = report.class_coco(label)
     voc = report.voc["per_class"].get(label, {})
     best = report.threshold[name]
     return {
         "label": label,
-        "category_id": cat,
+        "category_id": report.category_ids[label],
         "gt_boxes": report.positives.get(name, 0),
         **{column: finite_or_none(coco.get(column, -1)) for column in PER_CLASS_COLUMNS},
         "voc_ap": voc.get("ap"),

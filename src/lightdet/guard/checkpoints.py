@@ -112,7 +112,6 @@ class CheckpointFacts:
     task_id: str | None  # the ClearML task the run recorded into (resume's callback state)
     config: dict = field(default_factory=dict)  # hyper_parameters.config, as stored
     class_names: list[str] | None = None
-    category_map: dict | None = None
     # the weights' names and shapes, as tensors on the meta device (no data)
     weights: dict[str, torch.Tensor] = field(default_factory=dict)
 
@@ -169,7 +168,6 @@ def _inspect(resolved: str, inode: int, size: int, mtime_ns: int, shown: str) ->
         task_id=next((str(t) for t in ids if t), None),
         config=config if isinstance(config, dict) else {},
         class_names=hyper.get("class_names"),
-        category_map=hyper.get("category_map"),
         weights=weights,
     )
 

@@ -61,7 +61,7 @@ LAUNCHER_KEYS = (
 )
 _LAUNCHER_SHELL = ("setup", "srun_args", "additional_parameters")
 Preflight = Callable[[DictConfig, Sequence[str]], None]
-_PREFLIGHT: list[Preflight] = []  # the running command's checks (cli.hydra_entry sets them)
+_preflight: Preflight | None = None  # the running command's checks (cli.hydra_entry sets them)
 
 
 def _is_hydra(name: str | None) -> bool:
@@ -162,8 +162,8 @@ def check_composed(
             inspect_checkpoint(checkpoint)  # its facts, kept for the run
         except (BadCheckpointFileError, UnsafeCheckpointError) as err:
             raise CheckpointArgumentError(f"ckpt_path: {err}") from None
-    if run and _PREFLIGHT:
-        _PREFLIGHT[-1](cfg, overrides)
+    if run and _preflight is not None:
+        _preflight(cfg, overrides)
     if run_dir:
         try:
             outputs.check_free(run_dir, "hydra.run.dir")
@@ -179,7 +179,8 @@ def check_composed(
 def use_preflight(check: Preflight | None) -> None:
     """The checks of the command about to run (``check(cfg, overrides)``, raising on a fault),
     declared by its entry point: run on the config of every run it composes from now on."""
-    _PREFLIGHT[:] = [check] if check is not None else []
+    global _preflight
+    _preflight = check
 
 
 def install() -> None:

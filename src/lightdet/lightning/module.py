@@ -177,10 +177,10 @@ class DetectionModule(pl.LightningModule):
         return preds  # for callbacks (debug images)
 
     def on_validation_epoch_start(self) -> None:
-        self.recorder.start("val")
+        self.recorder.start()
 
     def on_test_epoch_start(self) -> None:
-        self.recorder.start("test")
+        self.recorder.start()
 
     def validation_step(self, batch: Batch, batch_idx: int) -> list[dict[str, Tensor]]:
         return self._eval_step(batch)

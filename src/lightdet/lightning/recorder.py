@@ -31,11 +31,10 @@ class EvaluationRecorder:
         self.num_images = num_images
         self.images: list[EvaluatedImage] = []
         self.samples: list[tuple[Tensor, dict, dict]] = []
-        self.split: str | None = None
 
-    def start(self, split: str) -> None:
-        """A new pass over ``split`` (``val`` or ``test``)."""
-        self.images, self.samples, self.split = [], [], split
+    def start(self) -> None:
+        """A new pass: what the last one kept is let go."""
+        self.images, self.samples = [], []
 
     def keep(
         self, images: Sequence[Tensor], targets: Sequence[Mapping], preds: Sequence[Mapping]

@@ -13,7 +13,6 @@ from torch import Tensor
 
 from lightdet.data.classes import class_name, with_background
 from lightdet.data.records import DetectionRecord
-from lightdet.evaluation.coco import STAT_NAMES
 from lightdet.evaluation.report import EvaluationReport
 from lightdet.viz import draw_boxes, draw_targets, grid
 
@@ -21,11 +20,11 @@ from lightdet.viz import draw_boxes, draw_targets, grid
 def report_ap_table(logger, report: EvaluationReport, it: int) -> None:
     """Per-class AP@[.5:.95] and AR@100 as a table, with the overall values last."""
     rows = [["class", "AP", "AR@100"]]
-    for label, category in report.category_ids.items():
-        row = report.coco.per_class.get(category, {})
+    for label in report.category_ids:
+        row = report.class_coco(label)
         name = class_name(report.class_names, label)
         rows.append([name, _fmt(row.get("AP", -1.0)), _fmt(row.get("AR100", -1.0))])
-    stats = dict(zip(STAT_NAMES, report.coco.stats))
+    stats = report.stats
     rows.append(["all", _fmt(stats["map"]), _fmt(stats["mar_100"])])
     logger.report_table(f"{report.split} per-class AP", "AP", iteration=it, table_plot=rows)
 
@@ -169,7 +168,6 @@ def report_evaluation(logger, report, it: int = 0) -> None:
     """An evaluation report (:class:`lightdet.evaluation.report.EvaluationReport`) as ClearML's
     own plots: the per-class table, F1 against confidence (one series per class), the
     confusion matrix at the F1-optimal threshold, and the headline numbers as single values."""
-    from lightdet.evaluation.coco import STAT_NAMES
     from lightdet.evaluation.report import F1_GRID, per_class_rows
 
     stage = report.split
@@ -197,7 +195,7 @@ def report_evaluation(logger, report, it: int = 0) -> None:
         "confusion matrix at the F1 threshold",
         f"score >= {report.score_threshold:.3f}",
     )
-    values = {f"{stage}/{n}": v for n, v in zip(STAT_NAMES, report.coco.stats) if v >= 0}
+    values = {f"{stage}/{n}": v for n, v in report.stats.items() if v >= 0}
     values[f"{stage}/voc_map"] = report.voc["map"]
     values[f"{stage}/voc_map_07"] = report.voc["map_07"]
     values[f"{stage}/f1_threshold"] = report.threshold["all"]["threshold"]

@@ -26,12 +26,21 @@ def test_confusion_matrix_rows_are_truth_and_columns_predictions():
 
 
 def test_ap_table_names_classes_and_marks_missing_ones():
-    from types import SimpleNamespace
+    from lightdet.evaluation.coco import CocoResult
+    from lightdet.evaluation.report import EvaluationReport
 
     stats = [0.5, *[0.0] * 7, 0.6, 0.0, 0.0, 0.0]  # map first, mar_100 ninth
-    coco = SimpleNamespace(stats=stats, per_class={10: {"AP": 0.7, "AR100": 0.8}, 20: {}})
-    report = SimpleNamespace(
-        split="val", class_names=["a", "b"], category_ids={1: 10, 2: 20}, coco=coco
+    per_class = {10: {"AP": 0.7, "AR100": 0.8}, 20: {}}  # class b: no ground truth
+    report = EvaluationReport(
+        split="val",
+        class_names=["a", "b"],
+        category_ids={1: 10, 2: 20},
+        coco=CocoResult(stats, per_class, np.zeros(0), [10, 20]),
+        voc={},
+        threshold={},
+        confusion=np.zeros((3, 3)),
+        f1_curves={},
+        positives={},
     )
     logger = RecordingLogger()
     report_ap_table(logger, report, 3)
