@@ -8,16 +8,19 @@ the composition guard, so ``hydra.compose`` in the same process is guarded too.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import functools
 import importlib
 import sys
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import CompactHydraException
 from omegaconf import DictConfig
 
 from lightdet import outputs, quiet
@@ -42,7 +45,8 @@ def hydra_entry(
             install_log_scrubber()  # Hydra configured the handlers just before this call
             # checked to be new, empty or lightdet's by the composition guard
             outputs.mark(HydraConfig.get().runtime.output_dir, "run")
-            return task_function(cfg)
+            with file_errors_in_one_line(config_name):
+                return task_function(cfg)
 
         main = hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name=config_name)(run)
 
@@ -54,6 +58,32 @@ def hydra_entry(
         return entry
 
     return decorate
+
+
+# what the machine refuses a file for (no space, no permission, read-only), said in one line
+_FILE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+class FileError(CompactHydraException):
+    """A file the machine refused to read or write (``errno``, ``filename``: the cause's);
+    printed by Hydra as one line."""
+
+    def __init__(self, message: str, cause: OSError) -> None:
+        super().__init__(message)
+        self.errno, self.filename = cause.errno, cause.filename
+
+
+@contextlib.contextmanager
+def file_errors_in_one_line(command: str) -> Iterator[None]:
+    """A full disk, a read-only or forbidden folder met during a run: one line naming the
+    command, the reason and the file, not a traceback (other errors pass unchanged)."""
+    try:
+        yield
+    except OSError as err:
+        if err.errno not in _FILE_ERRORS:
+            raise
+        where = f": {err.filename}" if err.filename else ""
+        raise FileError(f"{command}: {err.strerror}{where}", err) from err
 
 
 class _CallableModule(types.ModuleType):

@@ -39,10 +39,18 @@ def _is_empty(folder: Path) -> bool:
 
 
 def check_free(folder: str | os.PathLike, key: str) -> None:
-    """Raise naming ``key`` when ``folder`` exists, is not empty and is not lightdet's."""
+    """Raise naming ``key`` when ``folder`` exists, is not empty and is not lightdet's, or
+    cannot be created or written (a file in its path, a folder without write permission)."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise ForeignFolderError(f"{key}={folder}: exists and is not a folder")
+    existing = next(p for p in [folder, *folder.parents] if p.exists())
+    if not existing.is_dir():
+        raise ForeignFolderError(f"{key}={folder}: cannot be created: {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ForeignFolderError(
+            f"{key}={folder}: cannot be written: {existing} is not writable for this user"
+        )
     if folder.is_dir() and not is_ours(folder) and not _is_empty(folder):
         raise ForeignFolderError(
             f"{key}={folder}: the folder holds files lightdet did not create (no {MARKER} "

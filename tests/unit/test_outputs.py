@@ -181,3 +181,55 @@ def test_the_clock_cannot_make_two_runs_share_a_folder(tmp_path, monkeypatch):
     assert first.paths.output_dir.endswith("2026-12-02_10-00-00")
     assert first.paths.output_dir != second.paths.output_dir
     assert second.paths.output_dir == first.paths.output_dir + "-2"
+
+
+def test_a_folder_that_cannot_be_made_or_written_is_refused_in_one_line(tmp_path, monkeypatch):
+    (tmp_path / "notes.txt").write_text("mine\n")
+    with pytest.raises(
+        ForeignFolderError, match=r"^k=.*notes.txt/out: cannot be created: .*notes.txt is a file$"
+    ):
+        claim(tmp_path / "notes.txt" / "out", "k")
+    # a folder without write permission (simulated: the tests may run as root, who has it)
+    import os
+
+    real = os.access
+    monkeypatch.setattr(
+        os, "access", lambda p, mode: False if str(p) == str(tmp_path) else real(p, mode)
+    )
+    with pytest.raises(
+        ForeignFolderError, match=r"^k=.*/new: cannot be written: .* is not writable"
+    ):
+        claim(tmp_path / "new", "k")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_the_grid_file_name_must_be_an_image_before_anything_is_drawn(tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    from lightdet.cli import CONFIG_DIR
+
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        with pytest.raises(
+            UnsafeConfigError,
+            match=r"output=.*grid: expected a file name ending in \.png, \.jpg, \.jpeg$",
+        ):
+            compose(
+                config_name="show_augment",
+                overrides=[f"paths.root_dir={tmp_path}", f"output={tmp_path}/grid"],
+            )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_full_disk_during_a_run_is_one_line_naming_the_file():
+    import errno
+
+    from lightdet.cli import FileError, file_errors_in_one_line
+
+    with pytest.raises(FileError) as caught:
+        with file_errors_in_one_line("predict"):
+            raise OSError(errno.ENOSPC, "No space left on device", "/out/images/0001.png")
+    assert str(caught.value) == "predict: No space left on device: /out/images/0001.png"
+    assert caught.value.errno == errno.ENOSPC
+    with pytest.raises(KeyError):  # anything else passes unchanged
+        with file_errors_in_one_line("predict"):
+            raise KeyError("x")

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from typing import Literal
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -44,8 +45,8 @@ class DataPolicy:
 
     strict: bool = False
     max_skip_fraction: float = 0.1
-    unknown_classes: str = "error"
-    size_mismatch: str = "error"
+    unknown_classes: Literal["error", "skip"] = "error"
+    size_mismatch: Literal["error", "fix"] = "error"
     min_visibility: float = 0.3
     train_difficult: bool = True
     keep_empty: bool = True

@@ -12,6 +12,7 @@ import random
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from pytorch_lightning.utilities import rank_zero_info
 
@@ -37,6 +38,23 @@ from lightdet.data.yolo import (
 )
 
 SPLITS = ("train", "val", "test")
+
+
+@runtime_checkable
+class DataSource(Protocol):
+    """What the datamodule reads from a source (the classes below; a user's own, allowed with
+    :func:`lightdet.guard.allow_targets`, has the same members)."""
+
+    class_names: Sequence[str]
+    category_map: dict
+
+    def prepare(self) -> None: ...
+
+    def records(self, split: str, checker: DataChecker | None = None) -> Any: ...
+
+    def index_state(self) -> Any: ...
+
+    def restore_index_state(self, state: Any) -> None: ...
 
 
 class VOCSource:
@@ -433,7 +451,9 @@ class ShapesSource:
         **spec: :class:`~lightdet.data.shapes.ShapesSpec` fields (sizes, counts, classes, seed).
     """
 
-    def __init__(self, root: str | os.PathLike, *, format: str = "voc", **spec) -> None:
+    def __init__(
+        self, root: str | os.PathLike, *, format: Literal["voc", "coco", "yolo"] = "voc", **spec
+    ) -> None:
         if format not in ("voc", "coco", "yolo"):
             raise ValueError(f"data.source.format: expected voc, coco or yolo, got {format!r}")
         for key in ("classes", "coco_category_ids"):

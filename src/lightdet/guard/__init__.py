@@ -11,6 +11,7 @@ config can make lightdet do, a dashboard user can make an agent do. So:
 - :mod:`~lightdet.guard.hydra_guard`: Hydra's own instantiating nodes cannot be overridden, and
   the checks run inside composition, before Hydra acts;
 - :mod:`~lightdet.guard.checkpoints`: ``weights_only`` loading; stored configs checked too;
+- :mod:`~lightdet.guard.schema`: every config value of its declared type and range;
 - :mod:`~lightdet.guard.secrets`: credential values scrubbed from whatever is recorded.
 """
 
@@ -33,12 +34,14 @@ from lightdet.guard.checkpoints import (
     load_checkpoint,
 )
 from lightdet.guard.interpolations import check_interpolations
+from lightdet.guard.schema import ConfigValueError, check_schema
 from lightdet.guard.secrets import scrub_config
 from lightdet.guard.targets import UnsafeConfigError, allow_targets, check_targets
 
 
 def secure_config(cfg: DictConfig | Mapping, where: str = "config") -> None:
-    """Refuse a config that could run unexpected code; scrub credential values (in place).
+    """Refuse a config that could run unexpected code or holds a value its schema refuses
+    (:mod:`~lightdet.guard.schema`); scrub credential values (in place).
 
     Entry points call it before creating anything, whichever way the config arrived (composed
     by Hydra, loaded from a dashboard-edited YAML, built in Python).
@@ -46,6 +49,7 @@ def secure_config(cfg: DictConfig | Mapping, where: str = "config") -> None:
     check_interpolations(cfg, where)
     check_targets(cfg, where)
     if isinstance(cfg, DictConfig):
+        check_schema(cfg, where)  # composition checked it; a config built in Python is too
         scrub_config(cfg, where)
 
 
@@ -53,6 +57,7 @@ __all__ = [
     "BadCheckpointFileError",
     "CheckpointFacts",
     "CheckpointMismatchError",
+    "ConfigValueError",
     "UnsafeCheckpointError",
     "UnsafeConfigError",
     "allow_targets",

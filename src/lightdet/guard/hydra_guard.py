@@ -14,7 +14,8 @@ overrides just before composing. The wrapper
    :mod:`lightdet.guard.interpolations`' list;
 2. after composing, checks every ``_target_`` of the config, that Hydra's own instantiating
    nodes are what the project's files say (empty callbacks, env_set, searchpath; the basic
-   launcher and sweeper), and that a run folder is new, empty or lightdet's;
+   launcher and sweeper), every value against the schema (:mod:`lightdet.guard.schema`), and
+   that a run folder is new, empty or lightdet's;
 3. scrubs credential values from the composed config, Hydra's record of the overrides included.
 """
 
@@ -29,6 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from lightdet import outputs
 from lightdet.guard.interpolations import check_interpolations, check_value, strings
+from lightdet.guard.schema import check_schema
 from lightdet.guard.secrets import scrub_config
 from lightdet.guard.targets import (
     HYDRA_CALLBACK,
@@ -144,6 +146,8 @@ def check_composed(
     check_interpolations(body)
     check_targets(body)
     check_writes(cfg, multirun=multirun)  # every place the config names for writing
+    if not quiet:
+        check_schema(cfg)  # every value of its type and range, before anything is built
     run_dir = OmegaConf.select(cfg, "hydra.run.dir") if run else None
     checkpoint = OmegaConf.select(cfg, "ckpt_path", default=None) if run else None
     if checkpoint and checkpoint != "auto":  # missing, empty, truncated: before any folder

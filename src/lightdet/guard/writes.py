@@ -57,6 +57,8 @@ WRITES: dict[str, str] = {
     "hpo.storage": STORAGE,
     "output": FILE,  # show_augment's grid
 }
+# the file names a FILE key may have: what its writer can write
+FILE_SUFFIXES: dict[str, tuple[str, ...]] = {"output": (".png", ".jpg", ".jpeg")}
 # keys that name places lightdet only reads (the shapes source writes its generated data into
 # data.source.root only after claiming it: new, empty or its own generated dataset)
 READS: tuple[str, ...] = (
@@ -265,6 +267,11 @@ def check_file(key: str, value: str, run_folder: Path | None) -> None:
     path = Path(os.path.abspath(value))
     if path.is_dir():
         raise UnsafeConfigError(f"config: {key}={value}: is a folder, expected {FILE}")
+    suffixes = FILE_SUFFIXES.get(key, ())
+    if suffixes and path.suffix.lower() not in suffixes:
+        raise UnsafeConfigError(
+            f"config: {key}={value}: expected a file name ending in {', '.join(suffixes)}"
+        )
     if path.exists() and not (_inside(path, run_folder) or outputs.is_ours(path.parent)):
         raise UnsafeConfigError(
             f"config: {key}={value}: the file exists and lightdet did not "

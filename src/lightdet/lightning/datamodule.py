@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import Literal
 
 import pytorch_lightning as pl
 import torch
@@ -17,6 +18,7 @@ from lightdet.data.checks import DataChecker, DataPolicy, check_records, report
 from lightdet.data.classes import num_classes
 from lightdet.data.dataset import DetectionDataset, collate_detection, seed_worker
 from lightdet.data.records import AnnotationError
+from lightdet.data.sources import DataSource
 from lightdet.data.transforms import eval_preset
 from lightdet.lightning.ranks import is_global_zero
 from lightdet.lightning.resume import EpochSampler, ResumableDataLoader
@@ -48,10 +50,10 @@ class DetectionDataModule(pl.LightningDataModule):
 
     def __init__(
         self,
-        source,
+        source: DataSource,
         *,
         batch_size: int = 8,
-        num_workers: int | str = 2,
+        num_workers: int | Literal["auto"] = 2,
         train_transform: Callable | None = None,
         eval_transform: Callable | None = None,
         pin_memory: bool = False,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import csv
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback
@@ -40,7 +40,11 @@ class RunResults(Callback):
     """
 
     def __init__(
-        self, dirpath: str, monitor: str = "val/map", mode: str = "max", num_images: int = 16
+        self,
+        dirpath: str,
+        monitor: str = "val/map",
+        mode: Literal["max", "min"] = "max",
+        num_images: int = 16,
     ) -> None:
         if mode not in ("max", "min"):
             raise ValueError(f"RunResults: mode must be 'max' or 'min', got {mode!r}")

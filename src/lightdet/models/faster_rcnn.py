@@ -8,6 +8,7 @@ two-conv RPN head and a four-conv + FC box head with BatchNorm.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 from torch import nn
 from torchvision.models.detection import faster_rcnn as tv
@@ -36,7 +37,7 @@ def build_faster_rcnn(
     *,
     num_classes: int,
     backbone: str = "resnet50",
-    version: str = "v1",
+    version: Literal["v1", "v2"] = "v1",
     fpn_channels: int = 256,
     strides: Sequence[int] | None = None,
     anchor_sizes: Sequence[int] = (32, 64, 128, 256, 512),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from functools import partial
+from typing import Literal
 
 from torch import nn
 from torchvision.models.detection import RetinaNet, RetinaNet_ResNet50_FPN_Weights
@@ -26,8 +27,8 @@ def build_retinanet(
     focal_alpha: float = 0.25,
     focal_gamma: float = 2.0,
     prior_probability: float = 0.01,
-    head_norm: str | None = None,
-    box_loss: str = "l1",
+    head_norm: Literal["group"] | None = None,
+    box_loss: Literal["l1", "smooth_l1", "giou", "diou", "ciou"] = "l1",
     min_size: int = 800,
     max_size: int = 1333,
     anchor_sizes: Sequence[int] = (32, 64, 128, 256, 512),

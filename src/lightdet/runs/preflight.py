@@ -141,13 +141,11 @@ def check_resumable(cfg: DictConfig) -> None:
 
 
 def check_recipe(cfg: DictConfig) -> None:
-    """The training recipe's own settings: a positive budget, valid batch and lr settings, and
-    a pretrained weights file that exists (whether it fits is said when the model is built)."""
+    """The training recipe's settings that depend on each other (each value's type and range
+    is the schema's): batch and lr settings, and a pretrained weights file that exists
+    (whether it fits is said when the model is built)."""
     if "callbacks" not in cfg:  # not a training config
         return
-    minutes = cfg.get("budget_minutes")
-    if minutes is not None and not float(minutes) > 0:
-        raise InputError(f"budget_minutes={minutes}: expected minutes > 0, or null for epochs")
     from lightdet.lightning.optimization import plan_batch
     from lightdet.models.weights_file import is_weights_file
 

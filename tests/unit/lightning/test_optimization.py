@@ -62,9 +62,9 @@ def test_the_trunk_gets_its_own_rate():
 @pytest.mark.parametrize(
     "override,message",
     [
-        ("budget_minutes=0", "budget_minutes=0: expected minutes > 0"),
-        ("optimization.nominal_batch_size=0", "optimization.nominal_batch_size: expected a number"),
-        ("optimization.lr_scaling=cubic", "optimization.lr_scaling: expected one of"),
+        ("budget_minutes=0", "budget_minutes=0: expected a number > 0 or null"),
+        ("optimization.nominal_batch_size=0", "nominal_batch_size=0: expected an integer >= 1"),
+        ("optimization.lr_scaling=cubic", "optimization.lr_scaling=cubic: expected one of"),
         (
             "model.net.pretrained=/no/such/weights.pth",
             "model.net.pretrained=/no/such/weights.pth: no such file",
@@ -72,16 +72,30 @@ def test_the_trunk_gets_its_own_rate():
     ],
 )
 def test_recipe_settings_are_checked_before_anything_is_made(tmp_path, override, message):
-    """The CLI checks them when Hydra composes (runs.preflight); the Python API, search trials
-    and in-process runs meet the same check first thing in run_training."""
+    """The CLI checks them when Hydra composes (the schema, then runs.preflight); the Python
+    API, search trials and in-process runs meet the same checks: composition first, and
+    run_training first thing for a config changed after it."""
+    from omegaconf import OmegaConf
+
+    from lightdet.guard import ConfigValueError
     from lightdet.runs.preflight import InputError
     from lightdet.runs.train import run_training
     from tests.conftest import compose_train
 
-    cfg = compose_train(tmp_path, override)
-    with pytest.raises(InputError, match=message):
+    key, value = override.split("=", 1)
+    cfg = compose_train(tmp_path)
+    OmegaConf.update(cfg, key, value if "/" in value else yaml_value(value))
+    with pytest.raises((InputError, ConfigValueError), match=message):
         run_training(cfg)
+    with pytest.raises((InputError, ConfigValueError), match=message):
+        run_training(compose_train(tmp_path, override))  # at composition, or else at the start
     assert not (tmp_path / "run").exists()  # no run folder, so no task either
+
+
+def yaml_value(text: str):
+    import yaml
+
+    return yaml.safe_load(text)
 
 
 def test_the_optimizer_is_fused_unless_the_config_chooses_and_updates_the_same():
