@@ -31,7 +31,7 @@ from hydra.errors import CompactHydraException
 from omegaconf import DictConfig, ListConfig
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
-from lightdet.guard.types import Pattern, Range, describe, fits, with_range
+from lightdet.guard.types import Node, Pattern, Range, describe, fits, with_range
 
 Positive = Annotated[int, Range(ge=1)]
 Count = Annotated[int, Range(ge=0)]
@@ -73,6 +73,7 @@ KEYS: dict[str, Any] = {
     "model.name": Text,
     "model.precision": Text | int | None,
     "model.backbone": Text,  # for reports, where the builder takes no backbone argument
+    "callbacks.*": Node | None,  # null: that callback left out
     "callbacks.*.enabled": bool,
     "trainer.devices": Devices,  # Lightning's annotation says text: these are the texts it takes
     "logger.clearml.project": Text,

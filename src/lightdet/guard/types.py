@@ -74,6 +74,11 @@ class Pattern:
         return self.words
 
 
+class Node:
+    """The annotation of a key that holds a node building an object (``_target_``), whose own
+    arguments the schema checks where it walks into it."""
+
+
 def _num(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
 
@@ -196,6 +201,8 @@ def describe(annotation: Any) -> str:
         return "a mapping"
     if _name(annotation) == "torch.Tensor":
         return "a number"
+    if annotation is Node:
+        return "a _target_ node"
     return _WORDS.get(annotation, f"a {getattr(annotation, '__name__', 'value')} node")
 
 

@@ -79,6 +79,7 @@ class DetectionModule(pl.LightningModule):
         self.class_names = list(class_names)
         self.recorder = EvaluationRecorder()  # the current validation or test pass
         self.dropped_predictions = 0
+        self.last_dropped = 0  # the last pass's, on this process
         if nonfinite_loss not in ("skip", "stop"):
             raise ValueError(f"nonfinite_loss: expected 'skip' or 'stop', got {nonfinite_loss!r}")
         self.nonfinite_loss = nonfinite_loss
@@ -198,10 +199,18 @@ class DetectionModule(pl.LightningModule):
         category_map = getattr(datamodule, "category_map", None) or self.hparams.get(
             "category_map", {}
         )
-        self.last_report = build_report(images, self.class_names, category_map, stage)
+        difficult = bool(getattr(datamodule, "difficult_boxes", False))
+        self.last_report = build_report(
+            images, self.class_names, category_map, stage, difficult=difficult
+        )
         logged = scalars(self.last_report, stage)
         logged[f"{stage}/dropped_predictions"] = float(self.dropped_predictions)
-        self.dropped_predictions = 0
+        self.last_dropped, self.dropped_predictions = self.dropped_predictions, 0
+        if self.last_dropped:
+            rank_zero_warn(
+                f"{stage}: {self.last_dropped} detections with NaN/inf boxes or scores left out "
+                f"of the scores ({stage}/dropped_predictions)"
+            )
         headline = f"{stage}/map_50"  # shown on the progress bar
         self.log(headline, logged.pop(headline), prog_bar=True)
         self.log_dict(logged)

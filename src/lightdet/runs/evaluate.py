@@ -16,7 +16,9 @@ from omegaconf import DictConfig
 from lightdet.evaluation.report import EvaluationReport, format_report, write_report
 from lightdet.evaluation.thresholds import save_threshold
 from lightdet.guard import inspect_checkpoint, secure_config
+from lightdet.lightning.module import DetectionModule
 from lightdet.runs.build import build_datamodule, module_from_checkpoint
+from lightdet.runs.predict import NonFiniteOutputError
 from lightdet.runs.preflight import say_notes
 from lightdet.runs.train import claim_output_dir, scalars
 from lightdet.tracking import bounded
@@ -46,8 +48,20 @@ def run_evaluation(cfg: DictConfig, bind_hydra: bool = True) -> dict[str, float]
         run = {"val": trainer.validate, "test": trainer.test}[cfg.split]
         (metrics,) = run(module, datamodule=datamodule)
         if trainer.is_global_zero:  # the pass's one report: the metrics above are its own
+            _check_finite(module)
             _report(cfg, module.last_report, module.recorder.samples, task)
     return scalars(metrics)
+
+
+def _check_finite(module: DetectionModule) -> None:
+    """Scores of a model whose every output was NaN/inf would read as a model that finds
+    nothing: the command fails instead, before writing a report or a threshold."""
+    if module.last_dropped and not module.last_report.detections:
+        raise NonFiniteOutputError(
+            f"evaluate: no detection left: the model returned NaN/inf boxes or scores "
+            f"({module.last_dropped} dropped) and nothing finite; check the checkpoint (its "
+            "weights may hold NaN/inf)"
+        )
 
 
 def _report(cfg: DictConfig, report: EvaluationReport, samples: list, task) -> None:

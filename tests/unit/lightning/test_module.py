@@ -247,3 +247,39 @@ def test_a_nan_gradient_from_a_finite_loss_is_skipped_and_counted():
         r"1 parameters, first net.weight; image ids \[2, 3\]",
     ):
         _fit(GradNet({2: 0.0}), nonfinite_loss="stop")
+
+
+class NaNNet(OracleNet):
+    """Every output NaN: the boxes of a model whose weights went NaN."""
+
+    def forward(self, images, targets=None):
+        outs = super().forward(images, targets)
+        if targets is None:
+            for out in outs:
+                out["boxes"] = torch.full_like(out["boxes"], float("nan"))
+        return outs
+
+
+@pytest.mark.parametrize("net", ["some_nan", "all_nan"])
+def test_evaluation_says_when_outputs_are_not_finite_and_fails_when_nothing_finite_remains(net):
+    """``make eval`` of a model whose every output is NaN must not print a report of a model
+    that finds nothing: the pass warns with the count, and the command fails before writing
+    anything (runs.evaluate._check_finite); with some finite outputs it warns and goes on."""
+    from lightdet.runs.evaluate import _check_finite
+    from lightdet.runs.predict import NonFiniteOutputError
+
+    loader, truth = _eval_samples(4)
+    model = OracleNet(truth, nan_for=(1,)) if net == "some_nan" else NaNNet(truth)
+    module = DetectionModule(model, class_names=["cat", "dog"])
+    trainer = pl.Trainer(
+        accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False
+    )
+    with pytest.warns(UserWarning, match=r"val: (1|4) detections with NaN/inf boxes"):
+        (metrics,) = trainer.validate(module, dataloaders=loader)
+    if net == "some_nan":
+        assert module.last_dropped == 1 and metrics["val/map"] == pytest.approx(1.0)
+        _check_finite(module)  # goes on
+    else:
+        assert module.last_dropped == 4 and module.last_report.detections == []
+        with pytest.raises(NonFiniteOutputError, match=r"evaluate: no detection left.*4 dropped"):
+            _check_finite(module)
