@@ -189,6 +189,11 @@ def _check_boxes(record: DetectionRecord, checker: DataChecker) -> tuple[Detecti
             checker.skip("degenerate_box", f"{where}: {axis} ({high:g}) <= {axis[0]}min ({low:g})")
             keep[i] = False
             continue
+        if not (box[2] - box[0]) * (box[3] - box[1]) > 0:  # float32, as models and metrics
+            # compute it: a 1e-30 px box passes the comparisons, and its area is 0
+            checker.skip("degenerate_box", f"{where}: its area is 0 in float32 {box.tolist()}")
+            keep[i] = False
+            continue
         clipped = np.clip(box, 0, [record.width, record.height] * 2)  # [4]
         area = (x2 - x1) * (y2 - y1)
         inside = max(clipped[2] - clipped[0], 0) * max(clipped[3] - clipped[1], 0)

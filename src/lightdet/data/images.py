@@ -45,7 +45,8 @@ def _open(path: str | os.PathLike, max_pixels: int) -> Image.Image:
         raise ImageProblem("image_missing", f"{path}: image file missing") from err
     except Image.DecompressionBombError as err:
         raise ImageProblem("image_too_large", f"{path}: {err}") from err
-    except (UnidentifiedImageError, OSError) as err:
+    except (UnidentifiedImageError, OSError, ValueError) as err:  # ValueError: a PNG text
+        # chunk over PIL's limit (a decompression-bomb guard), said as the file's fault
         raise ImageProblem("image_unreadable", f"{path}: not a readable image ({err})") from err
     if img.width * img.height > max_pixels:
         img.close()
@@ -62,7 +63,7 @@ def _check_regular(path: str | os.PathLike) -> None:
         mode = os.stat(path).st_mode  # follows a symlink to what it names; never blocks
     except FileNotFoundError as err:
         raise ImageProblem("image_missing", f"{path}: image file missing") from err
-    except OSError as err:
+    except (OSError, ValueError) as err:  # ValueError: a NUL byte in the name
         raise ImageProblem("image_unreadable", f"{path}: cannot stat ({err})") from err
     if not stat.S_ISREG(mode):
         kind = (

@@ -67,6 +67,8 @@ def resolve_inside(root: Path, relative: str, where: str) -> Path:
     Raises:
         AnnotationError: ``where`` names the file and field the name came from.
     """
+    if "\x00" in str(relative):
+        raise AnnotationError(f"{where}: {relative!r} holds a NUL byte, which no file name can")
     name = os.path.normpath(str(relative).replace("\\", "/"))
     if os.path.isabs(name) or name == ".." or name.startswith("../"):
         raise AnnotationError(f"{where}: {relative!r} resolves outside {root}")

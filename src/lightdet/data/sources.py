@@ -77,6 +77,9 @@ class VOCSource:
         split_seed: the seed of that split.
     """
 
+    # its iscrowd flags are VOC's difficult: ignored the devkit's way in COCO's numbers
+    difficult_boxes = True
+
     def __init__(
         self,
         roots: str | os.PathLike | Sequence[str | os.PathLike],
@@ -288,6 +291,8 @@ class COCOSource:
         train, val, test: split names (``train2017``, ``val2017``; ``None`` for no such split).
     """
 
+    difficult_boxes = False  # COCO's crowd regions (YOLO has none)
+
     def __init__(
         self,
         root: str | os.PathLike,
@@ -350,6 +355,8 @@ class YOLOSource:
         val_fraction: the share of images for validation without split folders.
         split_seed: the seed of that split.
     """
+
+    difficult_boxes = False  # COCO's crowd regions (YOLO has none)
 
     def __init__(
         self,
@@ -465,6 +472,7 @@ class ShapesSource:
             self.root if is_generated(self.root, self.spec) else self.root / folder_name(self.spec)
         )
         self.format = format
+        self.difficult_boxes = format == "voc"
         splits = {s: (s if getattr(self.spec, f"num_{s}") else None) for s in SPLITS}
         if format == "voc":
             self._reader = VOCSource(self.folder / "VOC", class_names=self.spec.classes, **splits)

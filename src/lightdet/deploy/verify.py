@@ -96,6 +96,8 @@ def verify(
     items: Iterable[tuple[Tensor, Mapping, int, str]],
     class_names: Sequence[str],
     progress: Callable = iter,
+    *,
+    difficult: bool = False,
 ) -> Verification:
     """Run both on every ``(image, target, image id, name)``; compare per image and, where
     targets are given (not None), score both as the evaluation report does."""
@@ -134,7 +136,10 @@ def verify(
                     )
                 )
     if evaluated["pytorch"]:
-        reports = {k: build_report(v, class_names, {}, "val") for k, v in evaluated.items()}
+        reports = {
+            k: build_report(v, class_names, {}, "val", difficult=difficult)
+            for k, v in evaluated.items()
+        }
         for i, metric in ((0, "map"), (1, "map_50")):
             result.coco[metric] = (
                 reports["pytorch"].coco.stats[i],

@@ -148,8 +148,43 @@ def _boxes(boxes) -> np.ndarray:
     return np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]], axis=1)  # [N, 4] xywh
 
 
-def coco_evaluate(ground_truth: dict, detections: list[dict]) -> CocoResult:
-    """Score COCO-format detections against a COCO ground-truth dict (neither is modified)."""
+def coco_evaluate(
+    ground_truth: dict, detections: list[dict], *, difficult: bool = False
+) -> CocoResult:
+    """Score COCO-format detections against a COCO ground-truth dict (neither is modified).
+
+    ``difficult``: the ground truth's ``iscrowd`` boxes are VOC's difficult ones, ignored the
+    devkit's way (:mod:`lightdet.evaluation.difficult`), not as COCO's crowd regions.
+    """
+    if difficult and any(a.get("iscrowd") for a in ground_truth["annotations"]):
+        from lightdet.evaluation.difficult import per_threshold
+
+        runs = []
+
+        def score(gt: dict, dets: list[dict], t: float) -> tuple[np.ndarray, np.ndarray]:
+            runs.append(_run(gt, dets, [t]))
+            return np.asarray(runs[-1].eval["precision"]), np.asarray(runs[-1].eval["recall"])
+
+        thresholds = _run(ground_truth, [], None, evaluate=False).params.iouThrs
+        precision, recall = per_threshold(ground_truth, detections, thresholds, score)
+        evaluator = runs[0]  # COCO's own summary, over the arrays of every threshold
+        evaluator.params.iouThrs = thresholds
+        evaluator.eval["precision"], evaluator.eval["recall"] = precision, recall
+    else:
+        evaluator = _run(ground_truth, detections, None)
+    with contextlib.redirect_stdout(io.StringIO()):
+        evaluator.summarize()
+    precision = np.asarray(evaluator.eval["precision"])  # [T, R, K, A, M]
+    recall = np.asarray(evaluator.eval["recall"])  # [T, K, A, M]
+    cats = [int(c) for c in evaluator.params.catIds]
+    per_class = {cat: _class_row(precision, recall, k) for k, cat in enumerate(cats)}
+    return CocoResult([float(s) for s in evaluator.stats[:12]], per_class, precision, cats)
+
+
+def _run(
+    ground_truth: dict, detections: list[dict], thresholds: list | None, evaluate: bool = True
+) -> COCOeval_faster:
+    """The evaluator, evaluated and accumulated (at ``thresholds``: COCO's ten when None)."""
     # the loaders add keys to the annotation dicts they are given: copies of those dicts
     gt_copy = {
         **ground_truth,
@@ -160,14 +195,12 @@ def coco_evaluate(ground_truth: dict, detections: list[dict]) -> CocoResult:
         gt = COCO(gt_copy)
         dt = gt.loadRes([dict(d) for d in detections]) if detections else COCO()
         evaluator = COCOeval_faster(gt, dt, iouType="bbox")
-        evaluator.evaluate()
-        evaluator.accumulate()
-        evaluator.summarize()
-    precision = np.asarray(evaluator.eval["precision"])  # [T, R, K, A, M]
-    recall = np.asarray(evaluator.eval["recall"])  # [T, K, A, M]
-    cats = [int(c) for c in evaluator.params.catIds]
-    per_class = {cat: _class_row(precision, recall, k) for k, cat in enumerate(cats)}
-    return CocoResult([float(s) for s in evaluator.stats[:12]], per_class, precision, cats)
+        if thresholds is not None:
+            evaluator.params.iouThrs = np.asarray(thresholds, np.float64)
+        if evaluate:
+            evaluator.evaluate()
+            evaluator.accumulate()
+    return evaluator
 
 
 def _class_row(precision: np.ndarray, recall: np.ndarray, k: int) -> dict[str, float]:

@@ -60,6 +60,7 @@ class EvaluationReport:
     confusion: np.ndarray  # [K + 1, K + 1] at the overall F1-optimal threshold
     f1_curves: dict[str, np.ndarray]  # name -> F1 over F1_GRID
     positives: dict[str, int]  # ground-truth boxes per class (not difficult/crowd)
+    difficult: bool = False  # iscrowd held VOC's difficult: ignored the devkit's way
     ground_truth: dict = field(repr=False, default_factory=dict)
     detections: list = field(repr=False, default_factory=list)
 
@@ -86,9 +87,15 @@ def operating_threshold(best: Mapping) -> float:
 
 
 def build_report(
-    images: Sequence[EvaluatedImage], class_names: Sequence[str], category_map: Mapping, split: str
+    images: Sequence[EvaluatedImage],
+    class_names: Sequence[str],
+    category_map: Mapping,
+    split: str,
+    *,
+    difficult: bool = False,
 ) -> EvaluationReport:
-    """Score one evaluation pass every way the report shows it."""
+    """Score one evaluation pass every way the report shows it (``difficult``: the targets'
+    ``iscrowd`` flags are VOC's difficult, ignored the devkit's way in COCO's numbers too)."""
     names = list(class_names)
     ids = category_ids(names, category_map)  # label -> dataset category id
     to_ids = np.vectorize(lambda label: ids.get(int(label), int(label)), otypes=[np.int64])
@@ -117,12 +124,13 @@ def build_report(
         split=split,
         class_names=names,
         category_ids=ids,
-        coco=coco_evaluate(gt, dets),
+        coco=coco_evaluate(gt, dets, difficult=difficult),
         voc=voc_results(matches),
         threshold=threshold,
         confusion=confusion,
         f1_curves=curves,
         positives={class_name(names, k): m.positives for k, m in matches.items()},
+        difficult=difficult,
         ground_truth=gt,
         detections=dets,
     )
@@ -316,12 +324,18 @@ def format_report(report: EvaluationReport) -> str:
         *table,
         "",
         f"Pascal VOC AP@0.5: {_cell(voc['map'])} (area, VOC2010+), {_cell(voc['map_07'])} "
-        "(11-point, VOC2007); difficult/crowd boxes ignored",
+        f"(11-point, VOC2007); {_IGNORED[report.difficult]}",
         f"best F1 {_cell(best['f1'])} at score >= {_cell(best['threshold'])} (precision "
         f"{_cell(best['precision'])}, recall {_cell(best['recall'])}): the threshold predict "
         "uses by default",
     ]
     return "\n".join(lines)
+
+
+_IGNORED = {
+    True: "difficult boxes ignored the devkit's way (by IoU) in every number",
+    False: "crowd boxes ignored (COCO: by the detection's area covered)",
+}
 
 
 def _cell(value) -> str:

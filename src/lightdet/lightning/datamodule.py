@@ -86,6 +86,12 @@ class DetectionDataModule(pl.LightningDataModule):
     def category_map(self) -> dict:
         return dict(self.source.category_map)
 
+    @property
+    def difficult_boxes(self) -> bool:
+        """The targets' ``iscrowd`` flags are VOC's difficult (scored the devkit's way), not
+        COCO's crowd regions."""
+        return bool(getattr(self.source, "difficult_boxes", False))
+
     def prepare_data(self) -> None:
         self.source.prepare()
 

@@ -61,6 +61,7 @@ def run_export(cfg: DictConfig) -> dict:
         _items(dataset, count, blank),
         trained.class_names,
         progress=lambda it: tqdm(it, desc="verify", unit="img", total=count + blank),
+        difficult=datamodule.difficult_boxes,
     )
     report = _report(path, fmt, metadata, checked)
     (out / "export_report.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -91,7 +91,15 @@ def expand_input(text: str) -> list[str]:
     if Path(text).exists():
         return [text]
     if any(c in text for c in "*?["):
-        found = (Path(p) for p in glob.glob(text, recursive=True))
+        # a pattern over a large tree can walk for minutes: the paths looked at, as they come
+        walked = tqdm(
+            glob.iglob(text, recursive=True),
+            desc=f"finding images ({text})",
+            unit=" paths",
+            mininterval=1.0,
+            leave=False,
+        )
+        found = (Path(p) for p in walked)
         matches = sorted(
             str(p) for p in found if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
         )

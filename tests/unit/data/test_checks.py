@@ -252,3 +252,72 @@ def test_images_that_are_symlinks_into_another_folder_are_read(tmp_path):
     assert record.image_path == root / "JPEGImages" / "clean_21.jpg"
     assert record.image_path.is_symlink() and len(record.boxes) == 1
     assert load_rgb(record.image_path).shape == (64, 64, 3)
+
+
+def test_a_box_whose_area_is_zero_in_float32_is_degenerate(tmp_path):
+    """A COCO box 1e-30 px wide passes every comparison (xmax > xmin) and its area, the
+    product the models and metrics compute in float32, is 0: skipped and counted like any
+    degenerate box, named in strict mode."""
+    import json
+
+    def degenerate(root, **policy):
+        dm = _coco(root, **policy)
+        dm.setup("fit")
+        return dm.checks["train"].skipped["degenerate_box"]
+
+    root = write_messy_coco(tmp_path / "COCO")
+    before = degenerate(root)
+    path = root / "annotations" / "instances_train.json"
+    data = json.loads(path.read_text())
+    first = data["images"][0]["id"]  # the first image read: strict stops there
+    index, ann = next((i, a) for i, a in enumerate(data["annotations"]) if a["image_id"] == first)
+    ann["bbox"] = [0, 0, 1e-30, 1e-30]  # at the origin: xmax > xmin holds in float32 too
+    path.write_text(json.dumps(data))
+    assert degenerate(root) == before + 1
+    with pytest.raises(AnnotationError, match=rf"annotations\[{index}\].*area is 0 in float32"):
+        _coco(root, strict=True).setup("fit")
+
+
+def test_a_nul_byte_in_a_coco_file_name_is_an_error_naming_the_field(tmp_path):
+    import json
+
+    root = write_messy_coco(tmp_path / "COCO")
+    path = root / "annotations" / "instances_train.json"
+    data = json.loads(path.read_text())
+    data["images"][3]["file_name"] = "clean\x00_01.jpg"
+    path.write_text(json.dumps(data))
+    with pytest.raises(
+        AnnotationError, match=r"images\[3\].file_name: 'clean\\x00_01.jpg' holds a NUL byte"
+    ):
+        _coco(root).setup("fit")
+
+
+def test_a_png_whose_text_chunk_is_over_pils_limit_is_skipped_as_unreadable(tmp_path):
+    """PIL refuses a compressed text chunk that inflates past MAX_TEXT_CHUNK (its guard
+    against decompression bombs) with a ValueError, which aborted indexing: now the image is
+    skipped and counted like any unreadable one."""
+    from PIL import Image, PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("comment", "x" * (PngImagePlugin.MAX_TEXT_CHUNK + 10), zip=True)
+    bomb = tmp_path / "metadata.png"
+    Image.new("RGB", (64, 48), "red").save(bomb, pnginfo=info)
+    plain = tmp_path / "plain.png"
+    Image.new("RGB", (64, 48), "red").save(plain)
+    records = [
+        DetectionRecord(
+            image_path=p,
+            image_id=i,
+            width=64,
+            height=48,
+            boxes=np.asarray([[4, 4, 30, 30]], np.float32),
+            labels=np.asarray([1]),
+            iscrowd=np.asarray([False]),
+        )
+        for i, p in enumerate((plain, bomb))
+    ]
+    checker = DataChecker(DataPolicy(max_skip_fraction=1.0))
+    kept = check_records(records, checker)
+    assert [r.image_path for r in kept] == [plain]
+    assert dict(checker.skipped) == {"image_unreadable": 1}
+    assert "Decompressed data too large" in checker.examples["image_unreadable"]

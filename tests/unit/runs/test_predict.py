@@ -202,3 +202,19 @@ def test_non_finite_outputs_are_counted_and_a_model_giving_only_them_fails(
     with pytest.raises(NonFiniteOutputError, match=r"no detection left: the model returned NaN"):
         run_prediction(cfg)
     assert issubclass(NonFiniteOutputError, CompactHydraException)
+
+
+def test_a_glob_says_how_far_it_has_walked(tmp_path, capsys):
+    """A pattern over a large tree walks for minutes: the paths looked at are shown as they
+    come (on stderr, cleared at the end), and the images found are returned sorted."""
+    from lightdet.runs.predict import expand_input
+
+    for i in range(30):
+        folder = tmp_path / f"d{i % 3}"
+        folder.mkdir(exist_ok=True)
+        (folder / f"{i:02d}.txt").write_text("x")
+        Image.new("RGB", (4, 4)).save(folder / f"{i:02d}.png")
+    found = expand_input(f"{tmp_path}/**/*")
+    assert found == sorted(str(p) for p in tmp_path.rglob("*.png")) and len(found) == 30
+    err = capsys.readouterr().err
+    assert f"finding images ({tmp_path}/**/*)" in err and " paths" in err
