@@ -100,7 +100,8 @@ def test_make_doctor_never_prints_a_password_in_the_server_url(tmp_path):
 @pytest.mark.slow
 def test_a_password_in_the_server_url_and_a_secret_key_reach_no_output(tmp_path, tiny_shapes):
     """Round 2: the server URL's password was printed to the console and train.log when the
-    server did not answer; a secret used as a config key was kept in every record."""
+    server did not answer; a secret in the config was kept in every record. (A secret used as
+    a config key of its own is refused by the schema now, without repeating it: below.)"""
     conf = tmp_path / "clearml.conf"
     conf.write_text("sdk.development.report_use_subprocess: false\n")
     env = clean_env(
@@ -124,7 +125,7 @@ def test_a_password_in_the_server_url_and_a_secret_key_reach_no_output(tmp_path,
         "test=false",
         "logger.clearml.connect_tries=1",
         "logger.clearml.connect_timeout=1",
-        f"+notes.{FAKE}=1",
+        f"logger.clearml.tags=[{FAKE}]",  # a secret in a recorded value
     ]
     proc = subprocess.run(
         [sys.executable, "-m", "lightdet.train", *args],
@@ -140,3 +141,19 @@ def test_a_password_in_the_server_url_and_a_secret_key_reach_no_output(tmp_path,
     (log,) = (tmp_path / "logs").rglob("train.log")
     assert "REDACTED@127.0.0.1:9" in log.read_text()
     assert _files_holding(tmp_path, PASSWORD) == [] and _files_holding(tmp_path, FAKE) == []
+
+
+def test_a_secret_as_a_config_key_is_refused_without_being_repeated(monkeypatch):
+    """Round 2 put a credential into the config as a key (``+notes.<secret>=1``) and found it
+    in every record; the schema now refuses a key nothing reads, and its message, which names
+    the key, is scrubbed like every other refusal."""
+    from hydra import compose, initialize_config_dir
+
+    from lightdet.cli import CONFIG_DIR
+    from lightdet.guard import ConfigValueError
+
+    monkeypatch.setenv("CLEARML_API_SECRET_KEY", FAKE)
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        with pytest.raises(ConfigValueError) as caught:
+            compose(config_name="train", overrides=[f"+notes.{FAKE}=1"])
+    assert "not a key lightdet reads" in str(caught.value) and FAKE not in str(caught.value)

@@ -184,7 +184,13 @@ LIMITS: dict[str, Range] = {
 
 
 class ConfigValueError(ValueError, CompactHydraException):
-    """Config values the schema refuses; one line per key, printed without a traceback."""
+    """Config values the schema refuses; one line per key, printed without a traceback. Its
+    message is scrubbed: it repeats keys and values, and a credential can be either."""
+
+    def __init__(self, message: str = "") -> None:
+        from lightdet.guard.secrets import scrub_line
+
+        super().__init__(scrub_line(str(message)))
 
 
 def check_schema(cfg: DictConfig, where: str = "config") -> None:
