@@ -75,10 +75,13 @@ class FileError(CompactHydraException):
 
 @contextlib.contextmanager
 def file_errors_in_one_line(command: str) -> Iterator[None]:
-    """A full disk, a read-only or forbidden folder met during a run: one line naming the
-    command, the reason and the file, not a traceback (other errors pass unchanged)."""
+    """A full disk, a read-only or forbidden folder, a folder lightdet may not write into,
+    met during a run: one line naming the command, the reason and the file, not a traceback
+    (other errors pass unchanged)."""
     try:
         yield
+    except outputs.ForeignFolderError as err:  # a folder refused after the run began
+        raise FileError(f"{command}: {err}", err) from err
     except OSError as err:
         if err.errno not in _FILE_ERRORS:
             raise

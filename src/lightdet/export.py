@@ -10,9 +10,10 @@ from omegaconf import DictConfig
 
 from lightdet.cli import hydra_entry
 from lightdet.runs.export import run_export
+from lightdet.runs.preflight import data_only
 
 
-@hydra_entry("export")
+@hydra_entry("export", preflight=data_only)
 def main(cfg: DictConfig) -> dict:
     return run_export(cfg)
 

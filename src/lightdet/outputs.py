@@ -38,9 +38,9 @@ def _is_empty(folder: Path) -> bool:
     return not any(folder.iterdir())
 
 
-def check_free(folder: str | os.PathLike, key: str) -> None:
-    """Raise naming ``key`` when ``folder`` exists, is not empty and is not lightdet's, or
-    cannot be created or written (a file in its path, a folder without write permission)."""
+def check_creatable(folder: str | os.PathLike, key: str) -> None:
+    """Raise naming ``key`` when ``folder`` is a file, or cannot be created or written (a file
+    in its path, a folder without write permission)."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise ForeignFolderError(f"{key}={folder}: exists and is not a folder")
@@ -51,6 +51,13 @@ def check_free(folder: str | os.PathLike, key: str) -> None:
         raise ForeignFolderError(
             f"{key}={folder}: cannot be written: {existing} is not writable for this user"
         )
+
+
+def check_free(folder: str | os.PathLike, key: str) -> None:
+    """Raise naming ``key`` when ``folder`` exists, is not empty and is not lightdet's, or
+    cannot be created or written (a file in its path, a folder without write permission)."""
+    folder = Path(folder)
+    check_creatable(folder, key)
     if folder.is_dir() and not is_ours(folder) and not _is_empty(folder):
         raise ForeignFolderError(
             f"{key}={folder}: the folder holds files lightdet did not create (no {MARKER} "

@@ -10,10 +10,11 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from lightdet.cli import hydra_entry
+from lightdet.runs.preflight import data_only
 from lightdet.runs.show_augment import show_augment
 
 
-@hydra_entry("show_augment")
+@hydra_entry("show_augment", preflight=data_only)
 def main(cfg: DictConfig) -> None:
     show_augment(cfg)
 

@@ -233,3 +233,38 @@ def test_a_full_disk_during_a_run_is_one_line_naming_the_file():
     with pytest.raises(KeyError):  # anything else passes unchanged
         with file_errors_in_one_line("predict"):
             raise KeyError("x")
+
+
+def test_a_folder_refused_after_the_run_began_is_one_line_too():
+    from lightdet.cli import FileError, file_errors_in_one_line
+
+    with pytest.raises(FileError, match=r"^train: data.source.root=/x: the folder holds files"):
+        with file_errors_in_one_line("train"):
+            raise ForeignFolderError("data.source.root=/x: the folder holds files lightdet did not")
+
+
+def test_the_shapes_root_is_checked_when_the_config_is_composed(tmp_path):
+    """The shapes data is generated into data.source.root on first use; a root that is a
+    file, a user's folder or under a file is refused at composition (it was a traceback
+    after the run folder existed)."""
+    from hydra import compose, initialize_config_dir
+
+    from lightdet.cli import CONFIG_DIR
+    from lightdet.runs.preflight import InputError, check_generated_data
+
+    before = _user_folder(tmp_path / "user")
+    (tmp_path / "notes.txt").write_text("mine\n")
+    for root, message in (
+        (tmp_path / "notes.txt", "exists and is not a folder"),
+        (tmp_path / "notes.txt" / "shapes", "cannot be created: .*notes.txt is a file"),
+        (tmp_path / "user", "the folder holds files lightdet did not create"),
+    ):
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+            cfg = compose(config_name="train", overrides=[f"data.source.root={root}"])
+        with pytest.raises(InputError, match=rf"^data.source.root={root}: {message}"):
+            check_generated_data(cfg)
+    assert snapshot(tmp_path / "user") == before
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[f"data.source.root={tmp_path}/new"])
+    check_generated_data(cfg)  # a new folder: fine, and nothing is written yet
+    assert not (tmp_path / "new").exists()

@@ -127,6 +127,15 @@ def is_generated(root: str | os.PathLike, spec: ShapesSpec) -> bool:
     return stamp.is_file() and _read_stamp(stamp) == _jsonable(spec.to_json())
 
 
+def check_generatable(root: str | os.PathLike, spec: ShapesSpec) -> None:
+    """What :func:`ensure_shapes` would refuse, checked without writing anything."""
+    root = Path(root)
+    if not is_generated(root, spec):
+        outputs.check_creatable(root, "data.source.root")
+        _check_replaceable(root, "data.source.root")
+        _check_replaceable(root.with_name(root.name + ".tmp"), "data.source.root (its sibling)")
+
+
 def ensure_shapes(root: str | os.PathLike, spec: ShapesSpec) -> Path:
     """Generate the dataset into ``root`` unless it is already there with the same parameters.
 

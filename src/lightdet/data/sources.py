@@ -24,6 +24,7 @@ from lightdet.data.records import AnnotationError, DetectionRecord
 from lightdet.data.shapes import (
     SHAPE_CLASSES,
     ShapesSpec,
+    check_generatable,
     ensure_shapes,
     folder_name,
     is_generated,
@@ -485,6 +486,14 @@ class ShapesSource:
         if self.folder != self.root:  # a folder of datasets: new, empty or lightdet's only
             outputs.claim(self.root, "data.source.root", "shapes")
         ensure_shapes(self.folder, self.spec)
+
+    def check_writable(self) -> None:
+        """What :meth:`prepare` would refuse (a root that is a file, a user's folder, no write
+        permission), without writing: checked when the config is composed."""
+        if not is_generated(self.folder, self.spec):
+            if self.folder != self.root:
+                outputs.check_free(self.root, "data.source.root")
+            check_generatable(self.folder, self.spec)
 
     @property
     def class_names(self) -> list[str]:

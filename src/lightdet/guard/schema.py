@@ -31,8 +31,9 @@ from hydra.errors import CompactHydraException
 from omegaconf import DictConfig, ListConfig
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
-from lightdet.guard.types import Node, Pattern, Range, describe, fits, with_range
+from lightdet.guard.types import Items, Node, Pattern, Range, Size, describe, fits, with_range
 
+Seed = Annotated[int, Range(ge=0, le=2**32 - 1)]  # what numpy and Lightning seed with
 Positive = Annotated[int, Range(ge=1)]
 Count = Annotated[int, Range(ge=0)]
 Fraction = Annotated[float, Range(ge=0, le=1)]
@@ -52,7 +53,7 @@ Overrides = list[str]
 KEYS: dict[str, Any] = {
     # every command
     "task_name": Text,
-    "seed": int,
+    "seed": Seed,
     "ckpt_path": Text | None,
     "paths.root_dir": Text,
     "paths.data_dir": Text,
@@ -148,11 +149,28 @@ KEYS: dict[str, Any] = {
     "study.heatmap": dict[str, Text] | None,
 }
 
-# ranges for arguments of _target_ nodes (their types come from the callables' signatures)
-LIMITS: dict[str, Range] = {
+# ranges for arguments of _target_ nodes (their types come from the callables' signatures);
+# a tuple: several (a list's size and its items' range)
+_SIZES = (Size(ge=1), Items(Range(gt=0)))
+LIMITS: dict[str, Range | tuple[Range | Size | Items, ...]] = {
     "data.batch_size": Range(ge=1),
+    "data.source.seed": Range(ge=0, le=2**32 - 1),
+    "data.source.split_seed": Range(ge=0, le=2**32 - 1),
+    "model.net.anchor_sizes": _SIZES,
+    "model.net.aspect_ratios": _SIZES,
+    "model.net.feature_strides": _SIZES,
+    "model.net.extra_channels": _SIZES,
+    "callbacks.model_checkpoint.save_top_k": Range(ge=-1),
+    "callbacks.early_stopping.patience": Range(ge=0),
+    "callbacks.early_stopping.min_delta": Range(ge=0),
+    "callbacks.ema.decay": Range(gt=0, lt=1),
+    "callbacks.ema.tau": Range(ge=0),
+    "callbacks.run_results.num_images": Range(ge=0),
+    "callbacks.clearml_reports.num_images": Range(ge=0),
+    "callbacks.clearml_reports.score_threshold": Range(ge=0, le=1),
+    "callbacks.throughput.window_size": Range(ge=2),
     "data.num_workers": Range(ge=0),
-    "data.source.num_train": Range(ge=0),
+    "data.source.num_train": Range(ge=1),
     "data.source.num_val": Range(ge=0),
     "data.source.num_test": Range(ge=0),
     "data.source.image_size": Range(ge=32),
@@ -180,6 +198,15 @@ LIMITS: dict[str, Range] = {
     "trainer.gradient_clip_val": Range(ge=0),
     "trainer.num_sanity_val_steps": Range(ge=-1),
     "trainer.check_val_every_n_epoch": Range(ge=1),
+}
+
+
+# callables whose **kwargs are the arguments of another (typed there): checked as those
+KWARGS_OF = {
+    "lightdet.data.sources.ShapesSource": "lightdet.data.shapes.ShapesSpec",
+    "pytorch_lightning.callbacks.ThroughputMonitor": (
+        "lightning_fabric.utilities.throughput.Throughput"
+    ),
 }
 
 
@@ -252,10 +279,13 @@ def _node(node: DictConfig, path: str) -> Iterator[Entry]:
         if annotation is None and key in params:
             annotation = params[key]
             if full in LIMITS:
-                annotation = with_range(annotation, LIMITS[full])
+                limit = LIMITS[full]
+                limits = limit if isinstance(limit, tuple) else (limit,)
+                annotation = with_range(annotation, *limits)
         elif annotation is None and not problem:
-            if open_kwargs:
-                continue  # taken as **kwargs: the callable's to check
+            if open_kwargs:  # taken as **kwargs and typed nowhere: anything passes here
+                yield full, value, Any, None
+                continue
             close = _close(key, params, prefix=path + ".")
             problem = f"{full}: not an argument of {target.rsplit('.', 1)[-1]}{close}"
         yield full, value, annotation, problem
@@ -331,6 +361,9 @@ def _parameters(target: str) -> tuple[dict[str, Any], bool]:
             open_kwargs = True
         elif param.kind is not param.VAR_POSITIONAL:
             params[name] = hints.get(name, Any)
+    if open_kwargs and target in KWARGS_OF:
+        more, open_kwargs = _parameters(KWARGS_OF[target])
+        params = {**params, **more}
     return params, open_kwargs
 
 

@@ -59,6 +59,32 @@ class Range:
 
 
 @dataclass(frozen=True)
+class Size:
+    """How many items a list needs: ``Annotated[list[int], Size(ge=1)]``."""
+
+    ge: int = 1
+
+    def holds(self, value: Any) -> bool:
+        return not _is_list(value) or len(value) >= self.ge
+
+    def __str__(self) -> str:
+        return f"of at least {self.ge} item{'s' if self.ge != 1 else ''}"
+
+
+@dataclass(frozen=True)
+class Items:
+    """Bounds on every item of a list: ``Annotated[list[float], Items(Range(gt=0))]``."""
+
+    limit: Range
+
+    def holds(self, value: Any) -> bool:
+        return not _is_list(value) or all(self.limit.holds(v) for v in value)
+
+    def __str__(self) -> str:
+        return f"each {self.limit}"
+
+
+@dataclass(frozen=True)
 class Pattern:
     """Text of a given shape, said in words: ``Annotated[str, Pattern(check, "stage/name")]``."""
 
@@ -193,7 +219,8 @@ def describe(annotation: Any) -> str:
     if annotation is type(None) or annotation is None:
         return "null"
     if origin in _LISTS:
-        inner = f" of {_plural(describe(args[0]))}" if args and args[-1] is not Ellipsis else ""
+        item = _plural(describe(args[0])) if args and args[-1] is not Ellipsis else ""
+        inner = f" of ({item})" if " or " in item else f" of {item}" if item else ""
         if origin is tuple and args and args[-1] is not Ellipsis:
             inner = f" of {len(args)} values"
         return f"a list{inner}"
@@ -210,16 +237,18 @@ def _literals(args: tuple) -> list:
     return [a for a in args if typing.get_origin(a) is Literal]
 
 
-def with_range(annotation: Any, limit: Range) -> Any:
-    """``annotation`` with ``limit`` on its numeric arms (``Optional[int]`` -> an integer
-    >= 1 or null)."""
+def with_range(annotation: Any, *limits: Range | Size | Items) -> Any:
+    """``annotation`` with each limit on the arms it applies to: a :class:`Range` on the
+    numeric ones (``Optional[int]`` -> an integer >= 1 or null), a :class:`Size` or
+    :class:`Items` on the lists."""
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if origin is Union or origin is types.UnionType:
-        return Union[tuple(with_range(a, limit) for a in args)]  # noqa: UP007
+        return Union[tuple(with_range(a, *limits) for a in args)]  # noqa: UP007
     base = args[0] if origin is Annotated else annotation
-    if base in (int, float) or _name(base) == "torch.Tensor":
-        return Annotated[annotation, limit]
-    return annotation
+    numeric = base in (int, float) or _name(base) == "torch.Tensor"
+    listed = typing.get_origin(base) in _LISTS or base in (list, tuple)
+    fitting = [m for m in limits if (numeric if isinstance(m, Range) else listed)]
+    return Annotated[(annotation, *fitting)] if fitting else annotation
 
 
 def _name(cls: Any) -> str:

@@ -168,18 +168,43 @@ def check_recipe(cfg: DictConfig) -> None:
         )
 
 
+def check_generated_data(cfg: DictConfig) -> None:
+    """The shapes data is generated into ``data.source.root`` on first use: a root it could
+    not write (a file, a user's folder, no permission) is said now, not after the run began."""
+    source = OmegaConf.select(cfg, "data.source")
+    if source is None or not str(source.get("_target_", "")).endswith(".ShapesSource"):
+        return
+    from hydra.utils import instantiate
+
+    from lightdet.outputs import ForeignFolderError
+
+    try:
+        instantiate(source).check_writable()
+    except ForeignFolderError as err:
+        raise InputError(str(err)) from None
+
+
 def training(cfg: DictConfig, overrides: Sequence[str]) -> None:
-    """``train`` and ``study``'s preflight: a resumable checkpoint, the recipe, the server."""
+    """``train`` and ``study``'s preflight: a resumable checkpoint, the recipe, the data's
+    folder, the server."""
     check_resumable(cfg)
     check_recipe(cfg)
+    check_generated_data(cfg)
     check_server(cfg)
 
 
 def evaluation(cfg: DictConfig, overrides: Sequence[str]) -> None:
-    """``evaluate``'s preflight: which data (the checkpoint's), its split, the server."""
+    """``evaluate``'s preflight: which data (the checkpoint's), its split and folder, the
+    server."""
     use_checkpoint_data(cfg, overrides)
     check_split(cfg)
+    check_generated_data(cfg)
     check_server(cfg)
+
+
+def data_only(cfg: DictConfig, overrides: Sequence[str]) -> None:
+    """``export`` and ``show-augment``'s preflight: the data's folder."""
+    check_generated_data(cfg)
 
 
 def tracked(cfg: DictConfig, overrides: Sequence[str]) -> None:
