@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import urllib.error
 from collections.abc import Callable, Iterator
+from typing import Literal
 
 import torch
 import torchvision
@@ -15,6 +16,8 @@ from torchvision.ops.feature_pyramid_network import ExtraFPNBlock, LastLevelP6P7
 
 RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101")
 MOBILENETS = ("mobilenet_v3_large", "mobilenet_v3_small")
+# the names model.net.backbone takes, as a type: the config schema checks it at composition
+FPNBackbone = Literal[RESNETS + MOBILENETS]
 
 
 @contextlib.contextmanager

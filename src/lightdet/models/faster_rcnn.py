@@ -17,7 +17,7 @@ from torchvision.models.detection.faster_rcnn import FasterRCNN, FastRCNNConvFCH
 from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
-from lightdet.models.backbones import MOBILENETS, download_guard, fpn_backbone
+from lightdet.models.backbones import MOBILENETS, FPNBackbone, download_guard, fpn_backbone
 
 PRETRAINED = ("none", "imagenet", "coco")
 COCO_RECIPES = {  # (backbone, version) -> torchvision builder and its COCO weights
@@ -36,7 +36,7 @@ COCO_RECIPES = {  # (backbone, version) -> torchvision builder and its COCO weig
 def build_faster_rcnn(
     *,
     num_classes: int,
-    backbone: str = "resnet50",
+    backbone: FPNBackbone = "resnet50",
     version: Literal["v1", "v2"] = "v1",
     fpn_channels: int = 256,
     strides: Sequence[int] | None = None,

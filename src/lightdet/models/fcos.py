@@ -17,7 +17,7 @@ from torch import Tensor
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.fcos import FCOS, FCOSHead
 
-from lightdet.models.backbones import fpn_backbone
+from lightdet.models.backbones import FPNBackbone, fpn_backbone
 from lightdet.models.heads import check_focal_gamma, focal_loss, prior_bias
 
 
@@ -64,7 +64,7 @@ class FocalFCOSHead(FCOSHead):
 def build_fcos(
     *,
     num_classes: int,
-    backbone: str = "resnet50",
+    backbone: FPNBackbone = "resnet50",
     fpn_channels: int = 256,
     focal_alpha: float = 0.25,
     focal_gamma: float = 2.0,

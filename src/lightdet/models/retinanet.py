@@ -12,7 +12,7 @@ from torchvision.models.detection import RetinaNet, RetinaNet_ResNet50_FPN_Weigh
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.retinanet import RetinaNetHead
 
-from lightdet.models.backbones import download_guard, fpn_backbone
+from lightdet.models.backbones import FPNBackbone, download_guard, fpn_backbone
 from lightdet.models.heads import FocalClassificationHead
 
 PRETRAINED = ("none", "imagenet", "coco")
@@ -22,7 +22,7 @@ BOX_LOSSES = ("l1", "smooth_l1", "giou", "diou", "ciou")
 def build_retinanet(
     *,
     num_classes: int,
-    backbone: str = "resnet50",
+    backbone: FPNBackbone = "resnet50",
     fpn_channels: int = 256,
     focal_alpha: float = 0.25,
     focal_gamma: float = 2.0,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 import torchvision
@@ -23,6 +24,7 @@ from torchvision.models.detection.ssd import SSD, SSDHead
 from lightdet.models.backbones import MOBILENETS, RESNETS, download_guard, strided_outputs
 
 SSD_BACKBONES = ("vgg11", "vgg16", "vgg16_bn", *RESNETS, *MOBILENETS)
+SSDBackbone = Literal[SSD_BACKBONES]  # the names model.net.backbone takes
 PRETRAINED = ("none", "imagenet", "coco")
 
 
@@ -88,7 +90,7 @@ def ssd_aspect_ratios(num_maps: int) -> list[list[int]]:
 def build_ssd(
     *,
     num_classes: int,
-    backbone: str = "vgg16",
+    backbone: SSDBackbone = "vgg16",
     size: int = 300,
     feature_strides: Sequence[int] = (16, 32),
     extra_channels: Sequence[int] = (512, 256, 256, 256),
