@@ -10,10 +10,10 @@ from omegaconf import DictConfig
 
 from lightdet.cli import hydra_entry
 from lightdet.runs.export import run_export
-from lightdet.runs.preflight import data_only
+from lightdet.runs.preflight import exporting
 
 
-@hydra_entry("export", preflight=data_only)
+@hydra_entry("export", preflight=exporting)
 def main(cfg: DictConfig) -> dict:
     return run_export(cfg)
 

@@ -56,3 +56,20 @@ def test_own_voc_folder_trains_with_only_its_roots(tmp_path):
     assert (run / "clearml_session.txt").read_text().strip() == str(session)  # for make clean
     recorded = json.loads((session / "task.json").read_text())["configuration"]["Dataset"]
     assert "made_splits" in recorded["value"] and split["val"][0] in recorded["value"]
+
+    # issue 34: the README's export command, with the checkpoint alone, verifies on the
+    # checkpoint's own data (it verified on the default shapes data and failed on the classes)
+    (best,) = run.glob("checkpoints/best-*.ckpt")
+    export = [
+        sys.executable,
+        "-m",
+        "lightdet.export",
+        f"ckpt_path={best}",
+        f"paths.root_dir={tmp_path}",
+    ]
+    proc = subprocess.run(export, env=env, capture_output=True, text=True, timeout=300)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-3000:]
+    assert "data: the checkpoint's (lightdet.data.sources.VOCSource)" in output
+    assert "3 images" in output and f"of the val split of VOCSource ['{root}']" in output
+    assert "PASSED: the file is usable" in output

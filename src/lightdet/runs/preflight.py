@@ -44,9 +44,9 @@ def data_overrides(overrides: Sequence[str]) -> tuple[bool, list[str]]:
 
 
 def use_checkpoint_data(cfg: DictConfig, overrides: Sequence[str]) -> None:
-    """``evaluate`` (``data_from: checkpoint``): the checkpoint's data config, with the
-    command line's ``data.<key>=...`` on top; left alone when ``data=...`` chose other data.
-    Said in one line either way."""
+    """``evaluate`` and ``export`` (``data_from: checkpoint``): the checkpoint's data config,
+    with the command line's ``data.<key>=...`` on top; left alone when ``data=...`` chose other
+    data. Said in one line either way."""
     if cfg.get("data_from", "config") != "checkpoint" or not cfg.get("ckpt_path"):
         return
     chosen, keys = data_overrides(overrides)
@@ -202,8 +202,14 @@ def evaluation(cfg: DictConfig, overrides: Sequence[str]) -> None:
     check_server(cfg)
 
 
+def exporting(cfg: DictConfig, overrides: Sequence[str]) -> None:
+    """``export``'s preflight: which data it verifies on (the checkpoint's) and its folder."""
+    use_checkpoint_data(cfg, overrides)
+    check_generated_data(cfg)
+
+
 def data_only(cfg: DictConfig, overrides: Sequence[str]) -> None:
-    """``export`` and ``show-augment``'s preflight: the data's folder."""
+    """``show-augment``'s preflight: the data's folder."""
     check_generated_data(cfg)
 
 

@@ -143,3 +143,18 @@ def test_compare_accepts_differences_among_tied_scores_only():
     assert compare(a, b)[0] == "ties"
     c = (boxes[1:], np.array([0.3, 0.2], np.float32), np.array([1, 1]))  # 0.2: no tie
     assert compare(a, c)[0] not in ("", "ties")
+
+
+def test_compare_accepts_near_ties_at_the_top_k_cut():
+    """Issue 34: a newcomer's export said FAILED with the same val mAP as PyTorch, the
+    differences all among near-tied scores (within the runtimes' score tolerance, not exactly
+    equal). Two runtimes keep the top 2 of three detections scored 0.5, 0.30004 and 0.30001
+    (0.30001 and 0.30004 swap order in the other runtime): the same detections but the one at
+    the cut. A detection far from the cut still differs."""
+    boxes = np.array([[0, 0, 10, 10], [20, 0, 30, 10], [40, 0, 50, 10]], np.float32)
+    one = np.array([1, 1])
+    a = (boxes[:2], np.array([0.5, 0.30004], np.float32), one)
+    b = (boxes[[0, 2]], np.array([0.5, 0.30006], np.float32), one)  # it scored 0.30001 in a
+    assert compare(a, b)[0] == "ties"
+    c = (boxes[[0, 2]], np.array([0.5, 0.2], np.float32), one)  # 0.2: far below a's cut
+    assert compare(a, c)[0] not in ("", "ties")
