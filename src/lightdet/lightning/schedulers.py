@@ -16,10 +16,21 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
 
-def _warmup(step: int, warmup_steps: int, warmup_factor: float) -> float:
-    if step >= warmup_steps:
-        return 1.0
+def _warmup(
+    step: int,
+    warmup_steps: int,
+    warmup_factor: float,
+    progress: Callable[[], float] | None = None,
+    warmup_fraction: float = 1.0,
+) -> float:
+    """The warm-up factor at ``step``: linear from ``warmup_factor`` to 1 over
+    ``warmup_steps``, or (a budget's ``progress``) over ``warmup_fraction`` of the budget,
+    whichever ends first."""
     alpha = step / max(1, warmup_steps)
+    if progress is not None:
+        alpha = max(alpha, float(progress()) / max(warmup_fraction, 1e-9))
+    if alpha >= 1.0:
+        return 1.0
     return warmup_factor * (1.0 - alpha) + alpha
 
 
@@ -34,8 +45,11 @@ def _progress(
     return lambda step: min(1.0, max(0, step - warmup_steps) / max(1, total_steps - warmup_steps))
 
 
-def _warmup_steps(warmup_steps: int, total_steps: int | None) -> int:
-    return warmup_steps if total_steps is None else min(warmup_steps, max(0, total_steps - 1))
+def _warmup_steps(warmup_steps: int, total_steps: int | None, warmup_fraction: float) -> int:
+    """At most ``warmup_fraction`` of the run's steps: a short run leaves warm-up too."""
+    if total_steps is None:
+        return warmup_steps
+    return min(warmup_steps, max(0, total_steps - 1), max(1, int(warmup_fraction * total_steps)))
 
 
 def warmup_cosine(
@@ -44,17 +58,20 @@ def warmup_cosine(
     total_steps: int | None,
     warmup_steps: int = 500,
     warmup_factor: float = 0.001,
+    warmup_fraction: float = 0.1,
     min_lr_ratio: float = 0.01,
     progress: Callable[[], float] | None = None,
 ) -> LambdaLR:
-    """Linear warm-up, then cosine decay to ``min_lr_ratio`` x the base rate at ``total_steps``
-    (or when ``progress()`` reaches 1)."""
-    warmup_steps = _warmup_steps(warmup_steps, total_steps)
+    """Linear warm-up (``warmup_steps``, at most ``warmup_fraction`` of the run's steps or
+    budget), then cosine decay to ``min_lr_ratio`` x the base rate at ``total_steps`` (or when
+    ``progress()`` reaches 1)."""
+    warmup_steps = _warmup_steps(warmup_steps, total_steps, warmup_fraction)
     done = _progress(total_steps, warmup_steps, progress)
 
     def factor(step: int) -> float:
-        if step < warmup_steps:
-            return _warmup(step, warmup_steps, warmup_factor)
+        warm = _warmup(step, warmup_steps, warmup_factor, progress, warmup_fraction)
+        if warm < 1.0:
+            return warm
         return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * done(step)))
 
     return LambdaLR(optimizer, factor)
@@ -66,16 +83,18 @@ def warmup_multistep(
     total_steps: int | None,
     warmup_steps: int = 500,
     warmup_factor: float = 0.001,
+    warmup_fraction: float = 0.1,
     milestones: Sequence[float] = (0.615, 0.846),
     gamma: float = 0.1,
     progress: Callable[[], float] | None = None,
 ) -> LambdaLR:
-    """Linear warm-up, then the rate x ``gamma`` at each milestone (fractions of ``total_steps``,
-    or of the budget ``progress()`` reports).
+    """Linear warm-up (``warmup_steps``, at most ``warmup_fraction`` of the run's steps or
+    budget), then the rate x ``gamma`` at each milestone (fractions of ``total_steps``, or of
+    the budget ``progress()`` reports).
 
     The default milestones are torchvision's detection recipe: epochs 16 and 22 of 26.
     """
-    warmup_steps = _warmup_steps(warmup_steps, total_steps)
+    warmup_steps = _warmup_steps(warmup_steps, total_steps, warmup_fraction)
     if progress is None and total_steps is not None:
         steps = sorted(int(m * total_steps) for m in milestones)
         done = lambda step: step  # noqa: E731  milestones in steps, as before
@@ -85,7 +104,7 @@ def warmup_multistep(
 
     def factor(step: int) -> float:
         decay = gamma ** sum(done(step) >= s for s in steps)
-        return _warmup(step, warmup_steps, warmup_factor) * decay
+        return _warmup(step, warmup_steps, warmup_factor, progress, warmup_fraction) * decay
 
     return LambdaLR(optimizer, factor)
 

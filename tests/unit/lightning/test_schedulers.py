@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -100,3 +102,26 @@ def test_no_step_count_and_no_time_budget_is_an_error():
         budget_progress(pl.Trainer(max_epochs=-1, logger=False, enable_checkpointing=False))
     trainer = pl.Trainer(max_time="00:00:01:00", logger=False, enable_checkpointing=False)
     assert budget_progress(trainer)() == 0.0  # not started: nothing used
+
+
+def test_a_short_run_leaves_warm_up_after_a_tenth_of_it():
+    """Issue 34: warm-up was a step count (100), so a 3-minute budget that fits 20 steps
+    trained at a fiftieth of the rate throughout. It now ends at 10 % of the run at most:
+    of its steps, or of the budget it uses."""
+    by_steps = _rates(lambda o: warmup_cosine(o, total_steps=200, warmup_steps=100), 200)
+    assert by_steps[19] < 1.0 and by_steps[20] == pytest.approx(1.0, abs=1e-3)
+    clock = {"used": 0.0}
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = warmup_cosine(
+        opt, total_steps=None, warmup_steps=100, min_lr_ratio=0.01, progress=lambda: clock["used"]
+    )
+    rates = []
+    for step in range(20):  # 20 steps use the budget: 5 % each
+        rates.append(opt.param_groups[0]["lr"])
+        clock["used"] = (step + 1) / 20
+        opt.step()
+        sched.step()
+    assert rates[1] == pytest.approx(0.001 + 0.999 * 0.5, abs=1e-6)  # half of warm-up done
+    cosine = 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * 0.1))
+    assert rates[2] == pytest.approx(cosine)  # a tenth of the budget used: warm-up is over
+    assert max(rates) > 0.9  # it trained at the full rate (it never left warm-up before)
