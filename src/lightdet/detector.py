@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from lightdet.data.classes import class_name
 from lightdet.data.inputs import ImageInput, image_inputs
 from lightdet.evaluation.predictions import finite_predictions, predict_by_size
+from lightdet.evaluation.thresholds import DEFAULT_SCORE_THRESHOLD, default_threshold
 
 _EVAL_PRESET = "lightdet.data.transforms.eval_preset"
 # Lightning precision -> the autocast dtype its validation loop runs the model under
@@ -37,7 +38,8 @@ class Detections:
         scores: float32 ``[N]``, highest first.
         labels: int64 ``[N]`` in 1..K.
         names: the N class names.
-        image_size: ``(height, width)`` of the image the boxes refer to.
+        width, height: of the image the boxes refer to, in pixels (as ``predictions.json``
+            names them; ``image_size`` is the old ``(height, width)`` pair).
         source: the image's path, when it came from a file.
         error: why the image could not be read (``errors="skip"``); nothing was detected.
         dropped: detections the model returned with a NaN/inf box or score, dropped (as
@@ -48,13 +50,27 @@ class Detections:
     scores: Tensor
     labels: Tensor
     names: list[str]
-    image_size: tuple[int, int]
+    width: int
+    height: int
     source: str | None = None
     error: str | None = None
     dropped: int = 0
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """``(height, width)``: deprecated, use :attr:`width` and :attr:`height` (one
+        convention with ``predictions.json``)."""
+        import warnings
+
+        warnings.warn(
+            "Detections.image_size (height, width) is deprecated: use .width and .height",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.height, self.width
 
     def to_list(self) -> list[dict]:
         """One plain dict per detection (``box``, ``score``, ``label``, ``name``), for JSON."""
@@ -82,6 +98,9 @@ class Detector:
         device: ``cpu``, ``cuda``, ``cuda:1``...; default: CUDA when available.
         precision: Lightning's name for how the model runs: ``32-true`` (float32),
             ``bf16-mixed`` or ``16-mixed`` (autocast, as Lightning's evaluation loop does).
+        score_thresh: what :meth:`predict` keeps by default (``make predict``'s default:
+            :meth:`from_checkpoint` takes the F1-optimal threshold the checkpoint's evaluation
+            kept beside it, else 0.25); ``threshold_source`` says where it came from.
     """
 
     def __init__(
@@ -93,8 +112,11 @@ class Detector:
         config: dict | None = None,
         device: str | torch.device | None = None,
         precision: str = "32-true",
+        score_thresh: float = DEFAULT_SCORE_THRESHOLD,
+        threshold_source: str = "default",
     ) -> None:
         self.net = net.eval()
+        self.score_thresh, self.threshold_source = float(score_thresh), threshold_source
         self.precision = str(precision)
         self.class_names = list(class_names)
         self.category_map = dict(category_map or {})
@@ -140,6 +162,7 @@ class Detector:
             )
         if precision is None:
             precision = (trained.config.get("trainer") or {}).get("precision") or "32-true"
+        threshold, source = default_threshold(path)  # as make predict takes it
         return cls(
             trained.net,
             trained.class_names,
@@ -147,6 +170,8 @@ class Detector:
             config=trained.config,
             device=device,
             precision=precision,
+            score_thresh=threshold,
+            threshold_source=source,
         )
 
     def to(self, device: str | torch.device) -> Detector:
@@ -165,7 +190,7 @@ class Detector:
         self,
         inputs,
         *,
-        score_thresh: float = 0.25,
+        score_thresh: float | None = None,
         classes: Iterable[str | int] | None = None,
         batch_size: int = 8,
         max_detections: int | None = None,
@@ -177,8 +202,10 @@ class Detector:
             inputs: a path (image file or folder), a list of paths, a PIL image, a numpy
                 ``[H, W, 3]`` uint8 RGB array, a tensor (float ``[3, H, W]`` in [0, 1]), or a
                 list of any of these.
-            score_thresh: keep detections scoring at least this. 0 keeps all the model returns
-                (its own ``score_thresh`` applies first, as in evaluation).
+            score_thresh: keep detections scoring at least this (default: the detector's
+                ``score_thresh``, the checkpoint's F1-optimal threshold as ``make predict``
+                uses it). 0 keeps all the model returns (its own ``score_thresh`` applies
+                first, as in evaluation).
             classes: keep only these classes (names or labels 1..K).
             batch_size: images per batch (images of different sizes go through the network
                 in one forward per size, so no result depends on the batch it was in).
@@ -200,7 +227,7 @@ class Detector:
         self,
         inputs,
         *,
-        score_thresh: float = 0.25,
+        score_thresh: float | None = None,
         classes: Iterable[str | int] | None = None,
         batch_size: int = 8,
         max_detections: int | None = None,
@@ -217,6 +244,7 @@ class Detector:
         if errors not in ("raise", "skip"):
             raise ValueError(f"predict: errors must be 'raise' or 'skip', got {errors!r}")
         wanted = self._labels(classes)
+        score_thresh = self.score_thresh if score_thresh is None else float(score_thresh)
         convert = eval_preset()  # the validation pipeline's conversion, bit for bit
         items = image_inputs(inputs)
         for start in range(0, len(items), batch_size):
@@ -299,7 +327,8 @@ class Detector:
             scores=scores[keep].float(),  # [N]
             labels=labels,  # [N]
             names=[class_name(self.class_names, int(v)) for v in labels],
-            image_size=(int(image.shape[1]), int(image.shape[2])),
+            width=int(image.shape[2]),
+            height=int(image.shape[1]),
             source=item.source,
             dropped=dropped,
         )
@@ -311,7 +340,8 @@ def _unreadable(item: ImageInput, why: str) -> Detections:
         scores=torch.zeros(0),
         labels=torch.zeros(0, dtype=torch.int64),
         names=[],
-        image_size=(0, 0),
+        width=0,
+        height=0,
         source=item.source,
         error=why,
     )
@@ -327,7 +357,8 @@ def _top(found: Detections, max_detections: int | None) -> Detections:
         found.scores[order],
         found.labels[order],
         [found.names[i] for i in order.tolist()],
-        found.image_size,
+        found.width,
+        found.height,
         found.source,
         dropped=found.dropped,
     )

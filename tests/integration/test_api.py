@@ -217,3 +217,35 @@ def test_predict_command_on_the_trained_checkpoint(trained, tiny_shapes):
         ]
     assert summary["detections"] == sum(len(f) for f in expected) > 100
     assert len(list((root / "predict" / "images").glob("*.jpg"))) == len(expected)
+
+
+def test_the_api_and_make_predict_keep_the_same_detections_by_default(trained, tiny_shapes):
+    """Issue 34: Detector.predict kept score >= 0.25 while make predict kept the checkpoint's
+    F1-optimal threshold (0 against 5 detections on the same images). Both now default to the
+    threshold the checkpoint's evaluation kept beside it; the image size is width and height
+    in both."""
+    root, result = trained
+    from lightdet.runs.predict import run_prediction
+
+    kept = load_threshold(result.best_checkpoint)["threshold"]
+    detector = Detector.from_checkpoint(result.best_checkpoint)
+    assert detector.score_thresh == kept and detector.threshold_source.startswith("F1-optimal")
+    images = tiny_shapes / "VOC" / "JPEGImages"
+    found = detector.predict(images)
+    cfg = compose_config(
+        "predict",
+        [
+            f"paths.root_dir={root}",
+            f"ckpt_path={result.best_checkpoint}",
+            f"input={images}",
+            f"output_dir={root}/predict_default",
+        ],
+    )
+    summary = run_prediction(cfg)
+    written = json.loads((root / "predict_default" / "predictions.json").read_text())
+    assert written["score_threshold"] == pytest.approx(kept)
+    assert [len(e["detections"]) for e in written["images"]] == [len(f) for f in found]
+    assert summary["detections"] == sum(len(f) for f in found)
+    assert [(e["width"], e["height"]) for e in written["images"]] == [
+        (f.width, f.height) for f in found
+    ]

@@ -74,7 +74,7 @@ def test_every_input_kind_finds_the_square_at_its_place(detector, tmp_path):
     for found in results:
         assert found.boxes.tolist() == [BOX] and found.names == ["square"]
         assert found.labels.tolist() == [2] and found.scores.tolist() == pytest.approx([0.9])
-        assert found.image_size == (H, W)
+        assert (found.width, found.height) == (W, H)
     assert [r.source for r in results[:2]] == [str(tmp_path / "a.png")] * 2
     assert results[3].source is None
     assert results[0].to_list() == [
@@ -90,14 +90,14 @@ def test_an_exif_rotated_copy_gives_the_box_in_the_upright_image(detector, tmp_p
     exif[0x0112] = 6
     stored.save(tmp_path / "phone.jpg", exif=exif, quality=100)
     (from_file,) = detector.predict(tmp_path / "phone.jpg")
-    assert from_file.image_size == (H, W)
+    assert (from_file.width, from_file.height) == (W, H)
     assert from_file.boxes.tolist() == [BOX]
     with Image.open(tmp_path / "phone.jpg") as opened:  # a PIL image is made upright too
         (from_pil,) = detector.predict(opened)
     assert from_pil.boxes.tolist() == [BOX]
     # the raw pixels (no EXIF): the rotated box, (x, y) -> (y, W - x)
     (raw,) = detector.predict(np.asarray(stored))
-    assert raw.image_size == (W, H)
+    assert (raw.width, raw.height) == (H, W)
     assert raw.boxes.tolist() == [[20.0, W - 30.0, 40.0, W - 10.0]]
 
 
@@ -161,7 +161,7 @@ def test_a_checkpoint_is_rebuilt_as_trained(tmp_path):
     assert torch.equal(found.boxes, expected["boxes"]) and torch.equal(
         found.scores, expected["scores"]
     )
-    assert found.image_size == (90, 110)
+    assert (found.width, found.height) == (110, 90)
 
 
 def test_checkpoints_that_are_missing_foreign_or_tampered_are_refused(tmp_path):
@@ -220,3 +220,25 @@ def test_weights_that_do_not_fit_the_stored_architecture_are_named(tmp_path):
         r"shape checkpoint vs model \(\d+\): ",
     ):
         Detector.from_checkpoint(tmp_path / "odd.ckpt")
+
+
+def test_predict_defaults_to_the_detectors_threshold(tmp_path):
+    """One default for the API and the CLI: the detector's ``score_thresh`` (from a checkpoint:
+    the F1-optimal threshold kept beside it, as make predict takes it)."""
+    strict = Detector(BlobNet(), CLASSES, device="cpu", score_thresh=0.95)
+    assert len(strict.predict(_upright())[0]) == 0  # BlobNet scores 0.9
+    assert len(strict.predict(_upright(), score_thresh=0.5)[0]) == 1
+    assert Detector(BlobNet(), CLASSES, device="cpu").score_thresh == 0.25
+
+
+def test_default_threshold_is_the_evaluations_else_the_stated_default(tmp_path):
+    from lightdet.evaluation.thresholds import default_threshold, save_threshold
+    from lightdet.outputs import mark
+
+    mark(tmp_path, "run")
+    ckpt = tmp_path / "best.ckpt"
+    ckpt.write_bytes(b"weights")
+    assert default_threshold(ckpt) == (0.25, "default (no evaluation kept beside the checkpoint)")
+    best = {"threshold": 0.177, "f1": 0.5, "precision": 0.5, "recall": 0.5}
+    save_threshold(ckpt, best, {}, "val split of my data")
+    assert default_threshold(ckpt) == (0.177, "F1-optimal on val split of my data")

@@ -28,9 +28,9 @@ from lightdet.evaluation.coco import (
     ground_truth_json,
 )
 from lightdet.evaluation.confusion import DetectionConfusionMatrix
+from lightdet.evaluation.thresholds import DEFAULT_SCORE_THRESHOLD
 from lightdet.evaluation.voc import best_f1, f1_curve, match_detections, pooled, voc_results
 
-DEFAULT_SCORE_THRESHOLD = 0.25  # predict's threshold when no evaluation chose one
 F1_GRID = np.linspace(0, 1, 101)
 
 

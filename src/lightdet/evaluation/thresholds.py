@@ -17,6 +17,7 @@ from pathlib import Path
 from lightdet import outputs
 
 log = logging.getLogger(__name__)
+DEFAULT_SCORE_THRESHOLD = 0.25  # where no evaluation chose one
 
 
 def sidecar(checkpoint: str | os.PathLike) -> Path:
@@ -48,6 +49,17 @@ def save_threshold(
     }
     path.write_text(json.dumps(content, indent=2) + "\n")
     return path
+
+
+def default_threshold(checkpoint: str | os.PathLike | None) -> tuple[float, str]:
+    """The score threshold predicting with ``checkpoint`` uses unless told otherwise, the same
+    for ``make predict``, ``make export`` and ``Detector.predict``: the F1-optimal one its
+    evaluation kept beside it, else :data:`DEFAULT_SCORE_THRESHOLD`. Returns it and where it
+    came from."""
+    kept = load_threshold(checkpoint) if checkpoint is not None else None
+    if kept is not None:
+        return kept["threshold"], f"F1-optimal on {kept.get('evaluated_on')}"
+    return DEFAULT_SCORE_THRESHOLD, "default (no evaluation kept beside the checkpoint)"
 
 
 def load_threshold(checkpoint: str | os.PathLike) -> dict | None:

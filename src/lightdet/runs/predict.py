@@ -24,8 +24,7 @@ from lightdet import outputs
 from lightdet.data.classes import category_ids
 from lightdet.data.inputs import IMAGE_SUFFIXES
 from lightdet.detector import Detections, Detector
-from lightdet.evaluation.report import DEFAULT_SCORE_THRESHOLD
-from lightdet.evaluation.thresholds import load_threshold
+from lightdet.evaluation.thresholds import default_threshold
 from lightdet.guard import secure_config
 from lightdet.viz import draw_boxes
 
@@ -112,14 +111,12 @@ def expand_input(text: str) -> list[str]:
 
 
 def score_threshold(cfg: DictConfig) -> tuple[float, str]:
-    """``score_thresh`` when set; else the F1-optimal one kept beside the checkpoint by
-    ``make eval`` or training; else the stated default. Returns it and where it came from."""
+    """``score_thresh`` when set; else the checkpoint's default (:func:`default_threshold`:
+    the F1-optimal one kept beside it, else the stated default), as ``Detector.predict``
+    takes it. Returns it and where it came from."""
     if cfg.get("score_thresh") is not None:
         return float(cfg.score_thresh), "score_thresh"
-    kept = load_threshold(cfg.ckpt_path)
-    if kept is not None:
-        return kept["threshold"], f"F1-optimal on {kept.get('evaluated_on')}"
-    return DEFAULT_SCORE_THRESHOLD, "default (no evaluation kept beside the checkpoint)"
+    return default_threshold(cfg.ckpt_path)
 
 
 def _predict(
@@ -165,7 +162,7 @@ def _entry(found: Detections, detector: Detector) -> dict:
     if found.error is not None:
         return {"file": found.source, "error": found.error}
     ids = category_ids(detector.class_names, detector.category_map)
-    height, width = found.image_size
+    height, width = found.height, found.width
     detections = [{**d, "category_id": ids.get(d["label"], d["label"])} for d in found.to_list()]
     entry = {"file": found.source, "width": width, "height": height, "detections": detections}
     if found.dropped:  # only where there were some: files of sound models are as they were
