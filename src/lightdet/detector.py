@@ -97,7 +97,8 @@ class Detector:
         config: the run config it was trained with, if known.
         device: ``cpu``, ``cuda``, ``cuda:1``...; default: CUDA when available.
         precision: Lightning's name for how the model runs: ``32-true`` (float32),
-            ``bf16-mixed`` or ``16-mixed`` (autocast, as Lightning's evaluation loop does).
+            ``bf16-mixed`` or ``16-mixed`` (autocast, as Lightning's evaluation loop does),
+            or ``auto`` (:mod:`lightdet.lightning.precision`: what suits the device).
         score_thresh: what :meth:`predict` keeps by default (``make predict``'s default:
             :meth:`from_checkpoint` takes the F1-optimal threshold the checkpoint's evaluation
             kept beside it, else 0.25); ``threshold_source`` says where it came from.
@@ -117,7 +118,7 @@ class Detector:
     ) -> None:
         self.net = net.eval()
         self.score_thresh, self.threshold_source = float(score_thresh), threshold_source
-        self.precision = str(precision)
+        self.configured_precision = str(precision)
         self.class_names = list(class_names)
         self.category_map = dict(category_map or {})
         self.config = dict(config or {})
@@ -287,6 +288,14 @@ class Detector:
 
         convert = eval_preset()
         return [_tensor(item, convert) for item in image_inputs(inputs)]
+
+    @property
+    def precision(self) -> str:
+        """How the model runs on its current device (``auto`` resolved for that device)."""
+        from lightdet.lightning.precision import resolve_precision
+
+        device = "gpu" if self.device.type == "cuda" else "cpu"
+        return str(resolve_precision(self.configured_precision, device)[0])
 
     def _autocast(self):
         dtype = _AUTOCAST.get(self.precision)

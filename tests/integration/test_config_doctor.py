@@ -63,7 +63,15 @@ def test_doctor_describes_the_machine(tmp_path):
     assert rows["torch"].startswith(f"{torch.__version__} (")
     assert rows["torch threads"] == str(torch.get_num_threads())
     assert rows["ClearML server"].startswith("not configured")
-    assert rows["CPU bfloat16"].startswith(("yes", "no"))
+    assert rows["CPU bfloat16"].startswith(
+        (
+            "native (AVX512-BF16/AMX): precision auto trains in bf16-mixed",
+            "emulated: precision auto trains in 32-true",
+        )
+    )
+    assert (
+        "3x3 convolutions in bf16 at" in rows["CPU bfloat16"] and "over 1 min" in rows["CPU load"]
+    )
     assert "GiB free of" in rows["disk logs/"] and "GiB free of" in rows["disk data/"]
 
 

@@ -42,6 +42,12 @@ Metric = Annotated[
     str, Pattern(re.compile(r"^(train|val|test)/\w+$").match, "as stage/name (val/map)")
 ]
 Text = str
+Precision = (
+    Literal["auto", "64-true", "32-true", "16-true", "bf16-true", "16-mixed", "bf16-mixed"]
+    | Literal["transformer-engine", "transformer-engine-float16", "64", "32", "16", "bf16"]
+    | Literal[64, 32, 16]
+    | None
+)
 Devices = (
     Annotated[int, Range(ge=-1)]
     | list[Count]
@@ -77,6 +83,7 @@ KEYS: dict[str, Any] = {
     "callbacks.*": Node | None,  # null: that callback left out
     "callbacks.*.enabled": bool,
     "trainer.devices": Devices,  # Lightning's annotation says text: these are the texts it takes
+    "trainer.precision": Precision,  # Lightning's values and auto (lightning.precision)
     "logger.clearml.project": Text,
     "logger.clearml.task_name": Text,
     "logger.clearml.tags": list[Text],

@@ -17,6 +17,7 @@ from lightdet.evaluation.report import EvaluationReport, format_report, write_re
 from lightdet.evaluation.thresholds import save_threshold
 from lightdet.guard import inspect_checkpoint, secure_config
 from lightdet.lightning.module import DetectionModule
+from lightdet.lightning.precision import trainer_precision
 from lightdet.runs.build import build_datamodule, module_from_checkpoint
 from lightdet.runs.predict import NonFiniteOutputError
 from lightdet.runs.preflight import say_notes
@@ -42,6 +43,7 @@ def run_evaluation(cfg: DictConfig, bind_hydra: bool = True) -> dict[str, float]
         module = module_from_checkpoint(cfg.ckpt_path, datamodule.class_names)
         trainer: pl.Trainer = instantiate(
             cfg.trainer,
+            precision=trainer_precision(cfg.trainer),  # auto: what suits this machine
             logger=instantiate(cfg.logger.lightning, task=task),
             callbacks=[ClearMLReports()],
         )

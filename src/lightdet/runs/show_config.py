@@ -3,7 +3,7 @@ config composed, printed and checked, without making anything."""
 
 from __future__ import annotations
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 
 def check(overrides: list[str]) -> tuple[str, list[str]]:
@@ -47,7 +47,15 @@ def check(overrides: list[str]) -> tuple[str, list[str]]:
     epochs = f"{budget} minutes" if budget else f"{cfg.trainer.get('max_epochs')} epochs"
     lines.append(
         f"training: {epochs}, batch {cfg.data.batch_size}, "
-        f"precision {cfg.trainer.get('precision')}, "
+        f"precision {_precision(cfg)}, "
         f"accelerator {cfg.trainer.get('accelerator')}"
     )
     return text, lines
+
+
+def _precision(cfg: DictConfig) -> str:
+    from lightdet.lightning.precision import resolve_precision
+
+    configured = cfg.trainer.get("precision")
+    resolved, why = resolve_precision(configured, cfg.trainer.get("accelerator"))
+    return f"{resolved} ({why})" if str(configured) == "auto" else str(configured)

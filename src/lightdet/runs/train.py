@@ -20,6 +20,7 @@ from lightdet.guard.secrets import scrub_line
 from lightdet.lightning.checkpoint_io import AtomicCheckpointIO
 from lightdet.lightning.host_memory import keep_freed_memory
 from lightdet.lightning.optimization import plan_batch
+from lightdet.lightning.precision import trainer_precision
 from lightdet.lightning.progress import ProgressBar, ValidationLine
 from lightdet.lightning.ranks import is_global_zero
 from lightdet.lightning.results import RunResults
@@ -203,6 +204,7 @@ def _fit(cfg: DictConfig, task, extra_callbacks: list | None, ckpt_path: str | N
             callback.task_id = str(task.id)
     trainer: pl.Trainer = instantiate(
         cfg.trainer,
+        precision=trainer_precision(cfg.trainer),  # auto: what suits this machine
         callbacks=callbacks,
         logger=instantiate(cfg.logger.lightning, task=task),
         plugins=[AtomicCheckpointIO()],
