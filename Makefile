@@ -104,7 +104,7 @@ format: install ## format src/, tests/ and benchmarks/ with ruff format (and sor
 	$(VENV)/bin/ruff check --select I --fix src tests benchmarks
 	$(VENV)/bin/ruff format src tests benchmarks
 
-config: install ## print and check the training config `make train` would run (same MODEL/DATA/ARGS), without training
+config: install ## check the training config `make train` would run (same MODEL/DATA/ARGS), without training; YAML=1 prints it
 	$(RUN) config
 
 doctor: install ## versions, CPU and bf16, GPUs, ClearML server, free disk

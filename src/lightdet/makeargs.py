@@ -160,7 +160,7 @@ TARGETS: dict[str, tuple[str, Callable[[_Vars], list[str]]]] = {
         "train",
         lambda v: [*v.groups(*_ALL), *v.value("QUEUE", "logger.clearml.remote_queue")],
     ),
-    "config": ("show_config", lambda v: v.groups(*_ALL)),
+    "config": ("show_config", lambda v: [*(["--yaml"] if v["YAML"] else []), *v.groups(*_ALL)]),
 }
 
 

@@ -20,13 +20,16 @@ def main() -> None:
     from lightdet.data.records import AnnotationError
     from lightdet.runs.show_config import check
 
+    show_yaml = "--yaml" in sys.argv[1:]
     try:
-        text, lines = check(sys.argv[1:])
+        text, lines = check([a for a in sys.argv[1:] if a != "--yaml"])
     except (CompactHydraException, AnnotationError, FileNotFoundError, ValueError) as err:
         raise SystemExit(f"config: {str(err).strip()}") from None
-    print(text)
-    print("\n".join(lines))
-    print("config OK: `make train` with the same arguments runs it")
+    if show_yaml:
+        print(text)
+    print("\n".join(lines))  # the verdict last, where the eye lands
+    yaml = "" if show_yaml else " (the composed config: make config YAML=1)"
+    print(f"config OK: `make train` with the same arguments runs it{yaml}")
 
 
 if __name__ == "__main__":

@@ -23,22 +23,25 @@ def _run(tmp_path, module: str, *args: str):
 
 
 def test_config_prints_and_checks_the_run_and_makes_nothing(tmp_path):
-    root = write_own_voc(tmp_path / "cells", n=6)
-    proc = _run(
-        tmp_path,
-        "lightdet.show_config",
-        "model=ssd",
-        "data=voc",
-        f"data.source.roots=[{root}]",
-        f"paths.root_dir={tmp_path / 'root'}",
-    )
+    root = write_own_voc(tmp_path / "cells", n=20)
+    (root / "cells_003.jpg").write_bytes(b"not a jpeg")  # skipped: which file, said
+    args = ["model=ssd", "data=voc", f"data.source.roots=[{root}]", "data.source.split_seed=1"]
+    proc = _run(tmp_path, "lightdet.show_config", *args, f"paths.root_dir={tmp_path / 'root'}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
-    assert "_target_: lightdet.models.ssd.build_ssd" in out  # the composed config, printed
+    assert "_target_:" not in out  # the YAML only on request (it buried the verdict)
     assert "classes: 3: Platelets, RBC, WBC" in out  # read from the data
     assert "model: lightdet.models.ssd.build_ssd (12.6 M parameters, 4 labels" in out
-    assert out.rstrip().endswith("config OK: `make train` with the same arguments runs it")
+    lines = out.splitlines()
+    (skipped,) = [i for i, line in enumerate(lines) if "skipped 1 (image_unreadable)" in line]
+    assert str(root / "cells_003.jpg") in lines[skipped + 1]  # the file, not only a count
+    assert lines[-1].startswith("config OK: `make train` with the same arguments runs it")
     assert not (tmp_path / "root").exists() and not (tmp_path / "clearml").exists()
+    shown = _run(
+        tmp_path, "lightdet.show_config", "--yaml", *args, f"paths.root_dir={tmp_path / 'r'}"
+    )
+    assert "_target_: lightdet.models.ssd.build_ssd" in shown.stdout  # YAML=1: printed first
+    assert shown.stdout.rstrip().splitlines()[-1].startswith("config OK")
 
 
 def test_a_mistyped_key_gets_the_closest_keys(tmp_path):

@@ -65,6 +65,9 @@ class DataPolicy:
                 )
 
 
+MESSAGES = 20  # messages kept per reason (which files), beyond the counts
+
+
 class DataChecker:
     """Counts skips, fixes and notes for one split; raises instead in strict mode."""
 
@@ -75,6 +78,7 @@ class DataChecker:
         self.fixed: Counter[str] = Counter()
         self.noted: Counter[str] = Counter()  # kept as they are, but worth knowing
         self.examples: dict[str, str] = {}  # the first message per reason, for the report
+        self.messages: dict[str, list[str]] = {}  # the first MESSAGES per reason: which files
 
     def skip(self, reason: str, message: str) -> None:
         self._count(self.skipped, reason, message)
@@ -91,6 +95,9 @@ class DataChecker:
             raise AnnotationError(f"{message} (data.policy.strict=true)")
         counter[reason] += 1
         self.examples.setdefault(reason, message)
+        kept = self.messages.setdefault(reason, [])
+        if len(kept) < MESSAGES:
+            kept.append(message)
 
 
 def unknown_class(checker: DataChecker | None, message: str) -> None:

@@ -34,6 +34,7 @@ def check(overrides: list[str]) -> tuple[str, list[str]]:
         datamodule.setup("fit")
         sizes = ", ".join(f"{split} {len(d)}" for split, d in datamodule.datasets.items())
         lines.append(f"images: {sizes} (indexed and checked as training will)")
+        lines += _skipped(datamodule.checks)
     from lightdet.data.classes import num_classes
     from lightdet.runs.build import build_net
 
@@ -51,6 +52,21 @@ def check(overrides: list[str]) -> tuple[str, list[str]]:
         f"accelerator {cfg.trainer.get('accelerator')}"
     )
     return text, lines
+
+
+def _skipped(checks: dict) -> list[str]:
+    """Which files and boxes the checks skipped or fixed, by split and reason (the first few
+    of each), not only how many."""
+    lines = []
+    for split, checker in checks.items():
+        for kind, counter in (("skipped", checker.skipped), ("fixed", checker.fixed)):
+            for reason, count in sorted(counter.items()):
+                lines.append(f"{split}: {kind} {count} ({reason}):")
+                shown = [m for m in checker.messages.get(reason, []) if m]
+                lines += [f"  {m}" for m in shown]
+                if count > len(shown):
+                    lines.append(f"  ... and {count - len(shown)} more")
+    return lines
 
 
 def _precision(cfg: DictConfig) -> str:
