@@ -74,7 +74,7 @@ def test_evaluate_scores_the_checkpoint_as_training_did(trained, tiny_shapes, cl
         "+trainer.limit_val_batches=2",
         "+trainer.enable_progress_bar=false",
     ]
-    metrics = lightdet.evaluate(result.best_checkpoint, overrides)
+    metrics = lightdet.evaluate(result.best_checkpoint, overrides, track=True)
     assert metrics["val/map"] == result.metrics["val/map"]
     assert metrics["val/map_50"] == result.metrics["val/map_50"]
     # the report in the evaluation's run folder: the same detections training's report saw
@@ -96,6 +96,32 @@ def test_evaluate_scores_the_checkpoint_as_training_did(trained, tiny_shapes, cl
     assert any(m == "val confusion matrix at the F1 threshold" for m, _ in plots)
     table = next(e for e in offline_events(session, "plot") if e["metric"] == "val evaluation")
     assert "circle" in table["plot_str"] and "VOC AP" in table["plot_str"]
+
+
+def test_evaluate_from_python_is_quiet_and_leaves_nothing_unless_asked(
+    trained, clearml_cache, capfd
+):
+    """Issue 34: lightdet.evaluate() in a user's script made a ClearML task and a run folder
+    and printed Lightning's banner; it now returns the metrics and nothing else."""
+    root, result = trained
+    from lightdet.evaluation.thresholds import sidecar
+
+    kept = sidecar(result.best_checkpoint).stat().st_mtime_ns
+    sessions = set(clearml_cache.iterdir()) if clearml_cache.exists() else set()
+    runs = root / "logs" / "evaluate" / "runs"
+    before = set(runs.iterdir()) if runs.exists() else set()
+    capfd.readouterr()
+    metrics = lightdet.evaluate(
+        result.best_checkpoint, [f"paths.root_dir={root}", "+trainer.limit_val_batches=2"]
+    )
+    shown = capfd.readouterr()
+    assert metrics["val/map"] == result.metrics["val/map"]
+    assert (set(runs.iterdir()) if runs.exists() else set()) == before
+    assert (set(clearml_cache.iterdir()) if clearml_cache.exists() else set()) == sessions
+    assert sidecar(result.best_checkpoint).stat().st_mtime_ns == kept
+    banner = shown.out + shown.err
+    assert "GPU available" not in banner and "Validation DataLoader" not in banner
+    assert "Average Precision" not in banner  # the report is not printed either
 
 
 def test_evaluate_takes_the_checkpoints_own_data_by_default(trained, caplog):

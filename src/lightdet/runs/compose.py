@@ -21,9 +21,12 @@ if TYPE_CHECKING:  # imported on use: ``lightdet.train`` itself costs nothing
 _HYDRA_OUTPUT_DIR = "${hydra:runtime.output_dir}"
 
 
-def compose_config(config_name: str, overrides: Sequence[str] = ()) -> DictConfig:
+def compose_config(
+    config_name: str, overrides: Sequence[str] = (), *, run_dir: bool = True
+) -> DictConfig:
     """``conf/<config_name>.yaml`` with ``overrides`` (command-line syntax), as the CLI would
-    compose it; ``paths.output_dir`` becomes the run folder the CLI would use."""
+    compose it; ``paths.output_dir`` becomes the run folder the CLI would use (``run_dir``:
+    made now; else left as a name nothing writes to)."""
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf, open_dict
 
@@ -34,7 +37,9 @@ def compose_config(config_name: str, overrides: Sequence[str] = ()) -> DictConfi
         cfg = compose(config_name=config_name, overrides=list(overrides), return_hydra_config=True)
     with open_dict(cfg):
         paths = OmegaConf.to_container(cfg.paths, resolve=False)
-        if paths.get("output_dir") == _HYDRA_OUTPUT_DIR:  # not set by an override: a new
+        if paths.get("output_dir") == _HYDRA_OUTPUT_DIR and not run_dir:
+            cfg.paths.output_dir = str(Path(cfg.hydra.run.dir).resolve())  # not made
+        elif paths.get("output_dir") == _HYDRA_OUTPUT_DIR:  # not set by an override: a new
             # folder of the CLI's pattern, never one another run took in the same second
             cfg.paths.output_dir = str(outputs.new_run_dir(Path(cfg.hydra.run.dir).resolve()))
         del cfg["hydra"]
@@ -59,14 +64,23 @@ def train(overrides: Sequence[str] = ()) -> TrainResult:
 
 
 def evaluate(
-    ckpt_path: str | os.PathLike, overrides: Sequence[str] = (), *, split: str = "val"
+    ckpt_path: str | os.PathLike,
+    overrides: Sequence[str] = (),
+    *,
+    split: str = "val",
+    track: bool = False,
 ) -> dict[str, float]:
     """Score a checkpoint as ``python -m lightdet.evaluate ckpt_path=... split=...`` does.
+
+    Quiet, and leaves nothing unless asked: no run folder, no ClearML task, no threshold
+    kept beside the checkpoint, no Lightning banner; ``track=True`` records it all as the
+    command does.
 
     Args:
         ckpt_path: a checkpoint written by training.
         overrides: Hydra overrides of ``conf/evaluate.yaml`` (``data=voc``, ``data.source.root=``).
         split: ``val`` or ``test``.
+        track: a run folder with the report, a ClearML task, the threshold kept.
 
     Returns:
         ``{"val/map": ..., "val/map_50": ..., ...}`` (``test/...`` for the test split).
@@ -78,9 +92,10 @@ def evaluate(
     from lightdet.overrides import override_value
 
     path = override_value(str(ckpt_path))  # quoted as the grammar needs
-    cfg = compose_config("evaluate", [f"ckpt_path={path}", f"split={split}", *overrides])
+    args = [f"ckpt_path={path}", f"split={split}", *overrides]
+    cfg = compose_config("evaluate", args, run_dir=track)
     from lightdet.runs.preflight import check_split, use_checkpoint_data
 
     use_checkpoint_data(cfg, overrides)  # what the command line does at composition
     check_split(cfg)
-    return run_evaluation(cfg, bind_hydra=False)
+    return run_evaluation(cfg, bind_hydra=False, record=track)

@@ -7,6 +7,8 @@ folder, and keeps the F1-optimal score threshold beside the checkpoint for ``pre
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -30,29 +32,52 @@ from lightdet.tracking.task import clearml_task
 log = logging.getLogger(__name__)
 
 
-def run_evaluation(cfg: DictConfig, bind_hydra: bool = True) -> dict[str, float]:
+def run_evaluation(
+    cfg: DictConfig, bind_hydra: bool = True, record: bool = True
+) -> dict[str, float]:
     """Score ``cfg.ckpt_path`` on ``cfg.split`` (``val`` or ``test``) of ``cfg.data``; returns
-    the logged metrics (``val/map``, ``val/map_50``, per-class AP, ...)."""
+    the logged metrics (``val/map``, ``val/map_50``, per-class AP, ...). ``record=False``
+    (the Python API's default): quiet, no run folder, task, report files or kept threshold."""
     secure_config(cfg)
     inspect_checkpoint(cfg.ckpt_path)  # one line, before a run folder or task exists
     say_notes()  # which data: the checkpoint's, or the command line's
-    claim_output_dir(cfg)
-    with clearml_task(cfg, bind_hydra=bind_hydra) as task:
-        pl.seed_everything(cfg.seed, workers=True)
+    if record:
+        claim_output_dir(cfg)
+    tracking = clearml_task(cfg, bind_hydra=bind_hydra) if record else nullcontext()
+    with tracking as task, _quiet_lightning(not record):
+        pl.seed_everything(cfg.seed, workers=True, verbose=record)
         datamodule = build_datamodule(cfg)
         module = module_from_checkpoint(cfg.ckpt_path, datamodule.class_names)
+        quiet = {} if record else {"enable_progress_bar": False, "enable_model_summary": False}
         trainer: pl.Trainer = instantiate(
             cfg.trainer,
             precision=trainer_precision(cfg.trainer),  # auto: what suits this machine
-            logger=instantiate(cfg.logger.lightning, task=task),
-            callbacks=[ClearMLReports()],
+            logger=instantiate(cfg.logger.lightning, task=task) if record else False,
+            callbacks=[ClearMLReports()] if record else [],
+            **quiet,
         )
         run = {"val": trainer.validate, "test": trainer.test}[cfg.split]
-        (metrics,) = run(module, datamodule=datamodule)
+        (metrics,) = run(module, datamodule=datamodule, verbose=record)
         if trainer.is_global_zero:  # the pass's one report: the metrics above are its own
             _check_finite(module)
-            _report(cfg, module.last_report, module.recorder.samples, task)
+            if record:
+                _report(cfg, module.last_report, module.recorder.samples, task)
     return scalars(metrics)
+
+
+@contextmanager
+def _quiet_lightning(quiet: bool) -> Iterator[None]:
+    """Lightning's start-up banner (accelerator, GPU, TPU lines) held back for an API call."""
+    loggers = [logging.getLogger(n) for n in ("pytorch_lightning", "lightning.pytorch")]
+    levels = [lg.level for lg in loggers]
+    if quiet:
+        for lg in loggers:
+            lg.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
 
 
 def _check_finite(module: DetectionModule) -> None:
