@@ -158,6 +158,11 @@ class ResumeCheckpoint(Checkpoint):
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._restore()
+        if self.last_path and trainer.is_global_zero:  # ended (epochs, steps, budget, early
+            # stop), not stopped: ckpt_path=auto passes this run over
+            finished_marker(self.last_path).write_text(
+                f'{{"finished_at_step": {trainer.global_step}}}\n'
+            )
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         self._restore()
@@ -207,15 +212,24 @@ def _checkpoint_dir(trainer: pl.Trainer) -> str:
     return str(Path(trainer.default_root_dir) / "checkpoints")
 
 
-def find_last_checkpoint(runs_dir: str | Path, filename: str = "last.ckpt") -> Path:
-    """The newest resumable checkpoint under ``runs_dir`` (the runs of one task name): the
-    newest ``checkpoints/last.ckpt``, or, when that one is truncated or damaged (a kill during
-    a write by an older lightdet, a disk that filled up) or holds no training state (weights
-    only, an empty mapping), the next newest checkpoint of those runs that is whole and
-    resumable; each one passed over is named in a warning.
+def finished_marker(checkpoint: str | Path) -> Path:
+    """The file beside ``last.ckpt`` that says its run ended rather than stopped."""
+    path = Path(checkpoint)
+    return path.with_name(path.name + ".finished")
+
+
+def find_last_checkpoint(
+    runs_dir: str | Path, filename: str = "last.ckpt", data: dict | None = None
+) -> Path:
+    """The newest checkpoint to resume under ``runs_dir`` (the runs of one task name): the
+    newest ``checkpoints/last.ckpt`` of a run that stopped before its end (preempted,
+    interrupted, crashed), trained on ``data`` (the data source config, when given), and whole
+    and resumable; else the next newest. Each one passed over is named in a warning: a run
+    that ended, a run on other data, a truncated or damaged file (a kill during a write by an
+    older lightdet, a full disk), one without a training state (weights only, empty).
 
     Raises:
-        FileNotFoundError: naming the folder searched, when there is none that is whole.
+        FileNotFoundError: naming the folder searched, when there is none to resume.
     """
     from lightdet.guard.checkpoints import (
         BadCheckpointFileError,
@@ -238,11 +252,26 @@ def find_last_checkpoint(runs_dir: str | Path, filename: str = "last.ckpt") -> P
             if candidate.name == filename:
                 return candidate
             continue
-        if facts.resumable:
+        if not facts.resumable:
+            if candidate.name == filename:  # a best-*.ckpt is weights only by design: no word
+                rank_zero_warn(f"ckpt_path=auto: skipped {candidate}: no training state to resume")
+            continue
+        why = _passed_over(candidate, facts, data)
+        if why is None:
             return candidate
-        if candidate.name == filename:  # a best-*.ckpt is weights only by design: no word
-            rank_zero_warn(f"ckpt_path=auto: skipped {candidate}: no training state to resume")
+        rank_zero_warn(f"ckpt_path=auto: skipped {candidate}: {why}")
     raise FileNotFoundError(
-        f"ckpt_path=auto: no {'complete checkpoint' if candidates else filename} under "
+        f"ckpt_path=auto: no {'complete checkpoint' if candidates else filename} of a run "
+        f"that stopped before its end{' on this data' if data else ''} under "
         f"{runs_dir}/*/checkpoints/ (nothing to resume for this task_name)"
     )
+
+
+def _passed_over(candidate: Path, facts, data: dict | None) -> str | None:
+    """Why a whole, resumable checkpoint is not the one to resume, or None."""
+    if finished_marker(candidate).exists():
+        return "its run ended (nothing to resume)"
+    stored = (facts.data or {}).get("source") if data is not None else None
+    if data is not None and stored != data:
+        return "trained on other data (data.source differs)"
+    return None

@@ -170,8 +170,8 @@ def claim_output_dir(cfg: DictConfig) -> None:
 
 def resolve_ckpt_path(cfg: DictConfig) -> str | None:
     """``ckpt_path``: a file, or ``auto`` for the newest ``last.ckpt`` among the runs of this
-    ``task_name`` (``${paths.log_dir}/${task_name}/runs/*/checkpoints/``), which is what a
-    preempted run leaves."""
+    ``task_name`` (``${paths.log_dir}/${task_name}/runs/*/checkpoints/``) that stopped before
+    their end on the same data, which is what a preempted run leaves."""
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path != "auto":
         if not ckpt_path:
@@ -179,7 +179,8 @@ def resolve_ckpt_path(cfg: DictConfig) -> str | None:
         path = inspect_checkpoint(ckpt_path).path
         check_resumable(cfg)  # not a weights-only best checkpoint (the CLI checked it already)
         return str(path)
-    found = find_last_checkpoint(Path(cfg.paths.log_dir) / str(cfg.task_name) / "runs")
+    data = OmegaConf.to_container(cfg.data.source, resolve=True)  # as the checkpoint stores it
+    found = find_last_checkpoint(Path(cfg.paths.log_dir) / str(cfg.task_name) / "runs", data=data)
     log.info("ckpt_path=auto: resuming from %s", found)
     return str(found)
 

@@ -194,3 +194,45 @@ def test_the_top_k_clean_up_deletes_only_inside_a_folder_lightdet_created(tmp_pa
     (ours / "best-epoch000.ckpt").write_text("old best")
     io.remove_checkpoint(ours / "best-epoch000.ckpt")
     assert not (ours / "best-epoch000.ckpt").exists()
+
+
+def test_resume_auto_takes_only_a_stopped_run_on_the_same_data(tmp_path):
+    """Issue 34: the pool is the model's runs, so RESUME=auto "resumed" a finished run on
+    other data (0 steps, a class-mismatch traceback) and the interrupted run was unreachable.
+    A run that ended and a run on other data are now passed over, each named."""
+    from lightdet.lightning.resume import ResumeCheckpoint, finished_marker
+
+    mine = {"_target_": "lightdet.data.sources.VOCSource", "roots": ["/data/cells"]}
+    other = {"_target_": "lightdet.data.sources.VOCSource", "roots": ["/data/cars"]}
+
+    def run(name: str, source: dict) -> Path:
+        path = tmp_path / "runs" / name / "checkpoints" / "last.ckpt"
+        state = {
+            "state_dict": {"w": torch.arange(4.0)},
+            "optimizer_states": [{}],
+            "epoch": 3,
+            "hyper_parameters": {"config": {"data": {"source": source}}},
+        }
+        atomic_save(state, path)
+        time.sleep(0.02)
+        return path
+
+    stopped = run("2026-12-01_10-00-00", mine)
+    ended = run("2026-12-02_10-00-00", mine)
+    elsewhere = run("2026-12-03_10-00-00", other)
+    callback = ResumeCheckpoint()  # how a run that reaches its end marks its last.ckpt
+    callback.last_path = str(ended)
+    callback.on_fit_end(type("T", (), {"is_global_zero": True, "global_step": 90})(), None)
+    assert finished_marker(ended).read_text() == '{"finished_at_step": 90}\n'
+    with pytest.warns(UserWarning) as caught:
+        assert find_last_checkpoint(tmp_path / "runs", data=mine) == stopped
+    assert [str(w.message) for w in caught] == [
+        f"ckpt_path=auto: skipped {elsewhere}: trained on other data (data.source differs)",
+        f"ckpt_path=auto: skipped {ended}: its run ended (nothing to resume)",
+    ]
+    finished_marker(stopped).write_text("{}\n")
+    with (
+        pytest.warns(UserWarning),
+        pytest.raises(FileNotFoundError, match="stopped before its end on this data"),
+    ):
+        find_last_checkpoint(tmp_path / "runs", data=mine)
