@@ -61,8 +61,10 @@ class DataSource(Protocol):
 class VOCSource:
     """One or several VOC folders: year folders (``VOCdevkit/VOC2007``, ``VOCdevkit/VOC2012``:
     ``Annotations/``, ``JPEGImages/``, ``ImageSets/Main/<split>.txt``), or folders of one's own in
-    that layout without split lists, or folders where each XML sits beside its image (what
-    LabelImg writes).
+    that layout without split lists, folders where each XML sits beside its image (what
+    LabelImg writes), an annotation folder beside an image folder as datasets are downloaded
+    (``annots/`` + ``images/``, ``annotations/`` + ``images/``), or a folder per split with the
+    XMLs beside the images (``train/``, ``valid/``, ``test/``: Roboflow's VOC export).
 
     A folder without split lists gets a seeded split of its annotated images (``val_fraction``
     of them for validation, the rest for training; the same files and seed give the same split),
@@ -111,7 +113,8 @@ class VOCSource:
 
     def prepare(self) -> None:
         for root in self.roots:
-            _voc_layout(root)
+            if not split_folders(root):
+                _voc_layout(root)
 
     @property
     def class_names(self) -> list[str]:
@@ -195,6 +198,8 @@ class VOCSource:
         names}}`` (empty when every folder has its lists). Reads no split list."""
         if self.splits["train"] is not None or self.splits["val"] is not None:
             for root in self.roots:
+                if split_folders(root):
+                    continue  # its folders are its splits
                 ann_dir, _, lists = _voc_layout(root)
                 if _without_lists(lists):
                     self._seeded_split(root, ann_dir)
@@ -207,6 +212,13 @@ class VOCSource:
         if name is None:
             return found
         for root in self.roots:
+            folders = split_folders(root)
+            if folders:  # a folder per split (train/ valid/ test/): the split is the folder
+                seeded = True  # not a missing list: a split it lacks is simply absent
+                if split in folders:
+                    names = sorted(p.stem for p in folders[split].glob("*.xml"))
+                    found.append((root, folders[split], folders[split], names))
+                continue
             ann_dir, images, lists = _voc_layout(root)
             if lists is not None and (lists / f"{name}.txt").is_file():
                 found.append((root, ann_dir, images, read_split_list(lists / f"{name}.txt")))
@@ -272,16 +284,65 @@ def _is_vocdevkit(root: Path) -> bool:
     return root.parent.name == "VOCdevkit" and re.fullmatch(r"VOC20\d\d", root.name) is not None
 
 
+# the folder pairs datasets are downloaded in (annotations, images), besides VOC's own
+_ANNOTATION_DIRS = ("annots", "annotations", "Annots", "xml", "xmls", "labels")
+_IMAGE_DIRS = ("images", "Images", "JPEGImages", "imgs", "img")
+# Roboflow-style exports: a folder per split, each XML beside its image
+SPLIT_FOLDERS = {"train": ("train",), "val": ("valid", "val"), "test": ("test",)}
+
+
+def _has_xml(folder: Path) -> bool:
+    return folder.is_dir() and any(p.suffix.lower() == ".xml" for p in folder.iterdir())
+
+
+def split_folders(root: Path) -> dict[str, Path]:
+    """``{split: folder}`` of a root laid out as a folder per split with the XMLs beside the
+    images (``train/``, ``valid/``, ``test/``, as Roboflow exports); empty otherwise."""
+    found = {}
+    for split, names in SPLIT_FOLDERS.items():
+        folder = next((root / n for n in names if _has_xml(root / n)), None)
+        if folder is not None:
+            found[split] = folder
+    return found if "train" in found else {}
+
+
 def _voc_layout(root: Path) -> tuple[Path, Path, Path | None]:
-    """``(annotations, images, split lists or None)`` of a VOC folder."""
+    """``(annotations, images, split lists or None)`` of a VOC folder: a VOC year folder
+    (``Annotations/``, ``JPEGImages/``), XMLs beside their images, or an annotation folder
+    beside an image folder as downloads name them (``annots/`` + ``images/``, ...)."""
     if (root / "Annotations").is_dir():
         return root / "Annotations", root / "JPEGImages", root / "ImageSets" / "Main"
-    if root.is_dir() and any(p.suffix.lower() == ".xml" for p in root.iterdir()):
+    if _has_xml(root):
         return root, root, None  # each XML beside its image
-    raise FileNotFoundError(
-        f"{root}: not a VOC folder (no Annotations/ and no .xml files beside images); "
-        "set data.source.roots"
+    for folder in _ANNOTATION_DIRS:
+        if _has_xml(root / folder):
+            images = next((root / n for n in _IMAGE_DIRS if (root / n).is_dir()), None)
+            return root / folder, images or root / folder, None
+    raise FileNotFoundError(f"{root}: not a VOC folder: {_what_is_there(root)}")
+
+
+def _what_is_there(root: Path) -> str:
+    """What a folder that is not a VOC folder holds, and the layouts that are, for an error."""
+    layouts = (
+        "expected Annotations/ + JPEGImages/, .xml files beside the images, an annotation "
+        f"folder ({'/, '.join(_ANNOTATION_DIRS)}/) beside an image folder "
+        f"({'/, '.join(_IMAGE_DIRS)}/), or train/ valid/ test/ folders of those; "
+        "data.source.roots=[<the folder that holds them>]"
     )
+    if not root.exists():
+        return f"it does not exist; {layouts}"
+    if not root.is_dir():
+        return f"it is a file; {layouts}"
+    entries = sorted(root.iterdir())
+    shown = []
+    for entry in entries[:8]:
+        if entry.is_dir():
+            kinds = sorted({p.suffix.lower() or "(no suffix)" for p in entry.iterdir()})[:4]
+            shown.append(f"{entry.name}/ ({', '.join(kinds) or 'empty'})")
+        else:
+            shown.append(entry.name)
+    more = f", ... ({len(entries)} entries)" if len(entries) > 8 else ""
+    return f"found {', '.join(shown) or 'nothing'}{more}; {layouts}"
 
 
 class COCOSource:

@@ -138,3 +138,49 @@ def test_a_folder_with_nothing_of_voc_is_refused(tmp_path):
     (tmp_path / "photos").mkdir()
     with pytest.raises(FileNotFoundError, match=r"photos: not a VOC folder"):
         VOCSource(tmp_path / "photos").prepare()
+
+
+@pytest.mark.parametrize("annotations,images", [("annots", "images"), ("annotations", "images")])
+def test_the_layouts_datasets_are_downloaded_in_are_read(tmp_path, annotations, images):
+    """Issue 34: a public dataset as downloaded (``annots/`` with the XMLs, ``images/`` with
+    the JPEGs) was refused as "not a VOC folder" although the roots were set."""
+    root = write_own_voc(tmp_path / "download", n=10)
+    (root / annotations).mkdir()
+    (root / images).mkdir()
+    for path in list(root.iterdir()):
+        if path.suffix == ".xml":
+            path.rename(root / annotations / path.name)
+        elif path.suffix == ".jpg":
+            path.rename(root / images / path.name)
+    source = VOCSource([str(root)])
+    source.prepare()
+    assert source.class_names == ["Platelets", "RBC", "WBC"]
+    train, val = source.records("train"), source.records("val")
+    assert (len(train), len(val)) == (8, 2)
+    assert all(Path(r.image_path).parent == root / images for r in train + val)
+
+
+def test_a_folder_per_split_is_read_as_its_splits(tmp_path):
+    """Roboflow's VOC export: ``train/``, ``valid/``, ``test/``, each XML beside its image."""
+    root = tmp_path / "roboflow"
+    for split, n in (("train", 6), ("valid", 3), ("test", 2)):
+        write_own_voc(root / split, n=n)
+    source = VOCSource(root)
+    source.prepare()
+    sizes = {s: len(source.records(s) or []) for s in ("train", "val", "test")}
+    assert sizes == {"train": 6, "val": 3, "test": 0}  # test=null: the config asks for none
+    assert [Path(r.image_path).parent.name for r in source.records("val")] == ["valid"] * 3
+    assert source.made_splits() == {}  # nothing drawn: the folders are the splits
+    assert len(VOCSource(root, test="test").records("test")) == 2
+
+
+def test_a_folder_that_is_not_voc_says_what_it_holds(tmp_path):
+    root = tmp_path / "download"
+    (root / "pictures").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(root / "pictures" / "a.jpg")
+    (root / "notes.txt").write_text("labels come later\n")
+    with pytest.raises(FileNotFoundError) as caught:
+        VOCSource(root).prepare()
+    message = str(caught.value)
+    assert message.startswith(f"{root}: not a VOC folder: found notes.txt, pictures/ (.jpg); ")
+    assert "annots/" in message and "train/ valid/ test/" in message
