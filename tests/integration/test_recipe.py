@@ -71,7 +71,7 @@ def test_a_wall_clock_budget_stops_on_time_with_its_schedule_complete(tmp_path, 
         tmp_path,
         f"data.source.root={tiny_shapes}",
         "test=false",
-        "budget_minutes=0.25",
+        "budget_minutes=0.4",
         "model.scheduler.warmup_steps=2",
         "trainer.limit_val_batches=1",
     )
@@ -79,7 +79,9 @@ def test_a_wall_clock_budget_stops_on_time_with_its_schedule_complete(tmp_path, 
     result = run_training(cfg, extra_callbacks=[steps])
     took = time.monotonic() - started
     assert result.epochs >= 2  # epochs until the time ran out, not trainer.max_epochs (1)
-    assert 15 <= took < 15 + 60, took  # the budget, then a batch, a validation, the start-up
+    # issue 34: the whole run within the budget (the setup, the last validation and the
+    # summary came on top of it: BUDGET=2 took about 3 minutes); a batch may still overrun
+    assert 16 <= took < 24 + 4, took
     peak = max(lr for (lr,) in steps.lrs)
     assert steps.lrs[-1][0] < 0.1 * peak  # the cosine came (near) to its end with the time
 

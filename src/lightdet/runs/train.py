@@ -17,6 +17,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 from lightdet import outputs
 from lightdet.guard import check_checkpoint_fits, inspect_checkpoint, secure_config
 from lightdet.guard.secrets import scrub_line
+from lightdet.lightning.budget import BudgetKeeper
 from lightdet.lightning.checkpoint_io import AtomicCheckpointIO
 from lightdet.lightning.host_memory import keep_freed_memory
 from lightdet.lightning.optimization import plan_batch
@@ -86,7 +87,7 @@ def run_training(
     # the stopped run's task, from the facts read when the checkpoint was first looked at
     continue_task = inspect_checkpoint(ckpt_path).task_id if ckpt_path else None
     with clearml_task(cfg, bind_hydra=bind_hydra, continue_task=continue_task) as task:
-        result = _fit(cfg, task, extra_callbacks, ckpt_path)
+        result = _fit(cfg, task, extra_callbacks, ckpt_path, started)
         tracked = _tracked_where(task)
         if task is not None:
             result.task_id = str(task.id)
@@ -185,7 +186,13 @@ def resolve_ckpt_path(cfg: DictConfig) -> str | None:
     return str(found)
 
 
-def _fit(cfg: DictConfig, task, extra_callbacks: list | None, ckpt_path: str | None) -> TrainResult:
+def _fit(
+    cfg: DictConfig,
+    task,
+    extra_callbacks: list | None,
+    ckpt_path: str | None,
+    started: float | None = None,
+) -> TrainResult:
     """Build, fit (from ``ckpt_path`` when resuming) and test."""
     pl.seed_everything(cfg.seed, workers=True)  # after Task.init, which reseeds every generator
     if OmegaConf.select(cfg, "keep_freed_memory", default=True):  # before the loader workers fork
@@ -200,6 +207,11 @@ def _fit(cfg: DictConfig, task, extra_callbacks: list | None, ckpt_path: str | N
     if ckpt_path:  # a clear error for another model or class set, before Lightning's shape dump
         check_checkpoint_fits(ckpt_path, module.state_dict(), datamodule.class_names)
     callbacks = _callbacks(cfg, ckpt_path) + list(extra_callbacks or [])
+    if cfg.get("budget_minutes") is not None:  # the whole run within the minutes asked for
+        after = 2.0 if cfg.get("test") and _test_split_configured(cfg) else 1.0
+        callbacks.append(
+            BudgetKeeper(cfg.budget_minutes, started or time.monotonic(), passes_after=after)
+        )
     for callback in callbacks:  # last.ckpt names the task, for a resumed run to continue it
         if isinstance(callback, ResumeCheckpoint) and task is not None:
             callback.task_id = str(task.id)
@@ -239,10 +251,20 @@ def _fit(cfg: DictConfig, task, extra_callbacks: list | None, ckpt_path: str | N
     )
 
 
+def _test_split_configured(cfg: DictConfig) -> bool:
+    """Whether the data config names a test split (before the data is indexed)."""
+    source = cfg.data.source
+    if str(source.get("_target_", "")).endswith(".ShapesSource"):
+        return bool(source.get("num_test"))
+    return source.get("test") is not None
+
+
 def budget_arguments(cfg: DictConfig) -> dict:
     """``budget_minutes``: train for that wall-clock time (``trainer.max_time``), however many
     epochs fit; the learning-rate schedule follows the share of the budget used, so it ends
-    with the time (``lightdet.lightning.schedulers.budget_progress``)."""
+    with the time (``lightdet.lightning.schedulers.budget_progress``). The
+    :class:`~lightdet.lightning.budget.BudgetKeeper` then shortens it by the setup and the
+    passes after training, so that the run ends within the minutes."""
     minutes = cfg.get("budget_minutes")  # > 0: checked at composition (runs.preflight)
     if minutes is None:
         return {}
