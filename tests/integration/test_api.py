@@ -56,7 +56,14 @@ def test_train_returns_metrics_checkpoint_and_a_run_folder_like_the_cli(trained)
     # the registered model's fixed name: the same file (a hard link), no second copy on disk
     assert best.with_name("model_best.ckpt").samefile(best)
     assert sorted(p.name for p in best.parent.iterdir()) == sorted(
-        [MARKER, best.name, f"{best.name}.eval.json", "last.ckpt", "model_best.ckpt"]
+        [
+            MARKER,
+            best.name,
+            f"{best.name}.eval.json",
+            "last.ckpt",
+            "last.ckpt.finished",  # the run ended: RESUME=auto passes it over
+            "model_best.ckpt",
+        ]
     )
     # results/: the best epoch's report scores the detections val/map scored. torchmetrics
     # passes COCO's thresholds through float32, which can move its value in the 4th decimal
@@ -164,9 +171,12 @@ def test_predict_returns_the_validation_loops_detections(trained, tiny_shapes):
                 loop[paths[int(target["image_id"])]] = pred
 
     module = module_from_checkpoint(result.best_checkpoint, list(CLASSES))
+    from lightdet.lightning.precision import trainer_precision
+
+    precision = trainer_precision(cfg.trainer)  # auto: bf16-mixed where the CPU has it
     trainer = pl.Trainer(
         accelerator="cpu",
-        precision=cfg.trainer.precision,
+        precision=precision,
         logger=False,
         callbacks=[Record()],
         enable_progress_bar=False,
@@ -175,7 +185,7 @@ def test_predict_returns_the_validation_loops_detections(trained, tiny_shapes):
     assert len(loop) == TINY["num_val"]
 
     detector = Detector.from_checkpoint(result.best_checkpoint, device="cpu")
-    assert detector.precision == cfg.trainer.precision == "bf16-mixed"
+    assert detector.precision == precision and cfg.trainer.precision == "auto"
     found = detector.predict(list(loop), score_thresh=0.0, batch_size=4)
     assert sum(len(f) for f in found) > 100  # not a comparison of empty lists
     for image in found:

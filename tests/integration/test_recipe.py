@@ -83,7 +83,9 @@ def test_a_wall_clock_budget_stops_on_time_with_its_schedule_complete(tmp_path, 
     # summary came on top of it: BUDGET=2 took about 3 minutes); a batch may still overrun
     assert 16 <= took < 24 + 4, took
     peak = max(lr for (lr,) in steps.lrs)
-    assert steps.lrs[-1][0] < 0.1 * peak  # the cosine came (near) to its end with the time
+    # the cosine came most of the way down with the time (the last validation is budgeted
+    # now, so the Timer that the schedule reads is shortened as the run measures it)
+    assert steps.lrs[-1][0] < 0.25 * peak
 
 
 @pytest.mark.slow

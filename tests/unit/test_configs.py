@@ -62,7 +62,10 @@ def test_composes_and_instantiates(tmp_path, group, option):
     instantiate(cfg.model.scheduler)(optimizer, total_steps=10)
     callbacks = [instantiate_callback(c) for c in cfg.callbacks.values()]
     callbacks = [c for c in callbacks if c is not None]
-    instantiate(cfg.trainer, callbacks=callbacks, logger=False)
+    from lightdet.lightning.precision import trainer_precision
+
+    precision = trainer_precision(cfg.trainer)  # auto, resolved as training resolves it
+    instantiate(cfg.trainer, precision=precision, callbacks=callbacks, logger=False)
     assert cfg.logger.clearml.project
 
 

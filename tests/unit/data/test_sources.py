@@ -46,7 +46,7 @@ def test_a_split_that_is_not_configured_is_none(tiny_shapes):
 
 
 def test_missing_folders_name_the_key_to_set(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"not a VOC folder .*data\.source\.roots"):
+    with pytest.raises(FileNotFoundError, match=r"not a VOC folder: .*data\.source\.roots"):
         VOCSource(tmp_path).prepare()
     with pytest.raises(
         FileNotFoundError,

@@ -161,7 +161,7 @@ def test_describes_what_is_allowed():
             "model.net.focal_gama: not an argument of build_retinanet; "
             "did you mean model.net.focal_gamma?",
         ),
-        ("trainer.precision=17", "trainer.precision=17: expected one of 64, 32, 16, "),
+        ("trainer.precision=17", "trainer.precision=17: expected one of auto, 64-true, 32-true, "),
         ("model.net.head_norm=batch", "model.net.head_norm=batch: expected group or null"),
         ("data.policy.unknown_classes=drop", "data.policy.unknown_classes=drop: expected one of"),
         # found by the round of hostile inputs: each crashed after the run folder existed
