@@ -24,6 +24,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from lightdet.evaluation.voc import box_iou
+
 
 def difficult_ious(ground_truth: dict, detections: list[dict]) -> np.ndarray:
     """Per detection, the IoU with its best-overlapping ground-truth box of the same image
@@ -41,8 +43,8 @@ def difficult_ious(ground_truth: dict, detections: list[dict]) -> np.ndarray:
         if not any(a.get("iscrowd") for a in anns):
             continue
         ious = box_iou(
-            np.asarray([detections[i]["bbox"] for i in indices], np.float64),  # [D, 4] xywh
-            np.asarray([a["bbox"] for a in anns], np.float64),  # [G, 4] xywh
+            _xyxy([detections[i]["bbox"] for i in indices]),  # [D, 4]
+            _xyxy([a["bbox"] for a in anns]),  # [G, 4]
         )  # [D, G]
         best = ious.argmax(axis=1)  # [D]: the devkit's jmax (first of equals)
         hard = np.asarray([bool(anns[j].get("iscrowd")) for j in best])
@@ -50,16 +52,9 @@ def difficult_ious(ground_truth: dict, detections: list[dict]) -> np.ndarray:
     return out
 
 
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of xywh boxes, ``[D, 4]`` x ``[G, 4]`` -> ``[D, G]``, as COCO computes it for
-    boxes (areas from width x height, no +1)."""
-    ax2, ay2 = a[:, 0] + a[:, 2], a[:, 1] + a[:, 3]  # [D]
-    bx2, by2 = b[:, 0] + b[:, 2], b[:, 1] + b[:, 3]  # [G]
-    w = np.minimum(ax2[:, None], bx2[None]) - np.maximum(a[:, None, 0], b[None, :, 0])
-    h = np.minimum(ay2[:, None], by2[None]) - np.maximum(a[:, None, 1], b[None, :, 1])
-    inter = w.clip(min=0) * h.clip(min=0)  # [D, G]
-    union = (a[:, 2] * a[:, 3])[:, None] + (b[:, 2] * b[:, 3])[None] - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+def _xyxy(xywh: list) -> np.ndarray:
+    boxes = np.asarray(xywh, np.float64).reshape(-1, 4)  # [N, 4] COCO's x, y, w, h
+    return np.concatenate([boxes[:, :2], boxes[:, :2] + boxes[:, 2:]], axis=1)
 
 
 def per_threshold(

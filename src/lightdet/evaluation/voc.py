@@ -72,7 +72,7 @@ class _Image:
             np.asarray(pred["scores"], float).reshape(-1),
             labels,
             np.asarray(target["iscrowd"], bool).reshape(-1),
-            _iou(_np_boxes(pred["boxes"]), _np_boxes(target["boxes"])),
+            box_iou(_np_boxes(pred["boxes"]), _np_boxes(target["boxes"])),
         )
 
 
@@ -109,7 +109,7 @@ def _np_boxes(boxes) -> np.ndarray:
     return np.asarray(boxes, np.float64).reshape(-1, 4)
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """IoU of every box of ``a`` [N, 4] with every box of ``b`` [M, 4]: [N, M] (0 where the
     union is empty)."""
     lt = np.maximum(a[:, None, :2], b[None, :, :2])  # [N, M, 2]
