@@ -17,6 +17,11 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from lightdet import threads
+
+# before any lightdet module imports torch: OpenMP reads its environment once, as torch loads
+threads.apply()
+
 __version__ = "0.1.0"
 
 # public name -> the module that defines it; imported on first use (PEP 562)

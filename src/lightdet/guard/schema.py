@@ -172,6 +172,7 @@ LIMITS: dict[str, Range | tuple[Range | Size | Items, ...]] = {
     "callbacks.early_stopping.min_delta": Range(ge=0),
     "callbacks.ema.decay": Range(gt=0, lt=1),
     "callbacks.ema.tau": Range(ge=0),
+    "callbacks.cpu_share.window_s": Range(gt=0),
     "callbacks.run_results.num_images": Range(ge=0),
     "callbacks.clearml_reports.num_images": Range(ge=0),
     "callbacks.clearml_reports.score_threshold": Range(ge=0, le=1),

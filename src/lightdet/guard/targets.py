@@ -105,6 +105,7 @@ REGISTRY: dict[str, tuple[str, str]] = {
     "lightdet.lightning.schedulers.warmup_multistep": (COMPONENT, "an lr schedule (partial)"),
     # callbacks: write only under their dirpath keys (declared writes)
     "lightdet.lightning.ema.EMA": (COMPONENT, "an average of the weights, in memory"),
+    "lightdet.lightning.cpu_share.CpuShare": (COMPONENT, "torch's thread count"),
     "lightdet.lightning.resume.ResumeCheckpoint": (COMPONENT, "last.ckpt in the run's folder"),
     "lightdet.tracking.callbacks.ClearMLReports": (COMPONENT, "reports to the run's task"),
     "lightdet.tracking.clearml.ClearMLLogger": (COMPONENT, "Lightning's logger: the run's task"),
