@@ -57,7 +57,7 @@ def job(args: argparse.Namespace) -> None:
     datamodule = build_datamodule(cfg)
     datamodule.setup("fit")
     torch.manual_seed(0)
-    net = instantiate(cfg.model.net, num_classes=datamodule.num_classes)
+    net = instantiate(cfg.model.net, num_classes=datamodule.num_classes, pretrained="none")
     optimizer = instantiate(cfg.model.optimizer)(net.parameters())
     batches = itertools.cycle(datamodule.train_dataloader())
     net.train()

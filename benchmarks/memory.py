@@ -63,7 +63,9 @@ def _one(model: str, steps: int, batch_factor: int, size_factor: int) -> dict:
     datamodule = build_datamodule(cfg)
     datamodule.setup("fit")
     torch.manual_seed(0)
-    net = instantiate(net_cfg, num_classes=datamodule.num_classes, **sizes)
+    net = instantiate(
+        net_cfg, num_classes=datamodule.num_classes, **{"pretrained": "none", **sizes}
+    )
     optimizer = build_optimizer(instantiate(cfg.model.optimizer), [{"params": net.parameters()}])
     bf16 = str(cfg.trainer.precision).startswith("bf16")
     before = peak_mib()

@@ -188,7 +188,7 @@ def _plain(model: str, args, overrides: list[str], out: Path) -> None:
         collate_fn=_collate,
         drop_last=True,
     )
-    net = instantiate(cfg.model.net, num_classes=datamodule.num_classes)
+    net = instantiate(cfg.model.net, num_classes=datamodule.num_classes, pretrained="none")
     optimizer = instantiate(cfg.model.optimizer)(net.parameters())
     bf16 = str(cfg.trainer.precision).startswith("bf16")
     net.train()

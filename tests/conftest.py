@@ -21,6 +21,10 @@ os.environ["CLEARML_CACHE_DIR"] = str(_CLEARML_HOME / "cache")
 os.environ["CLEARML_OFFLINE_MODE"] = "1"
 # the index cache of this session's data, not the user's (~/.cache/lightdet)
 os.environ["LIGHTDET_CACHE_DIR"] = str(_CLEARML_HOME / "lightdet-cache")
+# pretrained=auto: no downloads, and torch's cache of this session, not the user's (found
+# weights would change what own-data tests train)
+os.environ["LIGHTDET_WEIGHTS_OFFLINE"] = "1"
+os.environ["TORCH_HOME"] = str(_CLEARML_HOME / "torch")
 for _key in ("CLEARML_API_ACCESS_KEY", "CLEARML_API_SECRET_KEY", "CLEARML_API_HOST"):
     os.environ.pop(_key, None)
 

@@ -61,7 +61,10 @@ def _initial_weights(tmp_path, tiny_shapes):
     cfg = compose_train(tmp_path / "init", f"data.source.root={tiny_shapes}")
     pl.seed_everything(cfg.seed, workers=True)
     return {
-        f"net.{k}": v for k, v in instantiate(cfg.model.net, num_classes=4).state_dict().items()
+        f"net.{k}": v
+        for k, v in instantiate(cfg.model.net, num_classes=4, pretrained="none")
+        .state_dict()
+        .items()
     }
 
 

@@ -520,6 +520,8 @@ class ShapesSource:
         **spec: :class:`~lightdet.data.shapes.ShapesSpec` fields (sizes, counts, classes, seed).
     """
 
+    synthetic = True  # learnt from random weights (model.net.pretrained=auto keeps them)
+
     def __init__(
         self, root: str | os.PathLike, *, format: Literal["voc", "coco", "yolo"] = "voc", **spec
     ) -> None:

@@ -87,6 +87,11 @@ class DetectionDataModule(pl.LightningDataModule):
         return dict(self.source.category_map)
 
     @property
+    def synthetic(self) -> bool:
+        """Whether the data is the built-in shapes (made to be learnt from random weights)."""
+        return bool(getattr(self.source, "synthetic", False))
+
+    @property
     def difficult_boxes(self) -> bool:
         """The targets' ``iscrowd`` flags are VOC's difficult (scored the devkit's way), not
         COCO's crowd regions."""

@@ -20,7 +20,7 @@ from torch import nn
 
 log = logging.getLogger(__name__)
 
-NAMED = ("none", "imagenet", "coco")  # what builders know by name; anything else is a file
+NAMED = ("auto", "none", "imagenet", "coco")  # kinds of weights by name; anything else is a file
 _WRAPPERS = ("", "net.", "module.", "model.", "backbone.", "body.", "features.")
 _MIN_SHARE = 0.5  # of the file's tensors that must fit
 
@@ -39,7 +39,7 @@ def _tensors(path: Path) -> dict[str, torch.Tensor]:
 
     if not path.is_file():
         raise WeightsFileError(
-            f"model.net.pretrained={path}: no such file (give none, "
+            f"model.net.pretrained={path}: no such file (give auto, none, "
             "imagenet, coco, or the path of a weights file)"
         )
     try:

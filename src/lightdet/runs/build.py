@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
-from hydra.utils import instantiate
+from hydra.utils import get_method, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from lightdet.lightning.datamodule import DetectionDataModule
 from lightdet.lightning.module import DetectionModule
+from lightdet.models import pretrained as auto_weights
 from lightdet.models.restore import restore_net
 from lightdet.models.weights_file import is_weights_file, load_weights_file
+
+log = logging.getLogger(__name__)
 
 
 def build_datamodule(cfg: DictConfig) -> DetectionDataModule:
@@ -28,7 +32,7 @@ def build_module(cfg: DictConfig, datamodule: DetectionDataModule) -> DetectionM
     """The Lightning system to train; ``num_classes`` comes from the data, never from the model
     config."""
     return DetectionModule(
-        net=build_net(cfg.model.net, datamodule.num_classes),
+        net=build_net(cfg.model.net, datamodule.num_classes, synthetic=datamodule.synthetic),
         optimizer=instantiate(cfg.model.optimizer),
         scheduler=instantiate(cfg.model.scheduler) if cfg.model.get("scheduler") else None,
         class_names=datamodule.class_names,
@@ -39,16 +43,33 @@ def build_module(cfg: DictConfig, datamodule: DetectionDataModule) -> DetectionM
     )
 
 
-def build_net(net_cfg: DictConfig, num_classes: int):
+def build_net(net_cfg: DictConfig, num_classes: int, *, synthetic: bool = False):
     """The detector to train: ``model.net`` built, then, when ``pretrained`` names a file, built
     from random weights and given what fits of that file (see
-    :mod:`lightdet.models.weights_file`)."""
+    :mod:`lightdet.models.weights_file`). ``pretrained: auto`` is resolved first
+    (:mod:`lightdet.models.pretrained`; ``synthetic``: the built-in shapes, random weights)."""
     pretrained = net_cfg.get("pretrained")
+    choice = pretrained_choice(net_cfg, synthetic=synthetic)
+    if choice is not None:
+        if choice.warning:
+            log.warning(choice.warning)
+        else:
+            log.info("model.net.pretrained=auto: %s", choice.reason)
+        return instantiate(net_cfg, num_classes=num_classes, pretrained=choice.pretrained)
     if not is_weights_file(pretrained):
         return instantiate(net_cfg, num_classes=num_classes)
     net = instantiate(net_cfg, num_classes=num_classes, pretrained="none")
     load_weights_file(net, pretrained)
     return net
+
+
+def pretrained_choice(net_cfg: DictConfig, *, synthetic: bool) -> auto_weights.Choice | None:
+    """What ``model.net.pretrained: auto`` becomes on this machine (None: not ``auto``)."""
+    if net_cfg.get("pretrained") != auto_weights.AUTO:
+        return None
+    settings = OmegaConf.to_container(net_cfg, resolve=True)
+    settings = {k: v for k, v in settings.items() if not k.startswith("_")}
+    return auto_weights.resolve(get_method(net_cfg._target_), settings, synthetic=synthetic)
 
 
 def module_from_checkpoint(

@@ -163,7 +163,7 @@ def check_recipe(cfg: DictConfig) -> None:
     pretrained = OmegaConf.select(cfg, "model.net.pretrained", default=None)
     if is_weights_file(pretrained) and not os.path.isfile(str(pretrained)):
         raise InputError(
-            f"model.net.pretrained={pretrained}: no such file (give none, imagenet, "
+            f"model.net.pretrained={pretrained}: no such file (give auto, none, imagenet, "
             "coco, or the path of a weights file)"
         )
 

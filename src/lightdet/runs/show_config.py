@@ -36,14 +36,18 @@ def check(overrides: list[str]) -> tuple[str, list[str]]:
         lines.append(f"images: {sizes} (indexed and checked as training will)")
         lines += _skipped(datamodule.checks)
     from lightdet.data.classes import num_classes
-    from lightdet.runs.build import build_net
+    from lightdet.runs.build import build_net, pretrained_choice
 
-    net = build_net(cfg.model.net, num_classes(names))  # a weights file is checked too
+    synthetic = isinstance(source, ShapesSource)
+    net = build_net(cfg.model.net, num_classes(names), synthetic=synthetic)  # a file is checked
     params = sum(p.numel() for p in net.parameters())
     lines.append(
         f"model: {cfg.model.net._target_} ({params / 1e6:.1f} M parameters, "
         f"{num_classes(names)} labels with background)"
     )
+    choice = pretrained_choice(cfg.model.net, synthetic=synthetic)
+    if choice is not None:
+        lines.append(f"weights: pretrained=auto: {choice.reason}")
     budget = cfg.get("budget_minutes")
     epochs = f"{budget} minutes" if budget else f"{cfg.trainer.get('max_epochs')} epochs"
     lines.append(
