@@ -11,6 +11,7 @@ from torch import Tensor
 from lightdet.data.classes import class_name
 
 GT_COLOUR = (0, 230, 0)
+BACKGROUND = 48  # grid padding: dark grey
 _PALETTE = [
     (230, 25, 75),
     (0, 130, 200),
@@ -29,15 +30,22 @@ def class_colour(label: int) -> tuple[int, int, int]:
     return _PALETTE[(int(label) - 1) % len(_PALETTE)]
 
 
-def to_pil(image: Tensor, min_side: int = 320) -> tuple[Image.Image, float]:
-    """A float [3,H,W] tensor in [0,1] as a PIL image, upscaled so labels stay readable."""
+def to_pil(
+    image: Tensor, min_side: int = 320, fit: tuple[int, int] | None = None
+) -> tuple[Image.Image, float]:
+    """A float [3,H,W] tensor in [0,1] as a PIL image, upscaled so labels stay readable; or,
+    with ``fit`` (width, height), scaled up or down to the largest size inside it."""
     array = (image.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).astype(
         np.uint8
     )
     pil = Image.fromarray(array)
-    scale = max(1.0, min_side / min(pil.size))
-    if scale > 1.0:
-        pil = pil.resize((round(pil.width * scale), round(pil.height * scale)), Image.NEAREST)
+    if fit is not None:
+        scale = min(fit[0] / pil.width, fit[1] / pil.height)
+    else:
+        scale = max(1.0, min_side / min(pil.size))
+    if scale != 1.0:
+        size = (max(1, round(pil.width * scale)), max(1, round(pil.height * scale)))
+        pil = pil.resize(size, Image.NEAREST if scale > 1 else Image.BILINEAR)
     return pil, scale
 
 
@@ -48,11 +56,13 @@ def draw_boxes(
     prediction: dict[str, Tensor] | None = None,
     score_threshold: float = 0.3,
     min_side: int = 320,
+    fit: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """Ground truth (green, thin) and predictions above ``score_threshold`` (class colour, with
-    name and score) drawn on ``image``, upscaled to ``min_side`` when smaller; returns uint8
+    name and score) drawn on ``image``, upscaled to ``min_side`` when smaller (or scaled into
+    ``fit``, width and height: a thumbnail, its labels drawn at their full size); returns uint8
     [H', W', 3]."""
-    pil, scale = to_pil(image, min_side)
+    pil, scale = to_pil(image, min_side, fit)
     draw = ImageDraw.Draw(pil)
     if target is not None:
         for box in target["boxes"].tolist():
@@ -84,15 +94,30 @@ def draw_targets(
     return np.asarray(pil)
 
 
-def grid(images: Sequence[np.ndarray], columns: int = 4) -> np.ndarray:
-    """Tile same-height images into one (padding with black)."""
+def thumbnail_size(sizes: Sequence[tuple[int, int]], width: int = 360) -> tuple[int, int]:
+    """One cell size (width, height) for images of these (width, height): ``width`` wide, the
+    images' median aspect ratio, so most of them fill their cell."""
+    ratios = sorted(h / w for w, h in sizes if w > 0 and h > 0) or [1.0]
+    return width, max(1, round(width * ratios[len(ratios) // 2]))
+
+
+def grid(images: Sequence[np.ndarray], columns: int = 4, gap: int = 4) -> np.ndarray:
+    """Tile images in cells of one size (the largest image's), each centred in its cell, with
+    ``gap`` pixels between cells; the background is dark grey, not black, so that an image's
+    own dark edges stay visible."""
     height = max(i.shape[0] for i in images)
     width = max(i.shape[1] for i in images)
-    rows = -(-len(images) // columns)
-    canvas = np.zeros((rows * height, min(columns, len(images)) * width, 3), np.uint8)
+    rows, cols = -(-len(images) // columns), min(columns, len(images))
+    canvas = np.full(
+        (rows * height + (rows - 1) * gap, cols * width + (cols - 1) * gap, 3),
+        BACKGROUND,
+        np.uint8,
+    )
     for k, img in enumerate(images):
         r, c = divmod(k, columns)
-        canvas[r * height : r * height + img.shape[0], c * width : c * width + img.shape[1]] = img
+        top = r * (height + gap) + (height - img.shape[0]) // 2
+        left = c * (width + gap) + (width - img.shape[1]) // 2
+        canvas[top : top + img.shape[0], left : left + img.shape[1]] = img
     return canvas
 
 

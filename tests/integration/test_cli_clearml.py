@@ -59,7 +59,7 @@ def test_plain_cross_entropy_run_is_recorded_offline(tmp_path, tiny_shapes):
         "f1_curve.png",
         "confusion_matrix.png",
         "confusion_matrix_normalized.png",
-        "predictions.jpg",
+        "predictions.png",
     }
     assert pictures <= {p.name for p in (run / "results").iterdir()}
     assert all(name in lines["pictures"] for name in pictures)
@@ -129,12 +129,12 @@ def _image_file(session: Path, event: dict) -> Path:
 
 def _left_edges_green(tiled: np.ndarray, data_root: Path) -> float:
     """Fraction of points on the left edge of every ground-truth box of the first validation batch
-    that are green in the tiled debug image (4 images, each upscaled to 320 px)."""
+    that are green in the tiled debug image (4 images, each upscaled to 320 px, 4 px apart)."""
     records = read_voc(data_root / "VOC", "val", ("circle", "square", "triangle"))[:4]
     scale, hits, total = 320 / 96, 0, 0
     for k, record in enumerate(records):
         for x1, y1, _, y2 in record.boxes.tolist():
-            x = k * 320 + round(x1 * scale)
+            x = k * (320 + 4) + round(x1 * scale)
             for y in range(round(y1 * scale) + 4, round(y2 * scale) - 4, 3):
                 r, g, b = tiled[y, max(x - 1, 0) : x + 3].T  # the 2 px line, JPEG-blurred
                 total += 1

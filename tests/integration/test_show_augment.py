@@ -24,6 +24,6 @@ def test_show_augment_writes_a_grid_of_augmented_samples(tmp_path, tiny_shapes):
         )
     path = show_augment(cfg)
     grid = Image.open(path)
-    assert grid.size == (5 * 64, 3 * 64)  # the original and 4 draws per row
-    cells = [grid.crop((c * 64, 0, c * 64 + 64, 64)) for c in range(5)]
+    assert grid.size == (5 * 64 + 4 * 4, 3 * 64 + 2 * 4)  # the original and 4 draws, 4 px gaps
+    cells = [grid.crop((c * 68, 0, c * 68 + 64, 64)) for c in range(5)]
     assert len({cell.tobytes() for cell in cells}) > 1  # the draws differ from each other

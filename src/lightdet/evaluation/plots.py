@@ -83,8 +83,11 @@ def plot_confusion(
     return _save(plt, fig, path)
 
 
-def plot_training_curves(history: Mapping[str, Sequence[tuple[int, float]]], path: Path) -> Path:
-    """One panel per metric: ``{name: [(epoch, value), ...]}`` (losses, lr, val mAP...)."""
+def plot_training_curves(
+    history: Mapping[str, Sequence[tuple[int, float]]], path: Path, x: str = "epoch"
+) -> Path:
+    """One panel per metric: ``{name: [(x, value), ...]}`` (losses, lr, val mAP...), ``x`` the
+    epoch or the optimizer step (markers only where the points are few enough to see)."""
     plt = _pyplot()
     names = sorted(
         (n for n, points in history.items() if points),
@@ -93,11 +96,14 @@ def plot_training_curves(history: Mapping[str, Sequence[tuple[int, float]]], pat
     columns = min(4, max(len(names), 1))
     rows = -(-max(len(names), 1) // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 2.9 * rows), squeeze=False)
+    last = max((p[0] for n in names for p in history[n]), default=0)
     for ax, name in zip(axes.flat, names):
-        epochs, values = zip(*history[name])
-        ax.plot(epochs, values, marker="o", markersize=3)
+        xs, values = zip(*history[name])
+        if x == "step":  # one step axis for all: a single validation sits where it ran
+            ax.set_xlim(0, max(last, 1) * 1.03)
+        ax.plot(xs, values, marker="o" if len(xs) <= 60 else None, markersize=3)
         ax.set_title(name, fontsize=10)
-        ax.set_xlabel("epoch")
+        ax.set_xlabel(x)
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(names) :]:

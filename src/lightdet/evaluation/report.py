@@ -187,7 +187,8 @@ def write_report(report: EvaluationReport, folder: Path, samples: Sequence = ())
     ``metrics.json``, ``per_class.csv``, ``detections.json`` (COCO results: the dataset's own
     image and category ids), ``ground_truth.json`` (the COCO ground truth it was scored on),
     ``pr_curves.png``, ``f1_curve.png``, ``confusion_matrix.png`` and its normalised twin, and
-    ``predictions.jpg`` when ``samples`` (image, target, prediction) are given.
+    ``predictions.png`` (thumbnails of one size) when ``samples`` (image, target, prediction)
+    are given.
     """
     from lightdet.evaluation.plots import plot_confusion, plot_f1_curves, plot_pr_curves
 
@@ -232,20 +233,22 @@ def write_report(report: EvaluationReport, folder: Path, samples: Sequence = ())
         )
     )
     if samples:
-        files.append(_mosaic(report, samples, folder / "predictions.jpg"))
+        files.append(_mosaic(report, samples, folder / "predictions.png"))
     return files
 
 
 def _mosaic(report: EvaluationReport, samples: Sequence, path: Path) -> Path:
     from PIL import Image
 
-    from lightdet.viz import draw_boxes, grid
+    from lightdet.viz import draw_boxes, grid, thumbnail_size
 
+    # thumbnails of one size, boxes and labels drawn at the thumbnail's scale: readable unzoomed
+    cell = thumbnail_size([(image.shape[-1], image.shape[-2]) for image, _, _ in samples])
     drawn = [
-        draw_boxes(image, report.class_names, target, pred, report.score_threshold)
+        draw_boxes(image, report.class_names, target, pred, report.score_threshold, fit=cell)
         for image, target, pred in samples
     ]
-    Image.fromarray(grid(drawn)).save(path, quality=90)
+    Image.fromarray(grid(drawn)).save(path)
     return path
 
 

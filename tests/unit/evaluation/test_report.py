@@ -99,7 +99,7 @@ def test_files_use_the_datasets_own_ids_and_hold_the_table(tmp_path):
         "f1_curve.png",
         "confusion_matrix.png",
         "confusion_matrix_normalized.png",
-        "predictions.jpg",
+        "predictions.png",
     }
     for png in tmp_path.glob("*.png"):
         assert Image.open(png).size[0] > 300
