@@ -138,5 +138,5 @@ clearml-server-up: ## start a ClearML server + GPU agent (docker/docker-compose.
 clearml-server-down: ## stop the ClearML server and agent (data stays in CLEARML_DATA, default /opt/clearml)
 	docker compose -f docker/docker-compose.yml down
 
-clean: ## remove lightdet's run outputs (marked folders in logs/, outputs/, multirun/), saying what and how much; SESSIONS=1 also their offline ClearML sessions; keeps data/, .venv and anything lightdet did not make
-	@if [ -x $(PY) ]; then $(PY) -m lightdet.clean $(if $(SESSIONS),--sessions); else echo "make clean: no $(VENV) (make install first): it tells lightdet's folders from yours; nothing removed"; exit 2; fi
+clean: ## remove lightdet's run outputs (marked folders in logs/, outputs/, multirun/) and their offline ClearML sessions, saying what and how much; KEEP_SESSIONS=1 keeps and lists the sessions; keeps data/, .venv and anything lightdet did not make
+	@if [ -x $(PY) ]; then $(PY) -m lightdet.clean $(if $(KEEP_SESSIONS),--keep-sessions); else echo "make clean: no $(VENV) (make install first): it tells lightdet's folders from yours; nothing removed"; exit 2; fi

@@ -1,7 +1,10 @@
-"""``make clean [SESSIONS=1]``: remove the run outputs under ``logs/``, ``outputs/`` and
-``multirun/``, saying what goes and how much; with ``--sessions``, also the offline ClearML
-sessions those runs recorded (each run folder names its session in ``clearml_session.txt``),
-which live in ClearML's cache, outside the runs. ``data/`` and ``.venv/`` are kept.
+"""``make clean [KEEP_SESSIONS=1]``: remove the run outputs under ``logs/``, ``outputs/`` and
+``multirun/``, and the offline ClearML sessions those runs recorded (each run folder names its
+session in ``clearml_session.txt``; they live in ClearML's cache, outside the project), saying
+what goes and how much. With ``--keep-sessions`` the sessions stay, each listed with its path
+and size: once the runs are gone nothing else leads to them (the sessions were kept by default
+before, and a later ``make clean SESSIONS=1`` could not find them: 1.2 GB orphaned for one
+user). ``data/`` and ``.venv/`` are kept.
 
 Only folders that carry lightdet's own marker (:mod:`lightdet.outputs`) are removed, whole;
 anything else under the output folders (a user's notes, a folder without a marker) is kept and
@@ -17,30 +20,9 @@ import os
 import shutil
 from pathlib import Path
 
-from lightdet.outputs import SESSION_NOTE, is_ours
+from lightdet.outputs import SESSION_NOTE, disk_usage, human_size, is_ours
 
 TARGETS = ("logs", "outputs", "multirun")
-
-
-def _size(path: Path) -> int:
-    if path.is_file():
-        return path.stat().st_size
-    sizes = {}  # (device, inode) -> bytes: hard links count once
-    for p in path.rglob("*"):
-        if p.is_file() and not p.is_symlink():
-            st = p.stat()
-            sizes[(st.st_dev, st.st_ino)] = st.st_size
-    return sum(sizes.values())
-
-
-def _human(n: float) -> str:
-    if n < 1000:
-        return f"{n:.0f} B"
-    for unit in ("KB", "MB"):
-        n /= 1000
-        if n < 1000:
-            return f"{n:.1f} {unit}"
-    return f"{n / 1000:.1f} GB"
 
 
 def offline_dir() -> Path:
@@ -98,7 +80,7 @@ def marked_folders(folder: Path) -> tuple[list[Path], int]:
 
 
 def clean(
-    root: str | Path = ".", *, sessions: bool = False, offline: Path | None = None
+    root: str | Path = ".", *, sessions: bool = True, offline: Path | None = None
 ) -> list[str]:
     """Remove lightdet's run outputs under ``root`` (and their offline sessions); returns the
     lines that say what was removed and what was kept."""
@@ -109,29 +91,32 @@ def clean(
     found = offline_sessions(folders, offline) if folders else []
     lines, total = [], 0
     for path in [*folders, *(found if sessions else [])]:
-        size = _size(path)
+        size = disk_usage(path)
         total += size
-        lines.append(f"removing {path} ({_human(size)})")
+        lines.append(f"removing {path} ({human_size(size)})")
         shutil.rmtree(path) if path.is_dir() else path.unlink()
     if found and not sessions:
         lines.append(
             f"kept {len(found)} offline ClearML session files of these runs "
-            f"({_human(sum(_size(p) for p in found))}, in {found[0].parent}); "
-            "make clean SESSIONS=1 removes them too"
+            f"({human_size(disk_usage(*found))}; nothing else names them now, remove them "
+            "by hand when done, or upload one: make clearml-import SESSION=<path>):"
         )
+        lines += [f"  {p} ({human_size(disk_usage(p))})" for p in found]
     if kept:
         lines.append(f"kept {kept} entries without lightdet's marker (not created by lightdet)")
-    lines.append(f"removed {_human(total)}" if folders else "nothing to remove")
+    lines.append(f"removed {human_size(total)}" if folders else "nothing to remove")
     return lines
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--sessions", action="store_true", help="also remove the runs' offline ClearML sessions"
+        "--keep-sessions",
+        action="store_true",
+        help="keep the runs' offline ClearML sessions (each is listed with its path and size)",
     )
     args = parser.parse_args()
-    print("\n".join(clean(".", sessions=args.sessions)))
+    print("\n".join(clean(".", sessions=not args.keep_sessions)))
 
 
 if __name__ == "__main__":

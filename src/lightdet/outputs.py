@@ -143,3 +143,29 @@ def is_optuna_storage(path: str | os.PathLike) -> bool:
     except sqlite3.DatabaseError:
         return False
     return {"studies", "version_info"} <= tables
+
+
+def disk_usage(*paths: str | os.PathLike) -> int:
+    """Bytes the files under ``paths`` take, each file once however many hard links name it
+    (links are not followed)."""
+    sizes = {}  # (device, inode) -> bytes
+    for path in map(Path, paths):
+        if path.is_symlink() or not path.exists():
+            continue
+        files = [path] if path.is_file() else path.rglob("*")
+        for p in files:
+            if p.is_file() and not p.is_symlink():
+                st = p.stat()
+                sizes[(st.st_dev, st.st_ino)] = st.st_size
+    return sum(sizes.values())
+
+
+def human_size(n: float) -> str:
+    """``1234567`` -> ``1.2 MB`` (decimal units, as ``du --si``)."""
+    if n < 1000:
+        return f"{n:.0f} B"
+    for unit in ("KB", "MB"):
+        n /= 1000
+        if n < 1000:
+            return f"{n:.1f} {unit}"
+    return f"{n / 1000:.1f} GB"

@@ -1,6 +1,7 @@
 """The real entry point, run as users run it, with its offline ClearML session read back."""
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +45,7 @@ def test_plain_cross_entropy_run_is_recorded_offline(tmp_path, tiny_shapes):
     assert len(val_iters) == 2  # one point per validation, against the global step
 
     # the run ends with its summary, and its results/ folder holds the pictures it names
-    tail = proc.stdout.strip().splitlines()[-9:]
+    tail = proc.stdout.strip().splitlines()[-10:]
     start = max(i for i, line in enumerate(tail[:-1]) if set(line) == {"-"})
     summary = tail[start:]
     assert set(summary[-1]) == {"-"} and summary[1].startswith("training finished in ")
@@ -53,6 +54,9 @@ def test_plain_cross_entropy_run_is_recorded_offline(tmp_path, tiny_shapes):
     (run,) = [p for p in (tmp_path / "logs" / "retinanet" / "runs").iterdir() if p.is_dir()]
     assert lines["checkpoint"].split()[1].startswith(str(run / "checkpoints" / "best-epoch"))
     assert f"{run / 'results'}/ (" in lines["pictures"]
+    last = (run / "checkpoints" / "last.ckpt").stat().st_size
+    assert f"in the run folder (last.ckpt {last / 1e6:.1f} MB: for resuming)" in lines["disk"]
+    assert "outside it (the ClearML offline session); make clean removes both" in lines["disk"]
     pictures = {
         "curves.png",
         "pr_curves.png",
@@ -117,6 +121,11 @@ def test_session_holds_what_a_detection_engineer_looks_at(tmp_path, tiny_shapes)
     assert "optimizer_states" not in weights  # the best checkpoint itself: weights only
     # one file, under one name, whichever epoch was best: the offline session keeps one copy
     assert [p.name for p in (session / "models").iterdir()] == ["model_best.ckpt"]
+    # ... and that one is the run's own file, hard-linked (the SDK copied it: twice the disk)
+    stored = os.stat(session / "models" / "model_best.ckpt")
+    (registered,) = (tmp_path / "logs").rglob("model_best.ckpt")
+    if os.stat(registered).st_dev == stored.st_dev:  # one file system: links are possible
+        assert stored.st_ino == os.stat(registered).st_ino
     assert "val/map" in best["init"]["config_dict"]["metrics"]
 
 

@@ -1,6 +1,6 @@
 """`make clean`: lightdet's run outputs go (folders with its marker), saying what and how
-much; the runs' offline ClearML sessions go only when asked and only from ClearML's own
-offline folder; nothing else is touched, links are not followed."""
+much; the runs' offline ClearML sessions go with them (kept and listed when asked), only from
+ClearML's own offline folder; nothing else is touched, links are not followed."""
 
 from lightdet import outputs
 from lightdet.clean import SESSION_NOTE, clean
@@ -23,20 +23,23 @@ def _tree(tmp_path):
     return root, session, other, offline
 
 
-def test_clean_says_what_it_removes_and_keeps_sessions_unless_asked(tmp_path):
+def test_clean_keeping_sessions_lists_each_with_its_path_and_size(tmp_path):
+    """Round 3: sessions were kept by default and named only by their folder; the hint
+    `make clean SESSIONS=1` then found nothing (the runs naming them were gone)."""
     root, session, other, offline = _tree(tmp_path)
     logs = sum(p.stat().st_size for p in (root / "logs").rglob("*") if p.is_file())
-    lines = clean(root, offline=offline)
+    lines = clean(root, sessions=False, offline=offline)
     assert lines[0] == f"removing {root / 'logs'} ({logs / 1000:.1f} KB)"  # made, so marked
     assert lines[1].startswith("kept 2 offline ClearML session files of these runs (2.0 KB")
-    assert "make clean SESSIONS=1" in lines[1] and lines[-1] == f"removed {logs / 1000:.1f} KB"
+    assert lines[2:4] == [f"  {session} (2 B)", f"  {session}.zip (2.0 KB)"]
+    assert lines[-1] == f"removed {logs / 1000:.1f} KB"
     assert not (root / "logs").exists() and (root / "data").is_dir() and session.is_dir()
     assert clean(root, offline=offline) == ["nothing to remove"]
 
 
-def test_clean_with_sessions_removes_the_runs_sessions_only(tmp_path):
+def test_clean_removes_the_runs_sessions_only(tmp_path):
     root, session, other, offline = _tree(tmp_path)
-    lines = clean(root, sessions=True, offline=offline)
+    lines = clean(root, offline=offline)
     assert f"removing {session} (2 B)" in lines and f"removing {session}.zip (2.0 KB)" in lines
     assert not session.exists() and not session.with_suffix(".zip").exists()
     assert other.is_dir() and (root / "data").is_dir()  # not named by a run: kept

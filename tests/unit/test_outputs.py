@@ -1,5 +1,6 @@
 """lightdet writes only into folders it created: output paths at user files are refused."""
 
+import os
 import sqlite3
 
 import optuna
@@ -268,3 +269,23 @@ def test_the_shapes_root_is_checked_when_the_config_is_composed(tmp_path):
         cfg = compose(config_name="train", overrides=[f"data.source.root={tmp_path}/new"])
     check_generated_data(cfg)  # a new folder: fine, and nothing is written yet
     assert not (tmp_path / "new").exists()
+
+
+def test_disk_usage_counts_a_hard_linked_file_once(tmp_path):
+    from lightdet.outputs import disk_usage, human_size
+
+    run, session = tmp_path / "run", tmp_path / "offline-1"
+    run.mkdir()
+    session.mkdir()
+    (run / "best.ckpt").write_bytes(b"w" * 5000)
+    (run / "last.ckpt").write_bytes(b"l" * 15000)
+    os.link(run / "best.ckpt", session / "model_best.ckpt")
+    (tmp_path / "offline-1.zip").write_bytes(b"z" * 4000)
+    assert disk_usage(run) == 20000 and disk_usage(session) == 5000
+    assert disk_usage(run, session, tmp_path / "offline-1.zip") == 24000  # the link once
+    assert [human_size(n) for n in (999, 24000, 190_300_000, 2.5e9)] == [
+        "999 B",
+        "24.0 KB",
+        "190.3 MB",
+        "2.5 GB",
+    ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import time
 from dataclasses import dataclass, field
@@ -89,6 +90,7 @@ def run_training(
     with clearml_task(cfg, bind_hydra=bind_hydra, continue_task=continue_task) as task:
         result = _fit(cfg, task, extra_callbacks, ckpt_path, started)
         tracked = _tracked_where(task)
+        session = task.get_offline_mode_folder() if task is not None and task.is_offline() else None
         if task is not None:
             result.task_id = str(task.id)
             result.task_url = None if task.is_offline() else task.get_output_log_web_page()
@@ -96,8 +98,26 @@ def run_training(
         "%s = %.4f; best checkpoint %s", result.metric, result.best or 0.0, result.best_checkpoint
     )
     if is_global_zero():
-        print(scrub_line(summary(result, time.monotonic() - started, tracked)), flush=True)
+        disk = disk_line(result.output_dir, session)
+        print(scrub_line(summary(result, time.monotonic() - started, tracked, disk)), flush=True)
     return result
+
+
+def disk_line(output_dir: str | None, session: str | os.PathLike | None) -> str | None:
+    """What the run leaves on disk: its folder, and outside it the offline ClearML session
+    (folder and zip; files hard-linked to the run's counted once, in the run folder)."""
+    if not output_dir or not Path(output_dir).is_dir():
+        return None
+    run = outputs.disk_usage(output_dir)
+    parts = [f"{outputs.human_size(run)} in the run folder"]
+    last = Path(output_dir) / "checkpoints" / "last.ckpt"
+    if last.is_file():
+        parts[0] += f" (last.ckpt {outputs.human_size(last.stat().st_size)}: for resuming)"
+    if session is not None:
+        paths = [Path(session), Path(f"{session}.zip")]
+        outside = outputs.disk_usage(output_dir, *paths) - run
+        parts.append(f"{outputs.human_size(outside)} outside it (the ClearML offline session)")
+    return f"disk        {', '.join(parts)}; make clean removes both"
 
 
 def _tracked_where(task) -> str:
@@ -112,7 +132,7 @@ def _tracked_where(task) -> str:
     return f"ClearML     {task.get_output_log_web_page()}"
 
 
-def summary(result: TrainResult, seconds: float, tracked: str) -> str:
+def summary(result: TrainResult, seconds: float, tracked: str, disk: str | None = None) -> str:
     """The closing screen of a training run: best epoch and metrics, wall time, where the
     checkpoint, pictures and ClearML record are, and what to run next."""
     minutes, secs = divmod(round(seconds), 60)
@@ -140,6 +160,8 @@ def summary(result: TrainResult, seconds: float, tracked: str) -> str:
         )
         lines.append(f"pictures    {result.results_dir}/ ({', '.join(pictures)})")
     lines.append(tracked)
+    if disk:
+        lines.append(disk)
     if result.best_checkpoint:
         lines.append(f"next        make eval CKPT={result.best_checkpoint}")
     rule = "-" * 78

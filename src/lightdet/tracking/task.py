@@ -18,7 +18,7 @@ from lightdet.outputs import SESSION_NOTE
 
 def _note_session(cfg: DictConfig, task) -> None:
     """An offline task's session folder, named in the run folder (``clearml_session.txt``), so
-    that ``make clean SESSIONS=1`` can remove the sessions of the runs it removes."""
+    that ``make clean`` can remove the sessions of the runs it removes."""
     try:
         folder = OmegaConf.select(cfg, "paths.output_dir", default=None)
     except Exception:  # composed outside a Hydra app: no run folder to note it in
