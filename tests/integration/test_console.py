@@ -78,6 +78,7 @@ def test_a_default_run_prints_no_noise_a_line_per_validation_and_the_summary_las
         "pictures",
         "ClearML",
         "upload",
+        "disk",
         "next",
     ]
     assert end[-1].startswith("next        make eval CKPT=")
