@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+from lightdet.threads import affinity_cores
+
 PACKAGES = (
     "torch",
     "torchvision",
@@ -77,7 +79,7 @@ def _load() -> str:
     if not hasattr(os, "getloadavg"):
         return "unknown"
     one, five, _ = os.getloadavg()
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = affinity_cores()
     busy = " (busy: other work shares these cores)" if one > 0.5 * (cores or 1) else ""
     return f"{one:.1f} over 1 min, {five:.1f} over 5 min, {cores} cores{busy}"
 
@@ -98,7 +100,7 @@ def report(root: str | os.PathLike = ".") -> list[tuple[str, str]]:
     rows += [(name, _version(name)) for name in PACKAGES]
     built = f"CUDA {torch.version.cuda}" if torch.version.cuda else "CPU only"
     rows[1] = ("torch", f"{torch.__version__} ({built} build)")
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = affinity_cores()
     rows += [
         ("CPU cores", f"{cores} usable by this process ({os.cpu_count()} on the machine)"),
         ("torch threads", str(torch.get_num_threads())),

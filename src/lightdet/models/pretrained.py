@@ -88,9 +88,12 @@ def imagenet_weights(builder, args: dict) -> WeightsEnum | None:
         return torchvision.models.VGG16_Weights.IMAGENET1K_FEATURES
     if builder is ssd.build_ssdlite:
         return torchvision.models.MobileNet_V3_Large_Weights.IMAGENET1K_V1
-    if builder in (retinanet.build_retinanet, faster_rcnn.build_faster_rcnn, fcos.build_fcos):
-        return _backbone(args["backbone"])
-    if builder is ssd.build_ssd:
+    if builder in (
+        retinanet.build_retinanet,
+        faster_rcnn.build_faster_rcnn,
+        fcos.build_fcos,
+        ssd.build_ssd,
+    ):
         return _backbone(args["backbone"])
     return None
 
