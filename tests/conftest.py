@@ -109,16 +109,10 @@ def clean_env(**extra: str) -> dict:
     return env
 
 
-def run_train_cli(tmp_path: Path, data_root: Path, *overrides: str, env: dict | None = None):
-    """``python -m lightdet.train`` on tiny shapes data, in a clean ClearML environment.
-
-    Returns the finished process and its offline ClearML session folder.
-    """
-    cache = tmp_path / "clearml"
-    conf = tmp_path / "clearml.conf"
-    conf.write_text("sdk.development.report_use_subprocess: false\n")
-    clean = clean_env(CLEARML_CACHE_DIR=str(cache), CLEARML_CONFIG_FILE=str(conf), **(env or {}))
-    args = [
+def train_cli_args(tmp_path: Path, data_root: Path, *overrides: str) -> list[str]:
+    """``python -m lightdet.train``'s arguments for a 2-epoch run of 2 steps each on tiny
+    shapes data, paths in ``tmp_path``."""
+    return [
         f"paths.root_dir={tmp_path}",
         f"data.source.root={data_root}",
         *(f"++data.source.{k}={v}" for k, v in TINY.items()),
@@ -134,8 +128,26 @@ def run_train_cli(tmp_path: Path, data_root: Path, *overrides: str, env: dict | 
         "callbacks.throughput.window_size=2",
         *overrides,
     ]
-    command = [sys.executable, "-m", "lightdet.train", *args]
+
+
+def clearml_env(tmp_path: Path, **extra: str) -> dict:
+    """A clean environment whose ClearML cache and configuration are in ``tmp_path``."""
+    conf = tmp_path / "clearml.conf"
+    conf.write_text("sdk.development.report_use_subprocess: false\n")
+    return clean_env(
+        CLEARML_CACHE_DIR=str(tmp_path / "clearml"), CLEARML_CONFIG_FILE=str(conf), **extra
+    )
+
+
+def run_train_cli(tmp_path: Path, data_root: Path, *overrides: str, env: dict | None = None):
+    """``python -m lightdet.train`` on tiny shapes data, in a clean ClearML environment.
+
+    Returns the finished process and its offline ClearML session folder.
+    """
+    command = [sys.executable, "-m", "lightdet.train", *train_cli_args(tmp_path, data_root)]
+    command += overrides
+    clean = clearml_env(tmp_path, **(env or {}))
     proc = subprocess.run(command, env=clean, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    (session,) = [p for p in (cache / "offline").iterdir() if p.is_dir()]
+    (session,) = [p for p in (tmp_path / "clearml" / "offline").iterdir() if p.is_dir()]
     return proc, session
