@@ -89,6 +89,8 @@ KEYS: dict[str, Any] = {
     "logger.clearml.tags": list[Text],
     "logger.clearml.offline": bool | None,
     "logger.clearml.output_uri": Text | None,
+    "logger.clearml.upload_models": bool,
+    "logger.clearml.upload_images": bool,
     "logger.clearml.connect_tries": Positive,
     "logger.clearml.connect_timeout": Annotated[float, Range(gt=0)],
     "logger.clearml.call_timeout": Annotated[float, Range(gt=0)],
@@ -131,6 +133,7 @@ KEYS: dict[str, Any] = {
     "hpo.clearml.time_limit_per_trial_min": Minutes | None,
     "hpo.clearml.total_time_limit_min": Minutes | None,
     "hpo.clearml.top_k": Positive,
+    "hpo.clearml.poll_period_min": Minutes,
     "hpo.clearml.spawn_project": Text | None,
     # study
     "cell": Text | None,

@@ -40,6 +40,7 @@ FOLDER = "a folder lightdet writes into"
 FILE = "a file lightdet writes"
 NAME = "a plain file or folder name"
 STORAGE = "a study storage URL"
+UPLOAD = "where ClearML uploads models"
 
 # key (``*``: any one key) -> kind
 WRITES: dict[str, str] = {
@@ -55,6 +56,7 @@ WRITES: dict[str, str] = {
     "callbacks.*.filename": NAME,
     "study.dir": FOLDER,
     "hpo.storage": STORAGE,
+    "logger.clearml.output_uri": UPLOAD,
     "output": FILE,  # show_augment's grid
 }
 # the file names a FILE key may have: what its writer can write
@@ -210,6 +212,8 @@ def _check(kind: str, key: str, value: Any, run_folder: Path | None) -> None:
         check_folder(key, value, run_folder)
     elif kind == FILE:
         check_file(key, value, run_folder)
+    elif kind == UPLOAD:
+        check_upload(key, value, run_folder)
     else:
         check_storage(key, value, run_folder)
 
@@ -278,6 +282,33 @@ def check_file(key: str, value: str, run_folder: Path | None) -> None:
             "write it; choose another name"
         )
     check_folder(key, str(path.parent), run_folder)
+
+
+# object stores and file servers: the operator's; ClearML writes new objects there
+_REMOTE_SCHEMES = ("s3", "gs", "azure", "http", "https")
+
+
+def local_upload_folder(value: str) -> Path | None:
+    """The local folder an ``output_uri`` names (a path or ``file://``); None for a remote
+    store."""
+    scheme, sep, rest = value.partition("://")
+    if sep and scheme.lower() in _REMOTE_SCHEMES:
+        return None
+    return Path(os.path.abspath(rest if sep and scheme.lower() == "file" else value))
+
+
+def check_upload(key: str, value: str, run_folder: Path | None) -> None:
+    """A remote store (s3://, gs://, azure://, a file server's http(s)://), or a local folder
+    under the folder rule (ClearML copies each model into it); another scheme is refused."""
+    scheme, sep, _ = value.partition("://")
+    if sep and scheme.lower() not in (*_REMOTE_SCHEMES, "file"):
+        raise UnsafeConfigError(
+            f"config: {key}={value!r}: expected s3://, gs://, azure://, http(s):// or a "
+            "local folder"
+        )
+    folder = local_upload_folder(value)
+    if folder is not None:
+        check_folder(key, str(folder), run_folder)
 
 
 def sqlite_file(url: str, key: str = "hpo.storage") -> Path | None:

@@ -20,17 +20,20 @@ from typing import Any
 # isort: off
 import hydra  # noqa: F401  # must precede clearml: its Hydra binding patches Hydra at import time
 from clearml import OutputModel, Task
+from clearml.config import running_remotely
 
 # isort: on
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import Logger
 from pytorch_lightning.utilities import rank_zero_only
 
-from lightdet import quiet
+from lightdet import outputs, quiet
 from lightdet.data.classes import label_enumeration
 from lightdet.guard.secrets import scrub, scrub_text, secret_values
+from lightdet.guard.writes import local_upload_folder
 from lightdet.overrides import HYDRA_SECTION, hydra_overrides
 from lightdet.tracking import bounded
+from lightdet.tracking.remote import check_applied
 from lightdet.tracking.server import offline_requested, server_available, shown_host
 
 log = logging.getLogger(__name__)
@@ -137,7 +140,7 @@ def _create_task(cfg: DictConfig, bind_hydra: bool, continue_task: str | None = 
         project_name=opts.project,
         task_name=opts.task_name,
         tags=list(opts.get("tags") or []),
-        output_uri=opts.get("output_uri"),
+        output_uri=None if Task.is_offline() else model_destination(opts),
         reuse_last_task_id=False,
         continue_last_task=continue_task or False,
         # checkpoints are registered deliberately, not every torch.save; figures are reported
@@ -153,11 +156,46 @@ def _create_task(cfg: DictConfig, bind_hydra: bool, continue_task: str | None = 
     if continue_task:  # Lightning's steps continue where they stopped: no offset
         task.set_initial_iteration(0)
         log.info("ClearML: continuing task %s, the stopped run's", continue_task)
+    if running_remotely():
+        if bind_hydra:
+            check_applied(task, cfg)  # the binding ignores its own failures: stop, not defaults
+        # an agent's task carries its own output destination, which the dashboard edits past
+        # the write policy (a local folder of the agent's machine, say): the checked config
+        # value decides, as in a local run
+        task.output_uri = model_destination(opts) or False
     task.connect(hydra_overrides(cfg), name=HYDRA_SECTION)
     scrub_task(task)
+    if not opts.get("upload_images", True):
+        _withhold_images(task)
     if not bind_hydra:
         task.set_configuration_object("OmegaConf", config_text=OmegaConf.to_yaml(cfg))
     return task
+
+
+def model_destination(opts: Mapping) -> str | bool | None:
+    """Where an online run uploads its registered checkpoints: ``output_uri``, else (``None``)
+    the server's file server (``True`` to ClearML); nowhere with ``upload_models: false``
+    (registered by their local path only). An offline run keeps them in its session."""
+    if not opts.get("upload_models", True):
+        return None
+    uri = opts.get("output_uri")
+    if uri and (folder := local_upload_folder(uri)) is not None:
+        outputs.mark(folder, "clearml models")  # checked by the write policy: free or ours
+    return uri or True
+
+
+def _withhold_images(task) -> None:
+    """``upload_images: false``: the task's logger sends no image, whoever asks (debug images,
+    training samples, the plots of studies and searches); scalars, tables and plots still go."""
+    reporter = task.get_logger()
+
+    def withheld(title: str, series: str, *args: Any, **kwargs: Any) -> None:
+        log.debug(
+            "ClearML: image %s/%s not sent (logger.clearml.upload_images=false)", title, series
+        )
+
+    reporter.report_image = withheld
+    log.info("ClearML: logger.clearml.upload_images=false: no images are sent to the server")
 
 
 def scrub_task(task) -> None:

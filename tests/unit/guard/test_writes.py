@@ -39,6 +39,8 @@ def _user_folder(root: Path) -> dict:
         "callbacks.run_results.dirpath={victim}",
         "trainer.default_root_dir={victim}",
         "paths.output_dir={victim}",
+        "logger.clearml.output_uri={victim}",  # ClearML copies each registered model there
+        "logger.clearml.output_uri=file://{victim}",
     ],
 )
 def test_a_training_key_that_writes_outside_is_refused_at_composition(tmp_path, override):
@@ -218,3 +220,29 @@ def test_my_round_two_variants_are_refused(tmp_path, override, message):
 
 def test_a_checkpoint_name_with_numeric_format_fields_is_accepted(tmp_path):
     compose_train(tmp_path, "callbacks.model_checkpoint.filename='best-{epoch:03d}-{val/map:.3f}'")
+
+
+@pytest.mark.parametrize(
+    "uri", ["s3://bucket/models", "gs://b/m", "azure://acct/c", "https://files.example:8081"]
+)
+def test_an_object_store_or_file_server_is_the_operators_to_name(tmp_path, uri):
+    cfg = compose_train(tmp_path, f"logger.clearml.output_uri={uri}")
+    assert cfg.logger.clearml.output_uri == uri
+
+
+def test_an_output_uri_of_another_scheme_is_refused(tmp_path):
+    with pytest.raises(UnsafeConfigError, match="logger.clearml.output_uri='ftp://h/m': expected"):
+        compose_train(tmp_path, "logger.clearml.output_uri=ftp://h/m")
+
+
+def test_a_new_local_model_folder_is_accepted_and_marked_when_used(tmp_path):
+    from lightdet import outputs
+    from lightdet.tracking.clearml import model_destination
+
+    folder = tmp_path / "models"
+    cfg = compose_train(tmp_path, f"logger.clearml.output_uri=file://{folder}")
+    assert not folder.exists()  # nothing made at composition
+    assert model_destination(cfg.logger.clearml) == f"file://{folder}"
+    assert outputs.is_ours(folder)  # from now on lightdet's, for later runs and make clean
+    assert model_destination({"output_uri": None}) is True  # the server's file server
+    assert model_destination({"output_uri": "s3://b/m", "upload_models": False}) is None
