@@ -6,10 +6,14 @@ the local search, which asks) does not cost its import.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import tempfile
 import time
+import zipfile
 from collections.abc import Mapping
+from pathlib import Path
 
 import requests
 
@@ -116,8 +120,6 @@ def import_session(session: str) -> str:
     """Upload an offline session (its folder or ``.zip``) to the configured server; returns
     the new task's id. The session, the credentials and the server are checked first, so a
     missing one is a one-line error (:class:`SystemExit`), not ClearML's traceback."""
-    from pathlib import Path
-
     path = Path(session)
     if not path.exists():
         raise SystemExit(
@@ -136,7 +138,66 @@ def import_session(session: str) -> str:
         raise SystemExit(f"clearml-import: the ClearML server {shown_host()} does not answer")
     from clearml import Task
 
-    return Task.import_offline_session(str(path))
+    from lightdet.guard.targets import UnsafeConfigError
+
+    with tempfile.TemporaryDirectory(prefix="lightdet-import-") as scratch:
+        try:
+            folder = importable(path, Path(scratch))
+        except UnsafeConfigError as err:  # the session's output_uri, under today's policy
+            raise SystemExit(f"SESSION={session}: {err}") from None
+        return Task.import_offline_session(str(folder))
+
+
+def importable(session: Path, scratch: Path) -> Path:
+    """The offline session ``session`` (a folder or ``.zip``) as ClearML's import takes it.
+
+    ClearML (2.1.12) records an offline model's configuration twice, as text and as a dict,
+    and its own import then refuses the pair ("Only one of (config_text, config_dict) is
+    allowed"): no session with a registered model could be imported (found by the loopback
+    server's tests). The session is only read: a ``.zip`` is unpacked into ``scratch`` (as the
+    import would do itself), a folder is mirrored there by links, and the copy's ``task.json``
+    keeps the text only (the same configuration). Returns the folder to import.
+    """
+    session, scratch = Path(session), Path(scratch)
+    folder = scratch / "session"
+    if session.is_file():
+        with zipfile.ZipFile(session) as archive:
+            archive.extractall(folder)  # member names with .. or a root are made safe by zipfile
+    else:
+        folder.mkdir(parents=True)
+        for entry in session.iterdir():
+            if entry.name != "task.json":
+                (folder / entry.name).symlink_to(entry.resolve())
+        (folder / "task.json").write_bytes((session / "task.json").read_bytes())
+    record = json.loads((folder / "task.json").read_text())
+    destination = _model_destination(record)
+    for model in record.get("offline_output_models", []):
+        if model["init"].get("config_text") is not None:
+            model["init"].pop("config_dict", None)
+        if destination and not model.get("output_uri"):
+            model["output_uri"] = destination
+    (folder / "task.json").write_text(json.dumps(record))
+    return folder
+
+
+def _model_destination(record: dict) -> str | None:
+    """Where the imported task uploads its models: as the run would have online, by its
+    recorded ``logger.clearml`` settings (``output_uri``, checked by the write policy, else the
+    configured file server; none with ``upload_models: false``). An offline run records no
+    destination, and ClearML's import then registers each model by its path in the session
+    folder, a file nobody else can read and ``make clean`` removes."""
+    import yaml
+    from clearml.backend_api import Session
+
+    from lightdet.guard.writes import check_upload
+    from lightdet.tracking.clearml import model_destination
+
+    text = record.get("configuration", {}).get("OmegaConf", {}).get("value") or ""
+    opts = ((yaml.safe_load(text) or {}).get("logger") or {}).get("clearml") or {}
+    if opts.get("output_uri"):
+        check_upload("logger.clearml.output_uri", opts["output_uri"], None)
+    destination = model_destination(opts)
+    return Session.get_files_server_host() if destination is True else destination
 
 
 if __name__ == "__main__":  # `make clearml-import SESSION=...`
