@@ -40,10 +40,17 @@ def optimizer_kwargs(hpo: DictConfig) -> dict[str, Any]:
         "execution_queue": opts.execution_queue,
         "max_number_of_concurrent_tasks": opts.max_concurrent,
         "total_max_jobs": hpo.n_trials,
+        # required by OptimizerOptuna (without it the optimizer is never built); None: each
+        # trial runs to its own end, not to an iteration budget
+        "max_iteration_per_job": None,
         "time_limit_per_job": opts.time_limit_per_trial_min,
         "optimization_time_limit": opts.get("total_time_limit_min"),
         "save_top_k_tasks_only": opts.top_k,
         "spawn_project": opts.get("spawn_project"),
+        # handed to OptimizerOptuna: Optuna 5 changed its default sampler, so the sampler and
+        # its seed are chosen here, not by the library version installed
+        "optuna_sampler": optuna.samplers.TPESampler(seed=hpo.get("sampler_seed")),
+        "pool_period_min": opts.get("poll_period_min", 2.0),
     }
 
 
@@ -61,6 +68,10 @@ def run_clearml(cfg: DictConfig) -> optuna.Study:
         reuse_last_task_id=False,
     )
     optimizer = HyperParameterOptimizer(**kwargs)
+    # its progress reporter sleeps 5 minutes between reports and is joined, not woken, once
+    # the trials are done: `make hpo` sat up to 5 minutes after its last trial (measured on the
+    # loopback server). Reporting as often as it polls ends it within one poll period.
+    optimizer.set_report_period(kwargs["pool_period_min"])
     optimizer.start()
     optimizer.wait()
     optimizer.stop()
