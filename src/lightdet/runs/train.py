@@ -30,6 +30,7 @@ from lightdet.lightning.resume import ResumeCheckpoint, find_last_checkpoint
 from lightdet.lightning.schedulers import clock
 from lightdet.runs.build import build_datamodule, build_module
 from lightdet.runs.preflight import check_recipe, check_resumable
+from lightdet.tracking import bounded
 from lightdet.tracking.clearml import record_classes
 from lightdet.tracking.task import clearml_task
 
@@ -129,7 +130,15 @@ def _tracked_where(task) -> str:
             f"ClearML     offline session {session}\n"
             f"            upload it: make clearml-import SESSION={session}"
         )
-    return f"ClearML     {task.get_output_log_web_page()}"
+    where = f"ClearML     {task.get_output_log_web_page()}"
+    if (call := bounded.lost_at(task)) is None:
+        return where
+    return (
+        f"{where}\n"
+        f"            incomplete: the server left {call} unanswered; what that waited for and "
+        "everything after it (scalars, plots, images, models) is not on the server. The "
+        "run's local outputs are complete."
+    )
 
 
 def summary(result: TrainResult, seconds: float, tracked: str, disk: str | None = None) -> str:

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 CALL, UPLOAD = "call", "upload"
 _BOUNDS: dict[str, dict[str, float]] = {}  # task id -> {CALL: seconds, UPLOAD: seconds}
-_LOST: set[str] = set()  # ids of tasks whose server stopped answering
+_LOST: dict[str, str] = {}  # id of a task whose server stopped answering -> the unanswered call
 _AFTER_LOSS = 5.0  # seconds a lost task's close may take: ClearML's exit hook must be disarmed
 
 
@@ -65,6 +65,12 @@ def lost(task) -> bool:
     return task is not None and str(task.id) in _LOST
 
 
+def lost_at(task) -> str | None:
+    """The call ``task``'s server left unanswered (None while it answers): what the run's
+    summary names, since nothing from then on reached the server."""
+    return None if task is None else _LOST.get(str(task.id))
+
+
 def send(task, what: str, fn: Callable, *args: Any, kind: str = CALL, **kwargs: Any) -> Any:
     """``fn(*args, **kwargs)``, a call that may wait on ``task``'s server, within its bound.
 
@@ -79,7 +85,7 @@ def send(task, what: str, fn: Callable, *args: Any, kind: str = CALL, **kwargs: 
     try:
         return within(bounds[kind], fn, *args, what=what, **kwargs)
     except NoAnswer:
-        _LOST.add(str(task.id))
+        _LOST[str(task.id)] = what
         log.warning(
             "ClearML: %s got no answer from the server within %g s; the rest of this run is not "
             "sent to ClearML (training goes on; checkpoints and reports are written locally). "
@@ -114,4 +120,4 @@ def close(task) -> None:
                 seconds,
             )
     finally:
-        _LOST.discard(str(task.id))
+        _LOST.pop(str(task.id), None)
