@@ -50,6 +50,11 @@ def _ok(proc) -> str:
     return output
 
 
+def _train(env: dict, cwd: Path, data: Path, *overrides: str) -> str:
+    """A one-epoch ``make train`` on the tiny shapes data in ``cwd``; returns its output."""
+    return _ok(_run("lightdet.train", train_cli_args(cwd, data, *ONE_EPOCH, *overrides), env, cwd))
+
+
 def _dashboard(env: dict, cwd: Path, script: str) -> str:
     """SDK calls made as the web dashboard makes them (clone, edit, enqueue), in a process of
     their own; returns what the script prints."""
@@ -95,8 +100,7 @@ def base_run(tmp_path_factory, tiny_shapes):
     server = LoopbackClearML()
     tmp = tmp_path_factory.mktemp("online")
     env = clearml_env(tmp, **server.env)
-    proc = _run("lightdet.train", train_cli_args(tmp, tiny_shapes, *ONE_EPOCH), env, tmp)
-    output = _ok(proc)
+    output = _train(env, tmp, tiny_shapes)
     (task_id,) = server.tasks
     yield server, task_id, env, tmp, output
     server.close()
@@ -322,13 +326,7 @@ def test_make_remote_enqueues_the_run_and_an_agent_trains_it(base_run, tiny_shap
     takes it trains (the queue setting it carries is a no-op there)."""
     server, _, env, tmp, _ = base_run
     known, before = set(server.tasks), _runs(tmp)
-    proc = _run(
-        "lightdet.train",
-        train_cli_args(tmp, tiny_shapes, *ONE_EPOCH, "logger.clearml.remote_queue=default"),
-        env,
-        tmp,
-    )
-    output = _ok(proc)
+    output = _train(env, tmp, tiny_shapes, "logger.clearml.remote_queue=default")
     (task_id,) = set(server.tasks) - known
     task = server.tasks[task_id]
     assert task["status"] == "queued" and "enqueued to 'default'" in output
@@ -388,13 +386,7 @@ def test_a_call_the_server_stalls_mid_run_is_bounded_and_named(own_server, tiny_
     server, env = own_server
     server.fail("files.upload", kind="stall")
     began = time.monotonic()
-    proc = _run(
-        "lightdet.train",
-        train_cli_args(tmp_path, tiny_shapes, *ONE_EPOCH, "logger.clearml.upload_timeout=3"),
-        env,
-        tmp_path,
-    )
-    output = _ok(proc)
+    output = _train(env, tmp_path, tiny_shapes, "logger.clearml.upload_timeout=3")
     assert time.monotonic() - began < 120
     (task_id,) = server.tasks
     assert (
@@ -452,19 +444,13 @@ def test_a_server_restarted_mid_run_loses_nothing(own_server, tiny_shapes, tmp_p
 
 def test_the_privacy_switches_send_scalars_and_tables_only(own_server, tiny_shapes, tmp_path):
     server, env = own_server
-    proc = _run(
-        "lightdet.train",
-        train_cli_args(
-            tmp_path,
-            tiny_shapes,
-            *ONE_EPOCH,
-            "logger.clearml.upload_images=false",
-            "logger.clearml.upload_models=false",
-        ),
+    _train(
         env,
         tmp_path,
+        tiny_shapes,
+        "logger.clearml.upload_images=false",
+        "logger.clearml.upload_models=false",
     )
-    _ok(proc)
     (task_id,) = server.tasks
     assert server.task_events(task_id, "training_debug_image") == []
     assert not any(c.name == "files.upload" for c in server.calls)  # no image, no model

@@ -27,14 +27,18 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import Logger
 from pytorch_lightning.utilities import rank_zero_only
 
-from lightdet import outputs, quiet
+from lightdet import quiet
 from lightdet.data.classes import label_enumeration
 from lightdet.guard.secrets import scrub, scrub_text, secret_values
-from lightdet.guard.writes import local_upload_folder
 from lightdet.overrides import HYDRA_SECTION, hydra_overrides
 from lightdet.tracking import bounded
 from lightdet.tracking.remote import check_applied
-from lightdet.tracking.server import offline_requested, server_available, shown_host
+from lightdet.tracking.server import (
+    model_destination,
+    offline_requested,
+    server_available,
+    shown_host,
+)
 
 log = logging.getLogger(__name__)
 
@@ -170,18 +174,6 @@ def _create_task(cfg: DictConfig, bind_hydra: bool, continue_task: str | None = 
     if not bind_hydra:
         task.set_configuration_object("OmegaConf", config_text=OmegaConf.to_yaml(cfg))
     return task
-
-
-def model_destination(opts: Mapping) -> str | bool | None:
-    """Where an online run uploads its registered checkpoints: ``output_uri``, else (``None``)
-    the server's file server (``True`` to ClearML); nowhere with ``upload_models: false``
-    (registered by their local path only). An offline run keeps them in its session."""
-    if not opts.get("upload_models", True):
-        return None
-    uri = opts.get("output_uri")
-    if uri and (folder := local_upload_folder(uri)) is not None:
-        outputs.mark(folder, "clearml models")  # checked by the write policy: free or ours
-    return uri or True
 
 
 def _withhold_images(task) -> None:

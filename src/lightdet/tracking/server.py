@@ -17,6 +17,9 @@ from pathlib import Path
 
 import requests
 
+from lightdet import outputs
+from lightdet.guard.writes import local_upload_folder
+
 log = logging.getLogger(__name__)
 
 
@@ -190,7 +193,6 @@ def _model_destination(record: dict) -> str | None:
     from clearml.backend_api import Session
 
     from lightdet.guard.writes import check_upload
-    from lightdet.tracking.clearml import model_destination
 
     text = record.get("configuration", {}).get("OmegaConf", {}).get("value") or ""
     opts = ((yaml.safe_load(text) or {}).get("logger") or {}).get("clearml") or {}
@@ -198,6 +200,18 @@ def _model_destination(record: dict) -> str | None:
         check_upload("logger.clearml.output_uri", opts["output_uri"], None)
     destination = model_destination(opts)
     return Session.get_files_server_host() if destination is True else destination
+
+
+def model_destination(opts: Mapping) -> str | bool | None:
+    """Where an online run uploads its registered checkpoints: ``output_uri``, else (``None``)
+    the server's file server (``True`` to ClearML); nowhere with ``upload_models: false``
+    (registered by their local path only). An offline run keeps them in its session."""
+    if not opts.get("upload_models", True):
+        return None
+    uri = opts.get("output_uri")
+    if uri and (folder := local_upload_folder(uri)) is not None:
+        outputs.mark(folder, "clearml models")  # checked by the write policy: free or ours
+    return uri or True
 
 
 if __name__ == "__main__":  # `make clearml-import SESSION=...`

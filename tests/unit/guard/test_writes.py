@@ -237,7 +237,7 @@ def test_an_output_uri_of_another_scheme_is_refused(tmp_path):
 
 def test_a_new_local_model_folder_is_accepted_and_marked_when_used(tmp_path):
     from lightdet import outputs
-    from lightdet.tracking.clearml import model_destination
+    from lightdet.tracking.server import model_destination
 
     folder = tmp_path / "models"
     cfg = compose_train(tmp_path, f"logger.clearml.output_uri=file://{folder}")
