@@ -140,11 +140,12 @@ def _create_task(cfg: DictConfig, bind_hydra: bool, continue_task: str | None = 
     """``Task.init`` and the config recorded: every call of a run's start that waits on the
     server (bounded as one by the caller). ``continue_task``: a task to report into again."""
     opts = cfg.logger.clearml
+    destination = None if Task.is_offline() else model_destination(opts)
     task = Task.init(
         project_name=opts.project,
         task_name=opts.task_name,
         tags=list(opts.get("tags") or []),
-        output_uri=None if Task.is_offline() else model_destination(opts),
+        output_uri=destination,
         reuse_last_task_id=False,
         continue_last_task=continue_task or False,
         # checkpoints are registered deliberately, not every torch.save; figures are reported
@@ -166,7 +167,7 @@ def _create_task(cfg: DictConfig, bind_hydra: bool, continue_task: str | None = 
         # an agent's task carries its own output destination, which the dashboard edits past
         # the write policy (a local folder of the agent's machine, say): the checked config
         # value decides, as in a local run
-        task.output_uri = model_destination(opts) or False
+        task.output_uri = destination or False
     task.connect(hydra_overrides(cfg), name=HYDRA_SECTION)
     scrub_task(task)
     if not opts.get("upload_images", True):

@@ -17,9 +17,6 @@ from pathlib import Path
 
 import requests
 
-from lightdet import outputs
-from lightdet.guard.writes import local_upload_folder
-
 log = logging.getLogger(__name__)
 
 
@@ -206,6 +203,9 @@ def model_destination(opts: Mapping) -> str | bool | None:
     """Where an online run uploads its registered checkpoints: ``output_uri``, else (``None``)
     the server's file server (``True`` to ClearML); nowhere with ``upload_models: false``
     (registered by their local path only). An offline run keeps them in its session."""
+    from lightdet import outputs  # the write policy only where a destination is decided
+    from lightdet.guard.writes import local_upload_folder
+
     if not opts.get("upload_models", True):
         return None
     uri = opts.get("output_uri")
