@@ -111,7 +111,8 @@ def warmup_multistep(
 
 def budget_progress(trainer) -> Callable[[], float]:
     """The fraction of the wall-clock budget (``trainer.max_time``) a run has used: training time
-    as Lightning's Timer counts it (a resumed run's earlier time included), validation too.
+    as Lightning's Timer counts it (a resumed run's earlier time included), validation too, over
+    the Timer's duration as it stands at each call (a budget keeper may shorten it).
 
     Raises:
         ValueError: the run has neither a step count nor a time budget.
@@ -124,8 +125,9 @@ def budget_progress(trainer) -> Callable[[], float]:
             "trainer.max_epochs=-1 trains without end: give a wall-clock budget "
             "(trainer.max_time=DD:HH:MM:SS) or trainer.max_steps"
         )
-    budget = float(timer._duration)
-    return lambda: timer.time_elapsed() / budget
+    # read at each step: BudgetKeeper shortens the Timer's duration once it has measured the
+    # setup and the validations, and the schedule must end when the shortened budget does
+    return lambda: timer.time_elapsed() / max(float(timer._duration), 1e-9)
 
 
 def clock(minutes: float) -> str:

@@ -104,6 +104,24 @@ def test_no_step_count_and_no_time_budget_is_an_error():
     assert budget_progress(trainer)() == 0.0  # not started: nothing used
 
 
+def test_the_budget_schedule_follows_a_shortened_timer():
+    """BudgetKeeper shortens the Timer after the scheduler is built (the setup and the
+    validations are measured then); the schedule must end with the shortened budget. It read
+    the duration once: a CI run stopped at 15 s of a 24 s max_time with the rate at 0.32 of peak."""
+    import pytorch_lightning as pl
+    from pytorch_lightning.callbacks import Timer
+
+    from lightdet.lightning.schedulers import budget_progress
+
+    trainer = pl.Trainer(max_time="00:00:00:24", logger=False, enable_checkpointing=False)
+    timer = next(c for c in trainer.callbacks if isinstance(c, Timer))
+    progress = budget_progress(trainer)
+    timer._offset = 15.0  # 15 s used (a resumed run's earlier time counts the same way)
+    assert progress() == pytest.approx(15 / 24)
+    timer._duration = 15.0  # what BudgetKeeper does once it knows what comes after training
+    assert progress() == pytest.approx(1.0)
+
+
 def test_a_short_run_leaves_warm_up_after_a_tenth_of_it():
     """Issue 34: warm-up was a step count (100), so a 3-minute budget that fits 20 steps
     trained at a fiftieth of the rate throughout. It now ends at 10 % of the run at most:
