@@ -41,6 +41,20 @@ def test_a_config_holding_a_secret_is_scrubbed_in_place_and_the_keys_named(monke
     assert scrub({"a": [f"x{FAKE}"]}) == {"a": [f"x{REDACTED}"]}
 
 
+def test_the_process_environment_is_read_as_it_is_now(monkeypatch):
+    """secret_values() keeps what it found for one state of the environment (the log filter
+    asks on every record); a variable set, changed or removed since is seen at the next call."""
+    monkeypatch.delenv("MY_SERVICE_TOKEN", raising=False)
+    assert FAKE not in secret_values()
+    monkeypatch.setenv("MY_SERVICE_TOKEN", FAKE)
+    assert FAKE in secret_values()
+    monkeypatch.setenv("MY_SERVICE_TOKEN", "another-secret-9b1d")
+    found = secret_values()
+    assert "another-secret-9b1d" in found and FAKE not in found
+    monkeypatch.delenv("MY_SERVICE_TOKEN")
+    assert "another-secret-9b1d" not in secret_values()
+
+
 def test_log_records_are_scrubbed_after_formatting(monkeypatch):
     monkeypatch.setenv("MY_SERVICE_TOKEN", FAKE)
     record = logging.LogRecord("x", logging.INFO, __file__, 1, "key is %s", (FAKE,), None)
