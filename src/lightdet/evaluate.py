@@ -10,12 +10,15 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from lightdet.cli import callable_module, hydra_entry
-from lightdet.runs.evaluate import run_evaluation
 from lightdet.runs.preflight import evaluation
 
 
 @hydra_entry("evaluate", preflight=evaluation)
 def main(cfg: DictConfig) -> dict[str, float]:
+    # the command's body (torch, Lightning) loads once the guard has accepted the config:
+    # a refused command answers in about 2 s instead of 9
+    from lightdet.runs.evaluate import run_evaluation
+
     return run_evaluation(cfg)
 
 
