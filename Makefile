@@ -36,9 +36,12 @@ USER_VARS := MODEL DATA TRAINER EXPERIMENT ARGS SESSION HPO CKPT FORMAT INPUT OU
 $(foreach v,$(USER_VARS),$(eval override $(v) := $$(value $(v))))
 export $(USER_VARS)
 RUN = $(PY) -m lightdet.makeargs
+# make test: one pytest worker per usable core, at most 4 (PYTEST_XDIST_AUTO_NUM_WORKERS=N for
+# another count); the tests sharing a module's fixture stay on one worker (tests/conftest.py)
+PARALLEL = -n auto --dist loadgroup
 
 .DEFAULT_GOAL := help
-.PHONY: compare study help install train anchors show-augment eval evaluate predict export config doctor bench benchmark hpo remote docker-build docker-train clearml-server-up clearml-server-down test test-fast lint format clearml-import clean
+.PHONY: compare study help install train anchors show-augment eval evaluate predict export config doctor bench benchmark hpo remote docker-build docker-train clearml-server-up clearml-server-down test test-fast test-durations lint format clearml-import clean
 
 help: ## show this help
 	@echo "usage: make <target> [MODEL=retinanet|retinanet_v2|ssd|ssd300_vgg16|ssdlite|fcos|faster_rcnn]"
@@ -90,11 +93,14 @@ hpo: install ## hyperparameter search (conf/hpo/*.yaml): HPO=focal_lr; run again
 remote: install ## enqueue this training config to a clearml-agent queue: QUEUE=default
 	$(RUN) remote
 
-test: install ## run the whole test suite (slow tests included)
-	set -f; $(PY) -m pytest $$ARGS
+test: install ## run the whole test suite (slow tests included) on TEST_WORKERS processes
+	set -f; $(PY) -m pytest $(PARALLEL) $$ARGS
 
 test-fast: install ## run the tests not marked slow
-	set -f; $(PY) -m pytest -m "not slow" $$ARGS
+	set -f; $(PY) -m pytest $(PARALLEL) -m "not slow" $$ARGS
+
+test-durations: install ## run the whole suite and record what each test took (tests/durations.json: longest start first)
+	set -f; $(PY) -m pytest $(PARALLEL) --record-durations $$ARGS
 
 lint: install ## ruff's checks and its format check over src/, tests/ and benchmarks/ (CI runs it)
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -11,6 +11,12 @@ import sys
 import tempfile
 from pathlib import Path
 
+# make test runs the suite on every core (pytest-xdist): each worker's torch gets its share of
+# the cores, set before anything loads torch (OpenMP reads it once); its subprocesses inherit it
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1 and "OMP_NUM_THREADS" not in os.environ:
+    os.environ["OMP_NUM_THREADS"] = str(max(1, len(os.sched_getaffinity(0)) // _WORKERS))
+
 # ClearML reads its configuration once per process: set it up before anything imports clearml.
 _CLEARML_HOME = Path(tempfile.mkdtemp(prefix="lightdet-clearml-"))
 # its offline sessions hold the tests' models (1.5-3 GB a suite run): removed at the end
@@ -33,6 +39,79 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 
 from lightdet.cli import CONFIG_DIR  # noqa: E402
 from lightdet.data.shapes import ShapesSpec, ensure_shapes  # noqa: E402
+
+# what each slow test took (setup included), to start the longest first: make test-durations
+DURATIONS = Path(__file__).with_name("durations.json")
+
+
+def pytest_addoption(parser) -> None:
+    parser.addoption(
+        "--record-durations",
+        action="store_true",
+        help=f"write the seconds of each slow test, or any over 1 s, to {DURATIONS.name}",
+    )
+
+
+def _shared_fixture(item) -> str | None:
+    """The first fixture of ``item``'s own module with module scope: the tests that share one
+    run on one worker (xdist_group), so that it is built once."""
+    for name in item.fixturenames:
+        for fixture in item._fixtureinfo.name2fixturedefs.get(name, ()):
+            if fixture.scope == "module" and fixture.baseid == item.nodeid.split("::")[0]:
+                return f"{fixture.baseid}::{name}"
+    return None
+
+
+def pytest_xdist_auto_num_workers(config) -> int:
+    """``-n auto`` (make test): the usable cores, at most 4 (a worker with the runs it starts
+    takes up to about 4 GB); ``PYTEST_XDIST_AUTO_NUM_WORKERS`` sets another count."""
+    chosen = os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS", "")
+    if chosen.isdigit() and int(chosen) > 0:
+        return int(chosen)
+    from lightdet.threads import available_cores
+
+    return max(1, min(4, available_cores()))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items) -> None:
+    """Longest first: each group of tests sharing a module fixture, and each other test, ordered
+    by the seconds it took when the durations were recorded (a slow test not there yet counts
+    30 s, any other 0.1 s), so that with ``-n`` workers no long test starts last."""
+    known = json.loads(DURATIONS.read_text()) if DURATIONS.exists() else {}
+    unit, cost, first = {}, {}, {}
+    for index, item in enumerate(items):
+        group = _shared_fixture(item)
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
+        unit[item] = key = group or item.nodeid
+        seconds = known.get(item.nodeid, 30.0 if item.get_closest_marker("slow") else 0.1)
+        cost[key] = cost.get(key, 0.0) + seconds
+        first.setdefault(key, index)
+    items.sort(key=lambda item: (-cost[unit[item]], first[unit[item]]))
+
+
+_took: dict[str, float] = {}
+
+
+_slow: set[str] = set()
+
+
+def pytest_runtest_logreport(report) -> None:
+    node = report.nodeid.split("@")[0]  # loadgroup appends @<group>
+    _took[node] = _took.get(node, 0.0) + report.duration
+    if "slow" in report.keywords:
+        _slow.add(node)
+
+
+def pytest_sessionfinish(session) -> None:
+    config = session.config
+    if not config.getoption("--record-durations") or hasattr(config, "workerinput"):
+        return
+    ranked = sorted(_took.items(), key=lambda kv: -kv[1])
+    kept = {node: round(s, 1) for node, s in ranked if s >= 1.0 or node in _slow}
+    DURATIONS.write_text(json.dumps(kept, indent=1) + "\n")
+
 
 CLASSES = ("circle", "square", "triangle")  # num_classes = 3 + background
 TINY = {"num_train": 16, "num_val": 8, "num_test": 4, "image_size": 96, "max_object_size": 48.0}
