@@ -14,11 +14,20 @@ from lightdet.data.voc import read_voc
 from tests.conftest import offline_events, offline_scalars, run_train_cli
 
 
-@pytest.mark.slow
-def test_plain_cross_entropy_run_is_recorded_offline(tmp_path, tiny_shapes):
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory, tiny_shapes):
+    """One plain cross-entropy run (focal gamma 0, no alpha) through the real entry point: its
+    folder, its process and its offline session, read by both tests below."""
+    tmp_path = tmp_path_factory.mktemp("cli_clearml")
     proc, session = run_train_cli(
         tmp_path, tiny_shapes, "model.net.focal_gamma=0", "model.net.focal_alpha=-1"
     )
+    return tmp_path, proc, session
+
+
+@pytest.mark.slow
+def test_plain_cross_entropy_run_is_recorded_offline(recorded):
+    tmp_path, proc, session = recorded
     output = proc.stdout + proc.stderr  # Hydra logs to stdout
     assert "recording offline in" in output and "clearml-import" in output
     task = json.loads((session / "task.json").read_text())
@@ -74,8 +83,8 @@ def test_plain_cross_entropy_run_is_recorded_offline(tmp_path, tiny_shapes):
 
 
 @pytest.mark.slow
-def test_session_holds_what_a_detection_engineer_looks_at(tmp_path, tiny_shapes):
-    _, session = run_train_cli(tmp_path, tiny_shapes)
+def test_session_holds_what_a_detection_engineer_looks_at(recorded, tiny_shapes):
+    tmp_path, _, session = recorded
     task = json.loads((session / "task.json").read_text())
     scalars = offline_scalars(session)
     series = {(e["metric"], e["variant"]) for e in scalars}
