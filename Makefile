@@ -37,8 +37,8 @@ $(foreach v,$(USER_VARS),$(eval override $(v) := $$(value $(v))))
 export $(USER_VARS)
 RUN = $(PY) -m lightdet.makeargs
 # make test: one pytest worker per usable core, at most 4 (PYTEST_XDIST_AUTO_NUM_WORKERS=N for
-# another count); the tests sharing a module's fixture stay on one worker (tests/conftest.py)
-PARALLEL = -n auto --dist loadgroup
+# another count), each given whole test modules, the longest first (tests/conftest.py)
+PARALLEL = -n auto --dist loadscope
 
 .DEFAULT_GOAL := help
 .PHONY: compare study help install train anchors show-augment eval evaluate predict export config doctor bench benchmark hpo remote docker-build docker-train clearml-server-up clearml-server-down test test-fast test-durations lint format clearml-import clean

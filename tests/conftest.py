@@ -52,16 +52,6 @@ def pytest_addoption(parser) -> None:
     )
 
 
-def _shared_fixture(item) -> str | None:
-    """The first fixture of ``item``'s own module with module scope: the tests that share one
-    run on one worker (xdist_group), so that it is built once."""
-    for name in item.fixturenames:
-        for fixture in item._fixtureinfo.name2fixturedefs.get(name, ()):
-            if fixture.scope == "module" and fixture.baseid == item.nodeid.split("::")[0]:
-                return f"{fixture.baseid}::{name}"
-    return None
-
-
 def pytest_xdist_auto_num_workers(config) -> int:
     """``-n auto`` (make test): the usable cores, at most 4 (a worker with the runs it starts
     takes up to about 4 GB); ``PYTEST_XDIST_AUTO_NUM_WORKERS`` sets another count."""
@@ -73,22 +63,28 @@ def pytest_xdist_auto_num_workers(config) -> int:
     return max(1, min(4, available_cores()))
 
 
-@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items) -> None:
-    """Longest first: each group of tests sharing a module fixture, and each other test, ordered
-    by the seconds it took when the durations were recorded (a slow test not there yet counts
-    30 s, any other 0.1 s), so that with ``-n`` workers no long test starts last."""
+    """Longest first, a module at a time: ``make test`` gives each worker whole modules
+    (``--dist loadscope``: a module's fixtures, such as a reference run or the loopback
+    server's base task, are built once), the module whose tests took longest when the
+    durations were recorded first (a slow test not there yet counts 30 s, any other 0.1 s),
+    so that no long module starts last. Within a module the file's order is kept."""
     known = json.loads(DURATIONS.read_text()) if DURATIONS.exists() else {}
-    unit, cost, first = {}, {}, {}
+    cost: dict[str, float] = {}
+    first: dict[str, int] = {}
     for index, item in enumerate(items):
-        group = _shared_fixture(item)
-        if group:
-            item.add_marker(pytest.mark.xdist_group(group))
-        unit[item] = key = group or item.nodeid
+        module = item.nodeid.split("::")[0]
         seconds = known.get(item.nodeid, 30.0 if item.get_closest_marker("slow") else 0.1)
-        cost[key] = cost.get(key, 0.0) + seconds
-        first.setdefault(key, index)
-    items.sort(key=lambda item: (-cost[unit[item]], first[unit[item]]))
+        cost[module] = cost.get(module, 0.0) + seconds
+        first.setdefault(module, index)
+    position = {id(item): index for index, item in enumerate(items)}
+    items.sort(
+        key=lambda item: (
+            -cost[item.nodeid.split("::")[0]],
+            first[item.nodeid.split("::")[0]],
+            position[id(item)],
+        )
+    )
 
 
 _took: dict[str, float] = {}
@@ -98,10 +94,9 @@ _slow: set[str] = set()
 
 
 def pytest_runtest_logreport(report) -> None:
-    node = report.nodeid.split("@")[0]  # loadgroup appends @<group>
-    _took[node] = _took.get(node, 0.0) + report.duration
+    _took[report.nodeid] = _took.get(report.nodeid, 0.0) + report.duration
     if "slow" in report.keywords:
-        _slow.add(node)
+        _slow.add(report.nodeid)
 
 
 def pytest_sessionfinish(session) -> None:
