@@ -93,7 +93,7 @@ hpo: install ## hyperparameter search (conf/hpo/*.yaml): HPO=focal_lr; run again
 remote: install ## enqueue this training config to a clearml-agent queue: QUEUE=default
 	$(RUN) remote
 
-test: install ## run the whole test suite (slow tests included) on TEST_WORKERS processes
+test: install ## run the whole test suite (slow tests included), one worker per core (at most 4)
 	set -f; $(PY) -m pytest $(PARALLEL) $$ARGS
 
 test-fast: install ## run the tests not marked slow
