@@ -12,10 +12,16 @@ import tempfile
 from pathlib import Path
 
 # make test runs the suite on every core (pytest-xdist): each worker's torch gets its share of
-# the cores, set before anything loads torch (OpenMP reads it once); its subprocesses inherit it
+# the usable cores (a container's quota included), set before anything loads torch (OpenMP
+# reads it once); its subprocesses inherit it. A count the user chose is kept; importing
+# lightdet sets one (threads.apply), so whether there was one is read before.
 _WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-if _WORKERS > 1 and "OMP_NUM_THREADS" not in os.environ:
-    os.environ["OMP_NUM_THREADS"] = str(max(1, len(os.sched_getaffinity(0)) // _WORKERS))
+_THREADS_CHOSEN = "OMP_NUM_THREADS" in os.environ
+
+from lightdet.threads import available_cores  # noqa: E402  (loads no torch)
+
+if _WORKERS > 1 and not _THREADS_CHOSEN:
+    os.environ["OMP_NUM_THREADS"] = str(max(1, available_cores() // _WORKERS))
 
 # ClearML reads its configuration once per process: set it up before anything imports clearml.
 _CLEARML_HOME = Path(tempfile.mkdtemp(prefix="lightdet-clearml-"))
@@ -58,8 +64,6 @@ def pytest_xdist_auto_num_workers(config) -> int:
     chosen = os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS", "")
     if chosen.isdigit() and int(chosen) > 0:
         return int(chosen)
-    from lightdet.threads import available_cores
-
     return max(1, min(4, available_cores()))
 
 
@@ -71,25 +75,18 @@ def pytest_collection_modifyitems(config, items) -> None:
     so that no long module starts last. Within a module the file's order is kept."""
     known = json.loads(DURATIONS.read_text()) if DURATIONS.exists() else {}
     cost: dict[str, float] = {}
-    first: dict[str, int] = {}
+    order = []  # (module, its place in the collection) of each item
     for index, item in enumerate(items):
         module = item.nodeid.split("::")[0]
         seconds = known.get(item.nodeid, 30.0 if item.get_closest_marker("slow") else 0.1)
         cost[module] = cost.get(module, 0.0) + seconds
-        first.setdefault(module, index)
-    position = {id(item): index for index, item in enumerate(items)}
-    items.sort(
-        key=lambda item: (
-            -cost[item.nodeid.split("::")[0]],
-            first[item.nodeid.split("::")[0]],
-            position[id(item)],
-        )
-    )
+        order.append((module, index))
+    first = {module: index for module, index in reversed(order)}
+    ranked = sorted(order, key=lambda mi: (-cost[mi[0]], first[mi[0]], mi[1]))
+    items[:] = [items[index] for _, index in ranked]
 
 
 _took: dict[str, float] = {}
-
-
 _slow: set[str] = set()
 
 
