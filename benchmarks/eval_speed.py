@@ -14,7 +14,7 @@ medians over the rounds. Measured:
 - ``pycocotools``: ``COCO`` + ``loadRes`` + ``COCOeval`` evaluate/accumulate/summarize, the
   reference;
 - ``lightdet report``: :func:`lightdet.evaluation.coco.coco_evaluate`, what ``make eval`` and the
-  run's ``results/`` use (faster_coco_eval, pycocotools' layout);
+  run's ``results/`` use, from COCO dicts (hotcoco, pycocotools' layout);
 - ``lightdet validation``: a whole validation pass's evaluation, as every validation epoch
   runs it (:class:`lightdet.lightning.recorder.EvaluationRecorder` fed tensors per batch of 8
   images, then :func:`lightdet.evaluation.report.build_report`: COCO, VOC AP, the F1
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import statistics
@@ -229,10 +230,25 @@ def main() -> None:
         (out / "eval_speed.md").write_text("\n".join(lines) + "\n")
 
 
+def cpu_description() -> str:
+    """The CPU's model, its wide-vector flags and the core count (for result files)."""
+    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    rows = text.splitlines()
+    model = next((x.split(":", 1)[1].strip() for x in rows if x.startswith("model name")), "")
+    flags = next((x.split(":", 1)[1].split() for x in rows if x.startswith("flags")), [])
+    simd = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{model or platform.processor()} ({', '.join(simd) or 'no AVX2'}), {cores} cores"
+
+
 def _report(results: dict) -> list[str]:
+    import numpy as np
+
     lines = [
-        f"# Evaluation: lightdet against pycocotools ({platform.processor() or 'cpu'}, "
-        f"Python {platform.python_version()})",
+        "# Evaluation: lightdet against pycocotools",
+        "",
+        f"CPU: {cpu_description()}; Python {platform.python_version()}, numpy {np.__version__}; "
+        "each measurement in a fresh process, rounds in turn, nothing else running.",
         "",
         "| images | method | seconds (median; runs) | x faster than pycocotools | "
         "largest difference of the 12 numbers | peak MiB |",

@@ -73,8 +73,16 @@ def test_plain_cross_entropy_run_is_recorded_offline(recorded):
         "confusion_matrix.png",
         "confusion_matrix_normalized.png",
         "predictions.png",
+        "errors.png",
+        "missed_sizes.png",
     }
     assert pictures <= {p.name for p in (run / "results").iterdir()}
+    # why the mAP is what it is: TIDE's breakdown of the best validation
+    errors = json.loads((run / "results" / "errors.json").read_text())
+    assert set(errors["dap50"]) == {"Cls", "Loc", "Both", "Dupe", "Bkg", "Miss", "FP", "FN"}
+    assert errors["split"] == "val" and errors["costs_most"] in errors["dap50"]
+    if errors["worst_images"]:  # a barely trained model misses boxes: their gallery
+        assert (run / "results" / "worst_images.png").exists()
     assert all(name in lines["pictures"] for name in pictures)
     assert f"offline session {session}.zip" in lines["ClearML"]
     assert lines["next"] == f"next        make eval CKPT={lines['checkpoint'].split()[1]}"
@@ -98,6 +106,7 @@ def test_session_holds_what_a_detection_engineer_looks_at(recorded, tiny_shapes)
         per_validation.setdefault((e["metric"], e["variant"]), set()).add(e["iter"])
     assert per_validation[("val per-class AP", "AP")] == val_iters
     assert per_validation[("val confusion matrix @IoU0.5", "counts")] == val_iters
+    assert per_validation[("val errors (TIDE)", "dAP")] == val_iters
     pr = {v for (m, v) in per_validation if m == "val PR curve @IoU0.5"}
     assert pr and pr <= {"circle", "square", "triangle"}
     assert ("dataset", "images and boxes") in per_validation and (

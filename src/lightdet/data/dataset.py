@@ -36,6 +36,13 @@ class DetectionDataset(Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
+    def image_of(self, image_id: int) -> torch.Tensor:
+        """The image whose record has ``image_id``, as this dataset serves it (its transform
+        applied: the frame its evaluated boxes are in)."""
+        if getattr(self, "_positions", None) is None:
+            self._positions = {r.image_id: i for i, r in enumerate(self.records)}
+        return self[self._positions[int(image_id)]][0]
+
     def reseed(self, seed: int) -> None:
         """Seed the augmentation pipeline.
 

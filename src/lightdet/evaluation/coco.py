@@ -1,21 +1,25 @@
-"""COCO's 12 numbers and a per-class table for an evaluated split, from COCO-format files.
+"""COCO's 12 numbers and a per-class table for an evaluated split.
 
-The ground truth and the detections are built as COCO's own formats (``ground_truth.json`` and
-``detections.json`` in an evaluation folder), and scored from exactly those dicts with
-faster_coco_eval, which gives pycocotools' numbers (tested to 1e-6). Boxes are areas of boxes,
-as the training-time ``val/map`` (torchmetrics) computes them, so the two agree.
+A split is held as COCO's columns (:class:`CocoSplit`: image and category ids, xywh boxes,
+areas, crowd flags, scores), not a dict per box: 5,000 images' 500,000 detections are a few
+arrays. They are scored by hotcoco (``COCO.from_arrays`` and ``load_res`` of an ``[N, 7]``
+array), which gives pycocotools' numbers and precision/recall arrays exactly
+(``tests/unit/evaluation/test_coco_parity.py``; speed and exactness of the candidates in
+``benchmarks/results/coco_backends.md``). The JSON files of a report (``ground_truth.json``,
+``detections.json``) are built from the same columns when written. Boxes are areas of boxes, as
+the training-time numbers have always been computed.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from faster_coco_eval import COCO, COCOeval_faster
+from hotcoco import COCO, COCOeval
+
+from lightdet.evaluation.split import CocoSplit
 
 # pycocotools' summary lines: (AP or AR, IoU range, area, max detections), in ``stats`` order
 STAT_LINES = [
@@ -90,117 +94,100 @@ def pr_curves(precision: np.ndarray, category_ids: Sequence[int]) -> dict:
 def ground_truth_json(
     images: Sequence[Mapping], targets: Sequence[Mapping], categories: Mapping[int, str]
 ) -> dict:
-    """A COCO ground-truth dict.
-
-    Args:
-        images: per image ``{"id", "file_name", "width", "height"}``.
-        targets: per image ``{"boxes": [N, 4] xyxy, "category_ids": [N], "iscrowd": [N]}``
-            (lists or arrays; VOC ``difficult`` is ``iscrowd``: ignored, as in evaluation).
-        categories: category id -> name, every class of the model.
-    """
-    annotations = []
-    for image, target in zip(images, targets):
-        xywh = _boxes(target["boxes"])
-        areas = (xywh[:, 2] * xywh[:, 3]).tolist()  # in float32, as torchmetrics computes it
-        for box, area, cat, crowd in zip(
-            xywh.tolist(), areas, np.asarray(target["category_ids"]), np.asarray(target["iscrowd"])
-        ):
-            annotations.append(
-                {
-                    "id": len(annotations) + 1,
-                    "image_id": int(image["id"]),
-                    "category_id": int(cat),
-                    "bbox": box,
-                    "area": area,
-                    "iscrowd": int(bool(crowd)),
-                }
-            )
-    return {
-        "info": {"description": "lightdet evaluation ground truth (box areas)"},
-        "images": [dict(i) for i in images],
-        "annotations": annotations,
-        "categories": [{"id": int(c), "name": str(n)} for c, n in categories.items()],
-    }
+    """A COCO ground-truth dict from per-image arrays (see :meth:`CocoSplit.of`)."""
+    return CocoSplit.of(images, targets, [], categories).ground_truth_json()
 
 
 def detections_json(image_ids: Sequence[int], preds: Sequence[Mapping]) -> list[dict]:
-    """COCO results: ``[{"image_id", "category_id", "bbox": [x, y, w, h], "score"}]``.
-
-    Args:
-        image_ids: per image, its id.
-        preds: per image ``{"boxes": [N, 4] xyxy, "scores": [N], "category_ids": [N]}``.
-    """
-    out = []
-    for image_id, pred in zip(image_ids, preds):
-        scores = np.asarray(pred["scores"], np.float64).tolist()
-        cats = np.asarray(pred["category_ids"]).tolist()
-        for box, cat, score in zip(_boxes(pred["boxes"]).tolist(), cats, scores):
-            out.append(
-                {"image_id": int(image_id), "category_id": int(cat), "bbox": box, "score": score}
-            )
-    return out
-
-
-def _boxes(boxes) -> np.ndarray:
-    """xywh in float32, the detectors' precision: the numbers training's ``val/map`` scores
-    (torchmetrics converts the same way), so the two agree exactly."""
-    xyxy = np.asarray(boxes, np.float32).reshape(-1, 4)  # [N, 4]
-    return np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]], axis=1)  # [N, 4] xywh
+    """COCO results from per-image ``{"boxes": [N, 4] xyxy, "scores", "category_ids"}``."""
+    images = [{"id": int(i)} for i in image_ids]
+    return CocoSplit.of(images, [], preds, {}).detections_json()
 
 
 def coco_evaluate(
-    ground_truth: dict, detections: list[dict], *, difficult: bool = False
+    ground_truth: Mapping | CocoSplit,
+    detections: Sequence[Mapping] = (),
+    *,
+    difficult: bool = False,
 ) -> CocoResult:
-    """Score COCO-format detections against a COCO ground-truth dict (neither is modified).
+    """Score a split: a :class:`CocoSplit`, or a COCO ground-truth dict and COCO results
+    (neither is modified).
 
     ``difficult``: the ground truth's ``iscrowd`` boxes are VOC's difficult ones, ignored the
     devkit's way (:mod:`lightdet.evaluation.difficult`), not as COCO's crowd regions.
     """
-    if difficult and any(a.get("iscrowd") for a in ground_truth["annotations"]):
+    split = (
+        ground_truth
+        if isinstance(ground_truth, CocoSplit)
+        else CocoSplit.from_json(ground_truth, detections)
+    )
+    if difficult and split.iscrowd.any():
         from lightdet.evaluation.difficult import per_threshold
 
-        runs = []
+        def score(gt: CocoSplit, t: float) -> tuple[np.ndarray, np.ndarray]:
+            run = _run(gt, [t])
+            return np.asarray(run.eval["precision"]), np.asarray(run.eval["recall"])
 
-        def score(gt: dict, dets: list[dict], t: float) -> tuple[np.ndarray, np.ndarray]:
-            runs.append(_run(gt, dets, [t]))
-            return np.asarray(runs[-1].eval["precision"]), np.asarray(runs[-1].eval["recall"])
-
-        thresholds = _run(ground_truth, [], None, evaluate=False).params.iouThrs
-        precision, recall = per_threshold(ground_truth, detections, thresholds, score)
-        evaluator = runs[0]  # COCO's own summary, over the arrays of every threshold
-        evaluator.params.iouThrs = thresholds
-        evaluator.eval["precision"], evaluator.eval["recall"] = precision, recall
+        precision, recall = per_threshold(split, IOU_THRESHOLDS, score)
+        cats = sorted(split.categories)
     else:
-        evaluator = _run(ground_truth, detections, None)
-    with contextlib.redirect_stdout(io.StringIO()):
-        evaluator.summarize()
-    precision = np.asarray(evaluator.eval["precision"])  # [T, R, K, A, M]
-    recall = np.asarray(evaluator.eval["recall"])  # [T, K, A, M]
-    cats = [int(c) for c in evaluator.params.catIds]
+        evaluator = _run(split, None)
+        evaluated = evaluator.eval
+        precision = np.asarray(evaluated["precision"])  # [T, R, K, A, M]
+        recall = np.asarray(evaluated["recall"])  # [T, K, A, M]
+        cats = [int(c) for c in evaluator.params.cat_ids]
     per_class = {cat: _class_row(precision, recall, k) for k, cat in enumerate(cats)}
-    return CocoResult([float(s) for s in evaluator.stats[:12]], per_class, precision, cats)
+    return CocoResult(summarize(precision, recall), per_class, precision, cats)
 
 
-def _run(
-    ground_truth: dict, detections: list[dict], thresholds: list | None, evaluate: bool = True
-) -> COCOeval_faster:
-    """The evaluator, evaluated and accumulated (at ``thresholds``: COCO's ten when None)."""
-    # the loaders add keys to the annotation dicts they are given: copies of those dicts
-    gt_copy = {
-        **ground_truth,
-        "images": [dict(i) for i in ground_truth["images"]],
-        "annotations": [dict(a) for a in ground_truth["annotations"]],
-    }
-    with contextlib.redirect_stdout(io.StringIO()):  # the loaders print their progress
-        gt = COCO(gt_copy)
-        dt = gt.loadRes([dict(d) for d in detections]) if detections else COCO()
-        evaluator = COCOeval_faster(gt, dt, iouType="bbox")
-        if thresholds is not None:
-            evaluator.params.iouThrs = np.asarray(thresholds, np.float64)
-        if evaluate:
-            evaluator.evaluate()
-            evaluator.accumulate()
+# COCO's IoU thresholds, as pycocotools computes them (0.5, 0.55, ..., 0.95)
+IOU_THRESHOLDS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True)
+
+
+def _run(split: CocoSplit, thresholds: list | None):
+    """hotcoco's evaluator over ``split``, evaluated and accumulated (at ``thresholds``:
+    COCO's ten when None)."""
+    images = [
+        {"id": int(i["id"]), "width": i.get("width", 0), "height": i.get("height", 0)}
+        for i in split.images
+    ]
+    categories = [{"id": c, "name": n} for c, n in split.categories.items()]
+    gt = COCO.from_arrays(
+        images,
+        categories,
+        split.gt_image_ids,
+        split.gt_category_ids,
+        split.gt_boxes,
+        area=split.gt_areas,
+        iscrowd=split.iscrowd.astype(np.int64),
+    )
+    evaluator = COCOeval(gt, gt.load_res(split.detection_array()), "bbox")
+    if thresholds is not None:
+        evaluator.params.iou_thrs = [float(t) for t in thresholds]
+    evaluator.evaluate()
+    evaluator.accumulate()
     return evaluator
+
+
+def summarize(precision: np.ndarray, recall: np.ndarray) -> list[float]:
+    """COCO's 12 numbers from its ``[T, R, K, A, M]`` precision and ``[T, K, A, M]`` recall
+    arrays (COCO's thresholds, areas all/small/medium/large, max detections 1/10/100), the
+    means pycocotools' ``summarize`` takes: over the defined (> -1) values, -1 when none."""
+
+    def mean(values: np.ndarray) -> float:
+        valid = values[values > -1]
+        return float(np.mean(valid)) if valid.size else -1.0
+
+    at_50, at_75 = 0, 5  # IoU 0.5 and 0.75 on COCO's ten thresholds
+    stats = [
+        mean(precision[:, :, :, 0, 2]),
+        mean(precision[at_50, :, :, 0, 2]),
+        mean(precision[at_75, :, :, 0, 2]),
+    ]
+    stats += [mean(precision[:, :, :, a, 2]) for a in (1, 2, 3)]
+    stats += [mean(recall[:, :, 0, m]) for m in (0, 1, 2)]
+    stats += [mean(recall[:, :, a, 2]) for a in (1, 2, 3)]
+    return stats
 
 
 def _class_row(precision: np.ndarray, recall: np.ndarray, k: int) -> dict[str, float]:

@@ -19,62 +19,70 @@ detection set aside here leaves its place in the max-detections cut to the next 
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from collections.abc import Callable
 
 import numpy as np
 
+from lightdet.evaluation.split import CocoSplit
 from lightdet.evaluation.voc import box_iou
 
 
-def difficult_ious(ground_truth: dict, detections: list[dict]) -> np.ndarray:
+def difficult_ious(split: CocoSplit) -> np.ndarray:
     """Per detection, the IoU with its best-overlapping ground-truth box of the same image
     and class when that box is difficult (``iscrowd``), else -1: the detection is set aside
     at every threshold up to that IoU."""
-    boxes: dict[tuple[int, int], list[dict]] = defaultdict(list)
-    for ann in ground_truth["annotations"]:
-        boxes[(ann["image_id"], ann["category_id"])].append(ann)
-    out = np.full(len(detections), -1.0)
+    boxes: dict[tuple[int, int], list[int]] = defaultdict(list)
+    for g, key in enumerate(zip(split.gt_image_ids.tolist(), split.gt_category_ids.tolist())):
+        boxes[key].append(g)
+    out = np.full(len(split.scores), -1.0)
     by_key: dict[tuple[int, int], list[int]] = defaultdict(list)
-    for i, det in enumerate(detections):
-        by_key[(det["image_id"], det["category_id"])].append(i)
+    for d, key in enumerate(zip(split.dt_image_ids.tolist(), split.dt_category_ids.tolist())):
+        by_key[key].append(d)
     for key, indices in by_key.items():
-        anns = boxes.get(key, [])
-        if not any(a.get("iscrowd") for a in anns):
+        gts = np.asarray(boxes.get(key, []), np.int64)
+        if not split.iscrowd[gts].any():
             continue
-        ious = box_iou(
-            _xyxy([detections[i]["bbox"] for i in indices]),  # [D, 4]
-            _xyxy([a["bbox"] for a in anns]),  # [G, 4]
-        )  # [D, G]
+        dets = np.asarray(indices)
+        ious = box_iou(_xyxy(split.dt_boxes[dets]), _xyxy(split.gt_boxes[gts]))  # [D, G]
         best = ious.argmax(axis=1)  # [D]: the devkit's jmax (first of equals)
-        hard = np.asarray([bool(anns[j].get("iscrowd")) for j in best])
-        out[np.asarray(indices)[hard]] = ious[np.arange(len(indices)), best][hard]
+        hard = split.iscrowd[gts[best]]  # [D]
+        out[dets[hard]] = ious[np.arange(len(dets)), best][hard]
     return out
 
 
-def _xyxy(xywh: list) -> np.ndarray:
+def _xyxy(xywh: np.ndarray) -> np.ndarray:
     boxes = np.asarray(xywh, np.float64).reshape(-1, 4)  # [N, 4] COCO's x, y, w, h
     return np.concatenate([boxes[:, :2], boxes[:, :2] + boxes[:, 2:]], axis=1)
 
 
 def per_threshold(
-    ground_truth: dict,
-    detections: list[dict],
+    split: CocoSplit,
     thresholds: np.ndarray,
-    score: Callable[[dict, list[dict], float], tuple[np.ndarray, np.ndarray]],
+    score: Callable[[CocoSplit, float], tuple[np.ndarray, np.ndarray]],
 ) -> tuple[np.ndarray, np.ndarray]:
     """COCO's ``[T, R, K, A, M]`` precision and ``[T, K, A, M]`` recall with difficult boxes
-    ignored the devkit's way; ``score(gt, dets, t)`` runs the COCO evaluator at one threshold
+    ignored the devkit's way; ``score(split, t)`` runs the COCO evaluator at one threshold
     and returns its two arrays (their T axis of length 1)."""
-    kept_gt = {
-        **ground_truth,
-        "annotations": [a for a in ground_truth["annotations"] if not a.get("iscrowd")],
-    }
-    best = difficult_ious(ground_truth, detections)
+    best = difficult_ious(split)
+    plain = ~split.iscrowd
     precision, recall = [], []
     for t in thresholds:
-        kept = [d for d, iou in zip(detections, best) if iou < t]
-        p, r = score(kept_gt, kept, float(t))
+        kept = best < t
+        subset = dataclasses.replace(
+            split,
+            gt_image_ids=split.gt_image_ids[plain],
+            gt_category_ids=split.gt_category_ids[plain],
+            gt_boxes=split.gt_boxes[plain],
+            gt_areas=split.gt_areas[plain],
+            iscrowd=split.iscrowd[plain],
+            dt_image_ids=split.dt_image_ids[kept],
+            dt_category_ids=split.dt_category_ids[kept],
+            dt_boxes=split.dt_boxes[kept],
+            scores=split.scores[kept],
+        )
+        p, r = score(subset, float(t))
         precision.append(p[0])
         recall.append(r[0])
     return np.stack(precision), np.stack(recall)

@@ -1,19 +1,14 @@
 """The scalars logged for an evaluation pass (``stage/name``), read off the pass's report.
 
-COCO box mAP is pycocotools' numbers exactly (scored by faster_coco_eval in
+COCO box mAP is pycocotools' numbers exactly (scored by hotcoco in
 :func:`lightdet.evaluation.coco.coco_evaluate`, the same path as ``make eval``'s report);
 predictions reach it cleaned by :func:`lightdet.evaluation.predictions.finite_predictions`.
 """
 
 from __future__ import annotations
 
-import logging
-
 from lightdet.data.classes import class_name
 from lightdet.evaluation.report import EvaluationReport
-
-# faster_coco_eval prints its whole summary table at INFO on every evaluation
-logging.getLogger("faster_coco_eval").setLevel(logging.WARNING)
 
 # logged as ``<stage>/<name>``: COCO's summary numbers
 SUMMARY_KEYS = ("map", "map_50", "map_75", "map_small", "map_medium", "map_large", "mar_100")

@@ -111,6 +111,47 @@ def plot_training_curves(
     return _save(plt, fig, path)
 
 
+def plot_errors(
+    dap50: Mapping[str, float], dap: Mapping[str, float], names: Mapping[str, str], path: Path
+) -> Path:
+    """TIDE's breakdown: the AP each kind of error costs, at IoU 0.5 and over 0.5:0.95."""
+    plt = _pyplot()
+    kinds = list(dap50)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    x = np.arange(len(kinds))
+    ax.bar(x - 0.2, [dap50[k] for k in kinds], 0.4, label="IoU 0.5")
+    ax.bar(x + 0.2, [dap[k] for k in kinds], 0.4, label="IoU 0.5:0.95")
+    ax.set_xticks(x, [f"{k}\n{names.get(k, k)}" for k in kinds], fontsize=7)
+    ax.set_ylabel("AP gained if fixed (dAP)")
+    ax.set_title("what the errors cost (TIDE)")
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=8)
+    return _save(plt, fig, path)
+
+
+def plot_box_sides(
+    missed: np.ndarray, found: np.ndarray, anchors: Sequence[float], path: Path, title: str
+) -> Path:
+    """How big the missed boxes are against the found ones (sqrt of the area, log bins), with
+    the model's anchor sides marked where known."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    sides = np.concatenate([missed, found, np.asarray(anchors, float)])
+    sides = sides[sides > 0]
+    low, high = (sides.min(), sides.max()) if sides.size else (1.0, 2.0)
+    bins = np.geomspace(max(low * 0.9, 0.5), high * 1.1 + 1, 30)
+    ax.hist([found, missed], bins=bins, label=["found", "missed"], color=["tab:green", "tab:red"])
+    for i, side in enumerate(anchors):
+        ax.axvline(side, color="grey", linestyle="--", label="anchor sides" if i == 0 else None)
+    ax.set_xscale("log")
+    ax.set_xlabel("box side, sqrt(area) in pixels")
+    ax.set_ylabel("ground-truth boxes")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(plt, fig, path)
+
+
 def _finish(ax, xlabel: str, ylabel: str, title: str, legend: bool) -> None:
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.02)

@@ -9,27 +9,27 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from lightdet.data.classes import category_ids, class_name, with_background
 from lightdet.evaluation.coco import (
     PER_CLASS_COLUMNS,
     STAT_NAMES,
     CocoResult,
+    CocoSplit,
     coco_evaluate,
-    detections_json,
     finite_or_none,
     format_stats,
-    ground_truth_json,
 )
-from lightdet.evaluation.confusion import DetectionConfusionMatrix
+from lightdet.evaluation.confusion import confusion_columns
+from lightdet.evaluation.errors import ERROR_NAMES, ErrorAnalysis, analyse_errors, format_analysis
 from lightdet.evaluation.thresholds import DEFAULT_SCORE_THRESHOLD
-from lightdet.evaluation.voc import best_f1, f1_curve, match_detections, pooled, voc_results
+from lightdet.evaluation.voc import best_f1, columns, f1_curve, match_columns, pooled, voc_results
 
 F1_GRID = np.linspace(0, 1, 101)
 
@@ -61,8 +61,29 @@ class EvaluationReport:
     f1_curves: dict[str, np.ndarray]  # name -> F1 over F1_GRID
     positives: dict[str, int]  # ground-truth boxes per class (not difficult/crowd)
     difficult: bool = False  # iscrowd held VOC's difficult: ignored the devkit's way
-    ground_truth: dict = field(repr=False, default_factory=dict)
-    detections: list = field(repr=False, default_factory=list)
+    columns: CocoSplit | None = field(repr=False, default=None)  # what was scored
+    images: list[EvaluatedImage] = field(repr=False, default_factory=list)  # the same, per image
+
+    @cached_property
+    def errors(self) -> ErrorAnalysis | None:
+        """TIDE's error breakdown at the report's score threshold (computed on first use: a
+        validation pass's scalars do not need it, its written report does)."""
+        return analyse_errors(self.columns, self.score_threshold) if self.columns else None
+
+    @property
+    def ground_truth(self) -> dict:
+        """The COCO ground truth scored (``ground_truth.json``), built on each call."""
+        return self.columns.ground_truth_json() if self.columns else {}
+
+    @property
+    def detections(self) -> list[dict]:
+        """The COCO results scored (``detections.json``), built on each call."""
+        return self.columns.detections_json() if self.columns else []
+
+    @property
+    def counts(self) -> tuple[int, int]:
+        """(images, detections) scored."""
+        return (len(self.columns.images), len(self.columns.scores)) if self.columns else (0, 0)
 
     @property
     def stats(self) -> dict[str, float]:
@@ -98,52 +119,47 @@ def build_report(
     ``iscrowd`` flags are VOC's difficult, ignored the devkit's way in COCO's numbers too)."""
     names = list(class_names)
     ids = category_ids(names, category_map)  # label -> dataset category id
-    to_ids = np.vectorize(lambda label: ids.get(int(label), int(label)), otypes=[np.int64])
-    infos = [
-        {"id": i.image_id, "file_name": i.file_name, "width": i.width, "height": i.height}
-        for i in images
-    ]
-    gt = ground_truth_json(
-        infos,
-        [{**i.target, "category_ids": to_ids(i.target["labels"])} for i in images],
+    targets, preds = [i.target for i in images], [i.pred for i in images]
+    dt, gt = columns(preds, "scores"), columns(targets, "iscrowd")  # for VOC's matching
+    top = max(
+        [len(names), *ids, int(dt["labels"].max(initial=0)), int(gt["labels"].max(initial=0))]
+    )
+    lookup = np.arange(top + 1, dtype=np.int64)  # labels without a category id: as they are
+    lookup[list(ids)] = list(ids.values())
+    scored = CocoSplit.from_columns(
+        [
+            {"id": i.image_id, "file_name": i.file_name, "width": i.width, "height": i.height}
+            for i in images
+        ],
+        dt,
+        gt,
         {ids[k]: class_name(names, k) for k in ids},
+        lookup,
     )
-    dets = detections_json(
-        [i.image_id for i in images],
-        [{**i.pred, "category_ids": to_ids(i.pred["labels"])} for i in images],
-    )
-    matches = match_detections([i.pred for i in images], [i.target for i in images], list(ids))
+    matches = match_columns(dt, gt, list(ids))
     overall = pooled(list(matches.values()))
     threshold = {"all": best_f1(overall)}
     curves = {"all classes": f1_curve(overall, F1_GRID)}
     for label, m in matches.items():
         threshold[class_name(names, label)] = best_f1(m)
         curves[class_name(names, label)] = f1_curve(m, F1_GRID)
-    confusion = _confusion(images, len(names), operating_threshold(threshold["all"]))
+    confusion = confusion_columns(
+        dt, gt, len(names) + 1, 0.5, operating_threshold(threshold["all"])
+    )
     return EvaluationReport(
         split=split,
         class_names=names,
         category_ids=ids,
-        coco=coco_evaluate(gt, dets, difficult=difficult),
+        coco=coco_evaluate(scored, difficult=difficult),
         voc=voc_results(matches),
         threshold=threshold,
         confusion=confusion,
         f1_curves=curves,
         positives={class_name(names, k): m.positives for k, m in matches.items()},
         difficult=difficult,
-        ground_truth=gt,
-        detections=dets,
+        columns=scored,
+        images=list(images),
     )
-
-
-def _confusion(images: Sequence[EvaluatedImage], k: int, score_threshold: float) -> np.ndarray:
-    # the images are all here already (gathered): no collective, which one process would hang in
-    matrix = DetectionConfusionMatrix(
-        k + 1, iou_threshold=0.5, score_threshold=score_threshold, sync_on_compute=False
-    )
-    as_torch = lambda d: {key: torch.as_tensor(v) for key, v in d.items()}  # noqa: E731
-    matrix.update([as_torch(i.pred) for i in images], [as_torch(i.target) for i in images])
-    return matrix.compute().numpy()
 
 
 def metrics(report: EvaluationReport) -> dict:
@@ -181,14 +197,23 @@ def _class_entry(report: EvaluationReport, label: int) -> dict:
     }
 
 
-def write_report(report: EvaluationReport, folder: Path, samples: Sequence = ()) -> list[Path]:
+def write_report(
+    report: EvaluationReport,
+    folder: Path,
+    samples: Sequence = (),
+    pictures: Callable[[int], object] | None = None,
+    anchor_sides: Sequence[float] = (),
+) -> list[Path]:
     """Write the report's files into ``folder``; returns their paths.
 
     ``metrics.json``, ``per_class.csv``, ``detections.json`` (COCO results: the dataset's own
     image and category ids), ``ground_truth.json`` (the COCO ground truth it was scored on),
-    ``pr_curves.png``, ``f1_curve.png``, ``confusion_matrix.png`` and its normalised twin, and
-    ``predictions.png`` (thumbnails of one size) when ``samples`` (image, target, prediction)
-    are given.
+    ``pr_curves.png``, ``f1_curve.png``, ``confusion_matrix.png`` and its normalised twin,
+    ``errors.json`` and ``errors.png`` (TIDE's breakdown), ``missed_sizes.png`` (the sides of
+    the boxes missed and found, ``anchor_sides`` marked), ``predictions.png`` (thumbnails of
+    one size) when ``samples`` (image, target, prediction) are given, and ``worst_images.png``
+    (the most missed boxes, then the most confident false positives) when ``pictures`` gives
+    an image's pixels (as evaluated) by its id.
     """
     from lightdet.evaluation.plots import plot_confusion, plot_f1_curves, plot_pr_curves
 
@@ -204,7 +229,7 @@ def write_report(report: EvaluationReport, folder: Path, samples: Sequence = ())
         csv.writer(f).writerows(per_class_rows(report))
     files[2].write_text(json.dumps(report.detections))
     files[3].write_text(json.dumps(report.ground_truth))
-    names = {c["id"]: c["name"] for c in report.ground_truth["categories"]}
+    names = report.columns.categories if report.columns else {}
     curves = {names[c]: rp for c, rp in report.coco.pr_curves().items()}
     files.append(
         plot_pr_curves(curves, folder / "pr_curves.png", f"PR curves, IoU 0.5 ({report.split})")
@@ -234,7 +259,56 @@ def write_report(report: EvaluationReport, folder: Path, samples: Sequence = ())
     )
     if samples:
         files.append(_mosaic(report, samples, folder / "predictions.png"))
+    files += _write_errors(report, folder, pictures, anchor_sides)
     return files
+
+
+def _write_errors(report, folder: Path, pictures, anchor_sides: Sequence[float]) -> list[Path]:
+    from lightdet.evaluation.plots import plot_box_sides, plot_errors
+
+    errors = report.errors
+    if errors is None:
+        return []
+    files = [folder / "errors.json"]
+    files[0].write_text(json.dumps(errors_json(report), indent=2) + "\n")
+    files.append(plot_errors(errors.dap50, errors.dap, ERROR_NAMES, folder / "errors.png"))
+    files.append(
+        plot_box_sides(
+            errors.missed_sides,
+            errors.found_sides,
+            anchor_sides,
+            folder / "missed_sizes.png",
+            f"boxes missed and found (IoU 0.5, score >= {report.score_threshold:.3f})",
+        )
+    )
+    worst = errors.worst_images()
+    if pictures is not None and worst:
+        by_id = {i.image_id: i for i in report.images}
+        samples = [(pictures(i), by_id[i].target, by_id[i].pred) for i in worst if i in by_id]
+        files.append(_mosaic(report, samples, folder / "worst_images.png"))
+    return files
+
+
+def errors_json(report: EvaluationReport) -> dict:
+    """``errors.json``: TIDE's dAP at IoU 0.5 and 0.5:0.95, counts, the worst images (with
+    their file names) and the missed boxes' sides."""
+    errors = report.errors
+    names = {i.image_id: i.file_name for i in report.images}
+    return {
+        "split": report.split,
+        "score_threshold": report.score_threshold,
+        "ap50": errors.ap50,
+        "dap50": errors.dap50,
+        "dap": errors.dap,
+        "counts": errors.counts,
+        "costs_most": errors.main_error(),
+        "worst_images": [
+            {"image_id": i, "file_name": names.get(i, ""), **errors.images[i]}
+            for i in errors.worst_images()
+        ],
+        "missed_sides": errors.missed_sides.tolist(),
+        "found_sides": errors.found_sides.tolist(),
+    }
 
 
 def _mosaic(report: EvaluationReport, samples: Sequence, path: Path) -> Path:
@@ -319,8 +393,8 @@ def format_report(report: EvaluationReport) -> str:
     best = report.threshold["all"]
     voc = report.voc
     lines = [
-        f"COCO bbox evaluation, {report.split} split ({len(report.ground_truth['images'])} "
-        f"images, {len(report.detections)} detections):",
+        f"COCO bbox evaluation, {report.split} split ({report.counts[0]} "
+        f"images, {report.counts[1]} detections):",
         format_stats(report.coco.stats),
         "",
         "per class (AP: IoU 0.50:0.95; F1 at IoU 0.5):",
@@ -332,6 +406,8 @@ def format_report(report: EvaluationReport) -> str:
         f"{_cell(best['precision'])}, recall {_cell(best['recall'])}): the threshold predict "
         "uses by default",
     ]
+    if report.errors is not None:
+        lines += ["", format_analysis(report.errors)]
     return "\n".join(lines)
 
 

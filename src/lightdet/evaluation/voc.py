@@ -42,67 +42,108 @@ def match_detections(
 ) -> dict[int, ClassMatches]:
     """Match each class's detections over all images, as the VOC devkit does.
 
+    The devkit walks each class's detections in descending score (ties: in input order) and
+    lets each take the box it overlaps most; only the first to take a box is a true positive.
+    Which box a detection overlaps most does not depend on the walk, so this computes it for
+    every detection at once and keeps, per box, the first detection in score order.
+
     Args:
         preds: per image ``{"boxes": [N, 4] xyxy, "scores": [N], "labels": [N]}``.
         targets: per image ``{"boxes": [M, 4], "labels": [M], "iscrowd": [M]}`` (``iscrowd``
             holds VOC's ``difficult``).
         labels: the classes to match (1..K).
     """
-    images = [_Image.of(pred, target) for pred, target in zip(preds, targets)]
-    return {int(c): _match_class(images, int(c), iou_threshold) for c in labels}
+    dt, gt = columns(preds, "scores"), columns(targets, "iscrowd")
+    return match_columns(dt, gt, labels, iou_threshold)
 
 
-@dataclass
-class _Image:
-    """One image's detections and ground truth as arrays, with their IoU matrix computed once
-    for every class (elementwise: a class's slice holds the very values it would alone)."""
-
-    pred_labels: np.ndarray  # [N]
-    scores: np.ndarray  # [N]
-    labels: np.ndarray  # [M]
-    difficult: np.ndarray  # [M]
-    iou: np.ndarray  # [N, M]
-
-    @classmethod
-    def of(cls, pred: Mapping, target: Mapping) -> _Image:
-        pred_labels = np.asarray(pred["labels"]).reshape(-1)
-        labels = np.asarray(target["labels"]).reshape(-1)
-        return cls(
-            pred_labels,
-            np.asarray(pred["scores"], float).reshape(-1),
-            labels,
-            np.asarray(target["iscrowd"], bool).reshape(-1),
-            box_iou(_np_boxes(pred["boxes"]), _np_boxes(target["boxes"])),
+def match_columns(
+    dt: Mapping, gt: Mapping, labels: Sequence[int], iou_threshold: float = 0.5
+) -> dict[int, ClassMatches]:
+    """:func:`match_detections` over a split's columns (see :func:`columns`)."""
+    best, best_iou = best_overlaps(dt, gt)  # [D]: the box each detection overlaps most
+    hit = (best >= 0) & (best_iou > iou_threshold)  # the devkit's strict ">"
+    difficult = gt["iscrowd"].astype(bool)
+    ignored = hit & difficult[np.maximum(best, 0)]  # on a difficult box: neither
+    order = np.argsort(-dt["scores"], kind="stable")  # [D]: the walk
+    order = order[~ignored[order]]
+    taken = np.where(hit[order], best[order], -1)  # [D']: the box each takes, -1 none
+    tp = np.zeros(len(order), bool)
+    boxes, first = np.unique(taken, return_index=True)  # the first to take each box
+    tp[first[boxes >= 0]] = True
+    det_labels = dt["labels"][order]
+    by_label = np.argsort(det_labels, kind="stable")  # each class's run keeps the walk's order
+    sorted_labels = det_labels[by_label]
+    gt_labels = gt["labels"][~difficult]
+    out = {}
+    for c in labels:
+        lo, hi = np.searchsorted(sorted_labels, [int(c), int(c) + 1])
+        mine = order[by_label[lo:hi]]
+        out[int(c)] = ClassMatches(
+            dt["scores"][mine], tp[by_label[lo:hi]], int(np.count_nonzero(gt_labels == int(c)))
         )
+    return out
 
 
-def _match_class(images: Sequence[_Image], label: int, iou_threshold: float) -> ClassMatches:
-    dets = []  # (score, image, row of that image's IoU matrix)
-    difficult, ious = [], []
-    positives = 0
-    for i, image in enumerate(images):
-        mine = image.labels == label
-        difficult.append(image.difficult[mine])
-        positives += int((~difficult[-1]).sum())
-        keep = image.pred_labels == label
-        ious.append(image.iou[np.ix_(keep, mine)])
-        dets += [(float(s), i, r) for r, s in enumerate(image.scores[keep])]
-    order = sorted(range(len(dets)), key=lambda d: -dets[d][0])  # stable: ties keep input order
-    taken = [np.zeros(len(d), bool) for d in difficult]
-    scores, tp = [], []
-    for d in order:
-        score, image, row = dets[d]
-        overlaps = ious[image][row]  # [M]: IoU with each ground-truth box of the class
-        hit = int(np.argmax(overlaps)) if len(overlaps) else None
-        if hit is not None and overlaps[hit] <= iou_threshold:  # the devkit's strict ">"
-            hit = None
-        if hit is not None and difficult[image][hit]:
-            continue  # a difficult box: neither true nor false positive
-        scores.append(score)
-        tp.append(hit is not None and not taken[image][hit])
-        if tp[-1]:
-            taken[image][hit] = True
-    return ClassMatches(np.asarray(scores, float), np.asarray(tp, bool), positives)
+def columns(rows: Sequence[Mapping], extra: str) -> dict[str, np.ndarray]:
+    """Per-image arrays as columns over the split: ``image`` (position), ``labels``, ``boxes``
+    float64 ``[N, 4]`` and ``extra`` (scores or difficult flags)."""
+    labels = [np.asarray(r["labels"]).reshape(-1) for r in rows]
+    counts = [len(x) for x in labels]
+    cat = lambda xs, dtype: np.concatenate(xs).astype(dtype) if xs else np.zeros(0, dtype)  # noqa: E731
+    return {
+        "image": np.repeat(np.arange(len(rows)), counts),
+        "labels": cat(labels, np.int64),
+        "boxes": cat([_np_boxes(r["boxes"]) for r in rows], np.float64).reshape(-1, 4),
+        extra: cat([np.asarray(r[extra]).reshape(-1) for r in rows], np.float64),
+    }
+
+
+def best_overlaps(dt: Mapping, gt: Mapping) -> tuple[np.ndarray, np.ndarray]:
+    """For each detection, the ground-truth box of its image and label it overlaps most (the
+    first of equals, in input order) and that IoU; -1 and 0 where there is none.
+
+    ``dt``/``gt``: columns with ``image``, ``labels`` and ``boxes`` (xyxy).
+    """
+    span = int(max(dt["labels"].max(initial=0), gt["labels"].max(initial=0))) + 1
+    dt_key = dt["image"].astype(np.int64) * span + dt["labels"]
+    det, box, counts = key_pairs(dt_key, gt["image"].astype(np.int64) * span + gt["labels"])
+    starts = np.cumsum(counts) - counts
+    iou = pairwise_iou(dt["boxes"][det], gt["boxes"][box])  # [P]
+    best = np.full(len(dt_key), -1)
+    best_iou = np.zeros(len(dt_key))
+    if len(det):
+        top = np.maximum.reduceat(iou, starts[counts > 0])  # [D with boxes]
+        best_iou[counts > 0] = top
+        is_top = iou == best_iou[det]
+        first = np.unique(det[is_top], return_index=True)[1]
+        best[det[is_top][first]] = box[is_top][first]
+    return best, best_iou
+
+
+def key_pairs(dt_key: np.ndarray, gt_key: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Every (detection, ground-truth box) pair with equal keys: ``det`` [P] and ``box`` [P]
+    indices, grouped by detection (in order) and, within one, boxes in input order; and the
+    number of pairs of each detection, ``counts`` [D]."""
+    by_key = np.argsort(gt_key, kind="stable")  # same key: input order
+    lo = np.searchsorted(gt_key[by_key], dt_key, "left")
+    counts = np.searchsorted(gt_key[by_key], dt_key, "right") - lo  # [D]
+    det = np.repeat(np.arange(len(dt_key)), counts)  # [P]
+    starts = np.cumsum(counts) - counts
+    box = by_key[np.repeat(lo, counts) + np.arange(len(det)) - np.repeat(starts, counts)]
+    return det, box, counts
+
+
+def pairwise_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of each box of ``a`` [P, 4] with the box of ``b`` [P, 4] in the same row: [P],
+    computed as :func:`box_iou` computes each cell."""
+    lt = np.maximum(a[:, :2], b[:, :2])  # [P, 2]
+    wh = np.clip(np.minimum(a[:, 2:], b[:, 2:]) - lt, 0, None)  # [P, 2]
+    inter = wh[:, 0] * wh[:, 1]  # [P]
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])  # [P]
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])  # [P]
+    union = area_a + area_b - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
 
 
 def _np_boxes(boxes) -> np.ndarray:

@@ -125,9 +125,27 @@ class RunResults(Callback):
     def _write_best_report(self, pl_module) -> None:
         folder = outputs.mark(self.dirpath, "results")
         report = pl_module.last_report  # the pass's one report: the logged metrics' own
-        write_report(report, folder, pl_module.recorder.samples[: self.num_images])
+        datamodule = getattr(pl_module.trainer, "datamodule", None)
+        dataset = (getattr(datamodule, "datasets", None) or {}).get("val")
+        write_report(
+            report,
+            folder,
+            pl_module.recorder.samples[: self.num_images],
+            pictures=dataset.image_of if dataset is not None else None,
+            anchor_sides=self._anchor_sides(pl_module, report),
+        )
         self.best["threshold"] = report.threshold["all"]
         self.best["per_class_threshold"] = {n: t for n, t in report.threshold.items() if n != "all"}
+
+    def _anchor_sides(self, pl_module, report) -> list[float]:
+        """The model's anchor sides in the evaluated images' pixels (worked out once)."""
+        if getattr(self, "_anchors", None) is None:
+            from lightdet.models.anchor_fit import anchor_sides
+
+            first = report.images[0] if report.images else None
+            size = (first.height, first.width) if first else None
+            self._anchors = anchor_sides(pl_module.net, size) if size else []
+        return self._anchors
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module) -> None:
         if not trainer.is_global_zero:

@@ -112,6 +112,27 @@ def anchors_for(net: nn.Module, size: tuple[int, int]) -> tuple[Tensor, list[int
     return anchors, per_level
 
 
+def anchor_sides(net: nn.Module, image_size: tuple[int, int]) -> list[float]:
+    """The sides (sqrt of the area) of the detector's anchors, in the pixels of an image of
+    ``image_size`` (height, width) before the detector's resize; anchors cut by the border
+    (clipped, so of other sizes) are left out. Empty for a detector without anchors."""
+    try:
+        generator = anchor_generator(net)
+    except ValueError:
+        return []
+    del generator
+    h, w = image_size
+    was_training = net.training
+    net.eval()
+    resized, _ = net.transform.resize(torch.zeros(3, h, w), None)
+    net.train(was_training)
+    size = tuple(int(s) for s in resized.shape[-2:])
+    anchors, _ = anchors_for(net, size)  # [A, 4] in the resized image
+    inside = (anchors[:, :2] > 0).all(1) & (anchors[:, 2] < size[1]) & (anchors[:, 3] < size[0])
+    sides = _areas(anchors[inside]).sqrt() * (w / size[1])  # [A'] in the image's pixels
+    return sorted({round(float(v), 1) for v in sides})
+
+
 def anchor_generator(net: nn.Module):
     """The detector's anchor generator (RetinaNet, FCOS, SSD: ``anchor_generator``; Faster
     R-CNN: its RPN's)."""

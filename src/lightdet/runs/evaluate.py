@@ -61,7 +61,7 @@ def run_evaluation(
         if trainer.is_global_zero:  # the pass's one report: the metrics above are its own
             _check_finite(module)
             if record:
-                _report(cfg, module.last_report, module.recorder.samples, task)
+                _report(cfg, module, datamodule, task)
     return scalars(metrics)
 
 
@@ -83,7 +83,7 @@ def _quiet_lightning(quiet: bool) -> Iterator[None]:
 def _check_finite(module: DetectionModule) -> None:
     """Scores of a model whose every output was NaN/inf would read as a model that finds
     nothing: the command fails instead, before writing a report or a threshold."""
-    if module.last_dropped and not module.last_report.detections:
+    if module.last_dropped and not module.last_report.counts[1]:
         raise NonFiniteOutputError(
             f"evaluate: no detection left: the model returned NaN/inf boxes or scores "
             f"({module.last_dropped} dropped) and nothing finite; check the checkpoint (its "
@@ -91,9 +91,20 @@ def _check_finite(module: DetectionModule) -> None:
         )
 
 
-def _report(cfg: DictConfig, report: EvaluationReport, samples: list, task) -> None:
+def _report(cfg: DictConfig, module: DetectionModule, datamodule, task) -> None:
+    from lightdet.models.anchor_fit import anchor_sides
+
+    report: EvaluationReport = module.last_report
     folder = Path(cfg.paths.output_dir)
-    files = write_report(report, folder, samples)
+    dataset = datamodule.datasets[cfg.split]
+    first = report.images[0] if report.images else None
+    files = write_report(
+        report,
+        folder,
+        module.recorder.samples,
+        pictures=dataset.image_of,
+        anchor_sides=anchor_sides(module.net, (first.height, first.width)) if first else [],
+    )
     if task is not None:
         bounded.send(
             task, "reporting the evaluation", report_evaluation, task.get_logger(), report, 0

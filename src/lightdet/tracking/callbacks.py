@@ -21,6 +21,7 @@ from lightdet.tracking.reports import (
     report_confusion,
     report_dataset_summary,
     report_debug_images,
+    report_errors,
     report_pr_curves,
     report_train_samples,
 )
@@ -132,6 +133,7 @@ class ClearMLReports(Callback):
         # at the pass's F1-optimal threshold (make eval's matrix); one title for every pass,
         # so ClearML shows the passes as one plot over iterations
         report_confusion(logger, report.confusion, names, stage, it)
+        report_errors(logger, report, it)
         if batch is not None:
             report_debug_images(logger, *batch, names, stage, it, self.score_threshold)
 

@@ -202,3 +202,31 @@ def report_evaluation(logger, report, it: int = 0) -> None:
     for name, value in values.items():
         if value is not None:
             logger.report_single_value(name, float(value))
+    report_errors(logger, report, it)
+
+
+def report_errors(logger, report, it: int) -> None:
+    """TIDE's breakdown: the table (dAP at IoU 0.5 and 0.5:0.95, counts), a bar chart of the
+    AP each kind of error costs, and each dAP at IoU 0.5 as a single value
+    (``<stage>/tide_<kind>_dap50``: comparable across tasks in ClearML's table)."""
+    from lightdet.evaluation.errors import ERROR_NAMES, analysis_table
+
+    errors = report.errors
+    if errors is None:
+        return
+    stage = report.split
+    rows = [[f"{v:.4f}" if isinstance(v, float) else v for v in r] for r in analysis_table(errors)]
+    logger.report_table(f"{stage} errors (TIDE)", "dAP", iteration=it, table_plot=rows)
+    kinds = list(errors.dap50)
+    for series, values in (("IoU 0.5", errors.dap50), ("IoU 0.5:0.95", errors.dap)):
+        logger.report_histogram(
+            f"{stage} what the errors cost (dAP)",
+            series,
+            values=[values[k] for k in kinds],
+            iteration=it,
+            xlabels=[f"{k} ({ERROR_NAMES[k]})" for k in kinds],
+            xaxis="error",
+            yaxis="AP gained if fixed",
+        )
+    for kind, value in errors.dap50.items():
+        logger.report_single_value(f"{stage}/tide_{kind.lower()}_dap50", value)

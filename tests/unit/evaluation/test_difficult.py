@@ -3,7 +3,14 @@
 import numpy as np
 import pytest
 
-from lightdet.evaluation.coco import _run, coco_evaluate, detections_json, ground_truth_json
+from lightdet.evaluation.coco import (
+    IOU_THRESHOLDS,
+    CocoSplit,
+    _run,
+    coco_evaluate,
+    detections_json,
+    ground_truth_json,
+)
 from lightdet.evaluation.difficult import per_threshold
 from lightdet.evaluation.report import EvaluatedImage, build_report
 
@@ -35,7 +42,8 @@ def test_false_positives_inside_a_large_difficult_box_count():
         [*fps, [10, 10, 40, 40]],
         [0.9, 0.85, 0.8, 0.75, 0.7, 0.5],
     )
-    assert coco_evaluate(gt, dets).stats[:3] == [1.0, 1.0, 1.0]
+    # pycocotools' precision is tp / (tp + fp + eps): a perfect score reads 1 - 2e-16
+    assert coco_evaluate(gt, dets).stats[:3] == pytest.approx([1.0] * 3, abs=1e-15)
     devkit = coco_evaluate(gt, dets, difficult=True).stats
     assert devkit[:3] == pytest.approx([1 / 6] * 3, abs=1e-12)
     # a detection on the difficult box itself is neither true nor false, as in the devkit
@@ -45,7 +53,7 @@ def test_false_positives_inside_a_large_difficult_box_count():
         [[52, 50, 350, 352], [52, 50, 350, 352], [10, 10, 40, 40]],
         [0.9, 0.8, 0.5],
     )
-    assert coco_evaluate(gt, dets, difficult=True).stats[:3] == [1.0, 1.0, 1.0]
+    assert coco_evaluate(gt, dets, difficult=True).stats[:3] == pytest.approx([1.0] * 3, abs=1e-15)
 
 
 def _voc2007_like(seed: int, n_images: int = 40):
@@ -128,13 +136,15 @@ def test_with_nothing_set_aside_the_per_threshold_scoring_is_cocos_own():
         target["iscrowd"] = np.zeros_like(target["iscrowd"])
     gt = ground_truth_json(images, targets, categories)
     dets = detections_json([i["id"] for i in images], preds)
-    whole = _run(gt, dets, None)
+    split = CocoSplit.from_json(gt, dets)
+    whole = _run(split, None)
 
-    def score(g, d, t):
-        run = _run(g, d, [t])
+    def score(subset, t):
+        run = _run(subset, [t])
         return np.asarray(run.eval["precision"]), np.asarray(run.eval["recall"])
 
-    precision, recall = per_threshold(gt, dets, whole.params.iouThrs, score)
+    np.testing.assert_array_equal(whole.params.iou_thrs, IOU_THRESHOLDS)
+    precision, recall = per_threshold(split, IOU_THRESHOLDS, score)
     np.testing.assert_array_equal(precision, whole.eval["precision"])
     np.testing.assert_array_equal(recall, whole.eval["recall"])
 
@@ -159,7 +169,9 @@ def test_the_report_scores_voc_data_the_devkit_way_and_says_so():
     )
     voc = build_report([image], ["cell"], {}, "val", difficult=True)
     coco = build_report([image], ["cell"], {}, "val")
-    assert voc.stats["map_50"] == pytest.approx(1 / 6) and coco.stats["map_50"] == 1.0
+    assert voc.stats["map_50"] == pytest.approx(1 / 6) and coco.stats["map_50"] == pytest.approx(
+        1.0, abs=1e-15
+    )
     assert voc.voc["map"] == pytest.approx(1 / 6)  # the VOC AP (devkit code) agrees
     from lightdet.evaluation.report import format_report
 

@@ -1,5 +1,6 @@
 import math
 
+import pytest
 import torch
 
 from lightdet.evaluation.coco import STAT_NAMES
@@ -35,8 +36,10 @@ def test_perfect_predictions_score_one_and_per_class_ap_is_named():
         [{"boxes": t["boxes"], "scores": torch.tensor([0.9, 0.8]), "labels": t["labels"]}], [t]
     )
     out = scalars(report, "val")
-    assert out["val/map"] == out["val/map_50"] == 1.0
-    assert out["val/ap_circle"] == out["val/ap_triangle"] == 1.0
+    # pycocotools' precision is tp / (tp + fp + eps): a perfect score reads 1 - 2e-16
+    perfect = pytest.approx(1.0, abs=1e-15)
+    for key in ("val/map", "val/map_50", "val/ap_circle", "val/ap_triangle"):
+        assert out[key] == perfect, key
     assert "val/ap_square" not in out  # no ground truth: -1 is left out, not logged
     assert all(k.startswith("val/") for k in out)
 
@@ -75,7 +78,7 @@ def test_pr_curves_per_class_with_ground_truth():
     assert set(curves) == {1, 3}
     recall, precision = curves[1]
     assert recall.shape == precision.shape == (101,)
-    assert precision.max() == 1.0 and precision.min() >= 0.0
+    assert precision.max() == pytest.approx(1.0, abs=1e-15) and precision.min() >= 0.0
     assert curves[3][1].max() == 0.0
 
 
@@ -101,9 +104,9 @@ def test_bf16_predictions_are_scored_as_their_exact_float32_values():
     (clean,), _ = finite_predictions([pred])
     assert clean["boxes"].dtype == clean["scores"].dtype == torch.float32
     assert clean["boxes"].tolist() == pred["boxes"].float().tolist()  # the same values
-    assert score(clean) == 1.0  # IoU 0.7519 >= 0.75
+    assert score(clean) == pytest.approx(1.0, abs=1e-15)  # IoU 0.7519 >= 0.75
     # the recorder itself keeps the float32 of what it is given
-    assert score(pred) == 1.0
+    assert score(pred) == pytest.approx(1.0, abs=1e-15)
 
 
 def test_the_metric_gives_pycocotools_numbers_exactly():

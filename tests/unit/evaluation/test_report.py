@@ -88,9 +88,15 @@ def test_files_use_the_datasets_own_ids_and_hold_the_table(tmp_path):
                 {k: torch.as_tensor(v) for k, v in images[0].pred.items()},
             )
         ],
+        pictures=lambda image_id: torch.full((3, 64, 64), image_id / 100),
+        anchor_sides=[32, 64],
     )
     names = {p.name for p in files}
     assert names == {
+        "errors.json",
+        "errors.png",
+        "missed_sizes.png",
+        "worst_images.png",
         "metrics.json",
         "per_class.csv",
         "detections.json",
@@ -127,6 +133,18 @@ def test_files_use_the_datasets_own_ids_and_hold_the_table(tmp_path):
     assert rows[0][:4] == ["class", "id", "gt boxes", "AP"]
     assert [r[0] for r in rows[1:]] == [*CLASSES, "all"]
     assert float(rows[-1][3]) == pytest.approx(report.coco.stats[0])
+    errors = json.loads((tmp_path / "errors.json").read_text())
+    assert errors["dap50"] == pytest.approx(report.errors.dap50)
+    assert errors["costs_most"] in errors["dap50"]
+    worst = errors["worst_images"]
+    assert 0 < len(worst) <= 8 and worst[0]["missed"] == max(
+        e["missed"] for e in report.errors.images.values()
+    )
+    missed = sum(e["missed"] for e in report.errors.images.values())
+    assert len(errors["missed_sides"]) == missed
+    # the gallery: one thumbnail a worst image, four to a row, pixels from ``pictures``
+    gallery = np.asarray(Image.open(tmp_path / "worst_images.png"))
+    assert gallery.shape[0] > 100 * ((len(worst) + 3) // 4)
 
 
 def test_threshold_and_confusion_matrix_agree():
