@@ -9,6 +9,7 @@ optimizer cloning trials; and what a server can do wrong (fail a call, stall, re
 from __future__ import annotations
 
 import csv
+import json
 import subprocess
 import sys
 import threading
@@ -136,6 +137,7 @@ def test_an_online_run_records_its_task_on_the_server(base_run):
     plots = {(e["metric"], e["variant"]) for e in server.task_events(task_id, "plot")}
     assert {("val PR curve @IoU0.5", c) for c in CLASSES} <= plots
     assert ("val confusion matrix @IoU0.5", "counts") in plots
+    assert ("val errors (TIDE)", "dAP") in plots
 
     # debug images: uploaded to the file server, each event pointing at its file
     images = server.task_events(task_id, "training_debug_image")
@@ -151,6 +153,26 @@ def test_an_online_run_records_its_task_on_the_server(base_run):
     local = next(tmp.glob("logs/*/runs/*/checkpoints/model_best.ckpt"))
     assert uploaded == local.read_bytes()
     assert task["models"]["output"] == [{"name": "model_best", "model": model["id"]}]
+    # its evaluation, where the registry shows it: typed metadata, the model's own table and
+    # single values (the registry alone says which model is best and at which threshold)
+    meta = model["metadata"]
+    assert meta["class_names"]["value"] == ", ".join(CLASSES) and meta["split"]["value"] == "val"
+    assert meta["map"]["type"] == meta["score_threshold"]["type"] == "float"
+    assert 0 <= float(meta["score_threshold"]["value"]) <= 1
+    values = {
+        e["variant"]: e["value"]
+        for e in server.task_events(model["id"], "training_stats_scalar")
+        if e["metric"] == "Summary"
+    }
+    best_map = max(
+        e["value"]
+        for e in server.task_events(task_id, "training_stats_scalar")
+        if (e["metric"], e["variant"]) == ("val", "map")
+    )
+    assert values["map"] == pytest.approx(best_map, abs=1e-6)
+    assert float(meta["map"]["value"]) == pytest.approx(best_map, abs=1e-5)
+    model_plots = {(e["metric"], e["variant"]) for e in server.task_events(model["id"], "plot")}
+    assert ("evaluation", "model card") in model_plots
 
     # credentials travel in the login's Authorization header only
     for call in server.calls:
@@ -348,7 +370,10 @@ def test_make_remote_enqueues_the_run_and_an_agent_trains_it(base_run, tiny_shap
 def test_make_clearml_import_uploads_an_offline_session(base_run, tiny_shapes, tmp_path):
     server, _, env, _, _ = base_run
     proc, session = run_train_cli(tmp_path, tiny_shapes, *ONE_EPOCH)  # no server: offline
-    offline = offline_scalars(session)
+    recorded = json.loads((session / "task.json").read_text())
+    (offline_model,) = {m["id"] for m in recorded["offline_output_models"]}
+    offline = [e for e in offline_scalars(session) if e["task"] == recorded["id"]]
+    model_values = [e for e in offline_scalars(session) if e["task"] == offline_model]
     known = set(server.tasks)
     zipped = session.with_suffix(".zip")
     output = _ok(_run("lightdet.tracking.server", [str(zipped)], env, tmp_path))
@@ -367,6 +392,11 @@ def test_make_clearml_import_uploads_an_offline_session(base_run, tiny_shapes, t
     assert model["labels"] == {"background": 0, **{c: i + 1 for i, c in enumerate(CLASSES)}}
     local = next(tmp_path.glob("logs/*/runs/*/checkpoints/model_best.ckpt"))
     assert server.file(model["uri"]) == local.read_bytes()
+    # ... with its model card's values (recorded offline as the model's own events)
+    card = {
+        e["variant"]: e["value"] for e in server.task_events(model["id"], "training_stats_scalar")
+    }
+    assert card == {e["variant"]: e["value"] for e in model_values} and "map" in card
     assert zipped.is_file() and session.is_dir()  # the session itself is left as it was
 
 
@@ -381,8 +411,9 @@ def own_server(tmp_path):
 
 def test_a_call_the_server_stalls_mid_run_is_bounded_and_named(own_server, tiny_shapes, tmp_path):
     """The first debug image's upload (training samples, at the start of fitting) gets no
-    answer: ClearML's uploader waits on it in the background, training goes on, the flush at
-    the end is bounded, and the summary says what did not reach the server."""
+    answer: ClearML's uploader waits on it in the background, training goes on, the first call
+    at the end that waits on the server (registering the best model, which waits for its
+    model card's events) is bounded, and the summary says what did not reach the server."""
     server, env = own_server
     server.fail("files.upload", kind="stall")
     began = time.monotonic()
@@ -390,11 +421,11 @@ def test_a_call_the_server_stalls_mid_run_is_bounded_and_named(own_server, tiny_
     assert time.monotonic() - began < 120
     (task_id,) = server.tasks
     assert (
-        "ClearML: flushing reports and uploads got no answer from the server within 3 s; "
-        "the rest of this run is not sent to ClearML" in output
+        "ClearML: uploading the model 'retinanet best' got no answer from the server within "
+        "3 s; the rest of this run is not sent to ClearML" in output
     )
     (line,) = [x for x in output.splitlines() if "incomplete:" in x]
-    assert "the server left flushing reports and uploads unanswered" in line
+    assert "the server left uploading the model 'retinanet best' unanswered" in line
     assert "training finished" in output
     assert list(tmp_path.glob("logs/*/runs/*/checkpoints/best-*.ckpt"))
     # the config went before; the scalars queued behind the stalled image never arrived
@@ -466,3 +497,32 @@ def test_the_privacy_switches_send_scalars_and_tables_only(own_server, tiny_shap
     (model,) = server.models.values()
     local = next(tmp_path.glob("logs/*/runs/*/checkpoints/model_best.ckpt"))
     assert model["uri"] == local.as_uri() or model["uri"] == str(local), model["uri"]
+
+
+def test_an_export_records_its_map_change_on_the_registered_model(base_run):
+    """make export of the run's best checkpoint: the file's mAP change goes to the model the
+    run registered, as metadata and single values (the registry says what exporting costs)."""
+    from lightdet.guard.checkpoints import inspect_checkpoint
+
+    server, task_id, env, tmp, _ = base_run
+    (best,) = [  # the base run's, not its clones': the task its resumable state names
+        path
+        for path in tmp.glob("logs/*/runs/*/checkpoints/best-*.ckpt")
+        if inspect_checkpoint(path.with_name("last.ckpt")).task_id == task_id
+    ]
+    output = _ok(_run("lightdet.export", [f"ckpt_path={best}", f"paths.root_dir={tmp}"], env, tmp))
+    (model,) = [m for m in server.models.values() if m["task"] == task_id]
+    assert f"mAP change recorded on ClearML model {model['name']!r} ({model['id']})" in output
+    (path,) = tmp.glob("logs/*/runs/*/export_report.json")
+    report = json.loads(path.read_text())
+    change = report["coco"]["map"]["exported"] - report["coco"]["map"]["pytorch"]
+    meta = model["metadata"]
+    assert float(meta["export_onnx_map_change"]["value"]) == pytest.approx(change, abs=1e-6)
+    assert meta["export_onnx_file"]["value"] == Path(report["file"]).name
+    assert "map" in meta  # the training's model card stays (added to, not replaced)
+    values = {
+        e["variant"]: e["value"]
+        for e in server.task_events(model["id"], "training_stats_scalar")
+        if e["metric"] == "Summary"
+    }
+    assert values["export_onnx_map_change"] == pytest.approx(change, abs=1e-9)

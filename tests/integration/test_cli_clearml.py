@@ -145,6 +145,22 @@ def test_session_holds_what_a_detection_engineer_looks_at(recorded, tiny_shapes)
     if os.stat(registered).st_dev == stored.st_dev:  # one file system: links are possible
         assert stored.st_ino == os.stat(registered).st_ino
     assert "val/map" in best["init"]["config_dict"]["metrics"]
+    # the registry alone answers which model is best and at which threshold: the model's own
+    # table and values (model events, replayed into the model on import), and its design
+    card = best["init"]["config_dict"]["evaluation"]  # the first registration's
+    assert card["class_names"] == ["circle", "square", "triangle"] and card["split"] == "val"
+    assert card["input_min_size"] > 0 and 0 <= card["score_threshold"] <= 1
+    mine = [e for e in offline_events(session, "plot") + scalars if e["task"] == best["id"]]
+    assert mine and all(e.get("model_event") for e in mine)
+    tables = [e for e in mine if (e["metric"], e["variant"]) == ("evaluation", "model card")]
+    last = json.loads(max(tables, key=lambda e: e["iter"])["plot_str"])["data"][0]
+    rows = dict(zip(*last["cells"]["values"]))
+    best_map = max(e["value"] for e in scalars if (e["metric"], e["variant"]) == ("val", "map"))
+    assert float(rows["map"]) == pytest.approx(best_map, abs=1e-5)
+    assert rows["class_names"] == "circle, square, triangle"
+    values = {e["variant"]: e["value"] for e in mine if e["metric"] == "Summary"}
+    assert set(values) == {"map", "map_50", "map_75", "voc_map", "score_threshold", "f1"}
+    assert values["map"] == pytest.approx(best_map, abs=1e-6)
 
 
 def _image_file(session: Path, event: dict) -> Path:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lightdet.evaluation.coco import IOU_THRESHOLDS, CocoSplit, _run
+from lightdet.evaluation.voc import walk
 
 ERROR_TYPES = ("Cls", "Loc", "Both", "Dupe", "Bkg", "Miss")
 ERROR_NAMES = {
@@ -50,8 +51,9 @@ class ErrorAnalysis:
         dap50: error type (and ``FP``, ``FN``) -> dAP at IoU 0.5.
         dap: the same, averaged over COCO's ten IoU thresholds.
         counts: error type -> how many detections (``Miss``: boxes) at IoU 0.5.
-        images: per image id ``{"missed", "false_positives", "top_false_positive"}`` at IoU 0.5
-            and the report's score threshold (images with neither are left out).
+        images: per image id ``{"missed", "false_positives", "top_false_positive"}`` among
+            the detections at or above the report's score threshold, matched at IoU 0.5 as its
+            F1 threshold is (VOC's devkit); images with neither are left out.
         missed_sides, found_sides: sqrt(area) of the ground-truth boxes missed and found there.
     """
 
@@ -62,10 +64,12 @@ class ErrorAnalysis:
     images: dict[int, dict]
     missed_sides: np.ndarray
     found_sides: np.ndarray
+    score_threshold: float = 0.0
 
-    def main_error(self) -> str:
-        """The error type that costs the most AP at IoU 0.5."""
-        return max(ERROR_TYPES, key=lambda k: self.dap50.get(k, 0.0))
+    def main_error(self, strict: bool = False) -> str:
+        """The error type that costs the most AP at IoU 0.5 (``strict``: over 0.5:0.95)."""
+        costs = self.dap if strict else self.dap50
+        return max(ERROR_TYPES, key=lambda k: costs.get(k, 0.0))
 
     def worst_images(self, n: int = 8) -> list[int]:
         """Image ids: the most missed boxes first, then the most confident false positive."""
@@ -82,7 +86,7 @@ def analyse_errors(split: CocoSplit, score_threshold: float) -> ErrorAnalysis:
     at = [evaluator.tide_errors(pos_thr=float(t), bg_thr=BACKGROUND_IOU) for t in IOU_THRESHOLDS]
     first = at[0]
     keys = [*ERROR_TYPES, "FP", "FN"]
-    images, missed, found = _per_image(evaluator, split, score_threshold)
+    images, missed, found = _per_image(split, score_threshold)
     return ErrorAnalysis(
         ap50=float(first["ap_base"]),
         dap50={k: float(first["delta_ap"][k]) for k in keys},
@@ -91,35 +95,47 @@ def analyse_errors(split: CocoSplit, score_threshold: float) -> ErrorAnalysis:
         images=images,
         missed_sides=missed,
         found_sides=found,
+        score_threshold=float(score_threshold),
     )
 
 
-def _per_image(evaluator, split: CocoSplit, score_threshold: float):
-    """Per image: missed boxes and false positives at IoU 0.5 above ``score_threshold``; and
-    the sides (sqrt area) of the boxes missed and found there."""
-    diagnosed = evaluator.image_diagnostics(iou_thr=0.5, score_thr=float(score_threshold))
+def _per_image(split: CocoSplit, score_threshold: float):
+    """Per image: the boxes missed and the false positives among the detections scoring at
+    least ``score_threshold``, matched at IoU 0.5 as the report's F1 threshold was (VOC's
+    devkit); and the sides (sqrt area) of the boxes missed and found there."""
+    kept = split.scores >= score_threshold
+    xyxy = lambda b: np.concatenate([b[:, :2], b[:, :2] + b[:, 2:]], axis=1)  # noqa: E731
+    dt = {
+        "image": split.dt_image_ids[kept],
+        "labels": split.dt_category_ids[kept],
+        "boxes": xyxy(split.dt_boxes[kept]),
+        "scores": split.scores[kept],
+    }
+    gt = {
+        "image": split.gt_image_ids,
+        "labels": split.gt_category_ids,
+        "boxes": xyxy(split.gt_boxes),
+        "iscrowd": split.iscrowd,
+    }
+    order, tp, taken = walk(dt, gt, 0.5)
+    found = np.zeros(len(split.gt_areas), bool)
+    found[taken[tp]] = True
+    missed = ~found & ~split.iscrowd
     images: dict[int, dict] = {}
-    for image_id, summary in diagnosed["img_summary"].items():
-        if summary["fn"] or summary["fp"]:
-            images[int(image_id)] = {
-                "missed": int(summary["fn"]),
-                "false_positives": int(summary["fp"]),
-                "top_false_positive": 0.0,
-            }
-    # annotation and detection ids are 1-based row numbers of the split's columns
-    for dt_id, status in diagnosed["dt_status"].items():
-        if status == "fp":
-            row = int(dt_id) - 1
-            entry = images.get(int(split.dt_image_ids[row]))
-            if entry is not None:
-                entry["top_false_positive"] = max(
-                    entry["top_false_positive"], float(split.scores[row])
-                )
+
+    def entry(image_id: int) -> dict:
+        return images.setdefault(
+            int(image_id), {"missed": 0, "false_positives": 0, "top_false_positive": 0.0}
+        )
+
+    for image_id in split.gt_image_ids[missed].tolist():
+        entry(image_id)["missed"] += 1
+    for image_id, score in zip(dt["image"][order][~tp].tolist(), dt["scores"][order][~tp]):
+        e = entry(image_id)
+        e["false_positives"] += 1
+        e["top_false_positive"] = max(e["top_false_positive"], float(score))
     sides = np.sqrt(split.gt_areas)
-    status = diagnosed["gt_status"]
-    missed = [int(g) - 1 for g, s in status.items() if s == "fn"]
-    matched = [int(g) - 1 for g, s in status.items() if s == "matched"]
-    return images, np.sort(sides[missed]), np.sort(sides[matched])
+    return images, np.sort(sides[missed]), np.sort(sides[found])
 
 
 def analysis_table(analysis: ErrorAnalysis) -> list[list]:
@@ -143,18 +159,19 @@ def format_analysis(analysis: ErrorAnalysis) -> str:
         "  ".join(v.rjust(w) if c else v.ljust(w) for c, (v, w) in enumerate(zip(r, widths)))
         for r in cells
     ]
-    main = analysis.main_error()
+    main, strict = analysis.main_error(), analysis.main_error(strict=True)
     missed, found = len(analysis.missed_sides), len(analysis.found_sides)
     lines = [
         "errors (TIDE: the AP each kind of error costs, AP@0.5 "
         f"{analysis.ap50:.3f}; counts at IoU 0.5):",
         *table,
-        f"costs most: {ERROR_NAMES[main]} ({main}, dAP@0.5 {analysis.dap50[main]:.3f})",
+        f"costs most: {ERROR_NAMES[main]} at IoU 0.5 ({main}, dAP {analysis.dap50[main]:.3f}); "
+        f"{ERROR_NAMES[strict]} over 0.5:0.95 ({strict}, dAP {analysis.dap[strict]:.3f})",
     ]
     if missed:
         lines.append(
-            f"missed boxes: {missed} of {missed + found}, median side "
-            f"{np.median(analysis.missed_sides):.0f} px (found: "
+            f"missed at score >= {analysis.score_threshold:.3f}: {missed} of {missed + found} "
+            f"boxes, median side {np.median(analysis.missed_sides):.0f} px (found: "
             f"{np.median(analysis.found_sides) if found else float('nan'):.0f} px)"
         )
     return "\n".join(lines)

@@ -121,7 +121,8 @@ def plot_errors(
     x = np.arange(len(kinds))
     ax.bar(x - 0.2, [dap50[k] for k in kinds], 0.4, label="IoU 0.5")
     ax.bar(x + 0.2, [dap[k] for k in kinds], 0.4, label="IoU 0.5:0.95")
-    ax.set_xticks(x, [f"{k}\n{names.get(k, k)}" for k in kinds], fontsize=7)
+    short = {"FP": "all false\npositives", "FN": "all false\nnegatives"}
+    ax.set_xticks(x, [f"{k}\n{short.get(k, names.get(k, k))}" for k in kinds], fontsize=7)
     ax.set_ylabel("AP gained if fixed (dAP)")
     ax.set_title("what the errors cost (TIDE)")
     ax.grid(alpha=0.3, axis="y")
@@ -144,6 +145,11 @@ def plot_box_sides(
     for i, side in enumerate(anchors):
         ax.axvline(side, color="grey", linestyle="--", label="anchor sides" if i == 0 else None)
     ax.set_xscale("log")
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+    ax.set_xticks([t for t in (5, 10, 20, 50, 100, 200, 500, 1000, 2000) if low <= t <= high])
+    ax.xaxis.set_major_formatter(ScalarFormatter())  # 100, not 10^2
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("box side, sqrt(area) in pixels")
     ax.set_ylabel("ground-truth boxes")
     ax.set_title(title)

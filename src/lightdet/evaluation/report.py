@@ -178,6 +178,25 @@ def metrics(report: EvaluationReport) -> dict:
     }
 
 
+def model_card(report: EvaluationReport) -> dict:
+    """What a registered model carries about its evaluation (flat, for a model registry):
+    COCO's 12 numbers, VOC AP, the F1-optimal score threshold with its F1, precision and
+    recall, the classes, the split and its size. Undefined numbers are None."""
+    best = report.threshold["all"]
+    return {
+        "split": report.split,
+        "images": report.counts[0],
+        **{n: finite_or_none(v) for n, v in report.stats.items()},
+        "voc_map": report.voc["map"],
+        "voc_map_07": report.voc["map_07"],
+        "score_threshold": report.score_threshold,
+        "f1": best["f1"],
+        "precision": best["precision"],
+        "recall": best["recall"],
+        "class_names": list(report.class_names),
+    }
+
+
 def _class_entry(report: EvaluationReport, label: int) -> dict:
     name = class_name(report.class_names, label)
     coco = report.class_coco(label)
@@ -302,6 +321,7 @@ def errors_json(report: EvaluationReport) -> dict:
         "dap": errors.dap,
         "counts": errors.counts,
         "costs_most": errors.main_error(),
+        "costs_most_0.5:0.95": errors.main_error(strict=True),
         "worst_images": [
             {"image_id": i, "file_name": names.get(i, ""), **errors.images[i]}
             for i in errors.worst_images()

@@ -61,16 +61,8 @@ def match_columns(
     dt: Mapping, gt: Mapping, labels: Sequence[int], iou_threshold: float = 0.5
 ) -> dict[int, ClassMatches]:
     """:func:`match_detections` over a split's columns (see :func:`columns`)."""
-    best, best_iou = best_overlaps(dt, gt)  # [D]: the box each detection overlaps most
-    hit = (best >= 0) & (best_iou > iou_threshold)  # the devkit's strict ">"
+    order, tp, _ = walk(dt, gt, iou_threshold)
     difficult = gt["iscrowd"].astype(bool)
-    ignored = hit & difficult[np.maximum(best, 0)]  # on a difficult box: neither
-    order = np.argsort(-dt["scores"], kind="stable")  # [D]: the walk
-    order = order[~ignored[order]]
-    taken = np.where(hit[order], best[order], -1)  # [D']: the box each takes, -1 none
-    tp = np.zeros(len(order), bool)
-    boxes, first = np.unique(taken, return_index=True)  # the first to take each box
-    tp[first[boxes >= 0]] = True
     det_labels = dt["labels"][order]
     by_label = np.argsort(det_labels, kind="stable")  # each class's run keeps the walk's order
     sorted_labels = det_labels[by_label]
@@ -83,6 +75,23 @@ def match_columns(
             dt["scores"][mine], tp[by_label[lo:hi]], int(np.count_nonzero(gt_labels == int(c)))
         )
     return out
+
+
+def walk(dt: Mapping, gt: Mapping, iou_threshold: float = 0.5) -> tuple[np.ndarray, ...]:
+    """The devkit's walk over a split's columns: ``order`` [D'] (the detections counted,
+    score-descending, ties in input order; those on a difficult box left out), ``tp`` [D']
+    and ``taken`` [D'] (the box each true positive took, -1 for a false positive)."""
+    best, best_iou = best_overlaps(dt, gt)  # [D]: the box each detection overlaps most
+    hit = (best >= 0) & (best_iou > iou_threshold)  # the devkit's strict ">"
+    difficult = gt["iscrowd"].astype(bool)
+    ignored = hit & difficult[np.maximum(best, 0)]  # on a difficult box: neither
+    order = np.argsort(-dt["scores"], kind="stable")  # [D]: the walk
+    order = order[~ignored[order]]
+    taken = np.where(hit[order], best[order], -1)  # [D']: the box each takes, -1 none
+    tp = np.zeros(len(order), bool)
+    boxes, first = np.unique(taken, return_index=True)  # the first to take each box
+    tp[first[boxes >= 0]] = True
+    return order, tp, np.where(tp, taken, -1)
 
 
 def columns(rows: Sequence[Mapping], extra: str) -> dict[str, np.ndarray]:

@@ -129,8 +129,13 @@ def anchor_sides(net: nn.Module, image_size: tuple[int, int]) -> list[float]:
     size = tuple(int(s) for s in resized.shape[-2:])
     anchors, _ = anchors_for(net, size)  # [A, 4] in the resized image
     inside = (anchors[:, :2] > 0).all(1) & (anchors[:, 2] < size[1]) & (anchors[:, 3] < size[0])
-    sides = _areas(anchors[inside]).sqrt() * (w / size[1])  # [A'] in the image's pixels
-    return sorted({round(float(v), 1) for v in sides})
+    sides = sorted(float(v) for v in _areas(anchors[inside]).sqrt() * (w / size[1]))  # [A']
+    # one per size and scale (2^(1/3) apart): aspect ratios and rounded corners vary it a few %
+    distinct: list[float] = []
+    for side in sides:
+        if not distinct or side > distinct[-1] * 1.05:
+            distinct.append(round(side, 1))
+    return distinct
 
 
 def anchor_generator(net: nn.Module):

@@ -73,7 +73,32 @@ def run_export(cfg: DictConfig) -> dict:
             f"export: {path.name} does not match PyTorch (see above; the file is "
             f"kept in {out} for inspection)"
         )
+    _note_on_model(cfg, fmt, report, path.name)
     return report
+
+
+def _note_on_model(cfg: DictConfig, fmt: str, report: dict, file_name: str) -> None:
+    """The export's mAP change on the ClearML model the checkpoint's training registered,
+    where a server answers (the registry then says what exporting costs); said in one line."""
+    from lightdet.guard.checkpoints import inspect_checkpoint
+
+    task_id = inspect_checkpoint(cfg.ckpt_path).task_id
+    last = Path(cfg.ckpt_path).with_name("last.ckpt")  # best-*.ckpt do not keep the task; the
+    if not task_id and last.is_file():  # run's resumable state beside them does
+        task_id = inspect_checkpoint(last).task_id
+    if not task_id or not report["coco"]:
+        return
+    noted = None
+    if not str(task_id).startswith("offline-"):
+        from lightdet.tracking.clearml import note_export
+
+        noted = note_export(task_id, fmt, report["coco"], file_name)
+    print(
+        noted
+        or "the checkpoint's ClearML task is offline or its server does not answer: "
+        "the mAP change is in export_report.json only",
+        flush=True,
+    )
 
 
 def _data_words(cfg: DictConfig) -> str:

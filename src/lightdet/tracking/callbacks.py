@@ -13,6 +13,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback
 
+from lightdet.evaluation.report import model_card
 from lightdet.guard import load_checkpoint
 from lightdet.tracking import bounded
 from lightdet.tracking.clearml import ClearMLLogger, register_model
@@ -34,6 +35,13 @@ def _clearml(trainer: pl.Trainer) -> ClearMLLogger | None:
         if isinstance(logger, ClearMLLogger) and logger.experiment is not None:
             return None if bounded.lost(logger.experiment) else logger  # its server stopped
     return None
+
+
+def _size(value) -> int | str | None:
+    """A transform's size setting as one value (torchvision keeps ``min_size`` as a tuple)."""
+    if isinstance(value, (tuple, list)):
+        return value[0] if len(value) == 1 else "-".join(str(v) for v in value)
+    return value
 
 
 def _task(trainer: pl.Trainer):
@@ -199,6 +207,15 @@ class ClearMLModelRegistry(Callback):
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
         if kind == "best" and ckpt is not None and ckpt.best_model_score is not None:
             metrics[ckpt.monitor] = float(ckpt.best_model_score)
+        report = getattr(pl_module, "last_report", None)  # the best's: it was just saved
+        evaluation = None
+        if kind == "best" and report is not None:
+            transform = getattr(pl_module.net, "transform", None)
+            sizes = {k: getattr(transform, k, None) for k in ("min_size", "max_size")}
+            evaluation = {
+                **model_card(report),
+                **{f"input_{k}": _size(v) for k, v in sizes.items()},
+            }
         self._models[kind] = register_model(
             task,
             export_weights(path, kind),
@@ -208,6 +225,7 @@ class ClearMLModelRegistry(Callback):
             config=pl_module.hparams.get("config", {}),
             metrics=metrics,
             iteration=trainer.global_step,
+            evaluation=evaluation,
         )
 
     def _register_new_best(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

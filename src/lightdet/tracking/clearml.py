@@ -34,9 +34,12 @@ from lightdet.overrides import HYDRA_SECTION, hydra_overrides
 from lightdet.tracking import bounded
 from lightdet.tracking.remote import check_applied
 from lightdet.tracking.server import (
+    api_host,
     model_destination,
     offline_requested,
     server_available,
+    server_configured,
+    server_reachable,
     shown_host,
 )
 
@@ -242,9 +245,18 @@ def register_model(
     config: Mapping,
     metrics: Mapping[str, float],
     iteration: int,
+    evaluation: Mapping | None = None,
 ) -> OutputModel | None:
     """Register (or update) an output model with the class names as its label enumeration;
     None when the task's server stopped answering (the upload is bounded in time).
+
+    ``evaluation`` (:func:`lightdet.evaluation.report.model_card`, plus the input size): what
+    the model registry shows of the model's evaluation: the model's own table ("evaluation") and
+    single values (``map``, ``map_50``, ``voc_map``, ``score_threshold``, ...), recorded in an
+    offline session too (ClearML replays a model's events on import); online, also the model's
+    metadata (typed key/values, searchable in the registry). The SDK cannot set metadata
+    offline (its offline API has no such request); the first registration's configuration
+    holds the evaluation there as well.
 
     ClearML 2.1.12 offline: ``OutputModel.update_weights`` raises AttributeError ('DummyModel'
     has no 'locked') because its "published" check runs before its offline branch. Offline, we
@@ -264,17 +276,21 @@ def register_model(
         config=config,
         metrics=metrics,
         iteration=iteration,
+        evaluation=evaluation,
         kind=bounded.UPLOAD,
     )
 
 
-def _register_model(task, path, *, model, name, class_names, config, metrics, iteration):
+def _register_model(
+    task, path, *, model, name, class_names, config, metrics, iteration, evaluation=None
+):
     if model is None:
+        design = {"config": dict(config), "metrics": dict(metrics)}
         model = OutputModel(
             task=task,
             name=name,
             label_enumeration=label_enumeration(class_names),
-            config_dict={"config": dict(config), "metrics": dict(metrics)},
+            config_dict={**design, **({"evaluation": dict(evaluation)} if evaluation else {})},
             framework="PyTorch",
             tags=["lightdet"],
         )
@@ -283,7 +299,44 @@ def _register_model(task, path, *, model, name, class_names, config, metrics, it
         _link_offline_weights(model, task, path, iteration)
     else:
         model.update_weights(weights_filename=path, iteration=iteration, auto_delete_file=False)
+    if evaluation:
+        _record_evaluation(model, evaluation, iteration)
     return model
+
+
+# the model's single values: the numbers a registry sorts models by
+CARD_VALUES = ("map", "map_50", "map_75", "voc_map", "score_threshold", "f1")
+
+
+def _record_evaluation(model: OutputModel, evaluation: Mapping, iteration: int) -> None:
+    rows = [["key", "value"]] + [[k, _card_text(v)] for k, v in evaluation.items()]
+    model.report_table("evaluation", "model card", iteration=iteration, table_plot=rows)
+    for key in CARD_VALUES:
+        if isinstance(evaluation.get(key), (int, float)):
+            model.report_single_value(key, float(evaluation[key]))
+    if not Task.is_offline():
+        model.set_all_metadata(
+            {k: {"value": _card_text(v), "type": _card_type(v)} for k, v in evaluation.items()},
+            replace=True,
+        )
+    # the model's events have a queue of their own, which Task.close does not wait for: the
+    # offline session's zip (what make clearml-import uploads) was written without them
+    reporter = getattr(model, "_reporter", None)  # SDK-private; no public flush for a model
+    if reporter is not None:
+        reporter.flush()
+        reporter.wait_for_events(timeout=60)
+
+
+def _card_text(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(str(v) for v in value)
+    return "" if value is None else str(value)
+
+
+def _card_type(value) -> str:
+    return {bool: "bool", int: "int", float: "float"}.get(type(value), "str")
 
 
 def _link_offline_weights(model: OutputModel, task, path: str, iteration: int) -> None:
@@ -351,3 +404,39 @@ class ClearMLLogger(Logger):
             wait_for_uploads=True,
             kind=bounded.UPLOAD,
         )
+
+
+def note_export(task_id: str | None, fmt: str, coco: Mapping, file_name: str) -> str | None:
+    """Record an export's mAP change on the best model its training run registered: metadata
+    ``export_<fmt>_map_change`` (and ``..._map_50_change``, ``..._file``) and the model's
+    single values of the same names. Returns a line saying which model, or None where there is
+    none to reach: no task (a checkpoint from elsewhere), an offline session's task, no
+    configured or answering server, no registered best model.
+
+    Args:
+        coco: the export report's ``{"map": {"pytorch", "exported"}, "map_50": {...}}``.
+    """
+    if not task_id or str(task_id).startswith("offline-") or not server_configured():
+        return None
+    if not server_reachable(api_host(), login=True):
+        return None
+    task = Task.get_task(task_id=str(task_id))
+    best = [m for m in task.models["output"] if str(m.name).endswith(" best")]
+    if not best:
+        return None
+    model = best[-1]
+    changes = {
+        f"export_{fmt}_{key}_change": float(v["exported"]) - float(v["pytorch"])
+        for key, v in coco.items()
+        if key in ("map", "map_50") and v.get("exported") is not None
+    }
+    model.set_all_metadata(
+        {
+            **{k: {"value": f"{v:.6g}", "type": "float"} for k, v in changes.items()},
+            f"export_{fmt}_file": {"value": file_name, "type": "str"},
+        },
+        replace=False,
+    )
+    for key, value in changes.items():
+        model.report_single_value(key, value)
+    return f"mAP change recorded on ClearML model {model.name!r} ({model.id})"

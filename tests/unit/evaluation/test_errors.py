@@ -109,7 +109,8 @@ def test_a_box_nothing_detects_is_missed():
     assert a.missed_sides.tolist() == [40.0] and a.found_sides.tolist() == [40.0]
     assert a.worst_images() == [1]
     text = format_analysis(a)
-    assert "costs most: missed (Miss, dAP@0.5 0.495)" in text
+    assert "costs most: missed at IoU 0.5 (Miss, dAP 0.495); missed over 0.5:0.95" in text
+    assert "missed at score >= 0.500: 1 of 2 boxes, median side 40 px (found: 40 px)" in text
 
 
 def test_the_worst_images_come_most_missed_first_then_most_confident_false_positive():
@@ -135,3 +136,13 @@ def test_the_worst_images_come_most_missed_first_then_most_confident_false_posit
     a = analyse_errors(CocoSplit.of(images, targets, preds, {1: "class1"}), 0.5)
     assert a.worst_images() == [1, 3, 2]
     assert a.images[1]["missed"] == 2 and a.images[3]["top_false_positive"] == pytest.approx(0.8)
+
+
+def test_the_worst_images_count_at_the_reports_threshold():
+    """C is found only at score 0.3: TIDE (every detection) counts no miss, the images and
+    the missed sizes (detections kept at the report's threshold, 0.5) count C as missed."""
+    a = analyse_errors(_split([(A, 1), (C, 1)], [(A, 1, 0.9), (C, 1, 0.3)]), 0.5)
+    assert a.counts["Miss"] == 0
+    assert a.images == {1: {"missed": 1, "false_positives": 0, "top_false_positive": 0.0}}
+    assert a.missed_sides.tolist() == [40.0] and a.found_sides.tolist() == [40.0]
+    assert analyse_errors(_split([(A, 1), (C, 1)], [(A, 1, 0.9), (C, 1, 0.3)]), 0.2).images == {}
