@@ -218,6 +218,26 @@ def format_stats(stats: Sequence[float]) -> str:
     return "\n".join(lines)
 
 
+def text_table(rows: Sequence[Sequence]) -> list[str]:
+    """Rows as aligned console lines: the first column left-aligned, the others right; floats
+    with three decimals, None as "-"."""
+    cells = [[cell(v) for v in row] for row in rows]
+    widths = [max(len(r[c]) for r in cells) for c in range(len(cells[0]))]
+    return [
+        "  ".join(v.rjust(w) if c else v.ljust(w) for c, (v, w) in enumerate(zip(r, widths)))
+        for r in cells
+    ]
+
+
+def cell(value) -> str:
+    """One table cell as text: three decimals for a float, "-" for None."""
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
+
+
 def finite_or_none(value: float) -> float | None:
     """-1 (COCO's 'undefined') and NaN as None, for JSON and tables."""
     return None if value is None or value < 0 or math.isnan(value) else float(value)

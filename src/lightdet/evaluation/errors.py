@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lightdet.evaluation.coco import IOU_THRESHOLDS, CocoSplit, _run
+from lightdet.evaluation.coco import IOU_THRESHOLDS, CocoSplit, _run, text_table
 from lightdet.evaluation.voc import walk
 
 ERROR_TYPES = ("Cls", "Loc", "Both", "Dupe", "Bkg", "Miss")
@@ -152,13 +152,7 @@ def analysis_table(analysis: ErrorAnalysis) -> list[list]:
 
 def format_analysis(analysis: ErrorAnalysis) -> str:
     """The console text: the table, the error that costs most, the worst images."""
-    rows = analysis_table(analysis)
-    cells = [[_cell(v) for v in row] for row in rows]
-    widths = [max(len(r[c]) for r in cells) for c in range(len(cells[0]))]
-    table = [
-        "  ".join(v.rjust(w) if c else v.ljust(w) for c, (v, w) in enumerate(zip(r, widths)))
-        for r in cells
-    ]
+    table = text_table(analysis_table(analysis))
     main, strict = analysis.main_error(), analysis.main_error(strict=True)
     missed, found = len(analysis.missed_sides), len(analysis.found_sides)
     lines = [
@@ -175,9 +169,3 @@ def format_analysis(analysis: ErrorAnalysis) -> str:
             f"{np.median(analysis.found_sides) if found else float('nan'):.0f} px)"
         )
     return "\n".join(lines)
-
-
-def _cell(value) -> str:
-    if isinstance(value, float):
-        return f"{value:.3f}"
-    return str(value)

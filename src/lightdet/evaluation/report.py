@@ -22,9 +22,11 @@ from lightdet.evaluation.coco import (
     STAT_NAMES,
     CocoResult,
     CocoSplit,
+    cell,
     coco_evaluate,
     finite_or_none,
     format_stats,
+    text_table,
 )
 from lightdet.evaluation.confusion import confusion_columns
 from lightdet.evaluation.errors import ERROR_NAMES, ErrorAnalysis, analyse_errors, format_analysis
@@ -403,13 +405,7 @@ def per_class_rows(report: EvaluationReport) -> list[list]:
 
 def format_report(report: EvaluationReport) -> str:
     """The console text: COCO's summary, the per-class table, VOC AP and the threshold."""
-    rows = per_class_rows(report)
-    cells = [[_cell(v) for v in row] for row in rows]
-    widths = [max(len(r[c]) for r in cells) for c in range(len(cells[0]))]
-    table = [
-        "  ".join(v.rjust(w) if c else v.ljust(w) for c, (v, w) in enumerate(zip(r, widths)))
-        for r in cells
-    ]
+    table = text_table(per_class_rows(report))
     best = report.threshold["all"]
     voc = report.voc
     lines = [
@@ -420,10 +416,10 @@ def format_report(report: EvaluationReport) -> str:
         "per class (AP: IoU 0.50:0.95; F1 at IoU 0.5):",
         *table,
         "",
-        f"Pascal VOC AP@0.5: {_cell(voc['map'])} (area, VOC2010+), {_cell(voc['map_07'])} "
+        f"Pascal VOC AP@0.5: {cell(voc['map'])} (area, VOC2010+), {cell(voc['map_07'])} "
         f"(11-point, VOC2007); {_IGNORED[report.difficult]}",
-        f"best F1 {_cell(best['f1'])} at score >= {_cell(best['threshold'])} (precision "
-        f"{_cell(best['precision'])}, recall {_cell(best['recall'])}): the threshold predict "
+        f"best F1 {cell(best['f1'])} at score >= {cell(best['threshold'])} (precision "
+        f"{cell(best['precision'])}, recall {cell(best['recall'])}): the threshold predict "
         "uses by default",
     ]
     if report.errors is not None:
@@ -435,11 +431,3 @@ _IGNORED = {
     True: "difficult boxes ignored the devkit's way (by IoU) in every number",
     False: "crowd boxes ignored (COCO: by the detection's area covered)",
 }
-
-
-def _cell(value) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.3f}"
-    return str(value)
