@@ -169,15 +169,18 @@ def _run(split: CocoSplit, thresholds: list | None):
     return evaluator
 
 
+def _defined_mean(values: np.ndarray) -> float:
+    """The mean of the defined (> -1) values, -1 when none: pycocotools' ``summarize`` mean."""
+    valid = values[values > -1]
+    return float(np.mean(valid)) if valid.size else -1.0
+
+
 def summarize(precision: np.ndarray, recall: np.ndarray) -> list[float]:
     """COCO's 12 numbers from its ``[T, R, K, A, M]`` precision and ``[T, K, A, M]`` recall
     arrays (COCO's thresholds, areas all/small/medium/large, max detections 1/10/100), the
     means pycocotools' ``summarize`` takes: over the defined (> -1) values, -1 when none."""
 
-    def mean(values: np.ndarray) -> float:
-        valid = values[values > -1]
-        return float(np.mean(valid)) if valid.size else -1.0
-
+    mean = _defined_mean
     at_50, at_75 = 0, 5  # IoU 0.5 and 0.75 on COCO's ten thresholds
     stats = [
         mean(precision[:, :, :, 0, 2]),
@@ -191,10 +194,7 @@ def summarize(precision: np.ndarray, recall: np.ndarray) -> list[float]:
 
 
 def _class_row(precision: np.ndarray, recall: np.ndarray, k: int) -> dict[str, float]:
-    def mean(values: np.ndarray) -> float:
-        valid = values[values > -1]
-        return float(valid.mean()) if valid.size else -1.0
-
+    mean = _defined_mean
     ap = {
         "AP": mean(precision[:, :, k, 0, -1]),
         "AP50": mean(precision[0, :, k, 0, -1]),

@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from lightdet.evaluation.split import CocoSplit
+from lightdet.evaluation.split import CocoSplit, xyxy
 from lightdet.evaluation.voc import box_iou
 
 
@@ -45,16 +45,11 @@ def difficult_ious(split: CocoSplit) -> np.ndarray:
         if not split.iscrowd[gts].any():
             continue
         dets = np.asarray(indices)
-        ious = box_iou(_xyxy(split.dt_boxes[dets]), _xyxy(split.gt_boxes[gts]))  # [D, G]
+        ious = box_iou(xyxy(split.dt_boxes[dets]), xyxy(split.gt_boxes[gts]))  # [D, G]
         best = ious.argmax(axis=1)  # [D]: the devkit's jmax (first of equals)
         hard = split.iscrowd[gts[best]]  # [D]
         out[dets[hard]] = ious[np.arange(len(dets)), best][hard]
     return out
-
-
-def _xyxy(xywh: np.ndarray) -> np.ndarray:
-    boxes = np.asarray(xywh, np.float64).reshape(-1, 4)  # [N, 4] COCO's x, y, w, h
-    return np.concatenate([boxes[:, :2], boxes[:, :2] + boxes[:, 2:]], axis=1)
 
 
 def per_threshold(

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lightdet.evaluation.coco import IOU_THRESHOLDS, CocoSplit, _run, text_table
+from lightdet.evaluation.split import xyxy
 from lightdet.evaluation.voc import walk
 
 ERROR_TYPES = ("Cls", "Loc", "Both", "Dupe", "Bkg", "Miss")
@@ -104,7 +105,6 @@ def _per_image(split: CocoSplit, score_threshold: float):
     least ``score_threshold``, matched at IoU 0.5 as the report's F1 threshold was (VOC's
     devkit); and the sides (sqrt area) of the boxes missed and found there."""
     kept = split.scores >= score_threshold
-    xyxy = lambda b: np.concatenate([b[:, :2], b[:, :2] + b[:, 2:]], axis=1)  # noqa: E731
     dt = {
         "image": split.dt_image_ids[kept],
         "labels": split.dt_category_ids[kept],

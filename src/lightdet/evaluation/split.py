@@ -176,3 +176,9 @@ def _boxes(parts: Sequence) -> np.ndarray:
     arrays = [np.asarray(p, np.float32).reshape(-1, 4) for p in parts]
     xyxy = np.concatenate(arrays) if arrays else np.zeros((0, 4), np.float32)  # [N, 4]
     return np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]], axis=1)  # [N, 4] xywh
+
+
+def xyxy(xywh: np.ndarray) -> np.ndarray:
+    """COCO's ``[N, 4]`` x, y, w, h boxes as corners (float64)."""
+    boxes = np.asarray(xywh, np.float64).reshape(-1, 4)
+    return np.concatenate([boxes[:, :2], boxes[:, :2] + boxes[:, 2:]], axis=1)
