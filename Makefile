@@ -14,6 +14,7 @@ SESSION ?=
 HPO ?=
 CKPT ?=
 FORMAT ?= onnx
+PRECISION ?=
 INPUT ?=
 OUT ?=
 RESUME ?=
@@ -23,6 +24,8 @@ AUG ?=
 MODELS ?= retinanet ssd ssdlite fcos faster_rcnn
 BUDGET ?=
 EPOCHS ?=
+RUNTIMES ?=
+SEEDS ?=
 CKPTS ?=
 STUDY ?= focal
 
@@ -31,8 +34,9 @@ STUDY ?= focal
 # a recipe's shell text.
 # Each is first redefined as its own unexpanded text ($(value ...)), so Make itself does not
 # expand a $(...) inside a value either.
-USER_VARS := MODEL DATA TRAINER EXPERIMENT ARGS SESSION HPO CKPT FORMAT INPUT OUT RESUME SPLIT \
-             QUEUE AUG MODELS BUDGET EPOCHS CKPTS STUDY
+USER_VARS := MODEL DATA TRAINER EXPERIMENT ARGS SESSION HPO CKPT FORMAT PRECISION INPUT OUT RESUME \
+             SPLIT QUEUE AUG MODELS BUDGET EPOCHS RUNTIMES SEEDS CKPTS \
+             STUDY
 $(foreach v,$(USER_VARS),$(eval override $(v) := $$(value $(v))))
 export $(USER_VARS)
 RUN = $(PY) -m lightdet.makeargs
@@ -78,13 +82,13 @@ evaluate: eval ## the same as eval
 predict: install ## draw and list a checkpoint's detections: CKPT=<path> INPUT=<image|folder|glob> [OUT=<folder>]
 	$(RUN) predict
 
-export: install ## ONNX or TorchScript file of a checkpoint, verified against PyTorch: CKPT=<path> [FORMAT=onnx|torchscript] [DATA=...]
+export: install ## ONNX or TorchScript file of a checkpoint, verified against PyTorch: CKPT=<path> [FORMAT=onnx|torchscript] [PRECISION=fp32|int8] [DATA=...]
 	$(RUN) export
 
-compare: install ## single or two shot? accuracy against latency, equal budget: MODELS="retinanet ssd ..." [BUDGET=<min>|EPOCHS=<n>] [DATA=...] [CKPTS="name=path ..."]
+compare: install ## single or two shot? accuracy against latency, equal budget: MODELS="retinanet ssd ..." [BUDGET=<min>|EPOCHS=<n>] [SEEDS=<n>] [RUNTIMES="pytorch onnx-fp32 onnx-int8"] [DATA=...] [CKPTS="name=path ..."]
 	$(RUN) compare
 
-study: install ## an ablation study of conf/study/*.yaml (focal, anchors, zoom, yours): STUDY=focal [BUDGET=<min>|EPOCHS=<n>] [DATA=...]
+study: install ## an ablation study of conf/study/*.yaml (focal, anchors, zoom, yours): STUDY=focal [BUDGET=<min>|EPOCHS=<n>] [SEEDS=<n>] [RUNTIMES=...] [DATA=...]
 	$(RUN) study
 
 hpo: install ## hyperparameter search (conf/hpo/*.yaml): HPO=focal_lr; run again to resume

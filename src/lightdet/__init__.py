@@ -10,6 +10,7 @@ The Python API (importing ``lightdet`` loads none of it until it is used)::
     import lightdet
     result = lightdet.train(["model=retinanet", "trainer.max_epochs=2"])
     metrics = lightdet.evaluate(result.best_checkpoint, split="val")
+    speeds = lightdet.measure_runtimes(result.best_checkpoint, "images/", ["pytorch", "onnx-int8"])
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ _API = {
     "train": "lightdet.runs.compose",
     "evaluate": "lightdet.runs.compose",
     "TrainResult": "lightdet.runs.train",
+    "measure_runtimes": "lightdet.studies.latency",
 }
 __all__ = [*_API, "__version__"]
 

@@ -284,10 +284,7 @@ class Detector:
     def images(self, inputs) -> list[Tensor]:
         """``inputs`` (anything :meth:`predict` takes) decoded and converted as the validation
         loader converts them: the float ``[3, H, W]`` tensors :meth:`forward` takes."""
-        from lightdet.data.transforms import eval_preset
-
-        convert = eval_preset()
-        return [_tensor(item, convert) for item in image_inputs(inputs)]
+        return decode_images(inputs)
 
     @property
     def precision(self) -> str:
@@ -371,6 +368,16 @@ def _top(found: Detections, max_detections: int | None) -> Detections:
         found.source,
         dropped=found.dropped,
     )
+
+
+def decode_images(inputs) -> list[Tensor]:
+    """``inputs`` (anything :meth:`Detector.predict` takes) decoded and converted as the
+    validation loader converts them: float ``[3, H, W]`` tensors in [0, 1], what a detector
+    and its exported file take."""
+    from lightdet.data.transforms import eval_preset
+
+    convert = eval_preset()
+    return [_tensor(item, convert) for item in image_inputs(inputs)]
 
 
 def _tensor(item: ImageInput, convert) -> Tensor:

@@ -99,6 +99,11 @@ def _study_budget(v: _Vars) -> list[str]:
         out += [] if v["EPOCHS"] else ["study.budget.epochs=null"]
     if v["EPOCHS"]:
         out.append(f"study.budget.epochs={_number('EPOCHS', v['EPOCHS'])}")
+    if v["SEEDS"]:
+        out.append(f"study.seeds={_number('SEEDS', v['SEEDS'])}")
+    if v["RUNTIMES"]:
+        runtimes = ",".join(_name("RUNTIMES", r) for r in v["RUNTIMES"].split())
+        out.append(f"study.latency.runtimes=[{runtimes}]")
     return out
 
 
@@ -137,8 +142,12 @@ def _predict(v: _Vars) -> list[str]:
 
 
 def _export(v: _Vars) -> list[str]:
-    v.need("make export CKPT=<checkpoint> [FORMAT=onnx|torchscript] [DATA=...]", "CKPT")
+    v.need(
+        "make export CKPT=<checkpoint> [FORMAT=onnx|torchscript] [PRECISION=fp32|int8] [DATA=...]",
+        "CKPT",
+    )
     form = [f"format={_name('FORMAT', v['FORMAT'])}"] if v["FORMAT"] else []
+    form += [f"precision={_name('PRECISION', v['PRECISION'])}"] if v["PRECISION"] else []
     return [*v.value("CKPT", "ckpt_path"), *form, *v.groups("DATA")]
 
 

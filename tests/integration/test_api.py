@@ -285,3 +285,108 @@ def test_the_api_and_make_predict_keep_the_same_detections_by_default(trained, t
     assert [(e["width"], e["height"]) for e in written["images"]] == [
         (f.width, f.height) for f in found
     ]
+
+
+def _int8_export(trained, tiny_shapes, name: str, max_map_drop: float) -> tuple[dict, Path]:
+    """``make export PRECISION=int8`` on the trained checkpoint, calibrated on 8 images."""
+    from lightdet.runs.export import run_export
+
+    root, result = trained
+    out = root / name
+    cfg = compose_config(
+        "export",
+        [
+            f"ckpt_path={result.best_checkpoint}",
+            "precision=int8",
+            "quantize.calibration_images=8",
+            f"quantize.max_map_drop={max_map_drop}",
+            *_data_overrides(root, tiny_shapes),
+            f"output_dir={out}",
+        ],
+    )
+    return run_export(cfg), out
+
+
+def test_int8_export_is_quantised_gated_and_says_so(trained, tiny_shapes, capsys):
+    """The float file as before, then its INT8 twin: calibrated on 8 training images, the
+    network's nodes quantised, the val mAP change measured against PyTorch and written into
+    the report and the file's metadata."""
+    import onnx
+
+    from lightdet.deploy.export import read_metadata
+    from lightdet.deploy.quantize import NETWORK_OPS
+
+    report, out = _int8_export(trained, tiny_shapes, "export_int8", 1.0)
+    assert report["passed"]  # the float file passed its own check first
+    section = report["int8"]
+    path = Path(section["file"])
+    assert path == Path(report["file"]).with_name(Path(report["file"]).stem + ".int8.onnx")
+    assert section["calibration"] == {"split": "train", "images": 8, "of": TINY["num_train"]}
+    float_nodes = onnx.load(report["file"]).graph.node
+    assert section["quantisation"]["quantised_nodes"] == sum(
+        n.op_type in NETWORK_OPS for n in float_nodes
+    )
+    gate = section["gate"]
+    pytorch_map = report["coco"]["map"]["pytorch"]
+    assert gate["pytorch"]["map"] == pytest.approx(pytorch_map, abs=1e-9)  # the same reference
+    assert gate["change"]["map"] == pytest.approx(gate["file"]["map"] - pytorch_map, abs=1e-9)
+    assert gate["passed"] and section["images"] == report["images"]
+    assert section["size_mb"] < 0.45 * Path(report["file"]).stat().st_size / 2**20
+    meta = read_metadata(path)
+    assert meta["precision"] == "int8" and meta["map_gate_passed"] == "true"
+    assert json.loads(meta["map_gate"]) == gate
+    assert json.loads(meta["class_names"]) == list(CLASSES)  # the float file's keys kept
+    saved = json.loads((out / "export_report.json").read_text())
+    assert saved["int8"]["gate"] == gate
+    printed = capsys.readouterr().out
+    assert f"calibrating on 8 of the {TINY['num_train']} images of the train split" in printed
+    assert "PASSED the gate" in printed
+
+
+def test_int8_export_past_the_gate_fails_and_keeps_the_figures(trained, tiny_shapes, monkeypatch):
+    """A file that loses more mAP than allowed: the command fails naming the figures; the file
+    stays for inspection, marked failed in its metadata and the report."""
+    import lightdet.runs.export_int8 as export_int8
+    from lightdet.deploy.export import read_metadata
+    from lightdet.deploy.gate import map_gate
+
+    # an allowance below zero: whatever the tiny model's change, it is past it
+    monkeypatch.setattr(export_int8, "map_gate", lambda coco, _: map_gate(coco, -1.0))
+    with pytest.raises(SystemExit) as failed:
+        _int8_export(trained, tiny_shapes, "export_int8_failed", 0.01)
+    message = str(failed.value)
+    report = json.loads((trained[0] / "export_int8_failed" / "export_report.json").read_text())
+    gate = report["int8"]["gate"]
+    assert not gate["passed"] and gate["max_map_drop"] == -1.0
+    assert "failed the mAP gate" in message
+    assert f"{gate['pytorch']['map']:.4f} -> {gate['file']['map']:.4f}" in message
+    assert read_metadata(report["int8"]["file"])["map_gate_passed"] == "false"
+
+
+def test_measure_runtimes_times_the_checkpoint_in_each_runtime(trained, tiny_shapes, tmp_path):
+    """``lightdet.measure_runtimes``: PyTorch at batch 1 and 2, the float ONNX file at batch
+    1, with the threads asked for, the file kept and scored against PyTorch on val."""
+    _, result = trained
+    images = sorted((tiny_shapes / "VOC" / "JPEGImages").glob("*.jpg"))[:2]
+    found = lightdet.measure_runtimes(
+        result.best_checkpoint,
+        [str(p) for p in images],
+        ["pytorch", "onnx-fp32"],
+        threads=1,
+        batch_sizes=(1, 2),
+        repeats=3,
+        blocks=1,
+        folder=tmp_path,
+    )
+    assert list(found) == ["pytorch", "onnx-fp32"]
+    torch_speed, file_speed = found["pytorch"], found["onnx-fp32"]
+    assert set(torch_speed["latency"]) == {"1", "2"} and set(file_speed["latency"]) == {"1"}
+    assert torch_speed["threads"] == file_speed["threads"] == 1
+    assert file_speed["runtime"] == "onnx-fp32" and file_speed["precision"] == "fp32"
+    assert Path(file_speed["file"]).is_file() and Path(file_speed["file"]).parent.parent == tmp_path
+    timing = file_speed["latency"]["1"]
+    assert timing["repeats"] == 3 and timing["min_ms"] <= timing["median_ms"] <= timing["max_ms"]
+    coco = file_speed["coco"]
+    assert coco["file"]["map"] == pytest.approx(coco["pytorch"]["map"], abs=1e-3)  # float32
+    with pytest.raises(ValueError, match="expected one or more of pytorch, onnx-fp32"):
+        lightdet.measure_runtimes(result.best_checkpoint, [str(images[0])], ["tensorrt"])

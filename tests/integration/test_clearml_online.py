@@ -504,8 +504,9 @@ def test_the_privacy_switches_send_scalars_and_tables_only(own_server, tiny_shap
 
 
 def test_an_export_records_its_map_change_on_the_registered_model(base_run):
-    """make export of the run's best checkpoint: the file's mAP change goes to the model the
-    run registered, as metadata and single values (the registry says what exporting costs)."""
+    """make export PRECISION=int8 of the run's best checkpoint: each file's mAP change (the
+    float file's, the INT8 file's) goes to the model the run registered, as metadata and single
+    values (the registry says what exporting costs)."""
     from lightdet.guard.checkpoints import inspect_checkpoint
 
     server, task_id, env, tmp, _ = base_run
@@ -514,7 +515,9 @@ def test_an_export_records_its_map_change_on_the_registered_model(base_run):
         for path in tmp.glob("logs/*/runs/*/checkpoints/best-*.ckpt")
         if inspect_checkpoint(path.with_name("last.ckpt")).task_id == task_id
     ]
-    output = _ok(_run("lightdet.export", [f"ckpt_path={best}", f"paths.root_dir={tmp}"], env, tmp))
+    int8 = ["precision=int8", "quantize.calibration_images=4", "quantize.max_map_drop=1.0"]
+    args = [f"ckpt_path={best}", f"paths.root_dir={tmp}", *int8]
+    output = _ok(_run("lightdet.export", args, env, tmp))
     (model,) = [m for m in server.models.values() if m["task"] == task_id]
     assert f"mAP change recorded on ClearML model {model['name']!r} ({model['id']})" in output
     (path,) = tmp.glob("logs/*/runs/*/export_report.json")
@@ -530,3 +533,10 @@ def test_an_export_records_its_map_change_on_the_registered_model(base_run):
         if e["metric"] == "Summary"
     }
     assert values["export_onnx_map_change"] == pytest.approx(change, abs=1e-9)
+    # the INT8 file's change beside it, under its own name
+    gate = report["int8"]["gate"]
+    assert float(meta["export_onnx_int8_map_change"]["value"]) == pytest.approx(
+        gate["change"]["map"], abs=1e-6
+    )
+    assert meta["export_onnx_int8_file"]["value"] == Path(report["int8"]["file"]).name
+    assert values["export_onnx_int8_map_change"] == pytest.approx(gate["change"]["map"], abs=1e-9)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from lightdet.studies.seeds import mean_interval, verdict
 from tests.conftest import TINY, clean_env, offline_scalars
 
 
@@ -41,6 +42,13 @@ def _run_study(tmp_path: Path, data_root: Path, *overrides: str) -> subprocess.C
     return proc
 
 
+def _latest(tmp_path: Path, name: str) -> Path:
+    """The study's newest report: ``reports/latest``, a link to it."""
+    latest = tmp_path / "logs" / "studies" / name / "reports" / "latest"
+    assert latest.is_symlink()
+    return latest
+
+
 def _table(folder: Path) -> dict[str, dict[str, str]]:
     rows = list(csv.DictReader((folder / "results.csv").open()))
     return {row["cell"]: row for row in rows}
@@ -62,7 +70,8 @@ def test_compare_trains_each_model_then_reuses_it(tmp_path, tiny_shapes):
         "hydra.launcher.n_jobs=2",
     ]
     proc = _run_study(tmp_path, tiny_shapes, *budget)
-    study = tmp_path / "logs" / "studies" / "compare"
+    study = _latest(tmp_path, "compare")
+    first_report = study.resolve()
     results = json.loads((study / "results.json").read_text())["cells"]
     assert [c["label"] for c in results] == ["retinanet", "ssd"]
     table = _table(study)
@@ -130,7 +139,9 @@ def test_compare_trains_each_model_then_reuses_it(tmp_path, tiny_shapes):
     again = json.loads((study / "results.json").read_text())["cells"]
     assert {c["label"]: c["finished_at"] for c in again} == first  # nothing retrained
     assert _table(study) == table  # nor re-measured
-    assert len([p for p in (study / "cells").iterdir() if p.is_dir()]) == 2
+    assert study.resolve() != first_report  # a new report; the first one kept as it was
+    assert _table(first_report) == table and (first_report / "speed_accuracy.png").is_file()
+    assert len([p for p in (study.parent.parent / "cells").iterdir() if p.is_dir()]) == 2
 
     # an existing checkpoint, scored on the validation split instead of trained
     ckpt = results[0]["checkpoint"]
@@ -156,10 +167,30 @@ def test_focal_study_two_cells(tmp_path, tiny_shapes):
         "+trainer.limit_train_batches=3",
         "model.net.min_size=96",
         "model.net.max_size=96",
+        "study.seeds=2",
     )
-    study = tmp_path / "logs" / "studies" / "focal"
+    study = _latest(tmp_path, "focal")
     cells = {c["label"]: c for c in json.loads((study / "results.json").read_text())["cells"]}
     assert set(cells) == {"ce", "g2_a25"}
+    # two seeds a cell, each its own training run and folder: the mean and interval of theirs
+    runs = [json.loads(p.read_text()) for p in study.parent.parent.glob("cells/*/result.json")]
+    assert sorted((r["label"], r["seed"]) for r in runs) == [
+        ("ce", 42),
+        ("ce", 43),
+        ("g2_a25", 42),
+        ("g2_a25", 43),
+    ]
+    for label, cell in cells.items():
+        values = [
+            r["metrics"]["val/map"]
+            for r in sorted(runs, key=lambda r: r["seed"])
+            if r["label"] == label
+        ]
+        assert cell["seed_values"]["val/map"] == values and cell["seeds"] == [42, 43]
+        summary = mean_interval(values)
+        assert cell["metrics"]["val/map"] == pytest.approx(summary["mean"], abs=1e-12)
+        if summary["half"] is not None:
+            assert cell["ci"]["val/map"] == pytest.approx(summary["half"], abs=1e-12)
     assert cells["ce"]["settings"] == {
         "model.net.focal_gamma": "0.0",
         "model.net.focal_alpha": "-1.0",
@@ -171,9 +202,90 @@ def test_focal_study_two_cells(tmp_path, tiny_shapes):
     assert all(c["epochs"] == 1 for c in cells.values())
     table = _table(study)
     assert table["ce"]["paper mAP"] == "30.2" and table["g2_a25"]["paper mAP"] == "34.0"
-    assert table["g2_a25"]["mAP75"] == f"{cells['g2_a25']['metrics']['val/map_75']:.4f}"
-    ours = cells["g2_a25"]["metrics"]["val/map"], cells["ce"]["metrics"]["val/map"]
-    word = "beats" if ours[0] > ours[1] else "does not beat"
-    line = f"- **g2_a25** {word} **ce** on mAP: {ours[0]:.4f} against {ours[1]:.4f}"
-    assert line in (study / "table.md").read_text()
+    g2 = cells["g2_a25"]
+    assert table["g2_a25"]["mAP75"] == (
+        f"{g2['metrics']['val/map_75']:.4f} ± {g2['ci']['val/map_75']:.4f}"
+    )
+    found = verdict(
+        "g2_a25",
+        "ce",
+        cells["g2_a25"]["seed_values"]["val/map"],
+        cells["ce"]["seed_values"]["val/map"],
+    )
+    text = (study / "table.md").read_text()
+    start = {
+        "beats": "- **g2_a25** beats **ce** on mAP: ",
+        "is beaten by": "- **g2_a25** is beaten by **ce** on mAP: ",
+        "no difference at this budget": "- **g2_a25** against **ce** on mAP: no difference at "
+        "this budget: ",
+    }[found["word"]]
+    (line,) = [line for line in text.splitlines() if line.startswith("- **g2_a25** ")]
+    assert line.startswith(start) and f"Welch's t-test p={found['p']:.2g}." in line
+    # one epoch of 3 batches: under the trained floor, and said
+    assert table["ce"]["caution"].startswith("barely trained: epochs < 3 (seeds 42, 43)")
+    assert "- Barely trained at this budget" in text
     assert (study / "heatmap.png").stat().st_size > 5_000
+
+
+@pytest.mark.slow
+def test_compare_times_each_model_in_each_runtime(tmp_path, tiny_shapes):
+    """`make compare MODELS="retinanet faster_rcnn" RUNTIMES="pytorch onnx-int8"`: each model
+    is two points (PyTorch, its INT8 file), with its runtime, threads and batch in the table,
+    the file's accuracy the cell's plus the change measured on val, one- and two-stage told
+    apart, and the Pareto front taken over all four."""
+    _run_study(
+        tmp_path,
+        tiny_shapes,
+        "study=compare",
+        "model=retinanet,faster_rcnn",
+        "study.budget.epochs=1",
+        "study.budget.minutes=null",
+        "+trainer.limit_train_batches=3",
+        "study.latency.runtimes=[pytorch,onnx-int8]",
+        "study.latency.calibration_images=4",
+        "study.latency.threads=1",
+    )
+    study = _latest(tmp_path, "compare")
+    saved = json.loads((study / "results.json").read_text())
+    points = {p["label"]: p for p in saved["points"]}
+    assert list(points) == [
+        "retinanet",
+        "retinanet · onnx-int8",
+        "faster_rcnn",
+        "faster_rcnn · onnx-int8",
+    ]
+    table = _table(study)
+    assert list(table) == list(points)
+    for cell in saved["cells"]:
+        torch_row, file_row = table[cell["label"]], table[f"{cell['label']} · onnx-int8"]
+        assert (torch_row["runtime"], file_row["runtime"]) == ("pytorch", "onnx-int8")
+        assert (torch_row["threads"], file_row["threads"]) == ("1", "1")
+        assert file_row["precision"] == "int8" and file_row["ms/img b2 (p10-p90)"] == "-"
+        timing = cell["speeds"]["onnx-int8"]["latency"]["1"]
+        assert file_row["ms/img b1 (p10-p90)"].startswith(f"{timing['median_ms']:.1f} (")
+        assert torch_row["ms/img b2 (p10-p90)"] != "-"
+        # the file's accuracy: the cell's plus what the file changed against PyTorch on val
+        coco = cell["deployed"]["coco"]
+        change = coco["onnx-int8"]["map"] - coco["pytorch"]["map"]
+        assert float(file_row["mAP"]) == pytest.approx(
+            cell["metrics"]["val/map"] + change, abs=1e-4
+        )
+        assert file_row["mAP small"] == "-"  # not measured for files, not copied
+        int8 = Path(cell["deployed"]["files"]["onnx-int8"])
+        assert int8.is_file() and cell["deployed"]["calibration"]["images"] == 4
+        assert file_row["params (M)"] == torch_row["params (M)"]
+    assert [points[k]["two_stage"] for k in points] == [False, False, True, True]
+    ms = {k: p["speed"]["latency"]["1"]["median_ms"] for k, p in points.items()}
+    acc = {k: p["metrics"]["val/map"] for k, p in points.items()}
+    for k in points:
+        beaten = any(
+            ms[o] <= ms[k] and acc[o] >= acc[k] and (ms[o] < ms[k] or acc[o] > acc[k])
+            for o in points
+            if o != k
+        )
+        assert (table[k]["Pareto"] == "yes") == (not beaten), k
+    text = (study / "table.md").read_text()
+    assert (
+        "- onnx-int8: onnxruntime CPU, the INT8 ONNX file" in text and "1 intra-op threads" in text
+    )
+    assert (study / "speed_accuracy.png").stat().st_size > 10_000

@@ -2,8 +2,10 @@
 
 The file is checked against the PyTorch detector (float32 both) on the validation split of
 the configured data and on a blank image: detections per image within tolerances, and the same
-COCO mAP. Anything that blocks the export or fails the check ends the command with one line
-naming it and a non-zero exit status.
+COCO mAP. With ``precision=int8`` (ONNX) the checked float file is then quantised for CPUs
+(:mod:`lightdet.deploy.quantize`, calibrated on training images) and the INT8 file passes the
+mAP gate (:mod:`lightdet.deploy.gate`) on the same images. Anything that blocks the export or
+fails a check ends the command with one line naming it and a non-zero exit status.
 """
 
 from __future__ import annotations
@@ -20,7 +22,14 @@ from tqdm import tqdm
 
 from lightdet import __version__, outputs
 from lightdet.deploy.export import FORMATS, OPSET, ExportError, export_file, load_runner
-from lightdet.deploy.verify import BOX_RTOL, MAP_ATOL, SCORE_ATOL, Verification, verify
+from lightdet.deploy.verify import (
+    BOX_RTOL,
+    MAP_ATOL,
+    SCORE_ATOL,
+    Verification,
+    dataset_items,
+    verify,
+)
 from lightdet.guard import secure_config
 from lightdet.models.restore import restore_net
 from lightdet.runs.build import build_datamodule
@@ -40,7 +49,7 @@ def run_export(cfg: DictConfig) -> dict:
     secure_config(cfg)
     say_notes()  # which data it verifies on: the checkpoint's, or the command line's
     fmt = str(cfg.format)
-    _check_format(fmt)
+    _check_format(fmt, str(cfg.precision))
     datamodule = build_datamodule(cfg)
     datamodule.setup("validate")
     trained = restore_net(cfg.ckpt_path, datamodule.class_names)
@@ -57,14 +66,19 @@ def run_export(cfg: DictConfig) -> dict:
     limit = cfg.verify.get("max_images")
     count = len(dataset) if limit is None else min(int(limit), len(dataset))
     blank = bool(cfg.verify.get("blank_image", True))
-    checked = verify(
-        net,
-        load_runner(path),
-        _items(dataset, count, blank),
-        trained.class_names,
-        progress=lambda it: tqdm(it, desc="verify", unit="img", total=count + blank),
-        difficult=datamodule.difficult_boxes,
-    )
+    cache: dict = {}  # PyTorch's outputs: an INT8 file is checked against them too
+
+    def items(desc: str) -> dict:
+        """verify()'s images and options, with a progress bar named ``desc``."""
+        return {
+            "items": dataset_items(dataset, count, blank),
+            "class_names": trained.class_names,
+            "progress": lambda it: tqdm(it, desc=desc, unit="img", total=count + blank),
+            "difficult": datamodule.difficult_boxes,
+            "cache": cache,
+        }
+
+    checked = verify(net, load_runner(path), **items("verify"))
     report = _report(path, fmt, metadata, checked, _data_words(cfg))
     (out / "export_report.json").write_text(json.dumps(report, indent=2) + "\n")
     print(_text(report, checked), flush=True)
@@ -73,26 +87,52 @@ def run_export(cfg: DictConfig) -> dict:
             f"export: {path.name} does not match PyTorch (see above; the file is "
             f"kept in {out} for inspection)"
         )
-    _note_on_model(cfg, fmt, report, path.name)
+    if str(cfg.precision) == "int8":
+        from lightdet.runs.export_int8 import export_int8
+
+        report["int8"] = export_int8(
+            cfg, net, datamodule, path, metadata, items, report["median_ms"]["exported"]
+        )
+        (out / "export_report.json").write_text(json.dumps(report, indent=2) + "\n")
+        if not report["int8"]["gate"]["passed"]:
+            gate = report["int8"]["gate"]
+            raise SystemExit(
+                f"export: {Path(report['int8']['file']).name} failed the mAP gate: val "
+                f"{gate['metric']} {gate['pytorch']['map']:.4f} -> {gate['file']['map']:.4f} "
+                f"({gate['change']['map']:+.4f}, max_map_drop={gate['max_map_drop']:g}); "
+                f"the file is kept in {out} for inspection, marked failed in its metadata"
+            )
+    notes = [(fmt, report["coco"], path.name)]
+    if "int8" in report:  # the INT8 file's change too, as its own format
+        gate = report["int8"]["gate"]
+        coco = {
+            k: {"pytorch": gate["pytorch"][k], "exported": gate["file"][k]} for k in gate["file"]
+        }
+        notes.append((f"{fmt}_int8", coco, Path(report["int8"]["file"]).name))
+    _note_on_model(cfg, notes)
     return report
 
 
-def _note_on_model(cfg: DictConfig, fmt: str, report: dict, file_name: str) -> None:
+def _note_on_model(cfg: DictConfig, notes: list[tuple[str, dict, str]]) -> None:
     """The export's mAP change on the ClearML model the checkpoint's training registered,
-    where a server answers (the registry then says what exporting costs); said in one line."""
+    where a server answers (the registry then says what exporting costs); said in one line.
+
+    ``notes``: ``(format, {metric: {"pytorch", "exported"}}, file name)`` per file written."""
     from lightdet.guard.checkpoints import inspect_checkpoint
 
     task_id = inspect_checkpoint(cfg.ckpt_path).task_id
     last = Path(cfg.ckpt_path).with_name("last.ckpt")  # best-*.ckpt do not keep the task; the
     if not task_id and last.is_file():  # run's resumable state beside them does
         task_id = inspect_checkpoint(last).task_id
-    if not task_id or not report["coco"]:
+    notes = [n for n in notes if n[1]]
+    if not task_id or not notes:
         return
     noted = None
     if not str(task_id).startswith("offline-"):
         from lightdet.tracking.clearml import note_export
 
-        noted = note_export(task_id, fmt, report["coco"], file_name)
+        for fmt, coco, file_name in notes:
+            noted = note_export(task_id, fmt, coco, file_name)
     print(
         noted
         or "the checkpoint's ClearML task is offline or its server does not answer: "
@@ -109,9 +149,11 @@ def _data_words(cfg: DictConfig) -> str:
     return f"the val split of {name} {where}".rstrip()
 
 
-def _check_format(fmt: str) -> None:
+def _check_format(fmt: str, precision: str) -> None:
     if fmt not in FORMATS:
         raise SystemExit(f"export: format={fmt!r}: expected one of {', '.join(FORMATS)}")
+    if precision == "int8" and fmt != "onnx":
+        raise SystemExit(f"export: precision=int8 needs format=onnx (got format={fmt})")
     missing = [m for m in _NEEDS[fmt] if importlib.util.find_spec(m) is None]
     if missing:
         raise SystemExit(
@@ -136,19 +178,8 @@ def _metadata(trained, net, cfg: DictConfig, threshold: float, source: str) -> d
         "score_threshold": f"{threshold:.6g}",
         "score_threshold_source": source,
         "opset": str(OPSET) if cfg.format == "onnx" else "",
+        "precision": "float32",
     }
-
-
-def _items(dataset, count: int, blank: bool):
-    """``(image, target, id, name)`` for the first ``count`` validation images, then (``blank``)
-    a blank grey image, which has no target."""
-    for i in range(count):
-        image, target = dataset[i]
-        record = dataset.records[i]
-        keep = {k: target[k].numpy() for k in ("boxes", "labels", "iscrowd")}
-        yield image, keep, record.image_id, record.image_path.name
-    if blank:
-        yield torch.full_like(dataset[0][0], 0.5), None, -1, "blank image"
 
 
 def _report(path: Path, fmt: str, metadata: dict, checked: Verification, data: str) -> dict:

@@ -26,6 +26,7 @@ from lightdet.overrides import override_value
 from lightdet.studies.spec import (
     budget_overrides,
     cell_overrides,
+    check_runtime_packages,
     checkpoint_of,
     config_key,
     label_of,
@@ -41,19 +42,32 @@ def run_cell(cfg: DictConfig) -> dict:
     """Train (or reuse, or score the given checkpoint of) this job's cell; returns its result,
     also written to ``result.json`` in the cell's folder."""
     study, cell = cfg.study, cfg.get("cell")
+    check_runtime_packages(study)
     user = [
         *map(str, study.get("base") or []),
         *training_overrides(HydraConfig.get().overrides.task),
     ]
     checkpoint = checkpoint_of(study, cell)
     if checkpoint is not None:
-        result = _checkpoint_cell(study, cell, checkpoint, user)
+        results = [_checkpoint_cell(study, cell, checkpoint, user)]
     else:
-        result = _trained_cell(study, cell, [*user, *cell_overrides(study, cell)])
+        overrides = [*user, *cell_overrides(study, cell)]
+        results = [_trained_cell(study, cell, [*overrides, *seed]) for seed in _seeds(cfg, study)]
     write_json(
-        Path(HydraConfig.get().runtime.output_dir) / "cell.json", {"folder": result["folder"]}
+        Path(HydraConfig.get().runtime.output_dir) / "cell.json",
+        {"folder": results[0]["folder"], "folders": [r["folder"] for r in results]},
     )
-    return result
+    return results[0]
+
+
+def _seeds(cfg: DictConfig, study: DictConfig) -> list[list[str]]:
+    """The seed override of each of the cell's ``study.seeds`` runs: none for one run (the
+    configured seed, as before seeds were repeated: its finished cells are reused), else the
+    configured seed and the ones after it."""
+    count = int(study.get("seeds") or 1)
+    if count == 1:
+        return [[]]
+    return [[f"seed={int(cfg.seed) + i}"] for i in range(count)]
 
 
 def _trained_cell(study: DictConfig, cell: str | None, overrides: list[str]) -> dict:
@@ -75,9 +89,12 @@ def _trained_cell(study: DictConfig, cell: str | None, overrides: list[str]) -> 
         print(f"cell {label}: finished before with this config, reused ({folder})", flush=True)
         return previous
     run_dir = folder / "run"
+    task_name = f"{study.name}-{label}"
+    if int(study.get("seeds") or 1) > 1:  # the seed's run among its cell's
+        task_name += f"-seed{probe.seed}"
     final = [
         *overrides,
-        f"task_name={study.name}-{label}",
+        f"task_name={task_name}",
         f"paths.output_dir={override_value(str(run_dir))}",
     ]
     last = run_dir / "checkpoints" / "last.ckpt"
@@ -107,6 +124,7 @@ def _trained_cell(study: DictConfig, cell: str | None, overrides: list[str]) -> 
         task_url=trained.task_url,
         train_seconds=time.monotonic() - started,
         epochs=trained.epochs,
+        steps=trained.steps,
         images=_val_images(train_cfg, study),
     )
     return _finish(folder, result)
@@ -180,6 +198,8 @@ def _base_result(study, cell, label, key, folder, overrides, cfg) -> dict:
         "backbone": OmegaConf.select(cfg, "model.net.backbone", default=None)
         or OmegaConf.select(cfg, "model.backbone", default=None),
         "budget": OmegaConf.to_container(study.budget),
+        "seed": OmegaConf.select(cfg, "seed", default=None),
+        "warmup_steps": OmegaConf.select(cfg, "model.scheduler.warmup_steps", default=None),
         "metrics": {},
     }
 

@@ -53,6 +53,7 @@ class TrainResult:
         best_metrics: the ``val/*`` scalars of that epoch.
         results_dir: the folder of curves and the best epoch's report (``results/``).
         epochs: the epochs trained (all of them, a resumed run's included).
+        steps: the optimiser steps taken (``trainer.global_step``).
         task_id: the run's ClearML task (None without one); task_url: its page (online only).
     """
 
@@ -65,6 +66,7 @@ class TrainResult:
     best_metrics: dict[str, float] = field(default_factory=dict)
     results_dir: str | None = None
     epochs: int | None = None
+    steps: int | None = None
     task_id: str | None = None
     task_url: str | None = None
 
@@ -279,6 +281,7 @@ def _fit(
         best_metrics=dict(results.best.get("metrics", {})) if results is not None else {},
         results_dir=str(results.dirpath) if results is not None else None,
         epochs=int(trainer.current_epoch),
+        steps=int(trainer.global_step),
     )
 
 

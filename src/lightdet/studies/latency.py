@@ -79,7 +79,11 @@ def quietest_blocks(detector, images: list, settings: dict) -> dict[str, dict]:
 
 
 def measure(checkpoint: str, image_paths: list[str], settings: dict) -> dict:
-    """Latency per batch size, parameters and peak memory of the checkpoint's detector."""
+    """Latency per batch size, parameters and peak memory of the checkpoint's detector; with
+    ``settings["runtime"]`` one of the file runtimes, of ``settings["file"]`` (its ONNX file)
+    in onnxruntime instead (:func:`measure_file`)."""
+    if settings.get("runtime", "pytorch") != "pytorch":
+        return measure_file(settings["file"], image_paths, settings)
     # imported before the memory baseline: the peak is the model's, not the imports'
     import torch
     import torchvision.models.detection  # noqa: F401
@@ -102,7 +106,11 @@ def measure(checkpoint: str, image_paths: list[str], settings: dict) -> dict:
         if detector.device.type == "cuda"
         else None
     )
+    from lightdet.deploy.runtimes import is_two_stage
+
     return {
+        "runtime": "pytorch",
+        "two_stage": is_two_stage(detector.net),
         "latency": latency,
         "params": sum(p.numel() for p in detector.net.parameters()),
         # what loading and running the model added to the process at its peak
@@ -118,6 +126,52 @@ def measure(checkpoint: str, image_paths: list[str], settings: dict) -> dict:
         "model": (detector.config.get("model") or {}).get("name"),
         "backbone": ((detector.config.get("model") or {}).get("net") or {}).get("backbone")
         or (detector.config.get("model") or {}).get("backbone"),
+    }
+
+
+class _FileDetector:
+    """An ONNX file in :func:`time_batches`' terms: a batch is its images run one by one (the
+    file takes one image; its postprocessing is traced for one)."""
+
+    def __init__(self, runner) -> None:
+        import torch
+
+        self.runner, self.device = runner, torch.device("cpu")
+
+    def forward(self, images) -> list:
+        return [self.runner(image.numpy()) for image in images]
+
+
+def measure_file(path: str, image_paths: list[str], settings: dict) -> dict:
+    """Latency at batch 1 and peak memory of an ONNX detector file in onnxruntime's CPU
+    provider, timed as :func:`measure` times PyTorch (same images, blocks and repeats)."""
+    import onnxruntime
+    import torch  # noqa: F401  (the images are tensors; imported before the baseline)
+
+    from lightdet.deploy.runtimes import file_runner, file_threads
+    from lightdet.detector import decode_images
+
+    baseline_mib = _rss_mib("VmRSS")
+    _reset_peak_rss()
+    threads = settings.get("threads")
+    detector = _FileDetector(file_runner(path, threads))
+    images = decode_images(image_paths)
+    latency = quietest_blocks(detector, images, {**settings, "batch_sizes": [1]})
+    runtime = str(settings["runtime"])
+    return {
+        "runtime": runtime,
+        "file": str(path),
+        "file_mb": Path(path).stat().st_size / 2**20,
+        "latency": latency,
+        "peak_mib": _rss_mib("VmHWM") - baseline_mib,
+        "peak_rss_mib": _rss_mib("VmHWM"),
+        "rss_before_model_mib": baseline_mib,
+        "peak_cuda_mib": None,
+        "device": _device_name(detector.device),
+        "threads": file_threads(threads),
+        "precision": runtime.split("-", 1)[1],
+        "image_sizes": sorted({tuple(i.shape[1:]) for i in images}),
+        "onnxruntime": onnxruntime.__version__,
     }
 
 
@@ -150,6 +204,80 @@ def measure_in_subprocess(
             f"latency of {checkpoint}: the measuring process failed ({done.returncode}):\n{tail}"
         )
     return json.loads(result.read_text())
+
+
+def measure_runtimes(
+    checkpoint: str | os.PathLike,
+    images,
+    runtimes: list[str] | tuple[str, ...] = ("pytorch", "onnx-fp32", "onnx-int8"),
+    *,
+    threads: int | None = None,
+    batch_sizes: list[int] | tuple[int, ...] = (1,),
+    repeats: int = 15,
+    blocks: int = 3,
+    warmup: int = 3,
+    calibration_images: int = 200,
+    folder: str | os.PathLike | None = None,
+) -> dict[str, dict]:
+    """The Python API of ``make compare RUNTIMES=...``: a checkpoint's latency in each runtime
+    (see :mod:`lightdet.deploy.runtimes`), measured as a study measures it, each in a fresh
+    process, one after another.
+
+    Args:
+        images: the images timed (anything :meth:`lightdet.Detector.predict` takes: paths,
+            a folder, a glob), cycled through the batches.
+        threads: torch and onnxruntime intra-op threads (None: each one's default).
+        batch_sizes: PyTorch's; the files run at batch 1.
+        folder: where the files and measurements are kept (None: a temporary folder, removed).
+
+    Returns:
+        ``{runtime: {"latency": {batch size: {"median_ms", "p10_ms", "p90_ms", ...}},
+        "threads", "precision", ...}}``; a file runtime's also has ``"file"`` (None once a
+        temporary folder is removed) and ``"coco"``: its val mAP and mAP50 against PyTorch's
+        (``{"pytorch": {...}, "file": {...}}``).
+
+    Raises:
+        ValueError: an unknown runtime, or images that are not files.
+    """
+    import tempfile
+
+    from lightdet.deploy.runtimes import FILE_RUNTIMES, check_runtimes, prepare_in_subprocess
+    from lightdet.detector import image_inputs
+
+    asked = check_runtimes(runtimes)
+    paths = [item.source for item in image_inputs(images)]
+    if not paths or None in paths:  # each runtime decodes them in its own process
+        raise ValueError("images: image files (paths, a folder or a glob), not arrays")
+    settings = {
+        "batch_sizes": list(batch_sizes),
+        "warmup": warmup,
+        "repeats": repeats,
+        "blocks": blocks,
+        "threads": threads,
+        "device": "cpu",
+    }
+    with tempfile.TemporaryDirectory(prefix="lightdet-runtimes-") as scratch:
+        where = Path(folder) if folder is not None else Path(scratch)
+        files = [r for r in asked if r in FILE_RUNTIMES]
+        prepared = (
+            prepare_in_subprocess(checkpoint, where / "files", files, calibration_images)
+            if files
+            else None
+        )
+        found = {}
+        for runtime in asked:
+            extra = {}
+            if runtime in FILE_RUNTIMES:
+                extra = {"runtime": runtime, "file": prepared["files"][runtime]}
+            speed = measure_in_subprocess(
+                str(checkpoint), paths, {**settings, **extra}, where / f"speed-{runtime}"
+            )
+            if runtime in FILE_RUNTIMES:
+                coco = prepared["coco"]
+                speed["coco"] = {"pytorch": coco["pytorch"], "file": coco[runtime]}
+                speed["file"] = speed["file"] if folder is not None else None
+            found[runtime] = speed
+    return found
 
 
 def _rss_mib(field: str) -> float:

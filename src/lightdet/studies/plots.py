@@ -17,35 +17,83 @@ def _pyplot():
     return plt
 
 
+# a runtime's colour on the plot (unknown ones: grey)
+RUNTIME_COLOURS = {"pytorch": "C0", "onnx-fp32": "C1", "onnx-int8": "C2"}
+
+
 def speed_accuracy(cells: list[dict], metric: str, batch_size: int, path: Path, title: str) -> Path:
-    """Scatter of ``metric`` against milliseconds per image at ``batch_size`` (one point per
-    finished cell, labelled), the Pareto front joined and marked."""
+    """Scatter of ``metric`` against milliseconds per image at ``batch_size``: one point per
+    finished cell and runtime, labelled; colour: the runtime; marker: one-stage (circle) or
+    two-stage (square) detector; horizontal bars: the 10th-90th percentile of the latency;
+    vertical bars: the metric's 95 % confidence interval over seeds (where the study repeats
+    them, ``cell["ci"]``); a thin line joins one model's runtimes; the Pareto front is ringed
+    and joined."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7.5, 5))
+    from matplotlib.lines import Line2D
+
+    fig, ax = plt.subplots(figsize=(8, 5.5))
     points = [
-        (c["speed"]["latency"][str(batch_size)]["median_ms"], c["metrics"][metric], c)
+        (c["speed"]["latency"][str(batch_size)], c["metrics"][metric], c)
         for c in cells
-        if c.get("status") == "finished" and c.get("speed") and metric in c["metrics"]
+        if c.get("status") == "finished"
+        and str(batch_size) in ((c.get("speed") or {}).get("latency") or {})
+        and metric in c["metrics"]
     ]
-    for ms, value, cell in points:
-        on_front = cell.get("pareto")
-        ax.scatter(
+    by_model: dict[str, list[tuple[float, float]]] = {}
+    for timing, value, cell in points:
+        model = cell.get("cell", cell["label"])
+        by_model.setdefault(model, []).append((timing["median_ms"], value))
+    for line in by_model.values():
+        if len(line) > 1:
+            ax.plot(*zip(*sorted(line)), color="0.75", linewidth=0.8, zorder=1)
+    for timing, value, cell in points:
+        ms = timing["median_ms"]
+        colour = RUNTIME_COLOURS.get(cell.get("runtime") or "pytorch", "0.5")
+        half = (cell.get("ci") or {}).get(metric)
+        ax.errorbar(
             [ms],
             [value],
-            s=70 if on_front else 45,
+            xerr=[[ms - timing.get("p10_ms", ms)], [timing.get("p90_ms", ms) - ms]],
+            yerr=None if half is None else [[half], [half]],
+            fmt="s" if cell.get("two_stage") else "o",
+            color=colour,
+            markersize=9 if cell.get("pareto") else 7,
+            markeredgecolor="black" if cell.get("pareto") else colour,
+            markeredgewidth=1.6 if cell.get("pareto") else 1.0,
+            elinewidth=1,
+            capsize=2,
             zorder=3,
-            marker="o" if on_front else "x",
-            color="C3" if on_front else "C0",
         )
         ax.annotate(
-            cell["label"], (ms, value), textcoords="offset points", xytext=(6, 5), fontsize=9
+            cell["label"], (ms, value), textcoords="offset points", xytext=(6, 5), fontsize=8
         )
-    front = sorted((ms, v) for ms, v, c in points if c.get("pareto"))
+    front = sorted((t["median_ms"], v) for t, v, c in points if c.get("pareto"))
+    handles = []
     if len(front) > 1:
-        ax.plot(*zip(*front), color="C3", linestyle="--", linewidth=1, label="Pareto front")
-        ax.legend(loc="lower right")
-    ax.set_xlabel(f"milliseconds per image (batch {batch_size}, median)")
-    ax.set_ylabel(METRIC_TITLES.get(metric, metric) + " (val)")
+        ax.plot(*zip(*front), color="black", linestyle="--", linewidth=0.8, zorder=2)
+        handles.append(Line2D([], [], color="black", linestyle="--", label="Pareto front"))
+    for runtime in dict.fromkeys(c.get("runtime") or "pytorch" for _, _, c in points):
+        colour = RUNTIME_COLOURS.get(runtime, "0.5")
+        handles.append(Line2D([], [], color=colour, marker="o", linestyle="", label=runtime))
+    for two_stage in sorted({bool(c.get("two_stage")) for _, _, c in points}):
+        handles.append(
+            Line2D(
+                [],
+                [],
+                color="0.3",
+                marker="s" if two_stage else "o",
+                linestyle="",
+                markerfacecolor="none",
+                label="two-stage" if two_stage else "one-stage",
+            )
+        )
+    if handles:
+        ax.legend(handles=handles, loc="best", fontsize=8)
+    ax.set_xlabel(f"milliseconds per image (batch {batch_size}; median, bars 10th-90th percentile)")
+    ylabel = METRIC_TITLES.get(metric, metric) + " (val)"
+    if any((c.get("ci") or {}).get(metric) is not None for _, _, c in points):
+        ylabel += ", bars: 95 % CI over seeds"
+    ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     fig.tight_layout()

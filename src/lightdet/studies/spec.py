@@ -52,6 +52,28 @@ def checkpoint_of(study: DictConfig, cell: str | None) -> str | None:
     return None
 
 
+def check_runtime_packages(study: DictConfig) -> None:
+    """The file runtimes (``study.latency.runtimes``) need onnx and onnxruntime: said before
+    any cell trains, not at the report.
+
+    Raises:
+        StudyConfigError: one is asked for and a package is missing.
+    """
+    import importlib.util
+
+    from lightdet.deploy.runtimes import FILE_RUNTIMES
+
+    runtimes = [str(r) for r in (study.latency.get("runtimes") or [])]
+    if not any(r in FILE_RUNTIMES for r in runtimes):
+        return
+    missing = [m for m in ("onnx", "onnxruntime") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise StudyConfigError(
+            f"study.latency.runtimes={runtimes} needs {' and '.join(missing)}: "
+            "pip install -e '.[export]'"
+        )
+
+
 def budget_overrides(budget: DictConfig) -> list[str]:
     """Training overrides for the budget: equal epochs (``trainer.max_epochs``), equal
     wall-clock (``trainer.max_time``, training until it runs out), or both (whichever ends

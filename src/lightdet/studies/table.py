@@ -43,16 +43,20 @@ def _fmt(value, digits: int = 4) -> str:
 def study_rows(
     cells: list[dict], metrics: Sequence[str], batch_sizes: Sequence[int], paper: dict | None = None
 ) -> tuple[list[str], list[list]]:
-    """Header and one row per cell: name, model, parameters, the metrics (with the paper's
-    numbers beside ours where the study gives them), milliseconds per image per batch size,
-    peak memory, training time, Pareto membership and the ClearML task."""
+    """Header and one row per cell (per cell and runtime:
+    :func:`lightdet.studies.points.runtime_points`): name, model, parameters, the metrics
+    (``mean ± 95 % interval`` over seeds where repeated; the paper's numbers beside ours where
+    the study gives them), runtime, precision and threads, milliseconds per image per batch
+    size (``-`` where the runtime runs one image at a time), peak memory, training time, epochs,
+    seeds, Pareto membership, cautions (barely trained, failed seeds) and the ClearML task."""
     paper = paper or {}
     paper_keys = [m for m in metrics if any(m in (paper.get(c["label"]) or {}) for c in cells)]
     header = ["cell", "model", "backbone", "params (M)"]
     header += [METRIC_TITLES.get(m, m) for m in metrics]
     header += [f"paper {METRIC_TITLES.get(m, m)}" for m in paper_keys]
-    header += ["precision", *(f"ms/img b{bs} (p10-p90)" for bs in batch_sizes)]
-    header += ["peak MiB", "train min", "epochs", "Pareto", "ClearML task"]
+    header += ["runtime", "precision", "threads"]
+    header += [f"ms/img b{bs} (p10-p90)" for bs in batch_sizes]
+    header += ["peak MiB", "train min", "epochs", "seeds", "Pareto", "caution", "ClearML task"]
     rows = []
     for cell in cells:
         if cell.get("status") != "finished":
@@ -62,10 +66,12 @@ def study_rows(
                     cell.get("model") or "-",
                     "-",
                     "-",
-                    *["-"] * (len(metrics) + len(paper_keys) + 1 + len(batch_sizes)),
+                    *["-"] * (len(metrics) + len(paper_keys) + 3 + len(batch_sizes)),
                     "-",
                     "-",
                     "-",
+                    "-",
+                    "",
                     "",
                     f"failed: {cell.get('error', '?')}"[:80],
                 ]
@@ -76,23 +82,43 @@ def study_rows(
             cell["label"],
             cell.get("model") or "-",
             cell.get("backbone") or "-",
-            _fmt((speed.get("params") or 0) / 1e6, 2) if speed else "-",
+            _fmt(speed["params"] / 1e6, 2) if speed.get("params") else "-",
         ]
-        row += [_fmt(cell["metrics"].get(m)) for m in metrics]
+        row += [_metric(cell, m) for m in metrics]
         row += [_fmt((paper.get(cell["label"]) or {}).get(m), 1) for m in paper_keys]
-        row.append(speed.get("precision", "-"))
+        row += [cell.get("runtime") or "pytorch", speed.get("precision", "-")]
+        row.append(_fmt(speed.get("threads")))
         for bs in batch_sizes:
-            t = (speed.get("latency") or {}).get(str(bs))
+            t = (speed.get("latency") or {}).get(str(bs))  # an ONNX file: batch 1 only
             row.append(f"{t['median_ms']:.1f} ({t['p10_ms']:.1f}-{t['p90_ms']:.1f})" if t else "-")
         row += [
             _fmt(speed.get("peak_mib"), 0) if speed else "-",
             _fmt(cell.get("train_seconds", 0) / 60, 1) if cell.get("train_seconds") else "-",
-            _fmt(cell.get("epochs")),
+            _fmt(cell.get("epochs"), 1 if isinstance(cell.get("epochs"), float) else 4),
+            _fmt(len(cell.get("seeds") or [None])),
             "yes" if cell.get("pareto") else "",
+            _flags(cell),
             cell.get("task_id") or "-",
         ]
         rows.append(row)
     return header, rows
+
+
+def _metric(cell: dict, metric: str) -> str:
+    """The value, ``mean ± half-width`` of its 95 % interval where seeds were repeated."""
+    value = _fmt(cell["metrics"].get(metric))
+    half = (cell.get("ci") or {}).get(metric)
+    return value if half is None else f"{value} ± {half:.4f}"
+
+
+def _flags(cell: dict) -> str:
+    """What to be careful about: barely trained, seeds that failed."""
+    flags = []
+    if cell.get("barely_trained"):
+        flags.append("barely trained: " + "; ".join(cell["barely_trained"]))
+    if cell.get("failed_seeds"):
+        flags.append(f"failed seeds: {', '.join(map(str, cell['failed_seeds']))}")
+    return "; ".join(flags)
 
 
 def markdown(header: list[str], rows: list[list]) -> str:

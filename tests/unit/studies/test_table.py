@@ -16,6 +16,7 @@ def _cell(label, map_, ms, **extra):
         "params": 2_500_000,
         "peak_mib": 300.0,
         "precision": "bf16-mixed",
+        "threads": 2,
         "latency": {"1": {"median_ms": ms, "p10_ms": ms - 1, "p90_ms": ms + 2}},
     }
     return {
@@ -46,12 +47,16 @@ def test_rows_hold_our_numbers_the_papers_and_failures():
         "params (M)",
         "mAP",
         "paper mAP",
+        "runtime",
         "precision",
+        "threads",
         "ms/img b1 (p10-p90)",
         "peak MiB",
         "train min",
         "epochs",
+        "seeds",
         "Pareto",
+        "caution",
         "ClearML task",
     ]
     assert rows[0] == [
@@ -61,15 +66,19 @@ def test_rows_hold_our_numbers_the_papers_and_failures():
         "2.50",
         "0.4123",
         "34.0",
+        "pytorch",
         "bf16-mixed",
+        "2",
         "12.3 (11.3-14.3)",
         "300",
         "1.5",
         "2",
+        "1",
         "yes",
+        "",
         "id-g2",
     ]
-    assert rows[1][5] == "-" and rows[1][11] == ""  # no paper number; not on the front
+    assert rows[1][5] == "-" and rows[1][14] == ""  # no paper number; not on the front
     assert rows[2][0] == "g5" and rows[2][-1] == "failed: ValueError: nan"
     assert len(rows[2]) == len(header)
     text = markdown(header, rows).splitlines()

@@ -1,0 +1,201 @@
+"""A checkpoint in the runtimes it is deployed in: PyTorch eager, its ONNX float32 file, its
+ONNX INT8 file (CPU). What ``make compare`` times side by side (``study.latency.runtimes``)
+and ``benchmarks/quantization.py`` measures.
+
+:func:`prepare` writes the files the way ``make export`` does (the same tracing, the same
+quantisation, calibrated on training images) and scores each on the whole validation split of
+the checkpoint's data against PyTorch with the export's check (:func:`verify`): the accuracy of
+a runtime is PyTorch's plus the change its file makes, measured on the same images by the same
+evaluation code. :func:`file_runner` runs a file in onnxruntime with a stated number of threads.
+
+Run as ``python -m lightdet.deploy.runtimes <request.json> <result.json>``; from Python,
+:func:`prepare_in_subprocess` (a fresh process: its own Hydra, its memory returned after).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+# name -> what it is, as tables say it
+RUNTIMES = {
+    "pytorch": "PyTorch eager (the precision the run was validated in)",
+    "onnx-fp32": "onnxruntime CPU, the float32 ONNX file of make export",
+    "onnx-int8": "onnxruntime CPU, the INT8 ONNX file of make export PRECISION=int8",
+}
+FILE_RUNTIMES = ("onnx-fp32", "onnx-int8")
+
+
+def check_runtimes(runtimes: Sequence[str], key: str = "runtimes") -> list[str]:
+    """The runtimes asked for, in order, without repeats.
+
+    Raises:
+        ValueError: an unknown runtime, or none (the message names ``key``).
+    """
+    asked = list(dict.fromkeys(str(r) for r in runtimes))
+    unknown = [r for r in asked if r not in RUNTIMES]
+    if unknown or not asked:
+        raise ValueError(f"{key}={list(runtimes)}: expected one or more of {', '.join(RUNTIMES)}")
+    return asked
+
+
+def prepare(
+    checkpoint: str | Path,
+    folder: Path,
+    runtimes: Sequence[str],
+    calibration_images: int = 200,
+    progress: Callable[[str], None] = print,
+) -> dict:
+    """The file of each file runtime in ``runtimes`` (``folder/model.onnx``,
+    ``folder/model.int8.onnx``) and each runtime's val COCO mAP and mAP50.
+
+    Returns ``{"files": {runtime: path}, "coco": {runtime: {metric: value}} (PyTorch's under
+    "pytorch"), "val_images", "calibration": {"split", "images", "of"} (INT8 only),
+    "two_stage", "seconds"}``.
+    """
+    from lightdet.deploy.export import export_file
+    from lightdet.deploy.quantize import calibration_images as calibration_set
+    from lightdet.deploy.quantize import quantize_int8
+    from lightdet.deploy.verify import dataset_items, verify
+    from lightdet.models.restore import restore_net
+    from lightdet.runs.build import build_datamodule
+    from lightdet.runs.compose import compose_config
+    from lightdet.runs.preflight import use_checkpoint_data
+
+    started = time.perf_counter()
+    wanted = [r for r in check_runtimes(runtimes) if r in FILE_RUNTIMES]
+    overrides = [f"ckpt_path={checkpoint}"]
+    cfg = compose_config("export", overrides, run_dir=False)
+    use_checkpoint_data(cfg, overrides)
+    datamodule = build_datamodule(cfg)
+    datamodule.setup("validate")
+    trained = restore_net(str(checkpoint), datamodule.class_names)
+    net = trained.net.float().eval()
+    val = datamodule.datasets["val"]
+    folder.mkdir(parents=True, exist_ok=True)
+    result: dict = {"files": {}, "coco": {}, "val_images": len(val), "calibration": None}
+    result["two_stage"] = is_two_stage(net)
+    if not wanted:
+        return {**result, "seconds": time.perf_counter() - started}
+    float_file = export_file(net, "onnx", folder / "model.onnx", val[0][0], {})
+    if "onnx-fp32" in wanted:
+        result["files"]["onnx-fp32"] = float_file
+    if "onnx-int8" in wanted:
+        images, count, total = calibration_set(datamodule, "train", calibration_images)
+        progress(f"  quantising to INT8 on {count} of the {total} training images")
+        target = folder / "model.int8.onnx"
+        quantize_int8(float_file, target, images)
+        result["files"]["onnx-int8"] = target
+        result["calibration"] = {"split": "train", "images": count, "of": total}
+    cache: dict = {}
+    for runtime, path in result["files"].items():
+        progress(f"  scoring {runtime} on the {len(val)} val images against PyTorch")
+        checked = verify(
+            net,
+            file_runner(path),
+            dataset_items(val, len(val), False),
+            trained.class_names,
+            difficult=datamodule.difficult_boxes,
+            cache=cache,
+        )
+        result["coco"]["pytorch"] = {k: float(a) for k, (a, _) in checked.coco.items()}
+        result["coco"][runtime] = {k: float(b) for k, (_, b) in checked.coco.items()}
+    result["files"] = {k: str(v) for k, v in result["files"].items()}
+    return {**result, "seconds": time.perf_counter() - started}
+
+
+def prepare_in_subprocess(
+    checkpoint: str | Path, folder: Path, runtimes: Sequence[str], calibration_images: int
+) -> dict:
+    """:func:`prepare` in a fresh Python process; its request and result stay in ``folder``.
+
+    Raises:
+        RuntimeError: the process failed, with the end of its output.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    request, result = folder / "request.json", folder / "prepared.json"
+    request.write_text(
+        json.dumps(
+            {
+                "checkpoint": str(checkpoint),
+                "runtimes": list(runtimes),
+                "calibration_images": int(calibration_images),
+            },
+            indent=2,
+        )
+    )
+    result.unlink(missing_ok=True)
+    done = subprocess.run(
+        [sys.executable, "-m", __name__, str(request), str(result)],
+        stdout=None,  # its progress lines go where the study's go
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+    if done.returncode != 0 or not result.is_file():
+        raise RuntimeError(
+            f"the {', '.join(runtimes)} files of {checkpoint}: the process failed "
+            f"({done.returncode}):\n{done.stderr[-2000:]}"
+        )
+    return json.loads(result.read_text())
+
+
+def file_runner(path: str | Path, threads: int | None = None):
+    """A function from a float32 ``[3, H, W]`` array to ``(boxes, scores, labels)``: the
+    ONNX file in onnxruntime's CPU provider, ``threads`` intra-op threads (None: its
+    default, one per physical core)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = int(threads)
+        options.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return lambda image: tuple(session.run(None, {"image": np.ascontiguousarray(image)}))
+
+
+def file_threads(threads: int | None) -> int:
+    """How many intra-op threads :func:`file_runner` runs with: ``threads``, else
+    onnxruntime's default (the physical cores it sees, as its docs say)."""
+    if threads:
+        return int(threads)
+    import os
+
+    try:
+        import psutil  # present where ClearML is
+
+        return int(psutil.cpu_count(logical=False) or os.cpu_count() or 1)
+    except ImportError:
+        return os.cpu_count() or 1
+
+
+def is_two_stage(net) -> bool:
+    """Whether the detector proposes regions first and classifies them second (torchvision's
+    GeneralizedRCNN: Faster R-CNN), rather than in one shot over a dense grid."""
+    from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
+
+    return isinstance(net, GeneralizedRCNN)
+
+
+def main(argv: list[str]) -> None:
+    request_path, result_path = argv
+    request = json.loads(Path(request_path).read_text())
+    found = prepare(
+        request["checkpoint"],
+        Path(result_path).parent,
+        request["runtimes"],
+        request["calibration_images"],
+        progress=lambda line: print(line, flush=True),
+    )
+    Path(result_path).write_text(json.dumps(found, indent=2))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
