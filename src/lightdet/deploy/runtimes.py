@@ -15,8 +15,6 @@ Run as ``python -m lightdet.deploy.runtimes <request.json> <result.json>``; from
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -119,32 +117,17 @@ def prepare_in_subprocess(
     Raises:
         RuntimeError: the process failed, with the end of its output.
     """
-    folder.mkdir(parents=True, exist_ok=True)
-    request, result = folder / "request.json", folder / "prepared.json"
-    request.write_text(
-        json.dumps(
-            {
-                "checkpoint": str(checkpoint),
-                "runtimes": list(runtimes),
-                "calibration_images": int(calibration_images),
-            },
-            indent=2,
-        )
+    from lightdet.isolated import run_isolated
+
+    request = {
+        "checkpoint": str(checkpoint),
+        "runtimes": list(runtimes),
+        "calibration_images": int(calibration_images),
+    }
+    what = f"the {', '.join(runtimes)} files of {checkpoint}"
+    return run_isolated(
+        __name__, request, folder, what, ("request.json", "prepared.json"), show_output=True
     )
-    result.unlink(missing_ok=True)
-    done = subprocess.run(
-        [sys.executable, "-m", __name__, str(request), str(result)],
-        stdout=None,  # its progress lines go where the study's go
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
-    )
-    if done.returncode != 0 or not result.is_file():
-        raise RuntimeError(
-            f"the {', '.join(runtimes)} files of {checkpoint}: the process failed "
-            f"({done.returncode}):\n{done.stderr[-2000:]}"
-        )
-    return json.loads(result.read_text())
 
 
 def file_runner(path: str | Path, threads: int | None = None):
@@ -164,16 +147,9 @@ def file_runner(path: str | Path, threads: int | None = None):
 def file_threads(threads: int | None) -> int:
     """How many intra-op threads :func:`file_runner` runs with: ``threads``, else
     onnxruntime's default (the physical cores it sees, as its docs say)."""
-    if threads:
-        return int(threads)
-    import os
+    import psutil
 
-    try:
-        import psutil  # present where ClearML is
-
-        return int(psutil.cpu_count(logical=False) or os.cpu_count() or 1)
-    except ImportError:
-        return os.cpu_count() or 1
+    return int(threads) if threads else int(psutil.cpu_count(logical=False) or 1)
 
 
 def is_two_stage(net) -> bool:

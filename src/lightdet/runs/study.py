@@ -132,6 +132,7 @@ def _trained_cell(study: DictConfig, cell: str | None, overrides: list[str]) -> 
 
 def _checkpoint_cell(study: DictConfig, cell: str, checkpoint: str, user: list[str]) -> dict:
     from lightdet.runs.evaluate import run_evaluation
+    from lightdet.runs.preflight import use_checkpoint_data
     from lightdet.studies.spec import StudyConfigError
 
     path = Path(checkpoint).expanduser().resolve()
@@ -153,6 +154,9 @@ def _checkpoint_cell(study: DictConfig, cell: str, checkpoint: str, user: list[s
         f"paths.output_dir={override_value(str(folder / 'eval'))}",
     ]
     eval_cfg = hydra.compose(config_name="evaluate", overrides=final)
+    # scored (and its latency images taken) on the data it was trained on, as make eval does,
+    # not on the study's default data: the command line's data.<key>=... on top
+    use_checkpoint_data(eval_cfg, user)
     result = _base_result(study, cell, cell, key, folder, overrides, eval_cfg)
     metrics = run_evaluation(eval_cfg, bind_hydra=False)
     result.update(

@@ -23,7 +23,6 @@ import json
 import os
 import resource
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -183,27 +182,11 @@ def measure_in_subprocess(
     Raises:
         RuntimeError: the process failed, with the end of its output.
     """
-    folder.mkdir(parents=True, exist_ok=True)
-    request, result = folder / "latency_request.json", folder / "latency.json"
-    request.write_text(
-        json.dumps(
-            {"checkpoint": str(checkpoint), "images": image_paths, "settings": settings}, indent=2
-        )
-    )
-    result.unlink(missing_ok=True)
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    done = subprocess.run(
-        [sys.executable, "-m", __name__, str(request), str(result)],
-        capture_output=True,
-        text=True,
-        env=env,
-    )
-    if done.returncode != 0 or not result.is_file():
-        tail = (done.stdout + done.stderr)[-2000:]
-        raise RuntimeError(
-            f"latency of {checkpoint}: the measuring process failed ({done.returncode}):\n{tail}"
-        )
-    return json.loads(result.read_text())
+    from lightdet.isolated import run_isolated
+
+    request = {"checkpoint": str(checkpoint), "images": image_paths, "settings": settings}
+    names = ("latency_request.json", "latency.json")
+    return run_isolated(__name__, request, folder, f"latency of {checkpoint}", names)
 
 
 def measure_runtimes(
