@@ -10,8 +10,9 @@ Per checkpoint, in this process: the float32 ONNX file as ``make export`` writes
 INT8 file as ``make export PRECISION=int8`` writes it (calibrated on ``--calibration`` images
 spread over the training split), and with ``--openvino`` the float file read by OpenVINO and
 quantised by ``nncf.quantize`` on the same calibration images (its defaults: NNCF picks what
-to quantise), and lightdet's INT8 file read by OpenVINO (which takes ONNX QDQ files). Accuracy: COCO mAP on the whole validation split of the checkpoint's data, each
-file's detections against PyTorch's from the same evaluation code.
+to quantise), and lightdet's INT8 file read by OpenVINO (which takes ONNX QDQ files).
+Accuracy: COCO mAP on the whole validation split of the checkpoint's data, each file's
+detections against PyTorch's from the same evaluation code.
 Latency: each runtime in a fresh process per round (runtimes in turn, A B C A B C...),
 ``--repeats`` passes over the first ``--images`` validation images after one untimed pass; the
 figure is the median over rounds of each round's median ms per image, with the rounds' range.
@@ -115,9 +116,7 @@ def _data(checkpoint: str):
     return datamodule, trained.net.float().eval(), trained.class_names, datamodule.datasets["val"]
 
 
-def _openvino(
-    float_file: Path, int8_file: Path, calibration: list, stem: Path
-) -> dict[str, Path]:
+def _openvino(float_file: Path, int8_file: Path, calibration: list, stem: Path) -> dict[str, Path]:
     """OpenVINO's own pair (the float file converted, and quantised by ``nncf.quantize`` with
     its defaults on the same calibration images), and lightdet's INT8 file read by OpenVINO."""
     import nncf

@@ -46,7 +46,8 @@ def run_local(cfg: DictConfig, out_dir: Path) -> dict:
                 compose_train([*overrides, *trial]), callbacks, bind_hydra=False
             ).best
         finally:  # pruned and worse trials keep their best weights only (a third of the disk)
-            if value is not None and (not best or value > best[0]):
+            pruned = any(getattr(c, "pruned", None) for c in callbacks)
+            if value is not None and not pruned and (not best or value > best[0]):
                 if best:
                     _drop_state(best[1])  # the previous best: weights only from now on
                 best[:] = [value, folder]

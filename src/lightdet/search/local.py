@@ -22,21 +22,28 @@ log = logging.getLogger(__name__)
 
 
 class OptunaPruning(pl.Callback):
-    """Reports ``monitor`` after each validation and stops the trial when Optuna prunes it."""
+    """Reports ``monitor`` after each validation and stops the trial when Optuna prunes it.
+
+    The trial stops as a run that ends early (``trainer.should_stop``), not by an exception
+    from this hook: Lightning runs the checkpoint callbacks' ``on_validation_end`` after the
+    others, so raising here lost the epoch's checkpoint, and a trial pruned at its first
+    validation kept no weights at all. ``pruned`` says why; the objective then reports the
+    trial as pruned."""
 
     def __init__(self, trial: optuna.Trial, monitor: str) -> None:
         self.trial = trial
         self.monitor = monitor
+        self.pruned: str | None = None
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         value = trainer.callback_metrics.get(self.monitor)
-        if trainer.sanity_checking or value is None:
+        if trainer.sanity_checking or value is None or self.pruned:
             return
         self.trial.report(float(value), step=trainer.current_epoch)
         if self.trial.should_prune():
-            raise optuna.TrialPruned(
-                f"epoch {trainer.current_epoch}: {self.monitor}={float(value):.4f}"
-            )
+            self.pruned = f"epoch {trainer.current_epoch}: {self.monitor}={float(value):.4f}"
+            log.info("trial %d pruned at %s", self.trial.number, self.pruned)
+            trainer.should_stop = True
 
 
 def open_study(hpo: DictConfig) -> optuna.Study:
@@ -73,7 +80,8 @@ def run_study(
     Args:
         hpo: the ``hpo`` config group.
         run_trial: trains with the given training overrides and extra callbacks, and returns
-            the objective (best ``val/map`` over the run).
+            the objective (best ``val/map`` over the run); a pruned trial's run ends early and
+            its callback says so (``OptunaPruning.pruned``).
     """
     check_space(hpo.search_space)
     study = open_study(hpo)
@@ -85,7 +93,10 @@ def run_study(
         params = {k: suggest(trial, k, spec) for k, spec in hpo.search_space.items()}
         overrides = trial_overrides(params, hpo.train_overrides)
         trial.set_user_attr("overrides", overrides)
-        value = run_trial(overrides, [OptunaPruning(trial, hpo.objective)], trial.number)
+        pruning = OptunaPruning(trial, hpo.objective)
+        value = run_trial(overrides, [pruning], trial.number)
+        if pruning.pruned:
+            raise optuna.TrialPruned(pruning.pruned)
         if value is None:
             raise RuntimeError(f"trial {trial.number}: the run logged no {hpo.objective}")
         return value
