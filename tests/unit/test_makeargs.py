@@ -114,6 +114,22 @@ def test_hostile_make_variables_arrive_as_one_value_each_and_run_nothing(tmp_pat
             ],
         ),
         (
+            "study",
+            {"STUDY": "focal", "SEEDS": "3", "RUNTIMES": "pytorch onnx-int8"},
+            [
+                "lightdet.study",
+                "-m",
+                "study=focal",
+                "study.seeds=3",
+                "study.latency.runtimes=[pytorch,onnx-int8]",
+            ],
+        ),
+        (
+            "export",
+            {"CKPT": "x.ckpt", "PRECISION": "int8"},
+            ["lightdet.export", "ckpt_path=x.ckpt", "precision=int8"],
+        ),
+        (
             "eval",
             {"CKPT": "x.ckpt", "SPLIT": "test"},
             ["lightdet.evaluate", "ckpt_path=x.ckpt", "split=test"],
@@ -165,3 +181,15 @@ def test_a_missing_variable_prints_the_usage(tmp_path):
 def test_literal_reads_back_unchanged_through_hydras_grammar(text):
     (override,) = OverridesParser.create().parse_overrides([f"k={literal('K', text)}"])
     assert override.value() == text
+
+
+@pytest.mark.parametrize(
+    "variables,message",
+    [
+        ({"SEEDS": "3;reboot"}, "SEEDS='3;reboot': expected a number"),
+        ({"RUNTIMES": "pytorch a]b"}, "RUNTIMES='a]b': expected a config name"),
+    ],
+)
+def test_a_study_variable_that_cannot_be_passed_on_is_refused(variables, message):
+    with pytest.raises(MakeArgumentError, match=__import__("re").escape(message)):
+        command("study", {"STUDY": "focal", **variables})

@@ -202,8 +202,9 @@ def _write(
     files.append(plot)
     spec = study.get("heatmap")
     if spec:
-        found = heatmap(
-            cells,
+        first = next((c.get("runtime") for c in cells if c.get("runtime")), None)
+        found = heatmap(  # one value a cell: its first runtime's (the runtimes share settings)
+            [c for c in cells if c.get("runtime") in (None, first)],
             spec.x,
             spec.y,
             spec.get("metric") or metrics[0],
