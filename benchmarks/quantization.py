@@ -55,7 +55,11 @@ def _prepare(name: str, checkpoint: str, args, folder: Path) -> dict:
         "onnx float32": found["coco"]["onnx-fp32"],
         "onnx int8": found["coco"]["onnx-int8"],
     }
-    datamodule, net, names, val = _data(checkpoint)
+    from lightdet.deploy.runtimes import load_trained
+
+    datamodule, trained = load_trained(checkpoint)
+    net, names = trained.net.float().eval(), trained.class_names
+    val = datamodule.datasets["val"]
     notes: list[str] = []
     if args.openvino is not None and (not args.openvino or name in args.openvino):
         from lightdet.deploy.quantize import calibration_images
@@ -98,22 +102,6 @@ def _prepare(name: str, checkpoint: str, args, folder: Path) -> dict:
         "accuracy": accuracy,
         "notes": notes,
     }
-
-
-def _data(checkpoint: str):
-    """The checkpoint's data module (its val split set up), float network, class names, val."""
-    from lightdet.models.restore import restore_net
-    from lightdet.runs.build import build_datamodule
-    from lightdet.runs.compose import compose_config
-    from lightdet.runs.preflight import use_checkpoint_data
-
-    overrides = [f"ckpt_path={checkpoint}"]
-    cfg = compose_config("export", overrides, run_dir=False)
-    use_checkpoint_data(cfg, overrides)
-    datamodule = build_datamodule(cfg)
-    datamodule.setup("validate")
-    trained = restore_net(checkpoint, datamodule.class_names)
-    return datamodule, trained.net.float().eval(), trained.class_names, datamodule.datasets["val"]
 
 
 def _openvino(float_file: Path, int8_file: Path, calibration: list, stem: Path) -> dict[str, Path]:
@@ -177,9 +165,9 @@ def _runner(variant: str, path: str | Path, threads: int):
             return by_name["boxes"], by_name["scores"], by_name["labels"]
 
         return run_ov
-    from lightdet.deploy.runtimes import file_runner
+    from lightdet.deploy.export import load_runner
 
-    return file_runner(path, threads)
+    return load_runner(path, threads)
 
 
 def _time(variant: str, path: str, images_path: str, threads: int, repeats: int) -> dict:

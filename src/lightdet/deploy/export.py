@@ -79,8 +79,6 @@ def export_file(
 
 
 def _onnx(wrapper: nn.Module, path: Path, sample: Tensor, metadata: Mapping[str, str]) -> None:
-    import onnx
-
     torch.onnx.export(
         wrapper,
         (sample,),
@@ -96,7 +94,16 @@ def _onnx(wrapper: nn.Module, path: Path, sample: Tensor, metadata: Mapping[str,
             "labels": {0: "detections"},
         },
     )
+    write_metadata(path, metadata)
+
+
+def write_metadata(path: str | os.PathLike, metadata: Mapping[str, str]) -> None:
+    """Set an ONNX file's metadata (``metadata_props``) to ``metadata``, replacing what it
+    held."""
+    import onnx
+
     model = onnx.load(str(path))
+    del model.metadata_props[:]
     for key, value in metadata.items():
         model.metadata_props.add(key=key, value=str(value))
     onnx.save(model, str(path))
@@ -115,14 +122,19 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
     return json.loads(files["lightdet.json"] or "{}")
 
 
-def load_runner(path: str | os.PathLike) -> Runner:
+def load_runner(path: str | os.PathLike, threads: int | None = None) -> Runner:
     """A function from a float32 ``[3, H, W]`` array to ``(boxes, scores, labels)`` arrays:
-    onnxruntime on the CPU for ``.onnx``, torch for TorchScript."""
+    onnxruntime on the CPU for ``.onnx`` (``threads`` intra-op threads; None: its default, one
+    per physical core), torch for TorchScript."""
     path = Path(path)
     if path.suffix == ".onnx":
         import onnxruntime as ort
 
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = int(threads)
+            options.inter_op_num_threads = 1
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         return lambda image: tuple(session.run(None, {"image": image}))  # type: ignore[return-value]
     module = torch.jit.load(str(path), map_location="cpu").eval()
 

@@ -6,7 +6,8 @@ and ``benchmarks/quantization.py`` measures.
 quantisation, calibrated on training images) and scores each on the whole validation split of
 the checkpoint's data against PyTorch with the export's check (:func:`verify`): the accuracy of
 a runtime is PyTorch's plus the change its file makes, measured on the same images by the same
-evaluation code. :func:`file_runner` runs a file in onnxruntime with a stated number of threads.
+evaluation code. :func:`lightdet.deploy.export.load_runner` runs a file with a stated number of
+threads.
 
 Run as ``python -m lightdet.deploy.runtimes <request.json> <result.json>``; from Python,
 :func:`prepare_in_subprocess` (a fresh process: its own Hydra, its memory returned after).
@@ -19,8 +20,6 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-
-import numpy as np
 
 # name -> what it is, as tables say it
 RUNTIMES = {
@@ -58,23 +57,14 @@ def prepare(
     "pytorch"), "val_images", "calibration": {"split", "images", "of"} (INT8 only),
     "two_stage", "seconds"}``.
     """
-    from lightdet.deploy.export import export_file
+    from lightdet.deploy.export import export_file, load_runner
     from lightdet.deploy.quantize import calibration_images as calibration_set
     from lightdet.deploy.quantize import quantize_int8
     from lightdet.deploy.verify import dataset_items, verify
-    from lightdet.models.restore import restore_net
-    from lightdet.runs.build import build_datamodule
-    from lightdet.runs.compose import compose_config
-    from lightdet.runs.preflight import use_checkpoint_data
 
     started = time.perf_counter()
     wanted = [r for r in check_runtimes(runtimes) if r in FILE_RUNTIMES]
-    overrides = [f"ckpt_path={checkpoint}"]
-    cfg = compose_config("export", overrides, run_dir=False)
-    use_checkpoint_data(cfg, overrides)
-    datamodule = build_datamodule(cfg)
-    datamodule.setup("validate")
-    trained = restore_net(str(checkpoint), datamodule.class_names)
+    datamodule, trained = load_trained(checkpoint)
     net = trained.net.float().eval()
     val = datamodule.datasets["val"]
     folder.mkdir(parents=True, exist_ok=True)
@@ -97,7 +87,7 @@ def prepare(
         progress(f"  scoring {runtime} on the {len(val)} val images against PyTorch")
         checked = verify(
             net,
-            file_runner(path),
+            load_runner(path),
             dataset_items(val, len(val), False),
             trained.class_names,
             difficult=datamodule.difficult_boxes,
@@ -107,6 +97,23 @@ def prepare(
         result["coco"][runtime] = {k: float(b) for k, (_, b) in checked.coco.items()}
     result["files"] = {k: str(v) for k, v in result["files"].items()}
     return {**result, "seconds": time.perf_counter() - started}
+
+
+def load_trained(checkpoint: str | Path):
+    """``(datamodule, trained net)``: the checkpoint's detector (:func:`restore_net`) and the
+    data it was trained on, as ``make export`` composes it (``data_from: checkpoint``), its
+    validation split set up."""
+    from lightdet.models.restore import restore_net
+    from lightdet.runs.build import build_datamodule
+    from lightdet.runs.compose import compose_config
+    from lightdet.runs.preflight import use_checkpoint_data
+
+    overrides = [f"ckpt_path={checkpoint}"]
+    cfg = compose_config("export", overrides, run_dir=False)
+    use_checkpoint_data(cfg, overrides)
+    datamodule = build_datamodule(cfg)
+    datamodule.setup("validate")
+    return datamodule, restore_net(str(checkpoint), datamodule.class_names)
 
 
 def prepare_in_subprocess(
@@ -130,23 +137,10 @@ def prepare_in_subprocess(
     )
 
 
-def file_runner(path: str | Path, threads: int | None = None):
-    """A function from a float32 ``[3, H, W]`` array to ``(boxes, scores, labels)``: the
-    ONNX file in onnxruntime's CPU provider, ``threads`` intra-op threads (None: its
-    default, one per physical core)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = int(threads)
-        options.inter_op_num_threads = 1
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    return lambda image: tuple(session.run(None, {"image": np.ascontiguousarray(image)}))
-
-
 def file_threads(threads: int | None) -> int:
-    """How many intra-op threads :func:`file_runner` runs with: ``threads``, else
-    onnxruntime's default (the physical cores it sees, as its docs say)."""
+    """How many intra-op threads :func:`lightdet.deploy.export.load_runner` runs an ONNX file
+    with: ``threads``, else onnxruntime's default (the physical cores it sees, as its docs
+    say)."""
     import psutil
 
     return int(threads) if threads else int(psutil.cpu_count(logical=False) or 1)

@@ -17,7 +17,7 @@ import numpy as np
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from lightdet.deploy.export import load_runner
+from lightdet.deploy.export import load_runner, write_metadata
 from lightdet.deploy.gate import gate_lines, map_gate
 from lightdet.deploy.quantize import QuantizationError, calibration_images, quantize_int8
 from lightdet.deploy.verify import verify
@@ -77,9 +77,6 @@ def _write_metadata(
     path: Path, metadata: dict[str, str], info: dict, calibration: dict, gate: dict
 ) -> None:
     """The float file's metadata, with what makes this one INT8 and the gate's verdict."""
-    import onnx
-
-    model = onnx.load(str(path))
     entries = {
         **metadata,
         "precision": "int8",
@@ -90,10 +87,7 @@ def _write_metadata(
         "map_gate": json.dumps(gate),
         "map_gate_passed": str(gate["passed"]).lower(),
     }
-    del model.metadata_props[:]
-    for key, value in entries.items():
-        model.metadata_props.add(key=key, value=str(value))
-    onnx.save(model, str(path))
+    write_metadata(path, entries)
 
 
 def _lines(section: dict) -> list[str]:

@@ -147,13 +147,14 @@ def measure_file(path: str, image_paths: list[str], settings: dict) -> dict:
     import onnxruntime
     import torch  # noqa: F401  (the images are tensors; imported before the baseline)
 
-    from lightdet.deploy.runtimes import file_runner, file_threads
+    from lightdet.deploy.export import load_runner
+    from lightdet.deploy.runtimes import file_threads
     from lightdet.detector import decode_images
 
     baseline_mib = _rss_mib("VmRSS")
     _reset_peak_rss()
     threads = settings.get("threads")
-    detector = _FileDetector(file_runner(path, threads))
+    detector = _FileDetector(load_runner(path, threads))
     images = decode_images(image_paths)
     latency = quietest_blocks(detector, images, {**settings, "batch_sizes": [1]})
     runtime = str(settings["runtime"])
